@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* tollgate redirect programs.
+ *
+ * cgroup/connect4 and cgroup/connect6 rewrite the destination of TCP connects
+ * made by intercepted workloads to protected targets so that they reach the
+ * target's local proxy listener, and stash what the proxy needs to know
+ * (original destination, target, the caller's identity) under the socket
+ * cookie. A sockops program re-keys the stash by the client's {address, port}
+ * at TCP_CONNECT_CB, which runs after the source port is chosen and before the
+ * SYN is sent, so the proxy's lookup after accept() can never race it.
+ *
+ * Only UAPI context structs are read, so no CO-RE or vmlinux.h is needed.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define SOL_SOCKET 1
+#define SO_MARK 36
+
+/* Context fields must be read as 4-byte loads; without volatile clang may
+ * merge neighbouring words into one 8-byte load the verifier rejects. */
+#define READ_ONCE_U32(x) (*(volatile __u32 *)&(x))
+
+/* Deepest cgroup level whose ancestors are compared with the workload map. */
+#define MAX_CGROUP_LEVEL 32
+
+/* Set from Go before loading (CollectionSpec.Variables). */
+volatile const __u32 tollgate_mark = 0;      /* SO_MARK of the daemon's own sockets */
+volatile const __u64 host_netns_cookie = 0;  /* only this netns is intercepted (0: any) */
+volatile const __be32 listen_ip4 = 0;        /* proxy listener address, network order */
+
+/* An LPM key: the port (network order) then the address, IPv4 stored as
+ * ::ffff:a.b.c.d, so one prefix covers port and address bits. */
+struct target_key {
+	__u32 prefixlen;
+	__be16 port;
+	__u8 addr[16];
+	__u8 pad[2];
+};
+
+struct target_value {
+	__u32 target_id;
+	__be16 listen_port; /* the target's proxy port, network order */
+	__u16 pad;
+};
+
+/* What the proxy learns about a redirected connection. Kept identical in
+ * the cookie stash and in the peer-keyed origin map. */
+struct conn_meta {
+	__u8 orig_addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u16 orig_port;    /* host order */
+	__u16 family;       /* socket family of the client: AF_INET or AF_INET6 */
+	__u32 target_id;
+	__u32 workload_id;
+	__u32 pid;          /* tgid in the init pid namespace */
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	__u32 pad;
+	__u64 cgroup_id;    /* cgroup v2 id of the connecting task */
+	__u64 netns_cookie;
+	__u64 sock_cookie;
+	char comm[16];
+};
+
+struct peer_key {
+	__u8 addr[16];  /* client address as the proxy sees it, IPv4 as ::ffff:a.b.c.d */
+	__u16 port;     /* client port, host order */
+	__u16 pad;
+};
+
+/* Counters read by `tollgate status`; indexes are mirrored in Go. */
+enum counter {
+	COUNTER_REDIRECTED = 0,
+	COUNTER_STASH_FAILED,
+	COUNTER_ORIGIN_FAILED,
+	COUNTER_SKIPPED_MARK,
+	COUNTER_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct target_key);
+	__type(value, struct target_value);
+} targets SEC(".maps");
+
+/* Workloads selected by cgroup: cgroup id -> workload id. A socket whose
+ * task sits in that cgroup or any descendant is intercepted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} workload_cgroups SEC(".maps");
+
+/* Workloads selected by real uid: uid -> workload id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} workload_uids SEC(".maps");
+
+/* Proxy listener ports (network order) that are never redirected again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be16);
+	__type(value, __u8);
+} listeners SEC(".maps");
+
+/* connect() -> TCP_CONNECT_CB hand-over, keyed by socket cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_meta);
+} stash SEC(".maps");
+
+/* TCP_CONNECT_CB -> proxy accept(), keyed by the client's address and port.
+ * The proxy deletes each entry on lookup; LRU only bounds leaks from connects
+ * that never reach it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct peer_key);
+	__type(value, struct conn_meta);
+} origins SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* workload returns the id of the workload the calling task belongs to, or 0. */
+static __always_inline __u32 workload(void)
+{
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	__u32 *id = bpf_map_lookup_elem(&workload_uids, &uid);
+	if (id)
+		return *id;
+
+	for (int level = 1; level <= MAX_CGROUP_LEVEL; level++) {
+		__u64 cg = bpf_get_current_ancestor_cgroup_id(level);
+		if (cg == 0)
+			break;
+		id = bpf_map_lookup_elem(&workload_cgroups, &cg);
+		if (id)
+			return *id;
+	}
+	return 0;
+}
+
+static __always_inline int own_socket(struct bpf_sock_addr *ctx)
+{
+	__u32 mark = 0;
+	if (tollgate_mark == 0)
+		return 0;
+	if (bpf_getsockopt(ctx, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0)
+		return 0;
+	return mark == tollgate_mark;
+}
+
+/* intercept does everything common to both families once the destination is
+ * known as a v4-mapped or IPv6 address. It returns the proxy port (network
+ * order) to rewrite to, 0 to leave the connect alone, or -1 to refuse it. */
+static __always_inline int intercept(struct bpf_sock_addr *ctx, struct target_key *key, __u16 family)
+{
+	__be16 dport = key->port;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (host_netns_cookie != 0 && bpf_get_netns_cookie(ctx) != host_netns_cookie)
+		return 0;
+
+	struct target_value *tv = bpf_map_lookup_elem(&targets, key);
+	if (!tv)
+		return 0;
+	/* The proxy's own listeners are never a redirect source: no loops. */
+	if (bpf_map_lookup_elem(&listeners, &dport))
+		return 0;
+
+	__u32 wl = workload();
+	if (wl == 0)
+		return 0;
+	if (own_socket(ctx)) {
+		count(COUNTER_SKIPPED_MARK);
+		return 0;
+	}
+
+	struct conn_meta meta = {};
+	__builtin_memcpy(meta.orig_addr, key->addr, sizeof(meta.orig_addr));
+	meta.orig_port = bpf_ntohs(dport);
+	meta.family = family;
+	meta.target_id = tv->target_id;
+	meta.workload_id = wl;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	meta.pid = pid_tgid >> 32;
+	meta.tid = (__u32)pid_tgid;
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	meta.uid = (__u32)uid_gid;
+	meta.gid = uid_gid >> 32;
+	meta.cgroup_id = bpf_get_current_cgroup_id();
+	meta.netns_cookie = bpf_get_netns_cookie(ctx);
+	meta.sock_cookie = bpf_get_socket_cookie(ctx);
+	bpf_get_current_comm(meta.comm, sizeof(meta.comm));
+
+	if (bpf_map_update_elem(&stash, &meta.sock_cookie, &meta, BPF_ANY) != 0) {
+		/* Without a stash the proxy could not know the origin: fail
+		 * closed rather than let the connection bypass enforcement. */
+		count(COUNTER_STASH_FAILED);
+		return -1;
+	}
+	count(COUNTER_REDIRECTED);
+	return tv->listen_port;
+}
+
+/* refuse makes connect() fail with EPERM: enforcement could not be set up
+ * for this connection, so it must not go anywhere. */
+static __always_inline int refuse(void)
+{
+	return 0;
+}
+
+SEC("cgroup/connect4")
+int tollgate_connect4(struct bpf_sock_addr *ctx)
+{
+	struct target_key key = {};
+	__u32 ip = ctx->user_ip4;
+	volatile __u32 port = ctx->user_port;
+
+	key.prefixlen = 16 + 128;
+	key.port = (__be16)port;
+	key.addr[10] = 0xff;
+	key.addr[11] = 0xff;
+	__builtin_memcpy(&key.addr[12], &ip, 4);
+
+	int lp = intercept(ctx, &key, AF_INET);
+	if (lp < 0)
+		return refuse();
+	if (lp == 0)
+		return 1;
+	ctx->user_ip4 = listen_ip4;
+	ctx->user_port = (__u32)(__be16)lp;
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int tollgate_connect6(struct bpf_sock_addr *ctx)
+{
+	struct target_key key = {};
+	__u32 w0 = READ_ONCE_U32(ctx->user_ip6[0]);
+	__u32 w1 = READ_ONCE_U32(ctx->user_ip6[1]);
+	__u32 w2 = READ_ONCE_U32(ctx->user_ip6[2]);
+	__u32 w3 = READ_ONCE_U32(ctx->user_ip6[3]);
+	volatile __u32 port = ctx->user_port;
+
+	key.prefixlen = 16 + 128;
+	key.port = (__be16)port;
+	__builtin_memcpy(&key.addr[0], &w0, 4);
+	__builtin_memcpy(&key.addr[4], &w1, 4);
+	__builtin_memcpy(&key.addr[8], &w2, 4);
+	__builtin_memcpy(&key.addr[12], &w3, 4);
+
+	/* ::ffff:a.b.c.d is IPv4 on the wire; match and rewrite it as such. */
+	int v4mapped = w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
+
+	int lp = intercept(ctx, &key, AF_INET6);
+	if (lp < 0)
+		return refuse();
+	if (lp == 0)
+		return 1;
+	if (v4mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = listen_ip4;
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	ctx->user_port = (__u32)(__be16)lp;
+	return 1;
+}
+
+SEC("sockops")
+int tollgate_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct conn_meta *meta = bpf_map_lookup_elem(&stash, &cookie);
+	if (!meta)
+		return 1;
+
+	struct peer_key key = {};
+	if (skops->family == AF_INET) {
+		__u32 ip = skops->local_ip4;
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], &ip, 4);
+	} else {
+		__u32 w0 = READ_ONCE_U32(skops->local_ip6[0]);
+		__u32 w1 = READ_ONCE_U32(skops->local_ip6[1]);
+		__u32 w2 = READ_ONCE_U32(skops->local_ip6[2]);
+		__u32 w3 = READ_ONCE_U32(skops->local_ip6[3]);
+		__builtin_memcpy(&key.addr[0], &w0, 4);
+		__builtin_memcpy(&key.addr[4], &w1, 4);
+		__builtin_memcpy(&key.addr[8], &w2, 4);
+		__builtin_memcpy(&key.addr[12], &w3, 4);
+	}
+	key.port = (__u16)skops->local_port;
+
+	/* BPF_ANY: client ports are reused, the newest connect wins. */
+	if (bpf_map_update_elem(&origins, &key, meta, BPF_ANY) != 0)
+		count(COUNTER_ORIGIN_FAILED);
+	bpf_map_delete_elem(&stash, &cookie);
+	return 1;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package redirect
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Target is one protected destination as the kernel matches it.
+type Target struct {
+	// ID identifies the target in origins; it must not be zero.
+	ID uint32
+	// Prefix is the destination network; IPv4 and IPv4-mapped IPv6 are
+	// the same thing to the programs.
+	Prefix netip.Prefix
+	// Port is the destination port.
+	Port uint16
+	// ListenPort is the proxy port the connect is rewritten to.
+	ListenPort uint16
+}
+
+// Process is the kernel's view of who opened a redirected connection, taken
+// in the connect() call itself.
+type Process struct {
+	PID         uint32 // thread group id in the init pid namespace
+	TID         uint32
+	UID         uint32 // real uid
+	GID         uint32
+	Comm        string // name of the connecting thread
+	CgroupID    uint64 // cgroup v2 id of the connecting task
+	NetNSCookie uint64
+	SockCookie  uint64
+}
+
+// Origin is what the proxy learns about an accepted connection.
+type Origin struct {
+	// Dst is the destination the client asked for; IPv4 is unmapped.
+	Dst        netip.AddrPort
+	TargetID   uint32
+	WorkloadID uint32
+	// Family is the client socket's address family (unix.AF_INET or
+	// unix.AF_INET6; a v4-mapped connect from an AF_INET6 socket is AF_INET6).
+	Family  int
+	Process Process
+}
+
+// SetTargets replaces the set of protected destinations. New entries are
+// written before stale ones are removed, so a target present before and
+// after is never unprotected.
+func (r *Redirector) SetTargets(targets []Target) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := make(map[redirectTargetKey]redirectTargetValue, len(targets))
+	for _, t := range targets {
+		if t.ID == 0 {
+			return errors.New("set targets: zero target id")
+		}
+		if !t.Prefix.IsValid() || t.Port == 0 || t.ListenPort == 0 {
+			return fmt.Errorf("set targets: invalid target %d (%s port %d → %d)", t.ID, t.Prefix, t.Port, t.ListenPort)
+		}
+		want[targetKey(t.Prefix, t.Port)] = redirectTargetValue{TargetId: t.ID, ListenPort: htons(t.ListenPort)}
+	}
+	for k, v := range want {
+		if err := r.objs.Targets.Put(k, v); err != nil {
+			return fmt.Errorf("set targets: %w", err)
+		}
+	}
+	var stale []redirectTargetKey
+	var k redirectTargetKey
+	var v redirectTargetValue
+	it := r.objs.Targets.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("set targets: %w", err)
+	}
+	for _, k := range stale {
+		if err := r.objs.Targets.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("set targets: %w", err)
+		}
+	}
+	return nil
+}
+
+// SetWorkloads replaces the selected workloads: cgroup ids (a cgroup and all
+// its descendants) and real uids, each mapped to a non-zero workload id.
+func (r *Redirector) SetWorkloads(cgroups map[uint64]uint32, uids map[uint32]uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := syncMap(r.objs.WorkloadCgroups, cgroups); err != nil {
+		return fmt.Errorf("set workload cgroups: %w", err)
+	}
+	if err := syncMap(r.objs.WorkloadUids, uids); err != nil {
+		return fmt.Errorf("set workload uids: %w", err)
+	}
+	return nil
+}
+
+// SetListeners records the proxy's listener ports, which are never
+// redirected (no loops).
+func (r *Redirector) SetListeners(ports []uint16) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := make(map[uint16]uint8, len(ports))
+	for _, p := range ports {
+		want[htons(p)] = 1
+	}
+	if err := syncMap(r.objs.Listeners, want); err != nil {
+		return fmt.Errorf("set listeners: %w", err)
+	}
+	return nil
+}
+
+func syncMap[K comparable, V any](m *ebpf.Map, want map[K]V) error {
+	for k, v := range want {
+		if err := m.Put(k, v); err != nil {
+			return err
+		}
+	}
+	var stale []K
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Lookup returns and forgets the origin of the connection whose client end
+// is peer (the accepted connection's remote address). A miss returns
+// ErrNoOrigin: the caller must close the connection, never guess.
+func (r *Redirector) Lookup(peer netip.AddrPort) (Origin, error) {
+	key := peerKey(peer)
+	var m redirectConnMeta
+	if err := r.objs.Origins.LookupAndDelete(key, &m); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return Origin{}, fmt.Errorf("lookup %s: %w", peer, ErrNoOrigin)
+		}
+		return Origin{}, fmt.Errorf("lookup %s: %w", peer, err)
+	}
+	return originFromMeta(&m), nil
+}
+
+// Counters are the programs' event counts since the maps were created.
+type Counters struct {
+	Redirected   uint64 // connects rewritten to a listener
+	StashFailed  uint64 // connects refused because no stash entry could be written
+	OriginFailed uint64 // connections whose origin could not be published
+	SkippedMark  uint64 // connects skipped because the socket carries the daemon's mark
+}
+
+// Counters sums the per-CPU counters.
+func (r *Redirector) Counters() (Counters, error) {
+	var c Counters
+	dst := []*uint64{&c.Redirected, &c.StashFailed, &c.OriginFailed, &c.SkippedMark}
+	for i, p := range dst {
+		var vals []uint64
+		if err := r.objs.Counters.Lookup(uint32(i), &vals); err != nil {
+			return c, fmt.Errorf("read counters: %w", err)
+		}
+		for _, v := range vals {
+			*p += v
+		}
+	}
+	return c, nil
+}
+
+func targetKey(p netip.Prefix, port uint16) redirectTargetKey {
+	p = p.Masked()
+	addr := p.Addr()
+	bits := p.Bits()
+	if addr.Is4() {
+		bits += 96
+	}
+	k := redirectTargetKey{Prefixlen: uint32(16 + bits), Port: htons(port)}
+	k.Addr = addr.As16()
+	return k
+}
+
+func peerKey(ap netip.AddrPort) redirectPeerKey {
+	return redirectPeerKey{Addr: ap.Addr().As16(), Port: ap.Port()}
+}
+
+func originFromMeta(m *redirectConnMeta) Origin {
+	addr := netip.AddrFrom16(m.OrigAddr).Unmap()
+	comm := make([]byte, 0, len(m.Comm))
+	for _, c := range m.Comm {
+		if c == 0 {
+			break
+		}
+		comm = append(comm, byte(c))
+	}
+	fam := unix.AF_INET
+	if m.Family == unix.AF_INET6 {
+		fam = unix.AF_INET6
+	}
+	return Origin{
+		Dst:        netip.AddrPortFrom(addr, m.OrigPort),
+		TargetID:   m.TargetId,
+		WorkloadID: m.WorkloadId,
+		Family:     fam,
+		Process: Process{
+			PID:         m.Pid,
+			TID:         m.Tid,
+			UID:         m.Uid,
+			GID:         m.Gid,
+			Comm:        string(comm),
+			CgroupID:    m.CgroupId,
+			NetNSCookie: m.NetnsCookie,
+			SockCookie:  m.SockCookie,
+		},
+	}
+}
+
+// htons returns p with its bytes in network order as the host reads it.
+func htons(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// nativeU32 reinterprets four bytes in network order as a host integer, so
+// that storing it writes the bytes unchanged.
+func nativeU32(b [4]byte) uint32 {
+	return binary.NativeEndian.Uint32(b[:])
+}
