@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package policy_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+func TestLoadDesignExample(t *testing.T) {
+	c, err := policy.Load("testdata/design.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Workloads[0]; got.Name != "ci-runner" || got.Cgroup != "/system.slice/gitlab-runner.service" || got.UID != nil {
+		t.Errorf("workload = %+v", got)
+	}
+	tg := c.Targets[0]
+	if tg.Protocol != policy.ProtocolPostgres || tg.ClientAuth != policy.ClientAuthOIDC || tg.Upstream.SSLMode != policy.SSLModeVerifyFull {
+		t.Errorf("target = %+v", tg)
+	}
+	ms, err := tg.Matches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, m.String())
+	}
+	if want := []string{"db.internal:5432", "10.20.0.0/16:5432", "127.0.0.2:5432"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("matches = %q, want %q", got, want)
+	}
+	if want := map[string]string{"repository": "org/app"}; !reflect.DeepEqual(c.Identities[1].OIDC.Claims, want) {
+		t.Errorf("claims = %v, want %v", c.Identities[1].OIDC.Claims, want)
+	}
+	r := c.Rules[1]
+	if r.Action != policy.ActionReview || r.Approvers.Min != 1 || time.Duration(r.Approvers.Timeout) != 15*time.Minute {
+		t.Errorf("rule = %+v", r)
+	}
+	if c.Masking[1].Detectors[0] != policy.DetectorCardNumber || c.Masking[0].Style != policy.MaskPartial {
+		t.Errorf("masking = %+v", c.Masking)
+	}
+	if time.Duration(c.Audit.Retention) != 400*24*time.Hour || time.Duration(c.Audit.Ship.Interval) != time.Second {
+		t.Errorf("audit = %+v", c.Audit)
+	}
+}
+
+func TestDefault(t *testing.T) {
+	c := policy.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := policy.Audit{
+		Sync:               policy.SyncAlways,
+		CheckpointInterval: policy.Duration(time.Second),
+		Retention:          policy.Duration(400 * 24 * time.Hour),
+		Ship:               policy.Ship{Interval: policy.Duration(time.Second)},
+	}
+	if c.HostID != "" || c.StateDir != "/var/lib/tollgate" || c.APISocket != "/run/tollgate/api.sock" ||
+		c.BPFPinPath != "/sys/fs/bpf/tollgate" || c.ListenAddress != "127.0.0.1" || c.Audit != want {
+		t.Errorf("Default() = %+v", c)
+	}
+}
+
+func TestParseKeepsDefaults(t *testing.T) {
+	c, err := policy.Parse([]byte("host_id: h1\naudit:\n  retention: 30d\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != "/var/lib/tollgate" || c.Audit.Sync != policy.SyncAlways ||
+		time.Duration(c.Audit.CheckpointInterval) != time.Second || time.Duration(c.Audit.Retention) != 30*24*time.Hour {
+		t.Errorf("Parse = %+v", c)
+	}
+}
+
+// tcpTarget is a valid target entry to build test configs from.
+const tcpTarget = `targets:
+  - name: a
+    protocol: tcp
+    match: ["10.0.0.1:22"]
+`
+
+func TestParseErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		yaml string
+		want []string // the error's lines
+		is   error
+	}{{
+		name: "unknown key",
+		yaml: "host_id: h1\nstate_dir: /var/lib/tollgate\napi_socket: /run/t.sock\n" +
+			"bpf_pin_path: /sys/fs/bpf/t\nworkloads: []\ntargets: []\nliste_address: 127.0.0.1\n",
+		want: []string{`config line 7: unknown key "liste_address"`},
+		is:   policy.ErrUnknownKey,
+	}, {
+		name: "unknown nested key",
+		yaml: tcpTarget + "    upstrem: {user: u}\n" + "audit: {sync: always, retain: 1d}\n",
+		want: []string{
+			`targets[0] (line 5): unknown key "upstrem"`,
+			`audit (line 6): unknown key "retain"`,
+		},
+		is: policy.ErrUnknownKey,
+	}, {
+		name: "type error",
+		yaml: tcpTarget + "    listen_port: abc\n",
+		want: []string{"targets[0].listen_port (line 5): cannot unmarshal !!str `abc` into int"},
+	}, {
+		name: "type error in flow mapping",
+		yaml: "workloads: [{name: w, uid: -1}]\n",
+		want: []string{"workloads (line 1): cannot unmarshal !!int `-1` into uint32"},
+	}, {
+		name: "bad duration",
+		yaml: "audit:\n  checkpoint_interval: 1s\n  retention: 4x\n  ship: {interval: [1s]}\n",
+		want: []string{
+			`audit.retention (line 3): bad duration "4x" (want a number and a unit, like 90s, 15m, 1h30m or 400d)`,
+			`audit.ship (line 4): want a duration like 15m or 400d`,
+		},
+	}, {
+		name: "bad CIDR",
+		yaml: tcpTarget + "  - name: b\n    protocol: tcp\n    match:\n      - 10.0.0.0/33:5432\n",
+		want: []string{`targets[1].match[0] (line 8): bad CIDR "10.0.0.0/33"`},
+	}, {
+		name: "missing port",
+		yaml: tcpTarget + "  - name: b\n    protocol: tcp\n    match: [db.internal]\n",
+		want: []string{`targets[1].match[0] (line 7): missing port in "db.internal" (like db.internal:5432)`},
+	}, {
+		name: "duplicate target",
+		yaml: tcpTarget + "  - name: a\n    protocol: tcp\n    match: [\"10.0.0.1:23\"]\n",
+		want: []string{`targets[1].name (line 5): duplicate target name "a", already at targets[0] (line 2)`},
+	}, {
+		name: "same destination twice",
+		yaml: tcpTarget + "  - name: b\n    protocol: tcp\n    match: [\"[::ffff:10.0.0.1]:22\"]\n",
+		want: []string{`targets[1].match[0] (line 7): "[::ffff:10.0.0.1]:22" is already a destination of target "a" at targets[0].match[0] (line 4)`},
+	}, {
+		name: "workload with two selectors",
+		yaml: "workloads:\n  - name: ci\n    cgroup: /ci.slice\n    uid: 1001\n",
+		want: []string{`workloads[0] (line 2): set only one of cgroup, unit and uid, not cgroup and uid`},
+	}, {
+		name: "unknown rule references",
+		yaml: tcpTarget + "rules:\n  - id: r1\n    when: {identities: [ghost], targets: [a, b]}\n    action: allow\n",
+		want: []string{
+			`rules[0].when.identities[0] (line 7): unknown identity "ghost"`,
+			`rules[0].when.targets[1] (line 7): unknown target "b"`,
+		},
+	}, {
+		name: "every problem at once",
+		yaml: "listen_address: 0.0.0.0\nworkloads:\n  - cgroup: system.slice\n" +
+			"rules:\n  - id: r\n    action: review\n    when: {classes: [selct]}\n",
+		want: []string{
+			`listen_address (line 1): "0.0.0.0" is not a loopback address: the proxy listens only on loopback`,
+			`workloads[0].name (line 3): required`,
+			`workloads[0].cgroup (line 3): "system.slice" must start with / (paths are relative to the cgroup2 mount, like /system.slice/cron.service)`,
+			`rules[0].when.classes[0] (line 7): unknown class "selct" (want one of select, insert, update, delete, update_without_where, delete_without_where, ddl, truncate, grant, copy_in, copy_out, copy, function_call, transaction, set, multi_statement, unknown)`,
+			`rules[0].approvers (line 5): review needs approvers: identities, groups or both`,
+			`rules[0].approvers (line 5): approvers prove who they are with OIDC tokens: add oidc.issuers`,
+			`rules[0].approvers.timeout (line 5): review needs a positive timeout, like 15m`,
+		},
+	}, {
+		name: "empty",
+		yaml: "",
+		want: []string{"config is empty"},
+		is:   policy.ErrEmpty,
+	}, {
+		name: "only comments",
+		yaml: "# nothing yet\n\n",
+		want: []string{"config is empty"},
+		is:   policy.ErrEmpty,
+	}, {
+		name: "null document",
+		yaml: "---\n",
+		want: []string{"config is empty"},
+		is:   policy.ErrEmpty,
+	}, {
+		name: "not a mapping",
+		yaml: "- host_id: a\n",
+		want: []string{"config line 1: want a mapping of keys like listen_address: and targets:"},
+	}, {
+		name: "two documents",
+		yaml: "host_id: a\n---\nhost_id: b\n",
+		want: []string{"config line 2: more than one YAML document"},
+	}, {
+		name: "syntax",
+		yaml: "host_id: a\ntargets: [\n",
+		want: []string{"config line 2: did not find expected node content"},
+	}, {
+		name: "duplicate key",
+		yaml: "host_id: a\nhost_id: b\n",
+		want: []string{`host_id (line 2): mapping key "host_id" already defined at line 1`},
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := policy.Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("Parse succeeded")
+			}
+			if got, want := err.Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("error:\n%s\nwant:\n%s", got, want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("errors.Is(%v) = false", tt.is)
+			}
+		})
+	}
+}
+
+func TestFieldError(t *testing.T) {
+	_, err := policy.Parse([]byte(tcpTarget + "    match: [x]\n"))
+	var fe *policy.FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("%v is not a FieldError", err)
+	}
+	if fe.Line != 5 {
+		t.Errorf("line = %d, want 5", fe.Line)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := policy.Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want ErrNotExist", err)
+	}
+	p := filepath.Join(dir, "t.yaml")
+	if err := os.WriteFile(p, []byte("bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := policy.Load(p)
+	if want := "load " + p + `: config line 1: unknown key "bogus"`; err == nil || err.Error() != want {
+		t.Errorf("Load = %v, want %s", err, want)
+	}
+}
+
+// validConfig is a config built in Go, with every kind of entry.
+func validConfig() policy.Config {
+	uid := uint32(0)
+	c := policy.Default()
+	c.Workloads = []policy.Workload{{Name: "root", UID: &uid}, {Name: "ci", Unit: "gitlab-runner.service"}}
+	c.Targets = []policy.Target{{
+		Name:       "db",
+		Protocol:   policy.ProtocolPostgres,
+		Match:      []string{"db.internal:5432", "[fd00::/64]:5432"},
+		ListenPort: 15432,
+		ClientAuth: policy.ClientAuthOIDC,
+		Upstream:   policy.Upstream{User: "app", PasswordFile: "/etc/tollgate/db.pw", SSLMode: policy.SSLModeVerifyFull},
+	}, {
+		Name:     "ssh",
+		Protocol: policy.ProtocolTCP,
+		Match:    []string{"10.0.0.0/8:22"},
+	}}
+	c.OIDC.Issuers = []policy.Issuer{{URL: "https://issuer.example", Audience: "tollgate"}}
+	c.Identities = []policy.Identity{
+		{Name: "nightly", Process: &policy.ProcessIdentity{Exe: "/usr/bin/python3"}},
+		{Name: "dba", OIDC: &policy.OIDCIdentity{Issuer: "https://issuer.example", Groups: []string{"dba"}}},
+	}
+	c.Rules = []policy.Rule{{
+		ID:     "reads",
+		When:   policy.Conditions{Identities: []string{"nightly"}, Targets: []string{"db"}, Classes: []policy.Class{policy.ClassSelect}},
+		Action: policy.ActionAllow,
+	}, {
+		ID:        "ddl",
+		When:      policy.Conditions{Classes: []policy.Class{policy.ClassDDL}},
+		Action:    policy.ActionReview,
+		Approvers: policy.Approvers{Identities: []string{"dba"}, Timeout: policy.Duration(time.Minute)},
+	}}
+	c.Masking = []policy.Masking{{ID: "pii", Targets: []string{"db"}, Columns: []string{"*.*.email"}, Style: policy.MaskHash}}
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	if c := validConfig(); c.Validate() != nil {
+		t.Fatalf("validConfig: %v", c.Validate())
+	}
+	uid := uint32(1)
+	for _, tt := range []struct {
+		name   string
+		mutate func(c *policy.Config)
+		want   string
+	}{
+		{"host id", func(c *policy.Config) { c.HostID = "a/b" },
+			`host_id: bad host id "a/b" (want letters, digits, '.', '-' and '_')`},
+		{"state dir", func(c *policy.Config) { c.StateDir = "var/lib" },
+			`state_dir: "var/lib" is not an absolute path`},
+		{"unclean path", func(c *policy.Config) { c.BPFPinPath = "/sys/fs/bpf/../t" },
+			`bpf_pin_path: "/sys/fs/bpf/../t" is not a clean path (want "/sys/fs/t")`},
+		{"long socket", func(c *policy.Config) { c.APISocket = "/" + strings.Repeat("s", 107) },
+			`api_socket: "/` + strings.Repeat("s", 107) + `" is too long for a unix socket (at most 107 bytes)`},
+		{"listen not ip", func(c *policy.Config) { c.ListenAddress = "localhost" },
+			`listen_address: "localhost" is not an IP address (want a loopback address like 127.0.0.1)`},
+		{"listen not loopback", func(c *policy.Config) { c.ListenAddress = "10.0.0.1" },
+			`listen_address: "10.0.0.1" is not a loopback address: the proxy listens only on loopback`},
+		{"workload no selector", func(c *policy.Config) { c.Workloads[0].UID = nil },
+			`workloads[0]: set one of cgroup, unit and uid`},
+		{"workload name", func(c *policy.Config) { c.Workloads[1].Name = "-x" },
+			`workloads[1].name: bad workload name "-x" (want at most 63 letters, digits, '.', '-' and '_', starting with a letter or digit)`},
+		{"duplicate workload", func(c *policy.Config) { c.Workloads[1].Name = "root" },
+			`workloads[1].name: duplicate workload name "root", already at workloads[0]`},
+		{"bad unit", func(c *policy.Config) { c.Workloads[1].Unit = "gitlab runner" },
+			`workloads[1].unit: bad systemd unit "gitlab runner" (want a name like nightly.service, .scope or .slice)`},
+		{"unclean cgroup", func(c *policy.Config) { c.Workloads[1] = policy.Workload{Name: "ci", Cgroup: "/a//b/"} },
+			`workloads[1].cgroup: "/a//b/" is not a clean path (want "/a/b")`},
+		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },
+			`targets[1].protocol: unknown protocol "ssh" (want postgres or tcp)`},
+		{"no match", func(c *policy.Config) { c.Targets[1].Match = nil },
+			`targets[1].match: required: at least one destination, like db.internal:5432`},
+		{"bad match", func(c *policy.Config) { c.Targets[1].Match = []string{"10.0.0.0/33:22"} },
+			`targets[1].match[0]: bad CIDR "10.0.0.0/33"`},
+		{"same match", func(c *policy.Config) { c.Targets[1].Match = []string{"DB.internal.:5432"} },
+			`targets[1].match[0]: "DB.internal.:5432" is already a destination of target "db" at targets[0].match[0]`},
+		{"listen port range", func(c *policy.Config) { c.Targets[1].ListenPort = 65536 },
+			`targets[1].listen_port: port 65536 out of range (1-65535, or 0 to choose one at start)`},
+		{"listen port twice", func(c *policy.Config) { c.Targets[1].ListenPort = 15432 },
+			`targets[1].listen_port: port 15432 is also the listen_port of targets[0].listen_port`},
+		{"client auth unknown", func(c *policy.Config) { c.Targets[0].ClientAuth = "password" },
+			`targets[0].client_auth: unknown client_auth "password" (want oidc or process)`},
+		{"client auth tcp", func(c *policy.Config) { c.Targets[1].ClientAuth = policy.ClientAuthProcess },
+			`targets[1].client_auth: only postgres targets have client_auth`},
+		{"client auth without issuers", func(c *policy.Config) {
+			c.OIDC.Issuers = nil
+			c.Identities = c.Identities[:1]
+			c.Rules = c.Rules[:1]
+		}, `targets[0].client_auth: oidc needs at least one entry in oidc.issuers`},
+		{"sslmode", func(c *policy.Config) { c.Targets[0].Upstream.SSLMode = "prefer" },
+			`targets[0].upstream.sslmode: unknown sslmode "prefer" (want disable, require, verify-ca or verify-full)`},
+		{"upstream missing", func(c *policy.Config) { c.Targets[0].Upstream = policy.Upstream{} },
+			"targets[0].upstream.user: required: the role tollgate logs in as\n" +
+				"targets[0].upstream.password_file: required (an absolute path)\n" +
+				"targets[0].upstream.sslmode: required (disable, require, verify-ca or verify-full)"},
+		{"upstream on tcp", func(c *policy.Config) { c.Targets[1].Upstream.User = "x" },
+			`targets[1].upstream: only postgres targets have an upstream login`},
+		{"issuer http", func(c *policy.Config) { c.OIDC.Issuers[0].URL = "http://issuer.example" },
+			`oidc.issuers[0].url: "http://issuer.example" must use https (http only on localhost and loopback addresses)` + "\n" +
+				`identities[1].oidc.issuer: issuer "https://issuer.example" is not in oidc.issuers`},
+		{"issuer no audience", func(c *policy.Config) { c.OIDC.Issuers[0].Audience = "" },
+			`oidc.issuers[0].audience: required: the aud a token must carry`},
+		{"issuer not a URL", func(c *policy.Config) {
+			c.OIDC.Issuers = append(c.OIDC.Issuers, policy.Issuer{URL: "issuer.example", Audience: "a"})
+		}, `oidc.issuers[1].url: bad URL "issuer.example" (want https://host/...)`},
+		{"identity empty", func(c *policy.Config) { c.Identities[0].Process = nil },
+			`identities[0]: set process, oidc or both`},
+		{"identity process empty", func(c *policy.Config) { c.Identities[0].Process = &policy.ProcessIdentity{} },
+			`identities[0].process: set at least one of unit, cgroup, uid and exe`},
+		{"identity exe", func(c *policy.Config) { c.Identities[0].Process = &policy.ProcessIdentity{UID: &uid, Exe: "python3"} },
+			`identities[0].process.exe: "python3" is not an absolute path`},
+		{"identity issuer only", func(c *policy.Config) { c.Identities[1].OIDC.Groups = nil },
+			`identities[1].oidc: set subject, claims or groups: an issuer alone matches anyone it signs a token for`},
+		{"identity claim", func(c *policy.Config) { c.Identities[1].OIDC.Claims = map[string]string{"repo": ""} },
+			`identities[1].oidc.claims.repo: claim names and values must not be empty`},
+		{"rule id", func(c *policy.Config) { c.Rules[1].ID = "reads" },
+			`rules[1].id: duplicate rule id "reads", already at rules[0]`},
+		{"rule action", func(c *policy.Config) { c.Rules[0].Action = "permit" },
+			`rules[0].action: unknown action "permit" (want allow, deny, review or mask)`},
+		{"rule unknown target", func(c *policy.Config) { c.Rules[0].When.Targets = []string{"db", "orders"} },
+			`rules[0].when.targets[1]: unknown target "orders"`},
+		{"approvers on allow", func(c *policy.Config) { c.Rules[0].Approvers.Groups = []string{"dba"} },
+			`rules[0].approvers: only review rules have approvers`},
+		{"approver without oidc", func(c *policy.Config) { c.Rules[1].Approvers.Identities = []string{"nightly"} },
+			`rules[1].approvers.identities[0]: identity "nightly" has no oidc section: approvers prove who they are with OIDC tokens`},
+		{"approver min", func(c *policy.Config) { c.Rules[1].Approvers.Min = -1 },
+			`rules[1].approvers.min: -1 approvers: want 1 or more (0 means 1)`},
+		{"masking target", func(c *policy.Config) { c.Masking[0].Targets = []string{"nope"} },
+			`masking[0].targets[0]: unknown target "nope"`},
+		{"masking nothing", func(c *policy.Config) { c.Masking[0].Columns = nil },
+			`masking[0]: set columns, detectors or both`},
+		{"masking style", func(c *policy.Config) { c.Masking[0].Style = "blur" },
+			`masking[0].style: unknown style "blur" (want redact, partial or hash)`},
+		{"masking detector", func(c *policy.Config) { c.Masking[0].Detectors = []policy.Detector{"ssn"} },
+			`masking[0].detectors[0]: unknown detector "ssn" (want one of email, card_number, aws_access_key, jwt, private_key)`},
+		{"audit sync", func(c *policy.Config) { c.Audit.Sync = "never" },
+			`audit.sync: unknown sync mode "never" (want always)`},
+		{"audit retention", func(c *policy.Config) { c.Audit.Retention = 0 },
+			`audit.retention: want a positive duration, not 0s`},
+		{"ship url", func(c *policy.Config) { c.Audit.Ship.URL = "https://collector.example/ingest?x=1" },
+			`audit.ship.url: bad URL "https://collector.example/ingest?x=1": user info, query and fragment are not allowed`},
+		{"ship url loopback http", func(c *policy.Config) { c.Audit.Ship.URL = "http://[::1]:8443"; c.Audit.Ship.CA = "ca.pem" },
+			`audit.ship.ca: "ca.pem" is not an absolute path`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("Validate succeeded")
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestHash(t *testing.T) {
+	data, err := os.ReadFile("testdata/design.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := policy.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if got, want := c.Hash(), "sha256:"+hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("Hash = %s, want %s", got, want)
+	}
+	// A Config built in Go hashes its YAML encoding: stable, and sensitive
+	// to changes.
+	g := validConfig()
+	h := g.Hash()
+	if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 || g.Hash() != h {
+		t.Errorf("Hash = %s", h)
+	}
+	g.Rules[0].Action = policy.ActionDeny
+	if g.Hash() == h {
+		t.Error("Hash did not change with the config")
+	}
+}
