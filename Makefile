@@ -5,8 +5,7 @@ CLANG     ?= clang
 BIN       := bin/tollgate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -X github.com/tollgate-dev/tollgate/cmd/tollgate/internal/version.Version=$(VERSION) \
-             -X github.com/tollgate-dev/tollgate/cmd/tollgate/internal/version.Commit=$(COMMIT)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BPF_CFLAGS := -O2 -g -Wall -Werror -nostdinc -mcpu=v3
 
 .PHONY: all build generate test test-unit test-e2e bench demo lint fuzz clean

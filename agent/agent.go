@@ -1,0 +1,521 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package agent is the tollgate daemon: it loads the config, opens the audit
+// log, attaches the redirect programs, runs one proxy listener per target,
+// hands accepted connections to the target's protocol handler, serves the
+// API socket, and reloads on SIGHUP.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/redirect"
+)
+
+// LogFile is the name of the audit log inside state_dir.
+const LogFile = "audit.db"
+
+// Options configure Run.
+type Options struct {
+	// ConfigPath is the YAML config file; it is read again on SIGHUP.
+	ConfigPath string
+	// Logger receives the daemon's operational log.
+	Logger *slog.Logger
+	// Version is reported in agent.start records and status.
+	Version string
+	// Signals, when set, replaces the process signals (tests).
+	Signals <-chan os.Signal
+}
+
+// Agent is a running daemon.
+type Agent struct {
+	log      *slog.Logger
+	opts     Options
+	started  time.Time
+	cgroup2  string
+	mark     uint32
+	alog     *audit.Log
+	redir    *redirect.Redirector
+	pinPath  string
+	hostID   string
+	ctx      context.Context // cancelled at shutdown
+	sessions sync.WaitGroup
+
+	mu        sync.Mutex
+	cfg       policy.Config
+	cfgHash   string
+	targets   map[string]*targetState // by name
+	byID      map[uint32]*targetState
+	workloads []workloadState
+	open      map[string]*sessionInfo
+
+	// counters for status
+	accepted   atomic.Uint64
+	lookupMiss atomic.Uint64
+	refused    atomic.Uint64
+	lastErr    atomic.Value // string
+}
+
+// targetState is a configured target with its listeners and resolved
+// destinations.
+type targetState struct {
+	cfg        policy.Target
+	id         uint32
+	port       uint16
+	ln4, ln6   *net.TCPListener
+	prefixes   []netip.Prefix // resolved destinations, each with cfg port
+	ports      []uint16
+	resolveErr string
+}
+
+// Run starts the daemon and blocks until ctx is cancelled or SIGTERM/SIGINT
+// arrives; it then stops cleanly. Pinned programs stay attached when Run
+// returns, so interception fails closed until the daemon is back.
+func Run(ctx context.Context, opts Options) (err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := policy.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	a := &Agent{
+		log:     opts.Logger,
+		opts:    opts,
+		started: time.Now(),
+		mark:    redirect.DefaultMark,
+		cfg:     cfg,
+		cfgHash: cfg.Hash(),
+		targets: map[string]*targetState{},
+		byID:    map[uint32]*targetState{},
+		open:    map[string]*sessionInfo{},
+		pinPath: cfg.BPFPinPath,
+	}
+	a.lastErr.Store("")
+	if a.cgroup2, err = redirect.FindCgroup2(); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if a.hostID, err = hostID(cfg.HostID); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	wls, err := resolveWorkloads(a.cgroup2, cfg.Workloads, true)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	a.workloads = wls
+
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	defer func() {
+		if cerr := a.alog.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close audit log: %w", cerr)
+		}
+	}()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.ctx = runCtx
+
+	if err := a.record(&audit.Record{Kind: audit.KindAgentStart, Detail: map[string]string{
+		"version": opts.Version, "pid": strconv.Itoa(os.Getpid()), "config": opts.ConfigPath,
+	}}); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if err := a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
+		"hash": a.cfgHash, "source": opts.ConfigPath, "result": "loaded",
+	}}); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+
+	// Listeners come first, so that no connect is ever redirected to a
+	// port nobody listens on yet.
+	if err := a.applyTargets(cfg); err != nil {
+		a.closeListeners()
+		return fmt.Errorf("start: %w", err)
+	}
+	defer a.closeListeners()
+
+	ip, _ := netip.ParseAddr(cfg.ListenAddress)
+	a.redir, err = redirect.Load(redirect.Options{PinPath: cfg.BPFPinPath, CgroupRoot: a.cgroup2, Mark: a.mark, ListenIP: ip, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer a.redir.Close()
+	if err := a.syncMaps(); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+
+	api, err := a.serveAPI(cfg.APISocket)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer api.Close()
+
+	a.mu.Lock()
+	for _, t := range a.targets {
+		a.startAccepting(t)
+	}
+	a.mu.Unlock()
+
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { defer bg.Done(); a.refreshLoop(runCtx) }()
+
+	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
+		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))
+	_ = sdNotify("READY=1")
+
+	sigs := opts.Signals
+	if sigs == nil {
+		ch := make(chan os.Signal, 4)
+		signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(ch)
+		sigs = ch
+	}
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				_ = sdNotify("RELOADING=1")
+				if err := a.reload(); err != nil {
+					a.log.Error("reload rejected, previous config stays in force", "error", err)
+				}
+				_ = sdNotify("READY=1")
+				continue
+			}
+			a.log.Info("stopping", "signal", s.String())
+			break loop
+		}
+	}
+	_ = sdNotify("STOPPING=1")
+	a.closeListeners()
+	// Sessions in flight get a short grace period, then are cut; each
+	// still writes its session.end record.
+	done := make(chan struct{})
+	go func() { a.sessions.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cancel()
+		<-done
+	}
+	cancel()
+	bg.Wait()
+	if err := a.record(&audit.Record{Kind: audit.KindAgentStop, Detail: map[string]string{"reason": "signal"}}); err != nil {
+		a.log.Error("recording agent stop", "error", err)
+	}
+	return nil
+}
+
+// record appends a record durably, filling the policy hash.
+func (a *Agent) record(r *audit.Record) error {
+	_, err := a.alog.Append(context.Background(), r)
+	if err != nil {
+		a.lastErr.Store(err.Error())
+	}
+	return err
+}
+
+// hostID returns the configured host id or /etc/machine-id.
+func hostID(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	b, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		return "", fmt.Errorf("host id: set host_id in the config or provide /etc/machine-id: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" {
+		return "", errors.New("host id: /etc/machine-id is empty; set host_id in the config")
+	}
+	return id, nil
+}
+
+// applyTargets makes the listeners match cfg's targets: new targets get
+// listeners, removed ones are closed, kept ones keep their sockets.
+// Hostname destinations are resolved here and by the refresh loop.
+func (a *Agent) applyTargets(cfg policy.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want := map[string]bool{}
+	for _, tc := range cfg.Targets {
+		want[tc.Name] = true
+		old, ok := a.targets[tc.Name]
+		if ok && old.cfg.ListenPort == tc.ListenPort && old.cfg.Protocol == tc.Protocol {
+			old.cfg = tc
+			a.resolveTarget(old)
+			continue
+		}
+		ts := &targetState{cfg: tc, id: stableID("target", tc.Name)}
+		if err := a.openListeners(cfg.ListenAddress, ts); err != nil {
+			return fmt.Errorf("target %q: %w", tc.Name, err)
+		}
+		a.resolveTarget(ts)
+		if ok {
+			a.closeTarget(old)
+		}
+		a.targets[tc.Name] = ts
+		a.byID[ts.id] = ts
+		if a.redir != nil { // at start, accepting begins once the programs are loaded
+			a.startAccepting(ts)
+		}
+	}
+	for name, ts := range a.targets {
+		if !want[name] {
+			a.closeTarget(ts)
+			delete(a.targets, name)
+			delete(a.byID, ts.id)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) openListeners(addr string, ts *targetState) error {
+	port := uint16(ts.cfg.ListenPort)
+	var err error
+	// The IPv6 listener must share the IPv4 listener's port, because the
+	// programs hold one proxy port per target. Retry a few times when the
+	// kernel-chosen port is already taken on ::1.
+	for attempt := 0; attempt < 8; attempt++ {
+		ts.ln4, err = listenMarked(context.Background(), a.mark, net.JoinHostPort(addr, strconv.Itoa(int(port))))
+		if err != nil {
+			return fmt.Errorf("listen on %s:%d: %w", addr, port, err)
+		}
+		ts.port = uint16(ts.ln4.Addr().(*net.TCPAddr).Port)
+		ts.ln6, err = listenMarked(context.Background(), a.mark, net.JoinHostPort("::1", strconv.Itoa(int(ts.port))))
+		if err == nil {
+			return nil
+		}
+		if !ipv6Loopback() {
+			// No IPv6 on this host: IPv6 targets cannot be reached
+			// anyway, and v6 connects to them are refused.
+			a.log.Warn("no IPv6 loopback, IPv6 clients of this target will be refused", "target", ts.cfg.Name)
+			ts.ln6 = nil
+			return nil
+		}
+		ts.ln4.Close()
+		if port != 0 {
+			return fmt.Errorf("listen on [::1]:%d: %w", port, err)
+		}
+	}
+	return fmt.Errorf("listen on [::1]: %w", err)
+}
+
+func ipv6Loopback() bool {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// resolveTarget fills the target's destinations, resolving hostnames.
+func (a *Agent) resolveTarget(ts *targetState) {
+	var prefixes []netip.Prefix
+	var ports []uint16
+	var problems []string
+	matches, err := ts.cfg.Matches()
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	for _, m := range matches {
+		if m.Host == "" {
+			prefixes = append(prefixes, m.Prefix)
+			ports = append(ports, m.Port)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", m.Host)
+		cancel()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("resolve %s: %v", m.Host, err))
+			// Keep the previous addresses rather than drop protection
+			// because the resolver hiccupped.
+			for i, p := range ts.prefixes {
+				if i < len(ts.ports) && ts.ports[i] == m.Port {
+					prefixes = append(prefixes, p)
+					ports = append(ports, m.Port)
+				}
+			}
+			continue
+		}
+		for _, ad := range addrs {
+			ad = ad.Unmap()
+			prefixes = append(prefixes, netip.PrefixFrom(ad, ad.BitLen()))
+			ports = append(ports, m.Port)
+		}
+	}
+	ts.prefixes, ts.ports = prefixes, ports
+	ts.resolveErr = strings.Join(problems, "; ")
+}
+
+func (a *Agent) closeTarget(ts *targetState) {
+	if ts.ln4 != nil {
+		ts.ln4.Close()
+	}
+	if ts.ln6 != nil {
+		ts.ln6.Close()
+	}
+}
+
+func (a *Agent) closeListeners() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ts := range a.targets {
+		a.closeTarget(ts)
+	}
+}
+
+// syncMaps writes targets, listeners and workloads into the kernel maps.
+func (a *Agent) syncMaps() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var targets []redirect.Target
+	var ports []uint16
+	for _, ts := range a.targets {
+		ports = append(ports, ts.port)
+		for i, p := range ts.prefixes {
+			targets = append(targets, redirect.Target{ID: ts.id, Prefix: p, Port: ts.ports[i], ListenPort: ts.port})
+		}
+	}
+	if err := a.redir.SetListeners(ports); err != nil {
+		return err
+	}
+	if err := a.redir.SetTargets(targets); err != nil {
+		return err
+	}
+	cg, uids := workloadMaps(a.workloads)
+	return a.redir.SetWorkloads(cg, uids)
+}
+
+// refreshLoop re-resolves unit cgroups (a restarted unit gets a new cgroup)
+// every second and target hostnames every 30 seconds.
+func (a *Agent) refreshLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n++
+		a.mu.Lock()
+		cfg := a.cfg
+		a.mu.Unlock()
+		wls, _ := resolveWorkloads(a.cgroup2, cfg.Workloads, false)
+		a.mu.Lock()
+		changed := !sameWorkloads(a.workloads, wls)
+		a.workloads = wls
+		if n%30 == 0 {
+			for _, ts := range a.targets {
+				a.resolveTarget(ts)
+			}
+			changed = true
+		}
+		a.mu.Unlock()
+		if changed {
+			if err := a.syncMaps(); err != nil {
+				a.log.Error("updating redirect maps", "error", err)
+			}
+		}
+	}
+}
+
+func sameWorkloads(a, b []workloadState) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].CgroupID != b[i].CgroupID || a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// reload re-reads the config. An invalid config is rejected and the old
+// one stays in force; both outcomes are recorded.
+func (a *Agent) reload() error {
+	cfg, err := policy.Load(a.opts.ConfigPath)
+	if err == nil {
+		err = a.checkReload(cfg)
+	}
+	var wls []workloadState
+	if err == nil {
+		wls, err = resolveWorkloads(a.cgroup2, cfg.Workloads, true)
+	}
+	if err != nil {
+		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: map[string]string{
+			"source": a.opts.ConfigPath, "result": "rejected", "hash": a.cfgHash,
+		}})
+		return err
+	}
+	if err := a.applyTargets(cfg); err != nil {
+		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: map[string]string{
+			"source": a.opts.ConfigPath, "result": "rejected", "hash": a.cfgHash,
+		}})
+		return err
+	}
+	a.mu.Lock()
+	a.cfg, a.cfgHash, a.workloads = cfg, cfg.Hash(), wls
+	a.mu.Unlock()
+	if err := a.syncMaps(); err != nil {
+		return err
+	}
+	a.log.Info("config reloaded", "hash", cfg.Hash())
+	return a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
+		"hash": cfg.Hash(), "source": a.opts.ConfigPath, "result": "loaded",
+	}})
+}
+
+// checkReload refuses changes that need a restart.
+func (a *Agent) checkReload(cfg policy.Config) error {
+	a.mu.Lock()
+	old := a.cfg
+	a.mu.Unlock()
+	var errs []error
+	if cfg.StateDir != old.StateDir {
+		errs = append(errs, errors.New("state_dir cannot change without a restart"))
+	}
+	if cfg.APISocket != old.APISocket {
+		errs = append(errs, errors.New("api_socket cannot change without a restart"))
+	}
+	if cfg.BPFPinPath != old.BPFPinPath {
+		errs = append(errs, errors.New("bpf_pin_path cannot change without a restart"))
+	}
+	if cfg.ListenAddress != old.ListenAddress {
+		errs = append(errs, errors.New("listen_address cannot change without a restart"))
+	}
+	if cfg.HostID != old.HostID {
+		errs = append(errs, errors.New("host_id cannot change without a restart"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/redirect"
+)
+
+// ErrDaemonNotRunning means nothing answers on the API socket.
+var ErrDaemonNotRunning = errors.New("daemon not running")
+
+// Status is what `tollgate status` shows.
+type Status struct {
+	Version    string             `json:"version"`
+	PID        int                `json:"pid"`
+	Started    time.Time          `json:"started"`
+	HostID     string             `json:"host_id"`
+	ConfigHash string             `json:"config_hash"`
+	Cgroup2    string             `json:"cgroup2"`
+	PinPath    string             `json:"pin_path"`
+	Programs   []string           `json:"programs"`
+	Counters   redirect.Counters  `json:"counters"`
+	Workloads  []workloadState    `json:"workloads"`
+	Targets    []TargetStatus     `json:"targets"`
+	Sessions   []sessionInfo      `json:"sessions"`
+	Accepted   uint64             `json:"accepted"`
+	LookupMiss uint64             `json:"lookup_miss"`
+	Refused    uint64             `json:"refused"`
+	Log        LogStatus          `json:"log"`
+	Extra      map[string]string  `json:"extra,omitempty"`
+}
+
+// TargetStatus is one target in Status.
+type TargetStatus struct {
+	Name         string   `json:"name"`
+	Protocol     string   `json:"protocol"`
+	Listen       []string `json:"listen"`
+	Destinations []string `json:"destinations"`
+	Problem      string   `json:"problem,omitempty"`
+}
+
+// LogStatus describes the audit log in Status.
+type LogStatus struct {
+	Path    string `json:"path"`
+	ID      string `json:"id"`
+	Records uint64 `json:"records"`
+	Bytes   int64  `json:"bytes"`
+	Healthy bool   `json:"healthy"`
+	Error   string `json:"error,omitempty"`
+	// Checkpoints and shipping arrive with the Merkle log; until then
+	// status says so instead of inventing a lag.
+	LastCheckpoint string `json:"last_checkpoint"`
+	ShippingLag    string `json:"shipping_lag"`
+}
+
+func (a *Agent) status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{
+		Version:    a.opts.Version,
+		PID:        os.Getpid(),
+		Started:    a.started.UTC(),
+		HostID:     a.hostID,
+		ConfigHash: a.cfgHash,
+		Cgroup2:    a.cgroup2,
+		PinPath:    a.pinPath,
+		Workloads:  append([]workloadState(nil), a.workloads...),
+		Accepted:   a.accepted.Load(),
+		LookupMiss: a.lookupMiss.Load(),
+		Refused:    a.refused.Load(),
+	}
+	for _, at := range attachmentsNames {
+		st.Programs = append(st.Programs, at)
+	}
+	if c, err := a.redir.Counters(); err == nil {
+		st.Counters = c
+	}
+	for _, tc := range a.cfg.Targets {
+		ts := a.targets[tc.Name]
+		if ts == nil {
+			continue
+		}
+		t := TargetStatus{Name: tc.Name, Protocol: string(tc.Protocol), Problem: ts.resolveErr}
+		for _, ln := range []*net.TCPListener{ts.ln4, ts.ln6} {
+			if ln != nil {
+				t.Listen = append(t.Listen, ln.Addr().String())
+			}
+		}
+		for i, p := range ts.prefixes {
+			t.Destinations = append(t.Destinations, fmt.Sprintf("%s:%d", p, ts.ports[i]))
+		}
+		st.Targets = append(st.Targets, t)
+	}
+	for _, s := range a.open {
+		st.Sessions = append(st.Sessions, *s)
+	}
+	path := filepath.Join(a.cfg.StateDir, LogFile)
+	st.Log = LogStatus{Path: path, ID: a.alog.ID(), Records: a.alog.Size(), Healthy: true,
+		LastCheckpoint: "none (not implemented yet)", ShippingLag: "not shipping (no ship.url)"}
+	if fi, err := os.Stat(path); err == nil {
+		st.Log.Bytes = fi.Size()
+	}
+	if err := a.alog.Healthy(); err != nil {
+		st.Log.Healthy = false
+		st.Log.Error = err.Error()
+	}
+	return st
+}
+
+var attachmentsNames = []string{"cgroup/connect4", "cgroup/connect6", "sockops"}
+
+// serveAPI listens on the unix socket and serves the API. The socket is
+// 0660 and group tollgate when that group exists.
+func (a *Agent) serveAPI(path string) (io.Closer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("api socket %s: another daemon is serving it", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	gid := 0
+	if g, err := user.LookupGroup("tollgate"); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if err := os.Chown(path, 0, gid); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.status())
+	})
+	mux.HandleFunc("GET /v1/audit/tail", a.handleTail)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return a.ctx }}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("api server stopped", "error", err)
+		}
+	}()
+	return closerFunc(func() error {
+		err := srv.Close()
+		_ = os.Remove(path)
+		return err
+	}), nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// handleTail writes the newest n records, one stored record per line, and
+// with follow=1 keeps streaming new ones until the client goes away.
+func (a *Agent) handleTail(w http.ResponseWriter, r *http.Request) {
+	n := 10
+	if s := r.URL.Query().Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			http.Error(w, "bad n", http.StatusBadRequest)
+			return
+		}
+		n = v
+	}
+	follow := r.URL.Query().Get("follow") == "1"
+	w.Header().Set("Content-Type", "application/jsonl")
+	bw := bufio.NewWriter(w)
+	if err := StreamTail(r.Context(), a.alog, n, follow, func(b []byte) error {
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		return bw.WriteByte('\n')
+	}, func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		return nil
+	}); err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Debug("tail stream ended", "error", err)
+	}
+	_ = bw.Flush()
+}
+
+// StreamTail calls emit with the stored bytes of the newest n records, and
+// with follow keeps emitting new records as they become durable until ctx
+// ends. flush is called after each batch.
+func StreamTail(ctx context.Context, l *audit.Log, n int, follow bool, emit func([]byte) error, flush func() error) error {
+	size := l.Size()
+	from := uint64(0)
+	if uint64(n) < size {
+		from = size - uint64(n)
+	}
+	for {
+		for from < l.Size() {
+			entries, err := l.Read(from, 1024)
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				break
+			}
+			for _, e := range entries {
+				if err := emit(e.Bytes); err != nil {
+					return err
+				}
+				from = e.Seq + 1
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if !follow {
+			return nil
+		}
+		if err := l.Wait(ctx, from); err != nil {
+			return err
+		}
+	}
+}
+
+// Client talks to a running daemon over its API socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the daemon serving socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://tollgate"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ne *net.OpError
+		if errors.As(err, &ne) || errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrDaemonNotRunning, c.socket, err)
+		}
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("daemon: %s: %s", resp.Status, b)
+	}
+	return resp, nil
+}
+
+// Status fetches the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	resp, err := c.get(ctx, "/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("decode status: %w", err)
+	}
+	return st, nil
+}
+
+// Tail streams the newest n records (and, with follow, new ones) to emit,
+// one stored record per call.
+func (c *Client) Tail(ctx context.Context, n int, follow bool, emit func([]byte) error) error {
+	q := "/v1/audit/tail?n=" + strconv.Itoa(n)
+	if follow {
+		q += "&follow=1"
+	}
+	resp, err := c.get(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		if err := emit(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("read tail: %w", err)
+	}
+	return nil
+}

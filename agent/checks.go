@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/redirect"
+	"golang.org/x/sys/unix"
+)
+
+// Check is one host readiness check, with how to fix a failure.
+type Check struct {
+	Name string
+	Err  error
+	Fix  string
+}
+
+// minKernel is the oldest kernel whose cgroup sock_addr programs have every
+// helper the redirect programs call (bpf_getsockopt arrived in 5.8).
+var minKernel = [2]int{5, 8}
+
+// KernelChecks probes the running kernel for what the redirect programs
+// need. Probing loads tiny programs, so it needs root.
+func KernelChecks() []Check {
+	var out []Check
+	var uts unix.Utsname
+	rel := ""
+	if err := unix.Uname(&uts); err == nil {
+		rel = unix.ByteSliceToString(uts.Release[:])
+	}
+	out = append(out, Check{Name: "kernel " + rel + " >= 5.8", Err: kernelAtLeast(rel, minKernel), Fix: "upgrade the kernel to 5.8 or newer"})
+	_, err := os.Stat("/sys/kernel/btf/vmlinux")
+	out = append(out, Check{Name: "kernel BTF (/sys/kernel/btf/vmlinux)", Err: err, Fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"})
+
+	fix := "run as root on a kernel with CONFIG_BPF_SYSCALL and CONFIG_CGROUP_BPF"
+	out = append(out, Check{Name: "program type cgroup/sock_addr", Err: features.HaveProgramType(ebpf.CGroupSockAddr), Fix: fix})
+	out = append(out, Check{Name: "program type sockops", Err: features.HaveProgramType(ebpf.SockOps), Fix: fix})
+	out = append(out, Check{Name: "map type LPM trie", Err: features.HaveMapType(ebpf.LPMTrie), Fix: fix})
+	out = append(out, Check{Name: "map type LRU hash", Err: features.HaveMapType(ebpf.LRUHash), Fix: fix})
+	for _, h := range []struct {
+		name string
+		pt   ebpf.ProgramType
+		fn   asm.BuiltinFunc
+	}{
+		{"helper bpf_getsockopt in sock_addr", ebpf.CGroupSockAddr, asm.FnGetsockopt},
+		{"helper bpf_get_current_ancestor_cgroup_id in sock_addr", ebpf.CGroupSockAddr, asm.FnGetCurrentAncestorCgroupId},
+		{"helper bpf_get_netns_cookie in sock_addr", ebpf.CGroupSockAddr, asm.FnGetNetnsCookie},
+		{"helper bpf_get_socket_cookie in sockops", ebpf.SockOps, asm.FnGetSocketCookie},
+	} {
+		out = append(out, Check{Name: h.name, Err: features.HaveProgramHelper(h.pt, h.fn), Fix: "upgrade the kernel to 5.8 or newer"})
+	}
+	return out
+}
+
+func kernelAtLeast(release string, min [2]int) error {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return fmt.Errorf("cannot parse kernel release %q", release)
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("cannot parse kernel release %q", release)
+	}
+	if major < min[0] || major == min[0] && minor < min[1] {
+		return fmt.Errorf("kernel %s is older than %d.%d", release, min[0], min[1])
+	}
+	return nil
+}
+
+// HostChecks checks mounts, capabilities and the config file.
+func HostChecks(configPath string) []Check {
+	var out []Check
+	root, err := redirect.FindCgroup2()
+	out = append(out, Check{Name: "cgroup2 mounted (" + root + ")", Err: err,
+		Fix: "mount it: mount -t cgroup2 none /sys/fs/cgroup (or boot with systemd.unified_cgroup_hierarchy=1)"})
+
+	caps, err := effectiveCaps()
+	for _, c := range redirect.Capabilities {
+		cerr := err
+		if err == nil && caps&(1<<uint(c.Value)) == 0 {
+			cerr = errors.New("missing")
+		}
+		out = append(out, Check{Name: "capability " + c.Name, Err: cerr, Fix: "run the daemon as root (the systemd unit does)"})
+	}
+
+	cfg, cfgErr := policy.Load(configPath)
+	out = append(out, Check{Name: "config " + configPath, Err: cfgErr, Fix: "fix the config; the message names the key and line"})
+	pin := policy.Default().BPFPinPath
+	if cfgErr == nil {
+		pin = cfg.BPFPinPath
+		if root != "" {
+			_, werr := resolveWorkloads(root, cfg.Workloads, true)
+			out = append(out, Check{Name: "workload cgroups exist", Err: werr, Fix: "create the cgroup or fix the workload's cgroup path"})
+		}
+		werr := dirWritable(cfg.StateDir)
+		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
+	}
+	parent := filepath.Dir(pin)
+	var bpffsErr error
+	if !redirect.IsBPFFS(parent) {
+		bpffsErr = fmt.Errorf("%s is not a bpf filesystem (the daemon mounts one there at start)", parent)
+	}
+	out = append(out, Check{Name: "bpffs at " + parent, Err: bpffsErr, Fix: "mount -t bpf bpf " + parent})
+	var v6err error
+	if !ipv6Loopback() {
+		v6err = errors.New("cannot listen on [::1]")
+	}
+	out = append(out, Check{Name: "IPv6 loopback", Err: v6err, Fix: "enable IPv6 on lo (sysctl net.ipv6.conf.lo.disable_ipv6=0) or IPv6 clients of targets are refused"})
+	return out
+}
+
+func effectiveCaps() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+func dirWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/agent/tcp"
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/redirect"
+)
+
+// upstreamDialTimeout bounds the proxy's connect to the real destination.
+const upstreamDialTimeout = 10 * time.Second
+
+// sessionInfo is an open session, as status shows it.
+type sessionInfo struct {
+	ID      string    `json:"id"`
+	Target  string    `json:"target"`
+	Dst     string    `json:"dst"`
+	PID     uint32    `json:"pid"`
+	UID     uint32    `json:"uid"`
+	Comm    string    `json:"comm"`
+	Started time.Time `json:"started"`
+}
+
+// startAccepting runs the accept loops of a target's listeners. Caller
+// holds a.mu.
+func (a *Agent) startAccepting(ts *targetState) {
+	for _, ln := range []*net.TCPListener{ts.ln4, ts.ln6} {
+		if ln == nil {
+			continue
+		}
+		go a.acceptLoop(ts, ln)
+	}
+}
+
+func (a *Agent) acceptLoop(ts *targetState, ln *net.TCPListener) {
+	var delay time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary errors (EMFILE, ENFILE): back off, keep going.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			a.log.Warn("accept failed", "target", ts.cfg.Name, "error", err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		a.accepted.Add(1)
+		a.sessions.Add(1)
+		go func() {
+			defer a.sessions.Done()
+			a.handle(ts, c)
+		}()
+	}
+}
+
+// handle serves one accepted connection from the lookup to session.end.
+func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
+	peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	origin, err := a.redir.Lookup(peer)
+	if err != nil {
+		// Not redirected by us (a local process dialled the listener
+		// directly) or the entry was lost: never guess a destination.
+		a.lookupMiss.Add(1)
+		a.log.Warn("closing connection without origin", "peer", peer.String(), "target", listenerTarget.cfg.Name, "error", err)
+		c.Close()
+		return
+	}
+	a.mu.Lock()
+	ts := a.byID[origin.TargetID]
+	a.mu.Unlock()
+	if ts == nil || ts != listenerTarget {
+		a.refused.Add(1)
+		a.log.Warn("closing connection for an unknown target", "peer", peer.String(), "target_id", origin.TargetID)
+		c.Close()
+		return
+	}
+
+	start := time.Now()
+	id := newSessionID(start)
+	proc := processRecord(origin)
+	base := audit.Record{
+		Session: id,
+		Target:  ts.cfg.Name,
+		Dst:     origin.Dst.String(),
+		Process: proc,
+	}
+	startRec := base
+	startRec.Kind = audit.KindSessionStart
+	startRec.Client = peer.String()
+	startRec.Listener = c.LocalAddr().String()
+	startRec.Detail = map[string]string{"protocol": string(ts.cfg.Protocol), "workload": a.workloadName(origin.WorkloadID)}
+	// The session's traffic is relayed only once this record is durable:
+	// if the log cannot be written, the session is refused (fail closed).
+	if err := a.record(&startRec); err != nil {
+		a.refused.Add(1)
+		a.log.Error("refusing session: audit log unwritable", "session", id, "target", ts.cfg.Name, "error", err)
+		c.Close()
+		return
+	}
+	info := &sessionInfo{ID: id, Target: ts.cfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
+		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
+	a.mu.Lock()
+	a.open[id] = info
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.open, id)
+		a.mu.Unlock()
+	}()
+
+	end := base
+	end.Kind = audit.KindSessionEnd
+	up, err := dialMarked(a.ctx, a.mark, origin.Dst.String(), upstreamDialTimeout)
+	if err != nil {
+		c.Close()
+		end.CloseReason = "upstream dial failed"
+		end.Error = err.Error()
+		end.DurationNS = time.Since(start).Nanoseconds()
+		if err := a.record(&end); err != nil {
+			a.log.Error("recording session end", "session", id, "error", err)
+		}
+		a.log.Warn("upstream dial failed", "session", id, "dst", origin.Dst.String(), "error", err)
+		return
+	}
+	tcp.SetKeepAlive(c)
+	tcp.SetKeepAlive(up)
+	st := tcp.Relay(a.ctx, c, up)
+	end.Bytes = &audit.Bytes{Up: uint64(st.Up), Down: uint64(st.Down)}
+	end.DurationNS = time.Since(start).Nanoseconds()
+	end.CloseReason = st.Reason
+	if st.Err != nil {
+		end.Error = st.Err.Error()
+	}
+	if err := a.record(&end); err != nil {
+		a.log.Error("recording session end", "session", id, "error", err)
+	}
+}
+
+func (a *Agent) workloadName(id uint32) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.workloads {
+		if w.ID == id {
+			return w.Name
+		}
+	}
+	return ""
+}
+
+// processRecord completes the kernel's identity with what /proc still
+// tells about the process (it may have exited already; the kernel's fields
+// stay authoritative).
+func processRecord(o redirect.Origin) *audit.Process {
+	p := &audit.Process{
+		Pid:      o.Process.PID,
+		Tid:      o.Process.TID,
+		UID:      o.Process.UID,
+		GID:      o.Process.GID,
+		Comm:     o.Process.Comm,
+		CgroupID: o.Process.CgroupID,
+	}
+	if exe, err := os.Readlink("/proc/" + strconv.FormatUint(uint64(o.Process.PID), 10) + "/exe"); err == nil {
+		p.Exe = exe
+	}
+	if cg, err := redirect.ProcessCgroup(o.Process.PID); err == nil {
+		p.Cgroup = cg
+	}
+	return p
+}
+
