@@ -26,23 +26,23 @@ var ErrDaemonNotRunning = errors.New("daemon not running")
 
 // Status is what `tollgate status` shows.
 type Status struct {
-	Version    string             `json:"version"`
-	PID        int                `json:"pid"`
-	Started    time.Time          `json:"started"`
-	HostID     string             `json:"host_id"`
-	ConfigHash string             `json:"config_hash"`
-	Cgroup2    string             `json:"cgroup2"`
-	PinPath    string             `json:"pin_path"`
-	Programs   []string           `json:"programs"`
-	Counters   redirect.Counters  `json:"counters"`
-	Workloads  []workloadState    `json:"workloads"`
-	Targets    []TargetStatus     `json:"targets"`
-	Sessions   []sessionInfo      `json:"sessions"`
-	Accepted   uint64             `json:"accepted"`
-	LookupMiss uint64             `json:"lookup_miss"`
-	Refused    uint64             `json:"refused"`
-	Log        LogStatus          `json:"log"`
-	Extra      map[string]string  `json:"extra,omitempty"`
+	Version    string            `json:"version"`
+	PID        int               `json:"pid"`
+	Started    time.Time         `json:"started"`
+	HostID     string            `json:"host_id"`
+	ConfigHash string            `json:"config_hash"`
+	Cgroup2    string            `json:"cgroup2"`
+	PinPath    string            `json:"pin_path"`
+	Programs   []string          `json:"programs"`
+	Counters   redirect.Counters `json:"counters"`
+	Workloads  []workloadState   `json:"workloads"`
+	Targets    []TargetStatus    `json:"targets"`
+	Sessions   []sessionInfo     `json:"sessions"`
+	Accepted   uint64            `json:"accepted"`
+	LookupMiss uint64            `json:"lookup_miss"`
+	Refused    uint64            `json:"refused"`
+	Log        LogStatus         `json:"log"`
+	Extra      map[string]string `json:"extra,omitempty"`
 }
 
 // TargetStatus is one target in Status.

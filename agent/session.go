@@ -181,4 +181,3 @@ func processRecord(o redirect.Origin) *audit.Process {
 	}
 	return p
 }
-
