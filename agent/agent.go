@@ -65,6 +65,9 @@ type Agent struct {
 	workloads []workloadState
 	open      map[string]*sessionInfo
 
+	pendingMu sync.Mutex
+	pending   []*audit.Record // records to retry while the log is unwritable
+
 	// counters for status
 	accepted   atomic.Uint64
 	lookupMiss atomic.Uint64
@@ -181,6 +184,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	var bg sync.WaitGroup
 	bg.Add(1)
 	go func() { defer bg.Done(); a.refreshLoop(runCtx) }()
+	bg.Add(1)
+	go func() { defer bg.Done(); a.pendingLoop(runCtx) }()
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))
@@ -225,6 +230,7 @@ loop:
 	}
 	cancel()
 	bg.Wait()
+	a.dropPending()
 	if err := a.record(&audit.Record{Kind: audit.KindAgentStop, Detail: map[string]string{"reason": "signal"}}); err != nil {
 		a.log.Error("recording agent stop", "error", err)
 	}

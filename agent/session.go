@@ -130,9 +130,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		end.CloseReason = "upstream dial failed"
 		end.Error = err.Error()
 		end.DurationNS = time.Since(start).Nanoseconds()
-		if err := a.record(&end); err != nil {
-			a.log.Error("recording session end", "session", id, "error", err)
-		}
+		a.recordEventually(&end)
 		a.log.Warn("upstream dial failed", "session", id, "dst", origin.Dst.String(), "error", err)
 		return
 	}
@@ -145,9 +143,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 	if st.Err != nil {
 		end.Error = st.Err.Error()
 	}
-	if err := a.record(&end); err != nil {
-		a.log.Error("recording session end", "session", id, "error", err)
-	}
+	a.recordEventually(&end)
 }
 
 func (a *Agent) workloadName(id uint32) string {

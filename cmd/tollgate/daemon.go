@@ -30,8 +30,8 @@ func daemonCommand() *cli.Command {
 				Version:    version,
 			})
 			if err != nil {
-				log.Error("daemon failed", "error", err)
-				return exitError{1}
+				// Printed plainly by main: config errors must be readable.
+				return fmt.Errorf("daemon: %w", err)
 			}
 			return nil
 		},
