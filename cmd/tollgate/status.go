@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
 )
 
 var outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
@@ -20,19 +22,52 @@ var outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: 
 var socketFlag = &cli.StringFlag{Name: "socket", Usage: "API socket (default: api_socket from the config)"}
 
 // apiSocket returns the socket of the daemon the CLI should talk to, and the
-// config when it could be read.
+// config (state_dir, pin path) as far as it can be read. A config the daemon
+// would reject still names the socket: the running daemon keeps its last good
+// config, and the CLI must be able to reach it to show that.
 func apiSocket(c *cli.Context) (string, *policy.Config, error) {
-	cfg, err := policy.Load(c.String("config"))
-	if s := c.String("socket"); s != "" {
-		if err != nil {
-			return s, nil, nil
+	path := c.String("config")
+	cfg, err := policy.Load(path)
+	if err != nil {
+		lenient, lerr := lenientConfig(path)
+		if lerr != nil {
+			return "", nil, err
 		}
+		fmt.Fprintf(c.App.ErrWriter, "tollgate: warning: %v\n", err)
+		cfg = lenient
+	}
+	if s := c.String("socket"); s != "" {
 		return s, &cfg, nil
 	}
-	if err != nil {
-		return "", nil, err
-	}
 	return cfg.APISocket, &cfg, nil
+}
+
+// lenientConfig reads only the paths of a config file, ignoring everything
+// else, on top of the defaults.
+func lenientConfig(path string) (policy.Config, error) {
+	cfg := policy.Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	var paths struct {
+		StateDir   string `yaml:"state_dir"`
+		APISocket  string `yaml:"api_socket"`
+		BPFPinPath string `yaml:"bpf_pin_path"`
+	}
+	if err := yaml.Unmarshal(b, &paths); err != nil {
+		return cfg, err
+	}
+	if paths.StateDir != "" {
+		cfg.StateDir = paths.StateDir
+	}
+	if paths.APISocket != "" {
+		cfg.APISocket = paths.APISocket
+	}
+	if paths.BPFPinPath != "" {
+		cfg.BPFPinPath = paths.BPFPinPath
+	}
+	return cfg, nil
 }
 
 func statusCommand() *cli.Command {

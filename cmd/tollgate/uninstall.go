@@ -26,6 +26,11 @@ func uninstallCommand() *cli.Command {
 			var cfg policy.Config
 			var cfgErr error
 			cfg, cfgErr = policy.Load(c.String("config"))
+			if cfgErr != nil {
+				if lenient, err := lenientConfig(c.String("config")); err == nil {
+					cfg, cfgErr = lenient, nil
+				}
+			}
 			if pin == "" {
 				if cfgErr != nil {
 					pin = policy.Default().BPFPinPath
