@@ -114,14 +114,18 @@ func TestParseErrors(t *testing.T) {
 		yaml: tcpTarget + "    listen_port: abc\n",
 		want: []string{"targets[0].listen_port (line 5): cannot unmarshal !!str `abc` into int"},
 	}, {
+		name: "type error of a collection on its own line",
+		yaml: tcpTarget + "    upstream:\n      [u]\n",
+		want: []string{"targets[0].upstream (line 6): cannot unmarshal !!seq into policy.Upstream"},
+	}, {
 		name: "type error in flow mapping",
 		yaml: "workloads: [{name: w, uid: -1}]\n",
 		want: []string{"workloads (line 1): cannot unmarshal !!int `-1` into uint32"},
 	}, {
 		name: "bad duration",
-		yaml: "audit:\n  checkpoint_interval: 1s\n  retention: 4x\n  ship: {interval: [1s]}\n",
+		yaml: "audit:\n  retention: 4x\n  checkpoint_interval: 1s\n  ship: {interval: [1s]}\n",
 		want: []string{
-			`audit.retention (line 3): bad duration "4x" (want a number and a unit, like 90s, 15m, 1h30m or 400d)`,
+			`audit.retention (line 2): bad duration "4x" (want a number and a unit, like 90s, 15m, 1h30m or 400d)`,
 			`audit.ship (line 4): want a duration like 15m or 400d`,
 		},
 	}, {
@@ -303,6 +307,8 @@ func TestValidate(t *testing.T) {
 			`workloads[1].name: duplicate workload name "root", already at workloads[0]`},
 		{"bad unit", func(c *policy.Config) { c.Workloads[1].Unit = "gitlab runner" },
 			`workloads[1].unit: bad systemd unit "gitlab runner" (want a name like nightly.service, .scope or .slice)`},
+		{"template unit", func(c *policy.Config) { c.Workloads[1].Unit = "runner@.service" },
+			`workloads[1].unit: bad systemd unit "runner@.service" (want a name like nightly.service, .scope or .slice)`},
 		{"unclean cgroup", func(c *policy.Config) { c.Workloads[1] = policy.Workload{Name: "ci", Cgroup: "/a//b/"} },
 			`workloads[1].cgroup: "/a//b/" is not a clean path (want "/a/b")`},
 		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },

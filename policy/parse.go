@@ -167,7 +167,10 @@ func (ix *lineIndex) walk(n *yaml.Node, path string) {
 			}
 			ix.lines[p] = k.Line
 			ix.byLine[k.Line] = append(ix.byLine[k.Line], p)
-			if v.Line != k.Line {
+			// A value on a line of its own is p's too, unless it is a
+			// block collection: then that line is its first entry's.
+			block := (v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode) && v.Style&yaml.FlowStyle == 0
+			if v.Line != k.Line && !block {
 				ix.byLine[v.Line] = append(ix.byLine[v.Line], p)
 			}
 			ix.walk(v, p)

@@ -497,10 +497,11 @@ func validName(s string, maxLen int) bool {
 }
 
 // validUnit reports whether s is a systemd unit name of a kind that has a
-// cgroup: service, scope, slice, socket, mount or swap.
+// cgroup: service, scope, slice, socket, mount or swap, and not a template.
 func validUnit(s string) bool {
 	dot := strings.LastIndexByte(s, '.')
-	if dot <= 0 || len(s) > 255 {
+	if dot <= 0 || len(s) > 255 || s[dot-1] == '@' {
+		// A template ("name@.service") has no cgroup; its instances do.
 		return false
 	}
 	switch s[dot+1:] {
