@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -102,7 +103,13 @@ func (a *Agent) status() Status {
 			}
 		}
 		for i, p := range ts.prefixes {
-			t.Destinations = append(t.Destinations, fmt.Sprintf("%s:%d", p, ts.ports[i]))
+			if p.IsSingleIP() {
+				t.Destinations = append(t.Destinations, netip.AddrPortFrom(p.Addr(), ts.ports[i]).String())
+			} else if p.Addr().Is6() {
+				t.Destinations = append(t.Destinations, fmt.Sprintf("[%s]:%d", p, ts.ports[i]))
+			} else {
+				t.Destinations = append(t.Destinations, fmt.Sprintf("%s:%d", p, ts.ports[i]))
+			}
 		}
 		st.Targets = append(st.Targets, t)
 	}
