@@ -46,10 +46,10 @@ type validator struct {
 	issuerURLs  map[string]bool
 }
 
-// add reports a problem at path. The line is the path's, or its nearest
+// add reports a problem at key path p. The line is p's, or its nearest
 // ancestor's when the key itself is missing.
-func (v *validator) add(path, format string, args ...any) {
-	v.errs = append(v.errs, &FieldError{Path: path, Line: v.line(path), Err: fmt.Errorf(format, args...)})
+func (v *validator) add(p, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: p, Line: v.line(p), Err: fmt.Errorf(format, args...)})
 }
 
 func (v *validator) line(p string) int {
