@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package audit is tollgate's append-only audit log: the record schema, its
+// canonical encoding, and the per-host log stored in a bbolt file with one
+// writer goroutine that group-commits records.
+//
+// # Records
+//
+// A Record is encoded by Encode as one JSON object (schema version 1,
+// "v":1). The encoding is canonical: equal records give equal bytes.
+//
+//   - Fields appear in the order of the Record struct: v, log, seq, time,
+//     kind, session, target, dst, client, listener, process, identity,
+//     statement, decision, bytes, duration_ns, close_reason, error, detail;
+//     nested objects likewise in struct order; detail keys sorted by byte
+//     value.
+//   - v, log, seq, time and kind are always present. Other fields are
+//     omitted when empty (empty string, zero integer, empty list, nil
+//     object, empty map), except process.pid, process.uid, process.gid and
+//     bytes.up, bytes.down, which are always present in their object.
+//   - No insignificant whitespace. Integers in decimal; there are no floats
+//     anywhere in the schema.
+//   - time is UTC RFC 3339 with exactly nine fractional digits,
+//     "2026-11-26T14:00:00.123456789Z".
+//   - Strings are escaped as in RFC 8785 (JCS): '"' and '\' with a
+//     backslash, \b \t \n \f \r as short escapes, other control characters
+//     as \u00xx with lower-case hex, everything else as raw UTF-8 (no HTML
+//     escaping). Invalid UTF-8 is replaced by U+FFFD. A record therefore
+//     never contains a raw newline, so records can be stored one per line.
+//
+// The stored bytes are the evidence and, in a later change, the Merkle leaf:
+// readers return them as stored and never re-encode. Decode parses them and
+// rejects unknown schema versions.
+//
+// # Log
+//
+// A Log is identified by "tollgate/<host-id>/<epoch>", where the epoch is 64
+// random bits fixed when the log is created. Append queues a record to the
+// writer goroutine and returns once the transaction holding it committed
+// with fsync. The writer takes everything queued at that moment (up to 1000
+// records or 1 MiB) into one bbolt Update, without any delay, and assigns
+// seq inside the transaction from the stored size, so seq is contiguous from
+// 0 with no gaps. If a commit fails (for example ENOSPC), every Append of the
+// batch gets ErrUnwritable, nothing is acknowledged, the size does not move,
+// the writer reopens the file, and the next Append tries again (fail closed,
+// recover by itself).
+//
+// # On-disk format (format version 1)
+//
+// One bbolt file (created 0600; bbolt's format is native-endian, so the file
+// is not portable between little- and big-endian hosts) with four top-level
+// buckets:
+//
+//	records       key: seq as 8-byte big-endian uint64
+//	              value: the exact canonical record bytes
+//	              Keys 0..size-1, all present, written once, never changed.
+//	              Filled with FillPercent 1.0 (keys only grow).
+//	meta          format   8-byte big-endian uint64, 1
+//	              host     host id
+//	              epoch    16 lower-case hex digits
+//	              log      log id, "tollgate/<host>/<epoch>"
+//	              created  creation time, RFC 3339 UTC
+//	              size     8-byte big-endian uint64, the number of records
+//	nodes         reserved for Merkle tree node hashes (empty in format 1)
+//	checkpoints   reserved for signed checkpoints (empty in format 1)
+//
+// records and meta/size change only together, in the writer's transaction;
+// the reserved buckets exist from creation so that the tree and checkpoints
+// can be written in that same transaction later without a format change.
+// Open refuses files whose meta/format it does not know (ErrFormat), and a
+// file where the last record key is not size-1 (ErrCorrupt).
+//
+// The daemon holds bbolt's exclusive file lock while the log is open; a
+// read-only Open (for CLI reads while the daemon is stopped) takes a shared
+// lock, and Open gives up with ErrLocked after Options.Timeout instead of
+// hanging.
+package audit
