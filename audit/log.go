@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// DefaultTimeout is how long Open waits for the file lock when
+// Options.Timeout is zero.
+const DefaultTimeout = time.Second
+
+// Options configure Open.
+type Options struct {
+	// HostID names the host in the log id "tollgate/<host-id>/<epoch>".
+	// It is required to create a log and must match the stored host id
+	// when opening an existing one read-write; empty accepts any. It
+	// consists of 1 to 255 characters from [A-Za-z0-9._-].
+	HostID string
+
+	// Timeout bounds the wait for the file lock, which another process
+	// (the daemon, or a reader while the daemon is stopped) may hold.
+	// Zero means DefaultTimeout; Open never waits forever. When it
+	// expires, Open returns ErrLocked.
+	Timeout time.Duration
+
+	// ReadOnly opens an existing log for reading only, with a shared lock,
+	// for CLI reads while the daemon is stopped. Append returns
+	// ErrReadOnly.
+	ReadOnly bool
+
+	// Logger receives state changes (log unwritable, writable again).
+	// Nil discards them.
+	Logger *slog.Logger
+
+	// NoSync skips fsync on commit. Records are then NOT durable when
+	// Append returns. For tests only; never set it in the daemon.
+	NoSync bool
+}
+
+// Log is a host's append-only audit log in a bbolt file. One Log owns the
+// file: a single writer goroutine group-commits appended records. All methods
+// are safe for concurrent use.
+type Log struct {
+	path     string
+	opts     Options
+	logger   *slog.Logger
+	readOnly bool
+
+	host  string
+	epoch string
+	id    string
+
+	// size is the number of committed records.
+	size atomic.Uint64
+
+	// dbMu guards db against being swapped or closed while a read
+	// transaction uses it; the writer takes it exclusively to reopen the
+	// file and readers share it. The writer itself reads db without it:
+	// it is the only goroutine that changes db.
+	dbMu     sync.RWMutex
+	db       *bolt.DB // nil while the file could not be reopened
+	dbClosed bool     // Close closed the file
+
+	// mu guards the queue and closed.
+	mu     sync.Mutex
+	queue  []*request
+	closed bool
+	// wake has room for one token: Append and Close leave one after
+	// changing the queue or closed.
+	wake chan struct{}
+	// writerDone is closed when the writer goroutine has exited.
+	writerDone chan struct{}
+
+	// changedMu guards changed, which is closed and replaced whenever size
+	// grows (a broadcast to Wait).
+	changedMu sync.Mutex
+	changed   chan struct{}
+	// closing is closed by Close.
+	closing chan struct{}
+
+	// healthMu guards health and dbFailed.
+	healthMu sync.Mutex
+	health   error // nil, or the last commit failure (wraps ErrUnwritable)
+	dbFailed bool  // the last reopen failed
+
+	// hook extends the append transaction (Merkle tree, checkpoints).
+	// Only the writer uses it; it is set before the writer starts.
+	hook txHook
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the audit log in the bbolt file at path, creating the file
+// (mode 0600) and a new log with a fresh random epoch if it does not exist.
+// The log id "tollgate/<host-id>/<epoch>" is fixed at creation and stable
+// across reopens. Open returns ErrLocked if the file stays locked by another
+// opener for Options.Timeout.
+//
+// A read-only Log (Options.ReadOnly) sees the log as it was at Open; the
+// file cannot change while it is open, because a writer needs the exclusive
+// lock.
+func Open(path string, opts Options) (*Log, error) {
+	return open(path, opts, nil)
+}
+
+// open is Open with an optional hook for the append transaction.
+func open(path string, opts Options, hook txHook) (_ *Log, err error) {
+	if opts.HostID != "" {
+		if err := checkHostID(opts.HostID); err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		}
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{
+		path:       path,
+		opts:       opts,
+		logger:     logger,
+		readOnly:   opts.ReadOnly,
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		changed:    make(chan struct{}),
+		closing:    make(chan struct{}),
+		hook:       hook,
+	}
+	db, err := l.openDB()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = db.Close()
+		}
+	}()
+
+	var st logState
+	if l.readOnly {
+		err = db.View(func(tx *bolt.Tx) error {
+			st, err = loadState(tx)
+			return err
+		})
+	} else {
+		st, err = initOrLoad(db, opts.HostID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open audit log %s: %w", path, err)
+	}
+	if !l.readOnly {
+		if opts.HostID != "" && opts.HostID != st.host {
+			return nil, fmt.Errorf("open audit log %s: created for host %q, not %q: %w", path, st.host, opts.HostID, ErrHostMismatch)
+		}
+		// bbolt does not sync the directory: without this a crash
+		// could lose a new file, with every record acknowledged in it.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		}
+		if hook != nil {
+			if err := db.View(hook.load); err != nil {
+				return nil, fmt.Errorf("open audit log %s: load hook: %w", path, err)
+			}
+		}
+	}
+	l.host, l.epoch, l.id = st.host, st.epoch, st.id
+	l.size.Store(st.size)
+	l.db = db
+	if l.readOnly {
+		close(l.writerDone)
+	} else {
+		go l.run()
+	}
+	return l, nil
+}
+
+// openDB opens the bbolt file with the Log's options.
+func (l *Log) openDB() (*bolt.DB, error) {
+	timeout := l.opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	db, err := bolt.Open(l.path, 0o600, &bolt.Options{
+		Timeout:  timeout,
+		ReadOnly: l.readOnly,
+		NoSync:   l.opts.NoSync,
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open audit log %s: %w after %v: %w", l.path, ErrLocked, timeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("open audit log %s: %w: %w", l.path, ErrFormat, err)
+	default:
+		return nil, fmt.Errorf("open audit log %s: %w", l.path, err)
+	}
+}
+
+// initOrLoad creates a new log in an empty database, or loads an existing one.
+func initOrLoad(db *bolt.DB, host string) (logState, error) {
+	var st logState
+	err := db.Update(func(tx *bolt.Tx) error {
+		if isEmpty(tx) {
+			if host == "" {
+				return fmt.Errorf("new log needs a host id: %w", ErrInvalidHostID)
+			}
+			if err := initLog(tx, host, time.Now()); err != nil {
+				return err
+			}
+		}
+		var err error
+		st, err = loadState(tx)
+		return err
+	})
+	return st, err
+}
+
+// syncDir fsyncs a directory, making the names in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ID returns the log id, "tollgate/<host-id>/<epoch>". It is the "log" field
+// of every record and the origin of the log's checkpoints.
+func (l *Log) ID() string { return l.id }
+
+// Epoch returns the random epoch fixed when the log was created
+// (16 lower-case hex digits).
+func (l *Log) Epoch() string { return l.epoch }
+
+// Size returns the number of durable records; the next Append gets this seq.
+func (l *Log) Size() uint64 { return l.size.Load() }
+
+// Healthy returns nil if the last commit succeeded (or none was tried yet),
+// an error wrapping ErrUnwritable and its cause while the log cannot be
+// written, and ErrClosed after Close.
+func (l *Log) Healthy() error {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	return l.health
+}
+
+// Append writes r to the log and returns its seq once it is durable: the
+// transaction holding it committed with fsync. It sets r.V and r.Log, sets
+// r.Time to the current time if it is zero, and on success sets r.Seq. The
+// record is encoded when Append is called; later changes to r do not affect
+// what is stored.
+//
+// If the commit fails, Append returns an error wrapping ErrUnwritable and
+// the cause; nothing of the batch was acknowledged and seq did not advance,
+// and the next Append tries again. Once r is queued it will be written even
+// if ctx ends: ctx only bounds the wait, so Append may return ctx.Err() for
+// a record that is (or later becomes) durable under the next seq. Callers
+// that must not act unrecorded treat ctx.Err() like any other error.
+// After Close, Append returns ErrClosed.
+func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
+	if l.readOnly {
+		return 0, fmt.Errorf("append: %w", ErrReadOnly)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	r.V = SchemaVersion
+	r.Log = l.id
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	head, tail, err := encodeSplit(r)
+	if err != nil {
+		return 0, fmt.Errorf("append: %w", err)
+	}
+	req := &request{head: head, tail: tail, done: make(chan result, 1)}
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("append: %w", ErrClosed)
+	}
+	l.queue = append(l.queue, req)
+	l.mu.Unlock()
+	l.signal()
+
+	select {
+	case res := <-req.done:
+		if res.err != nil {
+			return 0, res.err
+		}
+		r.Seq = res.seq
+		return res.seq, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// signal wakes the writer without blocking.
+func (l *Log) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops accepting records, waits until every record queued before it
+// was committed (or failed), stops the writer and closes the file. Wait
+// calls return ErrClosed. Close is safe to call more than once; later calls
+// return the first call's result.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.closing)
+		l.signal()
+		<-l.writerDone
+
+		l.dbMu.Lock()
+		defer l.dbMu.Unlock()
+		l.dbClosed = true
+		if l.db != nil {
+			if err := l.db.Close(); err != nil {
+				l.closeErr = fmt.Errorf("close audit log %s: %w", l.path, err)
+			}
+			l.db = nil
+		}
+	})
+	return l.closeErr
+}

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Group commit limits: the writer takes at most this many queued records
+// (and at least one) into one transaction.
+const (
+	maxBatchRecords = 1000
+	maxBatchBytes   = 1 << 20
+)
+
+// request is one queued Append.
+type request struct {
+	head, tail []byte      // encodeSplit of the record
+	done       chan result // buffered, receives exactly one result
+}
+
+// result answers a request.
+type result struct {
+	seq uint64
+	err error
+}
+
+// A txHook extends the append transaction. The writer calls it inside the
+// same bbolt write transaction that stores a batch of records, so that what
+// it writes (Merkle tree nodes, tree state, checkpoints) commits or rolls
+// back together with the records. An error from a hook rolls the
+// transaction back and fails the batch with ErrUnwritable.
+type txHook interface {
+	// load is called in a read transaction after the file was opened or
+	// reopened, so the hook can rebuild in-memory state from committed
+	// data.
+	load(tx *bolt.Tx) error
+	// leaf is called for every record of a batch, in seq order, after the
+	// record was put. data is the exact stored bytes.
+	leaf(tx *bolt.Tx, seq uint64, data []byte) error
+	// seal is called once per batch after the last leaf, with the new log
+	// size.
+	seal(tx *bolt.Tx, size uint64) error
+	// done is called after the transaction ended; committed reports
+	// whether it is durable. Hooks that stage in-memory state swap it in
+	// on true and drop it on false.
+	done(committed bool)
+}
+
+// run is the writer goroutine: it owns all writes to the file.
+func (l *Log) run() {
+	defer close(l.writerDone)
+	for {
+		batch := l.next()
+		if batch == nil {
+			return
+		}
+		l.commit(batch)
+	}
+}
+
+// next waits for queued requests and takes a batch of them, or returns nil
+// when the Log is closed and the queue is drained.
+func (l *Log) next() []*request {
+	for {
+		l.mu.Lock()
+		if len(l.queue) > 0 {
+			n, bytes := 0, 0
+			for n < len(l.queue) && n < maxBatchRecords {
+				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
+				if n > 0 && bytes > maxBatchBytes {
+					break
+				}
+				n++
+			}
+			batch := l.queue[:n:n]
+			if n == len(l.queue) {
+				l.queue = nil
+			} else {
+				l.queue = append([]*request(nil), l.queue[n:]...)
+			}
+			l.mu.Unlock()
+			return batch
+		}
+		closed := l.closed
+		l.mu.Unlock()
+		if closed {
+			return nil
+		}
+		<-l.wake
+	}
+}
+
+// commit writes a batch in one transaction and answers every request in it.
+func (l *Log) commit(batch []*request) {
+	if l.db == nil {
+		if err := l.reopen(); err != nil {
+			l.fail(batch, err)
+			return
+		}
+	}
+	var size uint64
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		size, err = l.put(tx, batch)
+		return err
+	})
+	if l.hook != nil {
+		l.hook.done(err == nil)
+	}
+	if err != nil {
+		// bbolt rolls a failed commit back and reloads its freelist from
+		// disk, but a failed mmap remap leaves the DB unmapped, and after
+		// a failed fsync the page cache may not match the disk. Reopening
+		// rebuilds all in-memory state from the file, so the next attempt
+		// starts from what is actually stored. It happens before the
+		// batch is answered, so callers see the state after it.
+		if err := l.reopen(); err != nil {
+			l.logger.Debug("audit log reopen failed", "path", l.path, "error", err)
+		}
+		l.fail(batch, err)
+		return
+	}
+	first := size - uint64(len(batch))
+	l.setSize(size)
+	l.setHealthy()
+	for i, req := range batch {
+		req.done <- result{seq: first + uint64(i)}
+	}
+}
+
+// put stores a batch inside the write transaction and returns the new size.
+// seq is assigned here, from the size stored in the same transaction, so
+// records are contiguous from 0 whatever failed before.
+func (l *Log) put(tx *bolt.Tx, batch []*request) (uint64, error) {
+	records := tx.Bucket(bucketRecords)
+	meta := tx.Bucket(bucketMeta)
+	if records == nil || meta == nil {
+		return 0, fmt.Errorf("buckets missing: %w", ErrCorrupt)
+	}
+	// Keys only ever grow: fill pages completely instead of splitting
+	// them half-empty (bbolt's default 0.5 doubles the file size).
+	records.FillPercent = 1.0
+	size, err := readSize(meta)
+	if err != nil {
+		return 0, err
+	}
+	// Never overwrite: the last stored record must be size-1.
+	if err := checkTail(records, size); err != nil {
+		return 0, err
+	}
+	for i, req := range batch {
+		seq := size + uint64(i)
+		data := make([]byte, 0, len(req.head)+20+len(req.tail))
+		data = append(data, req.head...)
+		data = strconv.AppendUint(data, seq, 10)
+		data = append(data, req.tail...)
+		if err := records.Put(binary.BigEndian.AppendUint64(nil, seq), data); err != nil {
+			return 0, fmt.Errorf("put record %d: %w", seq, err)
+		}
+		if l.hook != nil {
+			if err := l.hook.leaf(tx, seq, data); err != nil {
+				return 0, fmt.Errorf("record %d: %w", seq, err)
+			}
+		}
+	}
+	size += uint64(len(batch))
+	if err := meta.Put(metaSize, u64(size)); err != nil {
+		return 0, fmt.Errorf("put size: %w", err)
+	}
+	if l.hook != nil {
+		if err := l.hook.seal(tx, size); err != nil {
+			return 0, fmt.Errorf("seal batch: %w", err)
+		}
+	}
+	return size, nil
+}
+
+// fail answers every request of a batch with an error wrapping
+// ErrUnwritable and cause, and marks the log unhealthy.
+func (l *Log) fail(batch []*request, cause error) {
+	err := fmt.Errorf("commit %d audit records: %w: %w", len(batch), ErrUnwritable, cause)
+	l.setUnhealthy(err)
+	for _, req := range batch {
+		req.done <- result{err: err}
+	}
+}
+
+// reopen closes the file (if open) and opens it again, checking that it is
+// still the same log and did not lose acknowledged records. On failure the
+// Log stays without a file and the next batch tries again.
+func (l *Log) reopen() error {
+	l.dbMu.Lock()
+	defer l.dbMu.Unlock()
+	if l.db != nil {
+		if err := l.db.Close(); err != nil {
+			l.logger.Warn("audit log close before reopen failed", "path", l.path, "error", err)
+		}
+		l.db = nil
+	}
+	err := l.openChecked()
+	l.healthMu.Lock()
+	changed := (err != nil) != l.dbFailed
+	l.dbFailed = err != nil
+	l.healthMu.Unlock()
+	if changed && err != nil {
+		l.logger.Error("audit log reopen failed", "path", l.path, "error", err)
+	} else if changed {
+		l.logger.Info("audit log reopened", "path", l.path, "size", l.size.Load())
+	}
+	return err
+}
+
+// openChecked opens the file for reopen and installs it as l.db. dbMu is held.
+func (l *Log) openChecked() (err error) {
+	db, err := l.openDB()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = db.Close()
+		}
+	}()
+	var st logState
+	if err := db.View(func(tx *bolt.Tx) error {
+		st, err = loadState(tx)
+		return err
+	}); err != nil {
+		return fmt.Errorf("reopen audit log %s: %w", l.path, err)
+	}
+	if st.id != l.id {
+		return fmt.Errorf("reopen audit log %s: log id changed from %q to %q: %w", l.path, l.id, st.id, ErrCorrupt)
+	}
+	acked := l.size.Load()
+	if st.size < acked {
+		return fmt.Errorf("reopen audit log %s: size %d below acknowledged %d: %w", l.path, st.size, acked, ErrCorrupt)
+	}
+	if l.hook != nil {
+		if err := db.View(l.hook.load); err != nil {
+			return fmt.Errorf("reopen audit log %s: load hook: %w", l.path, err)
+		}
+	}
+	l.db = db
+	if st.size > acked {
+		// A commit reported failure after writing its meta page (the
+		// final fdatasync failed): its records are visible, but their
+		// Appends got errors. Continue after them, never overwrite.
+		l.logger.Error("failed audit commit is visible after reopen; its records were not acknowledged",
+			"path", l.path, "acknowledged", acked, "size", st.size)
+		l.setSize(st.size)
+	}
+	return nil
+}
+
+// setSize publishes a new size and wakes Wait calls.
+func (l *Log) setSize(size uint64) {
+	l.size.Store(size)
+	l.changedMu.Lock()
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.changedMu.Unlock()
+}
+
+// setUnhealthy records a commit failure, logging only the change from
+// healthy to unwritable.
+func (l *Log) setUnhealthy(err error) {
+	l.healthMu.Lock()
+	was := l.health
+	l.health = err
+	l.healthMu.Unlock()
+	if was == nil {
+		l.logger.Error("audit log unwritable, refusing records", "path", l.path, "size", l.size.Load(), "error", err)
+	}
+}
+
+// setHealthy records a successful commit, logging only the change from
+// unwritable to healthy.
+func (l *Log) setHealthy() {
+	l.healthMu.Lock()
+	was := l.health
+	l.health = nil
+	l.healthMu.Unlock()
+	if was != nil {
+		l.logger.Info("audit log writable again", "path", l.path, "size", l.size.Load())
+	}
+}

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var errInjected = errors.New("injected commit failure")
+
+// testHook records what the writer passes it, and fails the next failN
+// batches inside the transaction (after the records were put), so the
+// transaction rolls back like a failed commit.
+type testHook struct {
+	mu      sync.Mutex
+	failN   int
+	leaves  map[uint64][]byte // committed leaves
+	pending map[uint64][]byte // leaves of the open transaction
+	sizes   []uint64          // sizes passed to seal, committed batches only
+	seal1   uint64
+	loads   int
+	aborted int
+}
+
+func (h *testHook) load(tx *bolt.Tx) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.loads++
+	return nil
+}
+
+func (h *testHook) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pending == nil {
+		h.pending = map[uint64][]byte{}
+	}
+	if !bytes.Equal(tx.Bucket(bucketRecords).Get(u64(seq)), data) {
+		return fmt.Errorf("leaf %d: data is not what was put", seq)
+	}
+	h.pending[seq] = append([]byte(nil), data...)
+	return nil
+}
+
+func (h *testHook) seal(tx *bolt.Tx, size uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seal1 = size
+	if h.failN > 0 {
+		h.failN--
+		return errInjected
+	}
+	return nil
+}
+
+func (h *testHook) done(committed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if committed {
+		if h.leaves == nil {
+			h.leaves = map[uint64][]byte{}
+		}
+		for k, v := range h.pending {
+			h.leaves[k] = v
+		}
+		h.sizes = append(h.sizes, h.seal1)
+	} else {
+		h.aborted++
+	}
+	h.pending = nil
+}
+
+func (h *testHook) failNext(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failN = n
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func openWithHook(t *testing.T, path string, h txHook, logs *syncBuffer) *Log {
+	t.Helper()
+	l, err := open(path, Options{HostID: "h", Logger: slog.New(slog.NewTextHandler(logs, nil))}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+		t.Log(logs.String())
+	})
+	return l
+}
+
+func rec(i int) *Record {
+	return &Record{Kind: KindStatement, Session: "s", Statement: &Statement{Text: fmt.Sprint("SELECT ", i)}}
+}
+
+func TestAppendFailureFailsClosed(t *testing.T) {
+	h := &testHook{}
+	logs := &syncBuffer{}
+	l := openWithHook(t, filepath.Join(t.TempDir(), "audit.db"), h, logs)
+	ctx := context.Background()
+	for i := range 3 {
+		if seq, err := l.Append(ctx, rec(i)); err != nil || seq != uint64(i) {
+			t.Fatalf("Append = %d, %v", seq, err)
+		}
+	}
+
+	h.failNext(2)
+	for i := range 2 {
+		seq, err := l.Append(ctx, rec(100+i))
+		if !errors.Is(err, ErrUnwritable) || !errors.Is(err, errInjected) {
+			t.Fatalf("Append during failure = %d, %v; want ErrUnwritable wrapping the cause", seq, err)
+		}
+		if l.Size() != 3 {
+			t.Fatalf("Size() = %d after failed commit, want 3", l.Size())
+		}
+		if err := l.Healthy(); !errors.Is(err, ErrUnwritable) || !errors.Is(err, errInjected) {
+			t.Fatalf("Healthy() = %v during failure", err)
+		}
+		// Reads keep working while appends fail.
+		if es, err := l.Read(0, 10); err != nil || len(es) != 3 {
+			t.Fatalf("Read during failure = %d entries, %v", len(es), err)
+		}
+	}
+
+	seq, err := l.Append(ctx, rec(3))
+	if err != nil || seq != 3 {
+		t.Fatalf("Append after failure = %d, %v; want 3", seq, err)
+	}
+	if err := l.Healthy(); err != nil {
+		t.Fatalf("Healthy() = %v after recovery", err)
+	}
+	es, err := l.Read(0, 10)
+	if err != nil || len(es) != 4 {
+		t.Fatalf("Read = %d entries, %v", len(es), err)
+	}
+	for i, e := range es {
+		r, err := e.Record()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprint("SELECT ", i); r.Statement.Text != want {
+			t.Errorf("seq %d holds %q, want %q (a failed record was stored?)", i, r.Statement.Text, want)
+		}
+	}
+
+	// The hook saw every committed leaf once, and was reloaded after each
+	// failure (open + 2 reopens).
+	h.mu.Lock()
+	if len(h.leaves) != 4 || h.aborted != 2 || h.loads != 3 {
+		t.Errorf("hook: %d leaves, %d aborted, %d loads; want 4, 2, 3", len(h.leaves), h.aborted, h.loads)
+	}
+	for _, e := range es {
+		if !bytes.Equal(h.leaves[e.Seq], e.Bytes) {
+			t.Errorf("hook leaf %d = %s, stored %s", e.Seq, h.leaves[e.Seq], e.Bytes)
+		}
+	}
+	h.mu.Unlock()
+
+	// One log line per state change, not per failure.
+	out := logs.String()
+	if n := strings.Count(out, `msg="audit log unwritable`); n != 1 {
+		t.Errorf("%d 'unwritable' log lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, `msg="audit log writable again`); n != 1 {
+		t.Errorf("%d 'writable again' log lines, want 1:\n%s", n, out)
+	}
+}
+
+// TestFailedBatchConcurrent fails one batch while many producers append:
+// every producer of that batch gets ErrUnwritable, none of their records is
+// stored, and the acknowledged ones are contiguous.
+func TestFailedBatchConcurrent(t *testing.T) {
+	h := &testHook{}
+	l := openWithHook(t, filepath.Join(t.TempDir(), "audit.db"), h, &syncBuffer{})
+	ctx := context.Background()
+	h.failNext(3)
+	var mu sync.Mutex
+	acked := map[uint64]string{}
+	failed := map[string]bool{}
+	var wg sync.WaitGroup
+	for p := range 32 {
+		wg.Go(func() {
+			for i := range 20 {
+				r := rec(p*1000 + i)
+				seq, err := l.Append(ctx, r)
+				mu.Lock()
+				if err != nil {
+					if !errors.Is(err, ErrUnwritable) {
+						t.Errorf("Append: %v", err)
+					}
+					failed[r.Statement.Text] = true
+				} else {
+					acked[seq] = r.Statement.Text
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) == 0 {
+		t.Fatal("no Append failed")
+	}
+	if l.Size() != uint64(len(acked)) || len(acked)+len(failed) != 32*20 {
+		t.Fatalf("size %d, %d acknowledged, %d failed", l.Size(), len(acked), len(failed))
+	}
+	es, err := l.Read(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range es {
+		r, err := e.Record()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq != uint64(i) || acked[e.Seq] != r.Statement.Text || failed[r.Statement.Text] {
+			t.Fatalf("seq %d holds %q, acknowledged %q", e.Seq, r.Statement.Text, acked[e.Seq])
+		}
+	}
+}
+
+// TestReopenFailureRecovers makes the reopen after a failed commit fail
+// too (the file is locked by a reader) and checks that the log recovers once
+// the lock is gone.
+func TestReopenFailureRecovers(t *testing.T) {
+	h := &testHook{}
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l := openWithHook(t, path, h, &syncBuffer{})
+	l.opts.Timeout = 20e6 // 20ms: the lock below must make reopen fail fast
+	ctx := context.Background()
+	if _, err := l.Append(ctx, rec(0)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Fail one commit; the reopen after it succeeds (nobody holds the lock).
+	h.failNext(1)
+	if _, err := l.Append(ctx, rec(1)); !errors.Is(err, ErrUnwritable) {
+		t.Fatalf("Append = %v", err)
+	}
+	// Now force the writer into the "no file" state: close the file the
+	// way a failed reopen leaves it, with a reader holding the lock.
+	l.dbMu.Lock()
+	if err := l.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.db = nil
+	l.dbMu.Unlock()
+	reader, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 20e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, rec(1)); !errors.Is(err, ErrUnwritable) || !errors.Is(err, ErrLocked) {
+		t.Fatalf("Append with file locked = %v, want ErrUnwritable wrapping ErrLocked", err)
+	}
+	if _, err := l.Read(0, 1); !errors.Is(err, ErrUnwritable) {
+		t.Errorf("Read without file = %v, want ErrUnwritable", err)
+	}
+	if err := reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seq, err := l.Append(ctx, rec(1))
+	if err != nil || seq != 1 {
+		t.Fatalf("Append after lock released = %d, %v; want 1", seq, err)
+	}
+	if err := l.Healthy(); err != nil {
+		t.Errorf("Healthy() = %v", err)
+	}
+}
+
+// TestReopenSeesFailedCommit simulates a commit that reported failure after
+// its meta page was written (failed final fsync): after the reopen the
+// records are visible, and appends continue after them instead of
+// overwriting them.
+func TestReopenSeesFailedCommit(t *testing.T) {
+	h := &testHook{}
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l := openWithHook(t, path, h, &syncBuffer{})
+	ctx := context.Background()
+	if _, err := l.Append(ctx, rec(0)); err != nil {
+		t.Fatal(err)
+	}
+	// Write a record behind the writer's back, as the "failed" commit did.
+	l.dbMu.Lock()
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		b, err := Encode(&Record{V: 1, Log: l.id, Seq: 1, Time: goldenTimeInternal, Kind: KindError})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRecords).Put(u64(1), b); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(metaSize, u64(2))
+	})
+	l.dbMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.failNext(1)
+	if _, err := l.Append(ctx, rec(2)); !errors.Is(err, ErrUnwritable) {
+		t.Fatalf("Append = %v", err)
+	}
+	if l.Size() != 2 {
+		t.Fatalf("Size() = %d after reopen, want 2", l.Size())
+	}
+	seq, err := l.Append(ctx, rec(2))
+	if err != nil || seq != 2 {
+		t.Fatalf("Append = %d, %v; want 2", seq, err)
+	}
+}
+
+var goldenTimeInternal = mustTime("2026-11-26T14:00:00.123456789Z")
+
+func mustTime(s string) (t time.Time) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
