@@ -111,6 +111,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		pinPath: cfg.BPFPinPath,
 	}
 	a.lastErr.Store("")
+	if err := checkSupported(cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	if a.cgroup2, err = redirect.FindCgroup2(); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -472,6 +475,9 @@ func sameWorkloads(a, b []workloadState) bool {
 func (a *Agent) reload() error {
 	cfg, err := policy.Load(a.opts.ConfigPath)
 	if err == nil {
+		err = checkSupported(cfg)
+	}
+	if err == nil {
 		err = a.checkReload(cfg)
 	}
 	var wls []workloadState
@@ -500,6 +506,21 @@ func (a *Agent) reload() error {
 	return a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
 		"hash": cfg.Hash(), "source": a.opts.ConfigPath, "result": "loaded",
 	}})
+}
+
+// ErrUnsupported means the config asks for something this build cannot
+// enforce yet. Starting anyway would let traffic through unenforced.
+var ErrUnsupported = errors.New("not supported by this version")
+
+// checkSupported refuses configs whose targets this build cannot enforce.
+func checkSupported(cfg policy.Config) error {
+	var errs []error
+	for i, t := range cfg.Targets {
+		if t.Protocol != policy.ProtocolTCP {
+			errs = append(errs, fmt.Errorf("targets[%d] %q: protocol %s: %w (use protocol: tcp)", i, t.Name, t.Protocol, ErrUnsupported))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkReload refuses changes that need a restart.
