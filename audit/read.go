@@ -13,7 +13,9 @@ import (
 // Entry is one stored record: its seq and its exact stored bytes (the
 // Merkle leaf). The bytes are a copy owned by the caller.
 type Entry struct {
-	Seq   uint64
+	// Seq is the record's position in the log (its key).
+	Seq uint64
+	// Bytes are the record exactly as stored.
 	Bytes []byte
 }
 

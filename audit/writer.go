@@ -113,12 +113,21 @@ func (l *Log) commit(batch []*request) {
 		l.hook.done(err == nil)
 	}
 	if err != nil {
-		// bbolt rolls a failed commit back and reloads its freelist from
-		// disk, but a failed mmap remap leaves the DB unmapped, and after
-		// a failed fsync the page cache may not match the disk. Reopening
-		// rebuilds all in-memory state from the file, so the next attempt
-		// starts from what is actually stored. It happens before the
-		// batch is answered, so callers see the state after it.
+		// What bbolt v1.5.0 leaves behind after a failed commit (tx.go,
+		// db.go): a failed spill, freelist allocation, file grow, page
+		// write or fsync rolls the transaction back and reloads the
+		// freelist from the last committed meta page, and the new pages
+		// went only to free or never-used page ids, so the committed tree
+		// is intact. But a failed mmap remap during allocation leaves the
+		// DB unmapped (every later transaction fails with
+		// ErrInvalidMapping and the freelist cannot be reloaded), and when
+		// only the final fdatasync of the meta page fails, the new meta
+		// page is already in the page cache (which bbolt reads through
+		// its shared mmap), so later transactions build on the commit that
+		// reported failure. Reopening rebuilds all in-memory state from
+		// the file in every case, and openChecked continues after
+		// whatever the file holds. It happens before the batch is
+		// answered, so callers see the state after it.
 		if err := l.reopen(); err != nil {
 			l.logger.Debug("audit log reopen failed", "path", l.path, "error", err)
 		}
