@@ -28,9 +28,9 @@
 //     escaping). Invalid UTF-8 is replaced by U+FFFD. A record therefore
 //     never contains a raw newline, so records can be stored one per line.
 //
-// The stored bytes are the evidence and, in a later change, the Merkle leaf:
-// readers return them as stored and never re-encode. Decode parses them and
-// rejects unknown schema versions.
+// The stored bytes are the evidence and the Merkle leaf: readers return them
+// as stored and never re-encode. Decode parses them and rejects unknown
+// schema versions.
 //
 // # Log
 //
@@ -45,7 +45,26 @@
 // the writer reopens the file, and the next Append tries again (fail closed,
 // recover by itself).
 //
-// # On-disk format (format version 1)
+// # Merkle tree and checkpoints
+//
+// The log is an RFC 6962 Merkle tree (SHA-256; leaf = H(0x00 ‖ record
+// bytes), node = H(0x01 ‖ left ‖ right)) whose leaf i is the stored bytes of
+// record seq i. The writer appends each record's leaf hash to the tree in
+// the transaction that stores the record, writing the leaf hash and every
+// node that became perfect, and the compact range of the whole tree; no
+// extra fsync. Roots at any size and inclusion, consistency and range
+// proofs are computed from the stored perfect nodes (Log.Root,
+// Log.InclusionProof, Log.ConsistencyProof, Log.RangeProof).
+//
+// With Options.Key, the writer signs checkpoints (see Checkpoint): when a
+// batch commits and the last checkpoint is older than
+// Options.CheckpointInterval, in that same transaction; when records stay
+// unsigned for about the interval, in a transaction of its own; on
+// Log.Checkpoint; and on Close. So at most one checkpoint per interval while
+// records arrive, none while idle, and a clean stop leaves every record
+// signed.
+//
+// # On-disk format (format version 2)
 //
 // One bbolt file (created 0600; bbolt's format is native-endian, so the file
 // is not portable between little- and big-endian hosts) with four top-level
@@ -55,20 +74,36 @@
 //	              value: the exact canonical record bytes
 //	              Keys 0..size-1, all present, written once, never changed.
 //	              Filled with FillPercent 1.0 (keys only grow).
-//	meta          format   8-byte big-endian uint64, 1
+//	meta          format   8-byte big-endian uint64, 2
 //	              host     host id
 //	              epoch    16 lower-case hex digits
 //	              log      log id, "tollgate/<host>/<epoch>"
 //	              created  creation time, RFC 3339 UTC
 //	              size     8-byte big-endian uint64, the number of records
-//	nodes         reserved for Merkle tree node hashes (empty in format 1)
-//	checkpoints   reserved for signed checkpoints (empty in format 1)
+//	              tree     8-byte big-endian tree size (always = size), then
+//	                       the 32-byte hashes of the compact range [0, size)
+//	                       (the perfect subtrees covering it, left to right)
+//	              key      verifier key text of the checkpoint signer, set
+//	                       when a key first opens the log
+//	nodes         key: level (1 byte) ‖ index (8-byte big-endian)
+//	              value: the 32-byte hash of the perfect subtree of leaves
+//	              [index·2^level, (index+1)·2^level); level 0 holds the
+//	              leaf hashes. Written once, never changed.
+//	checkpoints   key: tree size as 8-byte big-endian uint64
+//	              value: the signed checkpoint note at that size. At most
+//	              one per size, written once, never changed.
 //
-// records and meta/size change only together, in the writer's transaction;
-// the reserved buckets exist from creation so that the tree and checkpoints
-// can be written in that same transaction later without a format change.
-// Open refuses files whose meta/format it does not know (ErrFormat), and a
-// file where the last record key is not size-1 (ErrCorrupt).
+// records, nodes, meta/size and meta/tree change only together, in the
+// writer's transaction. Open refuses files whose meta/format it does not
+// know (ErrFormat), and a file where the last record key is not size-1, the
+// tree state disagrees with the nodes or the last record, or the newest
+// checkpoint does not match the tree (ErrCorrupt).
+//
+// Format 1 (the log before the tree) had the same buckets with nodes and
+// checkpoints empty and no meta/tree or meta/key. Opening it read-write
+// builds the tree for its records in one transaction (records are only
+// read) and sets format 2; read-only opens can read its records but
+// have no tree (ErrNoTree).
 //
 // The daemon holds bbolt's exclusive file lock while the log is open; a
 // read-only Open (for CLI reads while the daemon is stopped) takes a shared

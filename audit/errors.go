@@ -60,3 +60,33 @@ var (
 	// version or with a version this build does not know.
 	ErrUnknownVersion = errors.New("unknown audit record schema version")
 )
+
+// Errors of the Merkle tree, checkpoints, host key and evidence bundles.
+var (
+	// ErrNoTree is returned by tree reads (roots, proofs, export) on a log
+	// written before the Merkle tree (format 1) that was not opened
+	// read-write since; opening it read-write builds the tree.
+	ErrNoTree = errors.New("audit log has no Merkle tree yet (open it read-write once)")
+
+	// ErrRange is returned for a tree size or leaf index beyond the tree,
+	// or a range whose end precedes its start.
+	ErrRange = errors.New("outside the audit log's tree")
+
+	// ErrNoCheckpoint is returned when a signed checkpoint is needed but
+	// the log has none (no signer configured, or nothing signed yet).
+	ErrNoCheckpoint = errors.New("no signed checkpoint")
+
+	// ErrKeyMismatch is returned by Open when the host key differs from
+	// the key that signed the log's checkpoints so far, and by
+	// LoadHostKey when the key files disagree with each other or with the
+	// host id.
+	ErrKeyMismatch = errors.New("host key mismatch")
+
+	// ErrBadSignature is returned by OpenCheckpoint for a checkpoint not
+	// signed by the expected key, or whose signature does not verify.
+	ErrBadSignature = errors.New("checkpoint signature not valid for the key")
+
+	// ErrMalformedCheckpoint is returned by OpenCheckpoint for a note that
+	// is not a checkpoint of the format this build knows.
+	ErrMalformedCheckpoint = errors.New("malformed checkpoint")
+)

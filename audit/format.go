@@ -13,7 +13,12 @@ import (
 )
 
 // formatVersion is the on-disk format version stored under meta/format.
-const formatVersion = 1
+// Version 1 (the foundation) had no Merkle tree; opening such a log
+// read-write builds the tree for its records once and sets version 2.
+const formatVersion = 2
+
+// formatNoTree is the format version of logs written before the Merkle tree.
+const formatNoTree = 1
 
 // logIDPrefix starts every log id: "tollgate/<host-id>/<epoch>".
 const logIDPrefix = "tollgate/"
@@ -36,14 +41,17 @@ var (
 	metaLog     = []byte("log")     // log id
 	metaCreated = []byte("created") // RFC 3339 UTC creation time
 	metaSize    = []byte("size")    // u64be number of records
+	metaTree    = []byte("tree")    // u64be tree size, then the compact range hashes of [0, size)
+	metaKey     = []byte("key")     // verifier key text of the checkpoint signer
 )
 
 // logState is what the meta bucket says about a log.
 type logState struct {
-	host  string
-	epoch string
-	id    string
-	size  uint64
+	host   string
+	epoch  string
+	id     string
+	size   uint64
+	format uint64
 }
 
 // logID returns the log id for a host id and epoch.
@@ -122,8 +130,9 @@ func loadState(tx *bolt.Tx) (logState, error) {
 	if len(f) != 8 {
 		return st, fmt.Errorf("no format version: %w", ErrFormat)
 	}
-	if v := binary.BigEndian.Uint64(f); v != formatVersion {
-		return st, fmt.Errorf("format version %d, want %d: %w", v, formatVersion, ErrFormat)
+	st.format = binary.BigEndian.Uint64(f)
+	if st.format != formatVersion && st.format != formatNoTree {
+		return st, fmt.Errorf("format version %d, want %d: %w", st.format, formatVersion, ErrFormat)
 	}
 	for _, name := range allBuckets {
 		if tx.Bucket(name) == nil {

@@ -21,6 +21,10 @@ import (
 // Options.Timeout is zero.
 const DefaultTimeout = time.Second
 
+// DefaultCheckpointInterval is the checkpoint interval when
+// Options.CheckpointInterval is zero.
+const DefaultCheckpointInterval = time.Second
+
 // Options configure Open.
 type Options struct {
 	// HostID names the host in the log id "tollgate/<host-id>/<epoch>".
@@ -47,6 +51,18 @@ type Options struct {
 	// NoSync skips fsync on commit. Records are then NOT durable when
 	// Append returns. For tests only; never set it in the daemon.
 	NoSync bool
+
+	// Key signs checkpoints. Without it the log keeps its Merkle tree but
+	// signs no checkpoints. The first Open with a key records its
+	// verifier key in the log; later opens with another key fail with
+	// ErrKeyMismatch. Ignored when ReadOnly.
+	Key *HostKey
+
+	// CheckpointInterval is the shortest time between two checkpoints
+	// while records keep arriving; unsigned records are signed within
+	// about this long even if no more arrive. Zero means
+	// DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
 }
 
 // Log is a host's append-only audit log in a bbolt file. One Log owns the
@@ -95,9 +111,17 @@ type Log struct {
 	health   error // nil, or the last commit failure (wraps ErrUnwritable)
 	dbFailed bool  // the last reopen failed
 
+	// ckptWanted asks the writer for a checkpoint of unsigned records
+	// (guarded by mu); ckptWaiters are answered when it committed.
+	ckptWanted  bool
+	ckptWaiters []chan error
+
 	// hook extends the append transaction (Merkle tree, checkpoints).
 	// Only the writer uses it; it is set before the writer starts.
 	hook txHook
+	// tree is hook when it is the Merkle tree (nil in tests with other
+	// hooks and in read-only logs).
+	tree *merkleTree
 
 	closeOnce sync.Once
 	closeErr  error
@@ -112,8 +136,29 @@ type Log struct {
 // A read-only Log (Options.ReadOnly) sees the log as it was at Open; the
 // file cannot change while it is open, because a writer needs the exclusive
 // lock.
+//
+// A read-write Log maintains the log's RFC 6962 Merkle tree in the same
+// transactions as the records; a log written before the tree (format 1)
+// gets its tree built once, here. With Options.Key it signs checkpoints.
 func Open(path string, opts Options) (*Log, error) {
-	return open(path, opts, nil)
+	if opts.ReadOnly {
+		return open(path, opts, nil)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	interval := opts.CheckpointInterval
+	if interval <= 0 {
+		interval = DefaultCheckpointInterval
+	}
+	var t *merkleTree
+	if opts.Key != nil {
+		t = newMerkleTree(logger, opts.Key.Signer, opts.Key.VerifierKey, interval)
+	} else {
+		t = newMerkleTree(logger, nil, "", interval)
+	}
+	return open(path, opts, t)
 }
 
 // open is Open with an optional hook for the append transaction.
@@ -137,6 +182,9 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		changed:    make(chan struct{}),
 		closing:    make(chan struct{}),
 		hook:       hook,
+	}
+	if t, ok := hook.(*merkleTree); ok {
+		l.tree = t
 	}
 	db, err := l.openDB()
 	if err != nil {
@@ -170,8 +218,8 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 			return nil, fmt.Errorf("open audit log %s: %w", path, err)
 		}
 		if hook != nil {
-			if err := db.View(hook.load); err != nil {
-				return nil, fmt.Errorf("open audit log %s: load hook: %w", path, err)
+			if err := hook.open(db); err != nil {
+				return nil, fmt.Errorf("open audit log %s: %w", path, err)
 			}
 		}
 	}
@@ -182,6 +230,9 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		close(l.writerDone)
 	} else {
 		go l.run()
+		if l.tree != nil && l.tree.signer != nil {
+			go l.checkpointLoop(l.tree.interval)
+		}
 	}
 	return l, nil
 }

@@ -35,40 +35,60 @@ type result struct {
 // back together with the records. An error from a hook rolls the
 // transaction back and fails the batch with ErrUnwritable.
 type txHook interface {
-	// load is called in a read transaction after the file was opened or
-	// reopened, so the hook can rebuild in-memory state from committed
-	// data.
-	load(tx *bolt.Tx) error
+	// open is called after the file was opened or reopened read-write,
+	// before the writer stores anything in it. It may run its own
+	// transactions, to bring what it derives from the records up to date
+	// (for example build the tree of a log written without one) and to
+	// rebuild in-memory state from committed data.
+	open(db *bolt.DB) error
 	// leaf is called for every record of a batch, in seq order, after the
 	// record was put. data is the exact stored bytes.
 	leaf(tx *bolt.Tx, seq uint64, data []byte) error
 	// seal is called once per batch after the last leaf, with the new log
-	// size.
-	seal(tx *bolt.Tx, size uint64) error
+	// size. force asks for a checkpoint of any unsigned records now,
+	// whatever the checkpoint interval.
+	seal(tx *bolt.Tx, size uint64, force bool) error
+	// sealDue reports whether a batch without records and with force set
+	// would write anything at this size (there are unsigned records). The
+	// writer skips the transaction otherwise.
+	sealDue(size uint64) bool
 	// done is called after the transaction ended; committed reports
 	// whether it is durable. Hooks that stage in-memory state swap it in
 	// on true and drop it on false.
 	done(committed bool)
 }
 
+// batch is what the writer commits in one transaction.
+type batch struct {
+	reqs []*request
+	// force asks the hook to sign a checkpoint of any unsigned records.
+	force bool
+	// waiters are Checkpoint calls, answered once the batch committed.
+	waiters []chan error
+}
+
 // run is the writer goroutine: it owns all writes to the file.
 func (l *Log) run() {
 	defer close(l.writerDone)
 	for {
-		batch := l.next()
-		if batch == nil {
+		b := l.next()
+		if b == nil {
+			// Closed and drained: sign what is still unsigned, so that
+			// a clean stop leaves every record under a checkpoint.
+			l.commit(&batch{force: true})
 			return
 		}
-		l.commit(batch)
+		l.commit(b)
 	}
 }
 
 // next waits for queued requests and takes a batch of them, or returns nil
-// when the Log is closed and the queue is drained.
-func (l *Log) next() []*request {
+// when the Log is closed and the queue is drained. A batch may hold no
+// records when only a checkpoint was asked for.
+func (l *Log) next() *batch {
 	for {
 		l.mu.Lock()
-		if len(l.queue) > 0 {
+		if len(l.queue) > 0 || l.ckptWanted {
 			n, bytes := 0, 0
 			for n < len(l.queue) && n < maxBatchRecords {
 				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
@@ -77,14 +97,15 @@ func (l *Log) next() []*request {
 				}
 				n++
 			}
-			batch := l.queue[:n:n]
+			b := &batch{reqs: l.queue[:n:n], force: l.ckptWanted, waiters: l.ckptWaiters}
 			if n == len(l.queue) {
 				l.queue = nil
 			} else {
 				l.queue = append([]*request(nil), l.queue[n:]...)
 			}
+			l.ckptWanted, l.ckptWaiters = false, nil
 			l.mu.Unlock()
-			return batch
+			return b
 		}
 		closed := l.closed
 		l.mu.Unlock()
@@ -96,17 +117,23 @@ func (l *Log) next() []*request {
 }
 
 // commit writes a batch in one transaction and answers every request in it.
-func (l *Log) commit(batch []*request) {
+func (l *Log) commit(b *batch) {
+	if len(b.reqs) == 0 && (l.hook == nil || !l.hook.sealDue(l.size.Load())) {
+		// Nothing to write: a checkpoint was asked for, but every
+		// record is signed already.
+		answer(b.waiters, nil)
+		return
+	}
 	if l.db == nil {
 		if err := l.reopen(); err != nil {
-			l.fail(batch, err)
+			l.fail(b, err)
 			return
 		}
 	}
 	var size uint64
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		size, err = l.put(tx, batch)
+		size, err = l.put(tx, b)
 		return err
 	})
 	if l.hook != nil {
@@ -131,21 +158,29 @@ func (l *Log) commit(batch []*request) {
 		if err := l.reopen(); err != nil {
 			l.logger.Debug("audit log reopen failed", "path", l.path, "error", err)
 		}
-		l.fail(batch, err)
+		l.fail(b, err)
 		return
 	}
-	first := size - uint64(len(batch))
+	first := size - uint64(len(b.reqs))
 	l.setSize(size)
 	l.setHealthy()
-	for i, req := range batch {
+	for i, req := range b.reqs {
 		req.done <- result{seq: first + uint64(i)}
+	}
+	answer(b.waiters, nil)
+}
+
+// answer sends err to every waiter (each has room for one value).
+func answer(waiters []chan error, err error) {
+	for _, w := range waiters {
+		w <- err
 	}
 }
 
 // put stores a batch inside the write transaction and returns the new size.
 // seq is assigned here, from the size stored in the same transaction, so
 // records are contiguous from 0 whatever failed before.
-func (l *Log) put(tx *bolt.Tx, batch []*request) (uint64, error) {
+func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 	records := tx.Bucket(bucketRecords)
 	meta := tx.Bucket(bucketMeta)
 	if records == nil || meta == nil {
@@ -162,7 +197,7 @@ func (l *Log) put(tx *bolt.Tx, batch []*request) (uint64, error) {
 	if err := checkTail(records, size); err != nil {
 		return 0, err
 	}
-	for i, req := range batch {
+	for i, req := range b.reqs {
 		seq := size + uint64(i)
 		data := make([]byte, 0, len(req.head)+20+len(req.tail))
 		data = append(data, req.head...)
@@ -177,12 +212,14 @@ func (l *Log) put(tx *bolt.Tx, batch []*request) (uint64, error) {
 			}
 		}
 	}
-	size += uint64(len(batch))
-	if err := meta.Put(metaSize, u64(size)); err != nil {
-		return 0, fmt.Errorf("put size: %w", err)
+	if len(b.reqs) > 0 {
+		size += uint64(len(b.reqs))
+		if err := meta.Put(metaSize, u64(size)); err != nil {
+			return 0, fmt.Errorf("put size: %w", err)
+		}
 	}
 	if l.hook != nil {
-		if err := l.hook.seal(tx, size); err != nil {
+		if err := l.hook.seal(tx, size, b.force); err != nil {
 			return 0, fmt.Errorf("seal batch: %w", err)
 		}
 	}
@@ -191,12 +228,13 @@ func (l *Log) put(tx *bolt.Tx, batch []*request) (uint64, error) {
 
 // fail answers every request of a batch with an error wrapping
 // ErrUnwritable and cause, and marks the log unhealthy.
-func (l *Log) fail(batch []*request, cause error) {
-	err := fmt.Errorf("commit %d audit records: %w: %w", len(batch), ErrUnwritable, cause)
+func (l *Log) fail(b *batch, cause error) {
+	err := fmt.Errorf("commit %d audit records: %w: %w", len(b.reqs), ErrUnwritable, cause)
 	l.setUnhealthy(err)
-	for _, req := range batch {
+	for _, req := range b.reqs {
 		req.done <- result{err: err}
 	}
+	answer(b.waiters, err)
 }
 
 // reopen closes the file (if open) and opens it again, checking that it is
@@ -250,8 +288,8 @@ func (l *Log) openChecked() (err error) {
 		return fmt.Errorf("reopen audit log %s: size %d below acknowledged %d: %w", l.path, st.size, acked, ErrCorrupt)
 	}
 	if l.hook != nil {
-		if err := db.View(l.hook.load); err != nil {
-			return fmt.Errorf("reopen audit log %s: load hook: %w", l.path, err)
+		if err := l.hook.open(db); err != nil {
+			return fmt.Errorf("reopen audit log %s: %w", l.path, err)
 		}
 	}
 	l.db = db

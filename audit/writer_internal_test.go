@@ -33,12 +33,14 @@ type testHook struct {
 	aborted int
 }
 
-func (h *testHook) load(tx *bolt.Tx) error {
+func (h *testHook) open(db *bolt.DB) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.loads++
 	return nil
 }
+
+func (h *testHook) sealDue(uint64) bool { return false }
 
 func (h *testHook) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
 	h.mu.Lock()
@@ -53,7 +55,7 @@ func (h *testHook) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
 	return nil
 }
 
-func (h *testHook) seal(tx *bolt.Tx, size uint64) error {
+func (h *testHook) seal(tx *bolt.Tx, size uint64, force bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seal1 = size

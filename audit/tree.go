@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// HashSize is the size of a tree hash (SHA-256).
+const HashSize = sha256.Size
+
+// hasher is the RFC 6962 tree hasher: leaf = SHA-256(0x00 ‖ data), node =
+// SHA-256(0x01 ‖ left ‖ right), empty tree = SHA-256("").
+var hasher = rfc6962.DefaultHasher
+
+// rangeFactory makes compact ranges with RFC 6962 node hashing. It is
+// stateless; compact ranges only merge when they come from the same factory.
+var rangeFactory = &compact.RangeFactory{Hash: hasher.HashChildren}
+
+// LeafHash returns the RFC 6962 leaf hash of a record's stored bytes.
+func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
+
+// EmptyRoot returns the root of the empty tree.
+func EmptyRoot() []byte { return hasher.EmptyRoot() }
+
+// nodeKey is the key of a node in the nodes bucket: level, then index as
+// 8-byte big-endian.
+func nodeKey(id compact.NodeID) []byte {
+	k := make([]byte, 9)
+	k[0] = byte(id.Level)
+	binary.BigEndian.PutUint64(k[1:], id.Index)
+	return k
+}
+
+// encodeTree encodes the tree state stored under meta/tree: the size, then
+// the compact range hashes of [0, size).
+func encodeTree(r *compact.Range) []byte {
+	b := make([]byte, 0, 8+HashSize*len(r.Hashes()))
+	b = binary.BigEndian.AppendUint64(b, r.End())
+	for _, h := range r.Hashes() {
+		b = append(b, h...)
+	}
+	return b
+}
+
+// decodeTree decodes meta/tree; a missing value is the empty tree.
+func decodeTree(v []byte) (*compact.Range, error) {
+	if v == nil {
+		return rangeFactory.NewEmptyRange(0), nil
+	}
+	if len(v) < 8 || (len(v)-8)%HashSize != 0 {
+		return nil, fmt.Errorf("meta tree is %d bytes: %w", len(v), ErrCorrupt)
+	}
+	size := binary.BigEndian.Uint64(v)
+	var hashes [][]byte
+	for b := v[8:]; len(b) > 0; b = b[HashSize:] {
+		hashes = append(hashes, bytes.Clone(b[:HashSize]))
+	}
+	r, err := rangeFactory.NewRange(0, size, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("meta tree: %w: %w", ErrCorrupt, err)
+	}
+	return r, nil
+}
+
+// cloneRange returns an independent copy of r.
+func cloneRange(r *compact.Range) *compact.Range {
+	c, err := rangeFactory.NewRange(r.Begin(), r.End(), append([][]byte(nil), r.Hashes()...))
+	if err != nil {
+		panic(err) // r is valid, so is its copy
+	}
+	return c
+}
+
+// rangeRoot is the root of a compact range starting at 0, with the empty
+// tree's root for an empty range.
+func rangeRoot(r *compact.Range) ([]byte, error) {
+	if r.End() == 0 {
+		return hasher.EmptyRoot(), nil
+	}
+	return r.GetRootHash(nil)
+}
+
+// merkleTree is the txHook that maintains the RFC 6962 tree of a Log and
+// signs its checkpoints: leaf and perfect-node hashes go to the nodes
+// bucket, the compact range of [0, size) to meta/tree, and signed
+// checkpoints to the checkpoints bucket, all in the transaction that stores
+// the records. Only the writer goroutine calls its hook methods.
+type merkleTree struct {
+	logger   *slog.Logger
+	signer   note.Signer // nil: no checkpoints
+	vkey     string      // verifier key text of signer
+	interval time.Duration
+	now      func() time.Time
+
+	// origin is the log id, set by open.
+	origin string
+	// rng is the committed compact range [0, size).
+	rng *compact.Range
+	// lastSigned is when this process last signed (monotonic clock),
+	// zero before the first checkpoint it signs.
+	lastSigned time.Time
+
+	// Staged state of the open transaction.
+	staged    *compact.Range
+	stagedCP  *Checkpoint
+	nodes     *bolt.Bucket
+	visitErr  error
+	visitorFn compact.VisitFn
+
+	// last is the newest stored checkpoint (nil if none); read by any
+	// goroutine.
+	last atomic.Pointer[Checkpoint]
+	// signedMu guards lastSigned for readers outside the writer.
+	signedMu sync.Mutex
+}
+
+// newMerkleTree returns the tree hook; signer may be nil.
+func newMerkleTree(logger *slog.Logger, signer note.Signer, vkey string, interval time.Duration) *merkleTree {
+	t := &merkleTree{logger: logger, signer: signer, vkey: vkey, interval: interval, now: time.Now}
+	t.visitorFn = t.visit
+	return t
+}
+
+// visit stores a node the compact range reports as complete.
+func (t *merkleTree) visit(id compact.NodeID, hash []byte) {
+	if t.visitErr != nil {
+		return
+	}
+	if err := t.nodes.Put(nodeKey(id), hash); err != nil {
+		t.visitErr = fmt.Errorf("put node %d/%d: %w", id.Level, id.Index, err)
+	}
+}
+
+// open brings the tree up to the records (a format 1 log gets its tree
+// built here, once, in one transaction; records are only read), records the
+// signer's key, and loads the committed state. It checks that the newest
+// checkpoint matches the tree, so a file whose tree, records and
+// checkpoints disagree is refused.
+func (t *merkleTree) open(db *bolt.DB) error {
+	var behind bool
+	err := db.View(func(tx *bolt.Tx) error {
+		st, err := loadState(tx)
+		if err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		rng, err := decodeTree(meta.Get(metaTree))
+		if err != nil {
+			return err
+		}
+		if rng.End() > st.size {
+			return fmt.Errorf("tree has %d leaves, log %d records: %w", rng.End(), st.size, ErrCorrupt)
+		}
+		k := meta.Get(metaKey)
+		behind = rng.End() < st.size || st.format != formatVersion || (t.signer != nil && k == nil)
+		if t.signer != nil && k != nil && string(k) != t.vkey {
+			return fmt.Errorf("log checkpoints are signed by %q, not by the host key %q: %w", k, t.vkey, ErrKeyMismatch)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if behind {
+		if err := db.Update(t.catchUp); err != nil {
+			return fmt.Errorf("build Merkle tree: %w", err)
+		}
+	}
+	return db.View(t.load)
+}
+
+// catchUp extends the tree over records it does not cover yet, stores the
+// signer's key and sets the current format version.
+func (t *merkleTree) catchUp(tx *bolt.Tx) error {
+	st, err := loadState(tx)
+	if err != nil {
+		return err
+	}
+	meta := tx.Bucket(bucketMeta)
+	rng, err := decodeTree(meta.Get(metaTree))
+	if err != nil {
+		return err
+	}
+	if from := rng.End(); from < st.size {
+		t.logger.Info("building audit log Merkle tree", "from", from, "to", st.size, "format", st.format)
+		t.nodes = tx.Bucket(bucketNodes)
+		t.nodes.FillPercent = 1.0
+		t.visitErr = nil
+		c := tx.Bucket(bucketRecords).Cursor()
+		seq := from
+		for k, v := c.Seek(u64(from)); k != nil && seq < st.size; k, v = c.Next() {
+			if len(k) != 8 || binary.BigEndian.Uint64(k) != seq {
+				return fmt.Errorf("record %d missing: %w", seq, ErrCorrupt)
+			}
+			if err := rng.Append(hasher.HashLeaf(v), t.visitorFn); err != nil {
+				return fmt.Errorf("append leaf %d: %w", seq, err)
+			}
+			if t.visitErr != nil {
+				return t.visitErr
+			}
+			seq++
+		}
+		t.nodes = nil
+		if seq != st.size {
+			return fmt.Errorf("records end at %d, size %d: %w", seq, st.size, ErrCorrupt)
+		}
+		if err := meta.Put(metaTree, encodeTree(rng)); err != nil {
+			return fmt.Errorf("put tree: %w", err)
+		}
+	}
+	if t.signer != nil && meta.Get(metaKey) == nil {
+		if err := meta.Put(metaKey, []byte(t.vkey)); err != nil {
+			return fmt.Errorf("put key: %w", err)
+		}
+	}
+	if st.format != formatVersion {
+		if err := meta.Put(metaFormat, u64(formatVersion)); err != nil {
+			return fmt.Errorf("put format: %w", err)
+		}
+	}
+	return nil
+}
+
+// load reads the committed tree state and newest checkpoint, and checks
+// that they agree with each other and with the records.
+func (t *merkleTree) load(tx *bolt.Tx) error {
+	st, err := loadState(tx)
+	if err != nil {
+		return err
+	}
+	rng, err := decodeTree(tx.Bucket(bucketMeta).Get(metaTree))
+	if err != nil {
+		return err
+	}
+	if rng.End() != st.size {
+		return fmt.Errorf("tree has %d leaves, log %d records: %w", rng.End(), st.size, ErrCorrupt)
+	}
+	if err := checkTreeState(tx, rng); err != nil {
+		return err
+	}
+	cp, err := lastCheckpoint(tx)
+	if err != nil {
+		return err
+	}
+	if cp != nil {
+		if cp.Origin != st.id || cp.Size > st.size {
+			return fmt.Errorf("checkpoint of %s at size %d in log %s of size %d: %w", cp.Origin, cp.Size, st.id, st.size, ErrCorrupt)
+		}
+		root, err := rootAt(tx, cp.Size)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(root, cp.Root) {
+			return fmt.Errorf("checkpoint at size %d signs root %x, the tree has %x: %w", cp.Size, cp.Root, root, ErrCorrupt)
+		}
+	}
+	t.origin = st.id
+	t.rng = rng
+	t.last.Store(cp)
+	return nil
+}
+
+// checkTreeState checks that the stored compact range agrees with the
+// stored nodes and that the last leaf hash is the hash of the last record:
+// the tree covers exactly the stored records.
+func checkTreeState(tx *bolt.Tx, rng *compact.Range) error {
+	size := rng.End()
+	if size == 0 {
+		return nil
+	}
+	nodes := tx.Bucket(bucketNodes)
+	ids := compact.RangeNodes(0, size, nil)
+	for i, id := range ids {
+		if h := nodes.Get(nodeKey(id)); !bytes.Equal(h, rng.Hashes()[i]) {
+			return fmt.Errorf("tree node %d/%d does not match the tree state: %w", id.Level, id.Index, ErrCorrupt)
+		}
+	}
+	rec := tx.Bucket(bucketRecords).Get(u64(size - 1))
+	leaf := nodes.Get(nodeKey(compact.NewNodeID(0, size-1)))
+	if rec == nil || !bytes.Equal(leaf, hasher.HashLeaf(rec)) {
+		return fmt.Errorf("leaf %d does not match its record: %w", size-1, ErrCorrupt)
+	}
+	return nil
+}
+
+// leaf appends a record's leaf hash to the staged range, storing the leaf
+// and every node that became perfect.
+func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
+	if t.staged == nil {
+		t.staged = cloneRange(t.rng)
+		t.nodes = tx.Bucket(bucketNodes)
+		t.nodes.FillPercent = 1.0
+		t.visitErr = nil
+	}
+	if t.staged.End() != seq {
+		return fmt.Errorf("leaf %d appended to a tree of size %d: %w", seq, t.staged.End(), ErrCorrupt)
+	}
+	if err := t.staged.Append(hasher.HashLeaf(data), t.visitorFn); err != nil {
+		return fmt.Errorf("append leaf %d: %w", seq, err)
+	}
+	return t.visitErr
+}
+
+// seal stores the tree state of the batch and, when due, a checkpoint.
+func (t *merkleTree) seal(tx *bolt.Tx, size uint64, force bool) error {
+	rng := t.staged
+	if rng == nil {
+		rng = t.rng
+	}
+	if rng.End() != size {
+		return fmt.Errorf("tree of size %d sealed at log size %d: %w", rng.End(), size, ErrCorrupt)
+	}
+	if t.staged != nil {
+		if err := tx.Bucket(bucketMeta).Put(metaTree, encodeTree(rng)); err != nil {
+			return fmt.Errorf("put tree: %w", err)
+		}
+	}
+	if !t.due(size, force) {
+		return nil
+	}
+	root, err := rangeRoot(rng)
+	if err != nil {
+		return fmt.Errorf("root at %d: %w", size, err)
+	}
+	cp := &Checkpoint{Origin: t.origin, Size: size, Root: root, Time: t.now().UTC()}
+	cp.Note, err = signCheckpoint(cp, t.signer)
+	if err != nil {
+		return err
+	}
+	cps := tx.Bucket(bucketCheckpoints)
+	cps.FillPercent = 1.0
+	if cps.Get(u64(size)) != nil {
+		return fmt.Errorf("checkpoint at size %d exists already: %w", size, ErrCorrupt)
+	}
+	if err := cps.Put(u64(size), cp.Note); err != nil {
+		return fmt.Errorf("put checkpoint %d: %w", size, err)
+	}
+	t.stagedCP = cp
+	return nil
+}
+
+// due reports whether a checkpoint should be signed at size: there is a
+// signer, records after the last checkpoint, and either force or the
+// interval has passed since this process last signed.
+func (t *merkleTree) due(size uint64, force bool) bool {
+	if t.signer == nil || size == 0 {
+		return false
+	}
+	if last := t.last.Load(); last != nil && last.Size >= size {
+		return false
+	}
+	if force {
+		return true
+	}
+	t.signedMu.Lock()
+	defer t.signedMu.Unlock()
+	return t.lastSigned.IsZero() || time.Since(t.lastSigned) >= t.interval
+}
+
+// sealDue reports whether there are unsigned records to checkpoint.
+func (t *merkleTree) sealDue(size uint64) bool { return t.due(size, true) }
+
+// sinceSigned is how long ago this process last signed a checkpoint, and
+// false before the first one.
+func (t *merkleTree) sinceSigned() (time.Duration, bool) {
+	t.signedMu.Lock()
+	defer t.signedMu.Unlock()
+	if t.lastSigned.IsZero() {
+		return 0, false
+	}
+	return time.Since(t.lastSigned), true
+}
+
+// done swaps in the staged state after a commit, or drops it.
+func (t *merkleTree) done(committed bool) {
+	if committed {
+		if t.staged != nil {
+			t.rng = t.staged
+		}
+		if t.stagedCP != nil {
+			t.last.Store(t.stagedCP)
+			t.signedMu.Lock()
+			t.lastSigned = time.Now()
+			t.signedMu.Unlock()
+		}
+	}
+	t.staged, t.stagedCP, t.nodes, t.visitErr = nil, nil, nil, nil
+}
+
+// lastCheckpoint returns the newest stored checkpoint, nil if there is none.
+func lastCheckpoint(tx *bolt.Tx) (*Checkpoint, error) {
+	k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+	if k == nil {
+		return nil, nil
+	}
+	return storedCheckpoint(k, v)
+}
+
+// storedCheckpoint parses a checkpoints bucket entry (without checking the
+// signature: the store is the signer's own).
+func storedCheckpoint(k, v []byte) (*Checkpoint, error) {
+	if len(k) != 8 {
+		return nil, fmt.Errorf("checkpoint key of %d bytes: %w", len(k), ErrCorrupt)
+	}
+	cp, err := parseCheckpointNote(bytes.Clone(v))
+	if err != nil {
+		return nil, fmt.Errorf("stored checkpoint %d: %w: %w", binary.BigEndian.Uint64(k), ErrCorrupt, err)
+	}
+	if cp.Size != binary.BigEndian.Uint64(k) {
+		return nil, fmt.Errorf("checkpoint stored at %d has size %d: %w", binary.BigEndian.Uint64(k), cp.Size, ErrCorrupt)
+	}
+	return cp, nil
+}
+
+// treeSize returns the size of the stored tree, failing for a log without
+// one (format 1, never opened read-write since).
+func treeSize(tx *bolt.Tx) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(metaTree)
+	if v == nil {
+		size, err := readSize(meta)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			return 0, nil
+		}
+		return 0, ErrNoTree
+	}
+	if len(v) < 8 {
+		return 0, fmt.Errorf("meta tree is %d bytes: %w", len(v), ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// getNodes returns the stored hashes of ids.
+func getNodes(tx *bolt.Tx, ids []compact.NodeID) ([][]byte, error) {
+	nodes := tx.Bucket(bucketNodes)
+	hashes := make([][]byte, len(ids))
+	for i, id := range ids {
+		h := nodes.Get(nodeKey(id))
+		if len(h) != HashSize {
+			return nil, fmt.Errorf("tree node %d/%d missing: %w", id.Level, id.Index, ErrCorrupt)
+		}
+		hashes[i] = bytes.Clone(h)
+	}
+	return hashes, nil
+}
+
+// checkSizes checks that sizes are within the stored tree.
+func checkSizes(tx *bolt.Tx, sizes ...uint64) error {
+	n, err := treeSize(tx)
+	if err != nil {
+		return err
+	}
+	for _, s := range sizes {
+		if s > n {
+			return fmt.Errorf("size %d beyond the tree size %d: %w", s, n, ErrRange)
+		}
+	}
+	return nil
+}
+
+// rangeHashes returns the compact range hashes of [begin, end).
+func rangeHashes(tx *bolt.Tx, begin, end uint64) ([][]byte, error) {
+	if err := checkSizes(tx, begin, end); err != nil {
+		return nil, err
+	}
+	if begin > end {
+		return nil, fmt.Errorf("range [%d, %d): %w", begin, end, ErrRange)
+	}
+	return getNodes(tx, compact.RangeNodes(begin, end, nil))
+}
+
+// rootAt returns the tree root at size from the stored nodes.
+func rootAt(tx *bolt.Tx, size uint64) ([]byte, error) {
+	hashes, err := rangeHashes(tx, 0, size)
+	if err != nil {
+		return nil, err
+	}
+	r, err := rangeFactory.NewRange(0, size, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("root at %d: %w", size, err)
+	}
+	return rangeRoot(r)
+}
+
+// inclusionProof returns the RFC 6962 inclusion proof of leaf index in the
+// tree of size.
+func inclusionProof(tx *bolt.Tx, index, size uint64) ([][]byte, error) {
+	if err := checkSizes(tx, size); err != nil {
+		return nil, err
+	}
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRange, err)
+	}
+	hashes, err := getNodes(tx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, hasher.HashChildren)
+}
+
+// consistencyProof returns the RFC 6962 consistency proof between the trees
+// of size1 and size2 (empty when size1 is 0 or equals size2).
+func consistencyProof(tx *bolt.Tx, size1, size2 uint64) ([][]byte, error) {
+	if err := checkSizes(tx, size1, size2); err != nil {
+		return nil, err
+	}
+	nodes, err := proof.Consistency(size1, size2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRange, err)
+	}
+	hashes, err := getNodes(tx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, hasher.HashChildren)
+}
