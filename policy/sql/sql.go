@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package sql tells policy and audit what a PostgreSQL statement text is:
+// its text with every literal replaced by a $n placeholder (so literals,
+// which may be secrets, never reach the audit log), a fingerprint that is
+// equal for statements differing only in literals, its statement classes
+// and the tables it names.
+//
+// The [Classifier] interface hides the parser. [New] returns the
+// implementation on libpg_query (pg_query_go, the PostgreSQL 17 grammar),
+// with a bounded cache, since clients repeat the same statements.
+// Classification is a first version: issue 4 refines the classes (function
+// calls inside SELECT, data-modifying CTEs in depth, and so on).
+package sql
+
+import (
+	"errors"
+
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+// MaxText is the longest normalised text, in bytes, that a Statement
+// carries; longer texts are cut (after normalisation, so the cut never
+// exposes a literal) and Truncated is set. It keeps audit records well under
+// audit.MaxRecordSize.
+const MaxText = 64 << 10
+
+// ErrUnparsed means the parser did not accept the statement text. The
+// statement is then classified as unknown, and its text is redacted by the
+// lexer alone, or withheld entirely when even the lexer fails.
+var ErrUnparsed = errors.New("statement did not parse")
+
+// Statement is what classification tells about one statement text (which
+// may hold several statements separated by semicolons).
+type Statement struct {
+	// Text is the normalised text: every literal replaced by $n. It is
+	// empty when the text could not be redacted safely (Withheld).
+	Text string
+	// Fingerprint is libpg_query's fingerprint as 16 hex digits; equal for
+	// texts that differ only in literals, whitespace or comments. Empty
+	// when the text did not parse.
+	Fingerprint string
+	// Classes are the statement classes, sorted in the order of
+	// policy.Classes and without duplicates.
+	Classes []policy.Class
+	// Tables are the tables named, as written (schema.table or table),
+	// sorted and without duplicates.
+	Tables []string
+	// Count is the number of statements in the text.
+	Count int
+	// Truncated says Text was cut at MaxText bytes.
+	Truncated bool
+	// Withheld says the text could not be redacted (it did not even lex)
+	// and Text is empty.
+	Withheld bool
+	// Err wraps ErrUnparsed when the text did not parse; the other fields
+	// then describe the best effort.
+	Err error
+}
+
+// A Classifier classifies statement texts. Implementations are safe for
+// concurrent use and never return the raw text, or any part of a literal,
+// in Statement.Text.
+type Classifier interface {
+	Classify(text string) Statement
+}
