@@ -51,6 +51,7 @@ type Agent struct {
 	cgroup2  string
 	mark     uint32
 	alog     *audit.Log
+	hostKey  *audit.HostKey
 	redir    *redirect.Redirector
 	pinPath  string
 	hostID   string
@@ -129,7 +130,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log})
+	if a.hostKey, err = audit.LoadOrCreateHostKey(cfg.StateDir, a.hostID); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log,
+		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval)})
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
@@ -189,6 +194,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	go func() { defer bg.Done(); a.refreshLoop(runCtx) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); a.pendingLoop(runCtx) }()
+	bg.Add(1)
+	go func() { defer bg.Done(); a.heartbeatLoop(runCtx) }()
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))

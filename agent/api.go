@@ -31,6 +31,7 @@ type Status struct {
 	PID        int               `json:"pid"`
 	Started    time.Time         `json:"started"`
 	HostID     string            `json:"host_id"`
+	HostKey    string            `json:"host_key"` // checkpoint verifier key, as in host.pub
 	ConfigHash string            `json:"config_hash"`
 	Cgroup2    string            `json:"cgroup2"`
 	PinPath    string            `json:"pin_path"`
@@ -63,10 +64,14 @@ type LogStatus struct {
 	Bytes   int64  `json:"bytes"`
 	Healthy bool   `json:"healthy"`
 	Error   string `json:"error,omitempty"`
-	// Checkpoints and shipping arrive with the Merkle log; until then
-	// status says so instead of inventing a lag.
-	LastCheckpoint string `json:"last_checkpoint"`
-	ShippingLag    string `json:"shipping_lag"`
+	// LastCheckpoint describes the newest signed checkpoint ("size N,
+	// signed T"); CheckpointSize and CheckpointTime are the same as data.
+	LastCheckpoint string    `json:"last_checkpoint"`
+	CheckpointSize uint64    `json:"checkpoint_size"`
+	CheckpointTime time.Time `json:"checkpoint_time"`
+	// Shipping arrives with the shipper; until then status says so
+	// instead of inventing a lag.
+	ShippingLag string `json:"shipping_lag"`
 }
 
 func (a *Agent) status() Status {
@@ -77,6 +82,7 @@ func (a *Agent) status() Status {
 		PID:        os.Getpid(),
 		Started:    a.started.UTC(),
 		HostID:     a.hostID,
+		HostKey:    a.hostKey.VerifierKey,
 		ConfigHash: a.cfgHash,
 		Cgroup2:    a.cgroup2,
 		PinPath:    a.pinPath,
@@ -118,7 +124,12 @@ func (a *Agent) status() Status {
 	}
 	path := filepath.Join(a.cfg.StateDir, LogFile)
 	st.Log = LogStatus{Path: path, ID: a.alog.ID(), Records: a.alog.Size(), Healthy: true,
-		LastCheckpoint: "none (not implemented yet)", ShippingLag: "not shipping (no ship.url)"}
+		LastCheckpoint: "none yet", ShippingLag: "not shipping (no ship.url)"}
+	if cp, err := a.alog.LastCheckpoint(); err == nil {
+		st.Log.CheckpointSize, st.Log.CheckpointTime = cp.Size, cp.Time
+		st.Log.LastCheckpoint = fmt.Sprintf("size %d, signed %s (%s ago)", cp.Size,
+			cp.Time.Format(time.RFC3339), time.Since(cp.Time).Round(time.Second))
+	}
 	if fi, err := os.Stat(path); err == nil {
 		st.Log.Bytes = fi.Size()
 	}
@@ -166,6 +177,7 @@ func (a *Agent) serveAPI(path string) (io.Closer, error) {
 		_ = enc.Encode(a.status())
 	})
 	mux.HandleFunc("GET /v1/audit/tail", a.handleTail)
+	a.serveAuditAPI(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return a.ctx }}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

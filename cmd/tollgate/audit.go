@@ -32,6 +32,7 @@ func auditCommand() *cli.Command {
 				},
 				Action: auditTail,
 			},
+			auditCheckpointCommand(),
 		},
 	}
 }

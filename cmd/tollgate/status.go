@@ -113,6 +113,7 @@ func printStatus(w io.Writer, st agent.Status) error {
 	}
 	fmt.Fprintf(tw, "audit log\t%s: %d records, %d bytes, %s\n", st.Log.Path, st.Log.Records, st.Log.Bytes, health)
 	fmt.Fprintf(tw, "log id\t%s\n", st.Log.ID)
+	fmt.Fprintf(tw, "host key\t%s\n", st.HostKey)
 	fmt.Fprintf(tw, "last checkpoint\t%s\n", st.Log.LastCheckpoint)
 	fmt.Fprintf(tw, "shipping\t%s\n", st.Log.ShippingLag)
 	tw.Flush()

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tollgate-dev/tollgate/audit"
+)
+
+// HeartbeatInterval is how often the daemon writes a heartbeat record, even
+// when idle: the evidence that it was running, with what config, and
+// whether the clock that timestamps every record was synchronised
+// (ISO/IEC 27001:2022 A.8.16, A.8.17).
+const HeartbeatInterval = 60 * time.Second
+
+// Detail keys of heartbeat records.
+const (
+	// HeartbeatClockSync is "synchronised" or "unsynchronised", from the
+	// kernel's NTP state (adjtimex: TIME_ERROR or STA_UNSYNC mean
+	// unsynchronised), or "unknown" if it could not be read.
+	HeartbeatClockSync = "clock_sync"
+	// HeartbeatMaxError is the kernel's maximum clock error, µs.
+	HeartbeatMaxError = "clock_max_error_us"
+	// HeartbeatEstError is the kernel's estimated clock error, µs.
+	HeartbeatEstError = "clock_est_error_us"
+	// HeartbeatOffset is the last measured offset to the time source, ns.
+	HeartbeatOffset = "clock_offset_ns"
+	// HeartbeatConfig is the hash of the config (and policy) in force.
+	HeartbeatConfig = "config"
+)
+
+// clockState is the kernel's view of clock synchronisation.
+type clockState struct {
+	synchronised bool
+	maxErrorUS   int64
+	estErrorUS   int64
+	offsetNS     int64
+	status       int32
+	state        int
+}
+
+// readClock reads the clock state with adjtimex(2) in read-only mode
+// (modes 0), which needs no privilege.
+func readClock() (clockState, error) {
+	var tx unix.Timex
+	state, err := unix.Adjtimex(&tx)
+	if err != nil {
+		return clockState{}, fmt.Errorf("adjtimex: %w", err)
+	}
+	offset := tx.Offset
+	if tx.Status&unix.STA_NANO == 0 {
+		offset *= 1000 // microseconds unless STA_NANO
+	}
+	return clockState{
+		synchronised: state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0,
+		maxErrorUS:   tx.Maxerror,
+		estErrorUS:   tx.Esterror,
+		offsetNS:     offset,
+		status:       tx.Status,
+		state:        state,
+	}, nil
+}
+
+// heartbeatRecord builds a heartbeat record from the clock state.
+func heartbeatRecord(cs clockState, clockErr error, cfgHash, version string) *audit.Record {
+	d := map[string]string{
+		HeartbeatConfig: cfgHash,
+		"version":       version,
+		"interval":      HeartbeatInterval.String(),
+	}
+	if clockErr != nil {
+		d[HeartbeatClockSync] = "unknown"
+		return &audit.Record{Kind: audit.KindHeartbeat, Error: clockErr.Error(), Detail: d}
+	}
+	d[HeartbeatClockSync] = "unsynchronised"
+	if cs.synchronised {
+		d[HeartbeatClockSync] = "synchronised"
+	}
+	d[HeartbeatMaxError] = strconv.FormatInt(cs.maxErrorUS, 10)
+	d[HeartbeatEstError] = strconv.FormatInt(cs.estErrorUS, 10)
+	d[HeartbeatOffset] = strconv.FormatInt(cs.offsetNS, 10)
+	d["clock_status"] = fmt.Sprintf("%#x", cs.status)
+	d["clock_state"] = strconv.Itoa(cs.state)
+	return &audit.Record{Kind: audit.KindHeartbeat, Detail: d}
+}
+
+// heartbeat writes one heartbeat record. A heartbeat that cannot be written
+// is not kept for later: the next one says the same, and the failure is in
+// status and the operational log.
+func (a *Agent) heartbeat() {
+	cs, err := readClock()
+	a.mu.Lock()
+	hash := a.cfgHash
+	a.mu.Unlock()
+	if err := a.record(heartbeatRecord(cs, err, hash, a.opts.Version)); err != nil {
+		a.log.Warn("heartbeat not recorded", "error", err)
+	}
+}
+
+// heartbeatLoop writes a heartbeat now and every HeartbeatInterval until
+// ctx ends.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	a.heartbeat()
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.heartbeat()
+		}
+	}
+}
