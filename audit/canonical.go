@@ -1,0 +1,549 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"errors"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// errNotCanonical is what decodeCanonical's parser reports for bytes that
+// are not exactly an output of Encode. It never leaves the package.
+var errNotCanonical = errors.New("not in canonical encoding")
+
+// decodeCanonical parses b if it is exactly the canonical encoding of a
+// record (Encode(r) == b for the returned r), and reports false otherwise.
+// It is a single pass over the bytes in the fixed field order of Encode,
+// about two orders of magnitude faster than Decode, which accepts any
+// well-formed JSON: readers of whole logs (verify, replay, report) use it
+// first and fall back to Decode. Every record the writer stores is
+// canonical.
+func decodeCanonical(b []byte) (*Record, bool) {
+	// One copy of the record: every unescaped string field is a
+	// substring of it, which saves an allocation per field.
+	p := canonParser{b: string(b)}
+	r, err := p.record()
+	if err != nil || p.i != len(b) {
+		return nil, false
+	}
+	return r, true
+}
+
+// DecodeFast is Decode for stored records: the same result, much faster for
+// records in the canonical encoding (every record the log writes), and
+// Decode's answer for anything else.
+func DecodeFast(b []byte) (*Record, error) {
+	if r, ok := decodeCanonical(b); ok {
+		return r, nil
+	}
+	return Decode(b)
+}
+
+// canonParser reads a canonical record from b at i.
+type canonParser struct {
+	b string
+	i int
+}
+
+// lit consumes s or fails.
+func (p *canonParser) lit(s string) error {
+	if len(p.b)-p.i < len(s) || p.b[p.i:p.i+len(s)] != s {
+		return errNotCanonical
+	}
+	p.i += len(s)
+	return nil
+}
+
+// field reports whether the next bytes are `,"name":` and consumes them.
+func (p *canonParser) field(name string) bool {
+	n := len(name)
+	if len(p.b)-p.i < n+4 || p.b[p.i] != ',' || p.b[p.i+1] != '"' ||
+		p.b[p.i+2:p.i+2+n] != name || p.b[p.i+2+n] != '"' || p.b[p.i+3+n] != ':' {
+		return false
+	}
+	p.i += n + 4
+	return true
+}
+
+// firstField is field for the first field of an object (no comma).
+func (p *canonParser) firstField(name string) bool {
+	n := len(name)
+	if len(p.b)-p.i < n+3 || p.b[p.i] != '"' || p.b[p.i+1:p.i+1+n] != name ||
+		p.b[p.i+1+n] != '"' || p.b[p.i+2+n] != ':' {
+		return false
+	}
+	p.i += n + 3
+	return true
+}
+
+// uint parses a canonical decimal unsigned integer (no sign, no leading
+// zero) that fits in bits.
+func (p *canonParser) uint(bits int) (uint64, error) {
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+	}
+	s := p.b[start:p.i]
+	if len(s) == 0 || len(s) > 1 && s[0] == '0' {
+		return 0, errNotCanonical
+	}
+	v, err := strconv.ParseUint(s, 10, bits)
+	if err != nil {
+		return 0, errNotCanonical
+	}
+	return v, nil
+}
+
+// nonZeroUint is uint for fields Encode omits when zero.
+func (p *canonParser) nonZeroUint(bits int) (uint64, error) {
+	v, err := p.uint(bits)
+	if err == nil && v == 0 {
+		return 0, errNotCanonical
+	}
+	return v, err
+}
+
+// str parses a string in the canonical escaping of appendString: raw valid
+// UTF-8 except '"', '\' and control characters, which are escaped as
+// \" \\ \b \t \n \f \r or \u00xx (lower-case hex) and no other way.
+func (p *canonParser) str() (string, error) {
+	if p.i >= len(p.b) || p.b[p.i] != '"' {
+		return "", errNotCanonical
+	}
+	p.i++
+	start := p.i
+	// Fast path: no escapes.
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c == '"' {
+			s := p.b[start:p.i]
+			p.i++
+			if !utf8.ValidString(s) {
+				return "", errNotCanonical
+			}
+			return s, nil
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+		p.i++
+	}
+	buf := append([]byte(nil), p.b[start:p.i]...)
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			if !utf8.Valid(buf) {
+				return "", errNotCanonical
+			}
+			return string(buf), nil
+		case c < 0x20:
+			return "", errNotCanonical
+		case c != '\\':
+			buf = append(buf, c)
+			p.i++
+			continue
+		}
+		if p.i+1 >= len(p.b) {
+			return "", errNotCanonical
+		}
+		e := p.b[p.i+1]
+		p.i += 2
+		switch e {
+		case '"', '\\':
+			buf = append(buf, e)
+		case 'b':
+			buf = append(buf, '\b')
+		case 't':
+			buf = append(buf, '\t')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'r':
+			buf = append(buf, '\r')
+		case 'u':
+			if len(p.b)-p.i < 4 || p.b[p.i] != '0' || p.b[p.i+1] != '0' {
+				return "", errNotCanonical
+			}
+			hi, lo := unhex(p.b[p.i+2]), unhex(p.b[p.i+3])
+			if hi < 0 || lo < 0 || hi > 1 {
+				return "", errNotCanonical
+			}
+			v := byte(hi<<4 | lo)
+			switch v {
+			case '\b', '\t', '\n', '\f', '\r':
+				return "", errNotCanonical // has a short escape
+			}
+			buf = append(buf, v)
+			p.i += 4
+		default:
+			return "", errNotCanonical
+		}
+	}
+	return "", errNotCanonical
+}
+
+// unhex decodes a lower-case hex digit, -1 for anything else.
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+// nonEmptyStr is str for fields Encode omits when empty.
+func (p *canonParser) nonEmptyStr() (string, error) {
+	s, err := p.str()
+	if err == nil && s == "" {
+		return "", errNotCanonical
+	}
+	return s, err
+}
+
+// optStr reads an optional non-empty string field.
+func (p *canonParser) optStr(name string, dst *string, first bool) error {
+	ok := false
+	if first {
+		ok = p.firstField(name)
+	} else {
+		ok = p.field(name)
+	}
+	if !ok {
+		return nil
+	}
+	s, err := p.nonEmptyStr()
+	*dst = s
+	return err
+}
+
+// strs reads a non-empty array of strings.
+func (p *canonParser) strs() ([]string, error) {
+	if err := p.lit("["); err != nil {
+		return nil, err
+	}
+	var out []string
+	for {
+		s, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+		if p.i < len(p.b) && p.b[p.i] == ',' {
+			p.i++
+			continue
+		}
+		return out, p.lit("]")
+	}
+}
+
+// optStrs reads an optional non-empty string array field.
+func (p *canonParser) optStrs(name string, dst *[]string, first bool) error {
+	ok := false
+	if first {
+		ok = p.firstField(name)
+	} else {
+		ok = p.field(name)
+	}
+	if !ok {
+		return nil
+	}
+	v, err := p.strs()
+	*dst = v
+	return err
+}
+
+// record parses a whole canonical record.
+func (p *canonParser) record() (*Record, error) {
+	r := &Record{}
+	if err := p.lit(`{"v":1,"log":`); err != nil {
+		return nil, err
+	}
+	r.V = SchemaVersion
+	var err error
+	if r.Log, err = p.str(); err != nil {
+		return nil, err
+	}
+	if err := p.lit(`,"seq":`); err != nil {
+		return nil, err
+	}
+	seqStart := p.i
+	if r.Seq, err = p.uint(64); err != nil {
+		return nil, err
+	}
+	seqDigits := p.i - seqStart
+	if err := p.lit(`,"time":"`); err != nil {
+		return nil, err
+	}
+	if len(p.b)-p.i < len(timeLayout)+1 || p.b[p.i+len(timeLayout)] != '"' {
+		return nil, errNotCanonical
+	}
+	var ok bool
+	if r.Time, ok = parseCanonicalTime(p.b[p.i : p.i+len(timeLayout)]); !ok {
+		return nil, errNotCanonical
+	}
+	p.i += len(timeLayout) + 1
+	if err := p.lit(`,"kind":`); err != nil {
+		return nil, err
+	}
+	kind, err := p.nonEmptyStr()
+	if err != nil {
+		return nil, err
+	}
+	r.Kind = Kind(kind)
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"session", &r.Session}, {"target", &r.Target}, {"dst", &r.Dst}, {"client", &r.Client}, {"listener", &r.Listener}} {
+		if err := p.optStr(f.name, f.dst, false); err != nil {
+			return nil, err
+		}
+	}
+	if p.field("process") {
+		if r.Process, err = p.process(); err != nil {
+			return nil, err
+		}
+	}
+	if p.field("identity") {
+		if r.Identity, err = p.identity(); err != nil {
+			return nil, err
+		}
+	}
+	if p.field("statement") {
+		if r.Statement, err = p.statement(); err != nil {
+			return nil, err
+		}
+	}
+	if p.field("decision") {
+		if r.Decision, err = p.decision(); err != nil {
+			return nil, err
+		}
+	}
+	if p.field("bytes") {
+		c := &Bytes{}
+		if err := p.lit(`{"up":`); err != nil {
+			return nil, err
+		}
+		if c.Up, err = p.uint(64); err != nil {
+			return nil, err
+		}
+		if err := p.lit(`,"down":`); err != nil {
+			return nil, err
+		}
+		if c.Down, err = p.uint(64); err != nil {
+			return nil, err
+		}
+		if err := p.lit("}"); err != nil {
+			return nil, err
+		}
+		r.Bytes = c
+	}
+	if p.field("duration_ns") {
+		neg := p.i < len(p.b) && p.b[p.i] == '-'
+		if neg {
+			p.i++
+		}
+		v, err := p.nonZeroUint(64)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !neg && v <= 1<<63-1:
+			r.DurationNS = int64(v)
+		case neg && v <= 1<<63:
+			r.DurationNS = int64(-v)
+		default:
+			return nil, errNotCanonical
+		}
+	}
+	if err := p.optStr("close_reason", &r.CloseReason, false); err != nil {
+		return nil, err
+	}
+	if err := p.optStr("error", &r.Error, false); err != nil {
+		return nil, err
+	}
+	if p.field("detail") {
+		if r.Detail, err = p.detail(); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.lit("}"); err != nil {
+		return nil, err
+	}
+	// Encode's limit, which counts the seq as 20 digits.
+	if len(p.b)-seqDigits+20 > MaxRecordSize {
+		return nil, errNotCanonical
+	}
+	return r, nil
+}
+
+func (p *canonParser) process() (*Process, error) {
+	pr := &Process{}
+	if err := p.lit(`{"pid":`); err != nil {
+		return nil, err
+	}
+	v, err := p.uint(32)
+	if err != nil {
+		return nil, err
+	}
+	pr.Pid = uint32(v)
+	if p.field("tid") {
+		if v, err = p.nonZeroUint(32); err != nil {
+			return nil, err
+		}
+		pr.Tid = uint32(v)
+	}
+	if err := p.lit(`,"uid":`); err != nil {
+		return nil, err
+	}
+	if v, err = p.uint(32); err != nil {
+		return nil, err
+	}
+	pr.UID = uint32(v)
+	if err := p.lit(`,"gid":`); err != nil {
+		return nil, err
+	}
+	if v, err = p.uint(32); err != nil {
+		return nil, err
+	}
+	pr.GID = uint32(v)
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"comm", &pr.Comm}, {"exe", &pr.Exe}, {"cgroup", &pr.Cgroup}} {
+		if err := p.optStr(f.name, f.dst, false); err != nil {
+			return nil, err
+		}
+	}
+	if p.field("cgroup_id") {
+		if pr.CgroupID, err = p.nonZeroUint(64); err != nil {
+			return nil, err
+		}
+	}
+	return pr, p.lit("}")
+}
+
+// object parses `{` fields `}` where fields are optional and the first one
+// has no leading comma: each parse function gets first=true until one
+// field was read.
+func (p *canonParser) object(fields ...func(first bool) (bool, error)) error {
+	if err := p.lit("{"); err != nil {
+		return err
+	}
+	first := true
+	for _, f := range fields {
+		got, err := f(first)
+		if err != nil {
+			return err
+		}
+		if got {
+			first = false
+		}
+	}
+	return p.lit("}")
+}
+
+// strField is an object field function for an optional string.
+func (p *canonParser) strField(name string, dst *string) func(bool) (bool, error) {
+	return func(first bool) (bool, error) {
+		err := p.optStr(name, dst, first)
+		return *dst != "", err
+	}
+}
+
+// strsField is an object field function for an optional string array.
+func (p *canonParser) strsField(name string, dst *[]string) func(bool) (bool, error) {
+	return func(first bool) (bool, error) {
+		err := p.optStrs(name, dst, first)
+		return *dst != nil, err
+	}
+}
+
+func (p *canonParser) identity() (*Identity, error) {
+	id := &Identity{}
+	return id, p.object(p.strField("name", &id.Name), p.strField("method", &id.Method),
+		p.strField("issuer", &id.Issuer), p.strField("subject", &id.Subject), p.strsField("groups", &id.Groups))
+}
+
+func (p *canonParser) statement() (*Statement, error) {
+	s := &Statement{}
+	return s, p.object(p.strField("text", &s.Text), p.strField("fingerprint", &s.Fingerprint),
+		p.strsField("classes", &s.Classes), p.strsField("tables", &s.Tables))
+}
+
+func (p *canonParser) decision() (*Decision, error) {
+	d := &Decision{}
+	return d, p.object(p.strField("action", &d.Action), p.strField("rule", &d.Rule), p.strField("policy", &d.Policy))
+}
+
+// detail parses a non-empty object of strings with keys in strictly
+// increasing byte order.
+func (p *canonParser) detail() (map[string]string, error) {
+	if err := p.lit("{"); err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	var prev string
+	for n := 0; ; n++ {
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		// Encode sorts the keys by byte value.
+		if n > 0 && k <= prev {
+			return nil, errNotCanonical
+		}
+		prev = k
+		if err := p.lit(":"); err != nil {
+			return nil, err
+		}
+		v, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		if p.i < len(p.b) && p.b[p.i] == ',' {
+			p.i++
+			continue
+		}
+		return m, p.lit("}")
+	}
+}
+
+// parseCanonicalTime parses "YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ" (timeLayout)
+// into a UTC time, rejecting anything time.Format would not produce and
+// times Encode refuses.
+func parseCanonicalTime(s string) (time.Time, bool) {
+	if len(s) != len(timeLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+		s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) int {
+		v := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 7), num(8, 10)
+	hour, minute, sec, nsec := num(11, 13), num(14, 16), num(17, 19), num(20, 29)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+		minute < 0 || minute > 59 || sec < 0 || sec > 59 || nsec < 0 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day || checkTime(t) != nil { // day beyond the month's end, zero time
+		return time.Time{}, false
+	}
+	return t, true
+}
