@@ -39,9 +39,9 @@ test-e2e:
 bench:
 	$(GO) test -run '^$$' -bench 'Append' -benchtime 2000x ./audit/
 	@if [ "$$(id -u)" != 0 ]; then echo "the interception benchmarks need root"; exit 1; fi
-	$(GO) test -run '^$$' -bench 'Connect' -benchtime 2000x ./test/
-	$(GO) test -run '^$$' -bench 'RelayThroughput' -benchtime 4x ./test/
-	$(GO) test -run '^$$' -bench 'IdleConnectionRSS' -benchtime 1x ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkConnect$$' -benchtime 2000x ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkRelayThroughput$$' -benchtime 4x ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkIdleConnectionRSS$$' -benchtime 1x ./test/
 
 demo: build
 	bash scripts/demo.sh
