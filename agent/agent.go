@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/redirect"
@@ -65,6 +66,9 @@ type Agent struct {
 	byID      map[uint32]*targetState
 	workloads []workloadState
 	open      map[string]*sessionInfo
+
+	pg   *postgres.Server       // the PostgreSQL handler, shared by postgres targets
+	oidc *postgres.OIDCVerifier // from cfg.OIDC; replaced on reload; guarded by mu
 
 	pendingMu sync.Mutex
 	pending   []*audit.Record // records to retry while the log is unwritable
@@ -147,6 +151,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.ctx = runCtx
+	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream})
+	a.oidc = a.newOIDCVerifier(cfg)
 
 	if err := a.record(&audit.Record{Kind: audit.KindAgentStart, Detail: map[string]string{
 		"version": opts.Version, "pid": strconv.Itoa(os.Getpid()), "config": opts.ConfigPath,
@@ -505,6 +511,7 @@ func (a *Agent) reload() error {
 	}
 	a.mu.Lock()
 	a.cfg, a.cfgHash, a.workloads = cfg, cfg.Hash(), wls
+	a.oidc = a.newOIDCVerifier(cfg)
 	a.mu.Unlock()
 	if err := a.syncMaps(); err != nil {
 		return err
@@ -519,12 +526,20 @@ func (a *Agent) reload() error {
 // enforce yet. Starting anyway would let traffic through unenforced.
 var ErrUnsupported = errors.New("not supported by this version")
 
-// checkSupported refuses configs whose targets this build cannot enforce.
+// checkSupported refuses configs whose targets this build cannot enforce,
+// and postgres targets whose upstream password file is unsafe or
+// unreadable (checked again at every connect).
 func checkSupported(cfg policy.Config) error {
 	var errs []error
 	for i, t := range cfg.Targets {
-		if t.Protocol != policy.ProtocolTCP {
-			errs = append(errs, fmt.Errorf("targets[%d] %q: protocol %s: %w (use protocol: tcp)", i, t.Name, t.Protocol, ErrUnsupported))
+		switch t.Protocol {
+		case policy.ProtocolTCP:
+		case policy.ProtocolPostgres:
+			if err := postgres.CheckPasswordFile(t.Upstream.PasswordFile); err != nil {
+				errs = append(errs, fmt.Errorf("targets[%d] %q: upstream.password_file: %w", i, t.Name, err))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("targets[%d] %q: protocol %s: %w", i, t.Name, t.Protocol, ErrUnsupported))
 		}
 	}
 	return errors.Join(errs...)

@@ -3,14 +3,19 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/agent/tcp"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/redirect"
 )
 
@@ -86,6 +91,11 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		a.refused.Add(1)
 		a.log.Warn("closing connection for an unknown target", "peer", peer.String(), "target_id", origin.TargetID)
 		c.Close()
+		return
+	}
+
+	if ts.cfg.Protocol == policy.ProtocolPostgres {
+		a.handlePostgres(ts, c, origin, peer)
 		return
 	}
 
@@ -177,3 +187,83 @@ func processRecord(o redirect.Origin) *audit.Process {
 	}
 	return p
 }
+
+// handlePostgres hands a connection to the PostgreSQL handler, which
+// records the session itself once the client has said who it is: the
+// session.start record then carries the identity, database and user, and
+// is durable before anything reaches the server.
+func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.Origin, peer netip.AddrPort) {
+	start := time.Now()
+	id := newSessionID(start)
+	a.mu.Lock()
+	tcfg, identities, hash, ver := ts.cfg, a.cfg.Identities, a.cfgHash, a.oidc
+	a.mu.Unlock()
+	sess := postgres.Session{
+		Target:     tcfg,
+		Dst:        origin.Dst,
+		ServerName: serverName(tcfg, origin.Dst),
+		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),
+			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
+		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
+		Identities: identities,
+		PolicyHash: hash,
+	}
+	if ver != nil {
+		sess.Verifier = ver
+	}
+	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
+		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
+	a.mu.Lock()
+	a.open[id] = info
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.open, id)
+		a.mu.Unlock()
+	}()
+	st := a.pg.Serve(a.ctx, c, sess)
+	if st.Reason == postgres.ReasonAudit {
+		a.refused.Add(1)
+	}
+}
+
+// serverName is the name an upstream certificate is checked against: the
+// target's host name for this port, if its matches name one.
+func serverName(t policy.Target, dst netip.AddrPort) string {
+	ms, _ := t.Matches()
+	for _, m := range ms {
+		if m.Host != "" && m.Port == dst.Port() {
+			return m.Host
+		}
+	}
+	return ""
+}
+
+// dialUpstream dials a real server with the daemon's mark, so that the
+// connection is not redirected back to the proxy.
+func (a *Agent) dialUpstream(ctx context.Context, _, addr string) (net.Conn, error) {
+	return dialMarked(ctx, a.mark, addr, upstreamDialTimeout)
+}
+
+// newOIDCVerifier returns the token verifier for cfg's issuers, nil when
+// there are none. Its discovery and key requests use marked sockets too.
+func (a *Agent) newOIDCVerifier(cfg policy.Config) *postgres.OIDCVerifier {
+	if len(cfg.OIDC.Issuers) == 0 {
+		return nil
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: a.dialUpstream}}
+	return postgres.NewOIDCVerifier(cfg.OIDC.Issuers, client)
+}
+
+// pgRecorder gives the PostgreSQL handler the audit log.
+type pgRecorder struct{ a *Agent }
+
+func (p pgRecorder) Record(ctx context.Context, r *audit.Record) error {
+	_, err := p.a.alog.Append(ctx, r)
+	if err != nil {
+		p.a.lastErr.Store(err.Error())
+	}
+	return err
+}
+
+func (p pgRecorder) RecordEventually(r *audit.Record) { p.a.recordEventually(r) }

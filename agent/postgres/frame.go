@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package postgres
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Message size limits, as the server applies them: messages that carry
+// statement text or data may be large, the others are small.
+const (
+	// DefaultMaxMessage is PostgreSQL's PQ_LARGE_MESSAGE_LIMIT (1 GiB - 1).
+	DefaultMaxMessage = 1<<30 - 1
+	// maxSmallMessage is PostgreSQL's PQ_SMALL_MESSAGE_LIMIT.
+	maxSmallMessage = 10000
+	// inlineMax is the largest message copied into a pending batch; larger
+	// ones are written on their own, after the batch.
+	inlineMax = 256 << 10
+	// batchMax bounds the bytes held back while a batch's records are
+	// made durable.
+	batchMax = 1 << 20
+	// bufSize is the size of the buffered readers and writers.
+	bufSize = 64 << 10
+)
+
+// errTruncated means the peer closed in the middle of a message.
+var errTruncated = errors.New("connection closed within a message")
+
+// readHeader reads a message's type and body length. A clean end of stream
+// before the first byte returns io.EOF.
+func readHeader(r *bufio.Reader) (byte, int, error) {
+	hdr, err := r.Peek(5)
+	if err != nil {
+		if len(hdr) == 0 && errors.Is(err, io.EOF) {
+			return 0, 0, io.EOF
+		}
+		if errors.Is(err, io.EOF) {
+			return 0, 0, errTruncated
+		}
+		return 0, 0, err
+	}
+	typ := hdr[0]
+	l := int32(binary.BigEndian.Uint32(hdr[1:5]))
+	r.Discard(5)
+	if l < 4 {
+		return typ, 0, fmt.Errorf("%w: invalid message length %d", ErrProtocol, l)
+	}
+	return typ, int(l - 4), nil
+}
+
+// readBody reads n bytes into buf (grown as needed) and returns them.
+func readBody(r *bufio.Reader, buf *[]byte, n int) ([]byte, error) {
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errTruncated
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// releaseBody drops a body buffer that grew large, so one big message does
+// not pin its memory for the rest of the session.
+func releaseBody(buf *[]byte) {
+	if cap(*buf) > batchMax {
+		*buf = nil
+	}
+}
+
+// appendFrame appends a message with its header to dst.
+func appendFrame(dst []byte, typ byte, body []byte) []byte {
+	dst = append(dst, typ, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(dst[len(dst)-4:], uint32(len(body)+4))
+	return append(dst, body...)
+}
+
+// frameHeader returns a message header for a body of n bytes.
+func frameHeader(typ byte, n int) [5]byte {
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
+	return h
+}
+
+// clientLimit is the largest body the server accepts for a client message
+// type, and whether the type is valid after the startup phase at all.
+func clientLimit(typ byte, large int) (int, bool) {
+	switch typ {
+	case 'Q', 'P', 'B', 'F', 'd', 'f':
+		return large, true
+	case 'D', 'E', 'C', 'S', 'H', 'X', 'c':
+		return maxSmallMessage, true
+	}
+	return 0, false
+}

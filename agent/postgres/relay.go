@@ -1,0 +1,671 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy/sql"
+)
+
+// maxBatchRecords bounds the statement records made durable together
+// before a batch of client messages is forwarded.
+const maxBatchRecords = 256
+
+// relay carries one established session both ways.
+type relay struct {
+	s    *Server
+	sess *Session
+	ctx  context.Context
+
+	client, upstream net.Conn
+	cr, ur           *bufio.Reader
+	cw               *bufio.Writer
+
+	// Client side state, owned by the client goroutine.
+	cbuf  []byte          // body buffer
+	out   []byte          // messages held until their records are durable
+	recs  []*audit.Record // statement records of the held messages
+	execs []*exec         // their executions, to learn the records' seq
+	n     int64           // statements so far
+
+	// Server side state, owned by the server goroutine.
+	ubuf []byte
+
+	// mu guards the protocol state both sides share.
+	mu sync.Mutex
+	st protoState
+
+	up, down atomic.Int64
+	results  chan *audit.Record
+}
+
+// exec is one execution of a statement: a Query, an Execute or a
+// FunctionCall, from its statement record to its result.
+type exec struct {
+	n        int64
+	protocol string
+	start    time.Time
+	seq      uint64 // the statement record's seq; guarded by relay.mu
+	seqSet   bool
+
+	// Filled from responses by the server goroutine.
+	tags      []string
+	rows      int64
+	sqlstate  string
+	skipped   bool
+	suspended bool
+}
+
+func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
+	return &relay{
+		s: s, sess: sess, client: client, upstream: upstream,
+		cr:      bufio.NewReaderSize(client, bufSize),
+		ur:      bufio.NewReaderSize(upstream, bufSize),
+		cw:      bufio.NewWriterSize(client, bufSize),
+		st:      newProtoState(),
+		results: make(chan *audit.Record, 1024),
+	}
+}
+
+// run relays until either side ends, then closes the upstream connection
+// and returns. The caller closes the client connection.
+func (r *relay) run(ctx context.Context) Stats {
+	r.ctx = ctx
+	var resWG sync.WaitGroup
+	resWG.Go(r.writeResults)
+
+	type outcome struct {
+		reason string
+		err    error
+		client bool
+	}
+	done := make(chan outcome, 2)
+	go func() {
+		reason, err := r.clientLoop()
+		done <- outcome{reason, err, true}
+	}()
+	go func() {
+		reason, err := r.serverLoop()
+		done <- outcome{reason, err, false}
+	}()
+	var first outcome
+	select {
+	case first = <-done:
+	case <-ctx.Done():
+		first = outcome{reason: ReasonShutdown, err: fatalf(codeAdminShutdown, ctx.Err(), "terminating connection due to administrator command")}
+	}
+	// Stop both sides: closing upstream ends the server goroutine, a past
+	// read deadline ends the client one while the client connection stays
+	// open for a final error message.
+	r.upstream.Close()
+	r.client.SetReadDeadline(time.Unix(1, 0))
+	if first.reason == ReasonShutdown {
+		<-done
+		<-done
+	} else {
+		<-done
+	}
+	// Both goroutines have ended: the client connection is ours.
+	var fe *Error
+	if errors.As(first.err, &fe) && fe.Code != "" {
+		r.cw.Write(fe.response())
+	}
+	r.cw.Flush()
+	close(r.results)
+	resWG.Wait()
+	return Stats{Up: r.up.Load(), Down: r.down.Load(), Reason: first.reason, Err: first.err}
+}
+
+// clientLoop reads client messages, records statements and forwards.
+func (r *relay) clientLoop() (string, error) {
+	large := r.s.opts.MaxMessage
+	for {
+		typ, n, err := readHeader(r.cr)
+		if err != nil {
+			return r.clientReadEnd(err)
+		}
+		limit, ok := clientLimit(typ, large)
+		if !ok {
+			return ReasonProtocol, fatalf(codeProtocolViolation, ErrProtocol, "invalid frontend message type %d", typ)
+		}
+		if n > limit {
+			return ReasonProtocol, fatalf(codeProtocolViolation, ErrProtocol, "invalid message length %d for message type %q", n, typ)
+		}
+		r.up.Add(int64(n) + 5)
+		if typ == 'd' && n > inlineMax {
+			// Large COPY data is streamed, not held.
+			if err := r.commit(); err != nil {
+				return r.commitEnd(err)
+			}
+			h := frameHeader(typ, n)
+			if _, err := r.upstream.Write(h[:]); err != nil {
+				return ReasonUpstreamError, err
+			}
+			if _, err := io.CopyN(r.upstream, r.cr, int64(n)); err != nil {
+				return ReasonClientError, err
+			}
+			continue
+		}
+		body, err := readBody(r.cr, &r.cbuf, n)
+		if err != nil {
+			return r.clientReadEnd(err)
+		}
+		if err := r.clientMessage(typ, body); err != nil {
+			return ReasonProtocol, err
+		}
+		if len(body) > inlineMax {
+			if err := r.commit(); err != nil {
+				return r.commitEnd(err)
+			}
+			h := frameHeader(typ, n)
+			if _, err := (&net.Buffers{h[:], body}).WriteTo(r.upstream); err != nil {
+				return ReasonUpstreamError, err
+			}
+			releaseBody(&r.cbuf)
+		} else {
+			r.out = appendFrame(r.out, typ, body)
+		}
+		if typ == 'X' {
+			if err := r.commit(); err != nil {
+				return r.commitEnd(err)
+			}
+			return ReasonClientTerm, nil
+		}
+		// Forward when the client has nothing more buffered (the end of
+		// a burst or pipeline), or when the batch is large.
+		if r.cr.Buffered() == 0 || len(r.out) >= batchMax || len(r.recs) >= maxBatchRecords {
+			if err := r.commit(); err != nil {
+				return r.commitEnd(err)
+			}
+		}
+	}
+}
+
+func (r *relay) clientReadEnd(err error) (string, error) {
+	switch {
+	case errors.Is(err, io.EOF):
+		return ReasonClientClosed, nil
+	case errors.Is(err, errTruncated):
+		return ReasonProtocol, fatalf(codeProtocolViolation, ErrProtocol, "unexpected EOF within message")
+	case errors.Is(err, ErrProtocol):
+		return ReasonProtocol, fatalf(codeProtocolViolation, err, "%v", err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ReasonClientClosed, nil // stopped by run
+	}
+	return ReasonClientError, err
+}
+
+func (r *relay) commitEnd(err error) (string, error) {
+	if errors.Is(err, ErrAudit) {
+		r.s.log.Error("closing session: audit log unwritable", "session", r.sess.Base.Session, "error", err)
+		return ReasonAudit, fatalf(codeSystemError, err, "tollgate cannot record this statement: session closed")
+	}
+	return ReasonUpstreamError, err
+}
+
+// commit makes the held statement records durable, then forwards the held
+// messages. It is the one place client messages reach the server, so no
+// statement reaches it before its record is durable.
+func (r *relay) commit() error {
+	if len(r.recs) > 0 {
+		if err := r.appendAll(r.recs); err != nil {
+			return fmt.Errorf("%w: %w", ErrAudit, err)
+		}
+		r.mu.Lock()
+		for i, e := range r.execs {
+			e.seq, e.seqSet = r.recs[i].Seq, true
+		}
+		r.mu.Unlock()
+		clear(r.recs)
+		clear(r.execs)
+		r.recs, r.execs = r.recs[:0], r.execs[:0]
+	}
+	if len(r.out) > 0 {
+		if _, err := r.upstream.Write(r.out); err != nil {
+			return err
+		}
+		if cap(r.out) > 4*batchMax {
+			r.out = nil
+		} else {
+			r.out = r.out[:0]
+		}
+	}
+	return nil
+}
+
+// appendAll makes records durable. Several are appended concurrently, so
+// that the log commits them in one transaction; their order in the log may
+// then differ from their order in the session, which detail "n" keeps.
+func (r *relay) appendAll(recs []*audit.Record) error {
+	if len(recs) == 1 {
+		return r.s.opts.Recorder.Record(r.ctx, recs[0])
+	}
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	for i := range recs {
+		wg.Go(func() { errs[i] = r.s.opts.Recorder.Record(r.ctx, recs[i]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// clientMessage updates the protocol state for a client message and
+// prepares the statement record of a message that runs a statement.
+func (r *relay) clientMessage(typ byte, body []byte) error {
+	switch typ {
+	case 'Q':
+		var q pgproto3.Query
+		if err := q.Decode(body); err != nil {
+			return malformed("Query", err)
+		}
+		info := r.s.opts.Classifier.Classify(q.String)
+		r.statement(expectQuery, info, "simple", nil)
+	case 'P':
+		var p pgproto3.Parse
+		if err := p.Decode(body); err != nil {
+			return malformed("Parse", err)
+		}
+		info := r.s.opts.Classifier.Classify(p.Query)
+		r.mu.Lock()
+		r.st.parse(p.Name, info)
+		r.mu.Unlock()
+	case 'B':
+		var b pgproto3.Bind
+		if err := b.Decode(body); err != nil {
+			return malformed("Bind", err)
+		}
+		r.mu.Lock()
+		r.st.bind(b.DestinationPortal, b.PreparedStatement, b.ResultFormatCodes, len(b.Parameters))
+		r.mu.Unlock()
+	case 'D':
+		var d pgproto3.Describe
+		if err := d.Decode(body); err != nil {
+			return malformed("Describe", err)
+		}
+		r.mu.Lock()
+		r.st.describe(d.ObjectType, d.Name)
+		r.mu.Unlock()
+	case 'E':
+		var e pgproto3.Execute
+		if err := e.Decode(body); err != nil {
+			return malformed("Execute", err)
+		}
+		r.mu.Lock()
+		pt := r.st.portals[e.Portal]
+		r.mu.Unlock()
+		detail := map[string]string{}
+		var info sql.Statement
+		if pt != nil && pt.stmt != nil {
+			info = pt.stmt.info
+			if pt.stmtName != "" {
+				detail["statement"] = pt.stmtName
+			}
+			detail["params"] = strconv.Itoa(pt.params)
+		} else {
+			// A portal from a statement tollgate did not see parsed
+			// (an SQL-level PREPARE): recorded as unknown.
+			info = sql.Statement{Classes: unknownClasses}
+			detail["unknown_statement"] = "true"
+		}
+		if e.Portal != "" {
+			detail["portal"] = e.Portal
+		}
+		r.statement(expectExecute, info, "extended", detail)
+	case 'C':
+		var c pgproto3.Close
+		if err := c.Decode(body); err != nil {
+			return malformed("Close", err)
+		}
+		r.mu.Lock()
+		r.st.close(c.ObjectType, c.Name)
+		r.mu.Unlock()
+	case 'S':
+		if len(body) != 0 {
+			return malformed("Sync", nil)
+		}
+		r.mu.Lock()
+		r.st.push(&expect{kind: expectSync})
+		r.mu.Unlock()
+	case 'H', 'X', 'c':
+		if len(body) != 0 {
+			return malformed(string(typ), nil)
+		}
+	case 'F':
+		var f pgproto3.FunctionCall
+		if err := f.Decode(body); err != nil {
+			return malformed("FunctionCall", err)
+		}
+		info := sql.Statement{Classes: functionCallClasses}
+		r.statement(expectFunction, info, "function", map[string]string{"function_oid": strconv.FormatUint(uint64(f.Function), 10)})
+	case 'd', 'f':
+		// COPY data and CopyFail pass as they are.
+	}
+	return nil
+}
+
+func malformed(what string, err error) error {
+	if err != nil {
+		return fatalf(codeProtocolViolation, fmt.Errorf("%w: %s: %w", ErrProtocol, what, err), "invalid %s message", what)
+	}
+	return fatalf(codeProtocolViolation, ErrProtocol, "invalid %s message", what)
+}
+
+// statement prepares the record of a statement about to run and queues
+// the response it expects.
+func (r *relay) statement(kind expectKind, info sql.Statement, protocol string, detail map[string]string) {
+	r.n++
+	e := &exec{n: r.n, protocol: protocol, start: time.Now()}
+	rec := r.sess.Base
+	rec.Kind = audit.KindStatement
+	rec.Time = e.start.UTC()
+	rec.Statement = &audit.Statement{Text: info.Text, Fingerprint: info.Fingerprint, Tables: info.Tables}
+	for _, c := range info.Classes {
+		rec.Statement.Classes = append(rec.Statement.Classes, string(c))
+	}
+	// No rule is enforced yet (issue 4): everything is allowed, under the
+	// policy in force.
+	rec.Decision = &audit.Decision{Action: "allow", Policy: r.sess.PolicyHash}
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	detail["n"] = strconv.FormatInt(e.n, 10)
+	detail["protocol"] = protocol
+	if info.Err != nil {
+		detail["parse_error"] = strings.TrimPrefix(info.Err.Error(), sql.ErrUnparsed.Error()+": ")
+	}
+	if info.Truncated {
+		detail["truncated"] = "true"
+	}
+	if info.Withheld {
+		detail["withheld"] = "true"
+	}
+	rec.Detail = detail
+	r.recs = append(r.recs, &rec)
+	r.execs = append(r.execs, e)
+	r.mu.Lock()
+	r.st.push(&expect{kind: kind, exec: e})
+	r.mu.Unlock()
+}
+
+// serverLoop reads server messages, tracks responses and forwards them.
+func (r *relay) serverLoop() (string, error) {
+	for {
+		typ, n, err := readHeader(r.ur)
+		if err != nil {
+			return r.serverReadEnd(err)
+		}
+		r.down.Add(int64(n) + 5)
+		switch typ {
+		case 'D', 'd':
+			if typ == 'D' {
+				r.mu.Lock()
+				if f := r.st.front(); f != nil && f.exec != nil {
+					f.exec.rows++
+				}
+				r.mu.Unlock()
+			}
+			if n > inlineMax {
+				// Large rows are streamed through, not held.
+				h := frameHeader(typ, n)
+				if _, err := r.cw.Write(h[:]); err != nil {
+					return ReasonClientError, err
+				}
+				if _, err := io.CopyN(r.cw, r.ur, int64(n)); err != nil {
+					return ReasonUpstreamError, err
+				}
+				break
+			}
+			fallthrough
+		default:
+			body, err := readBody(r.ur, &r.ubuf, n)
+			if err != nil {
+				return r.serverReadEnd(err)
+			}
+			forward, stop := r.serverMessage(typ, body)
+			if forward {
+				h := frameHeader(typ, n)
+				r.cw.Write(h[:])
+				if _, err := r.cw.Write(body); err != nil {
+					return ReasonClientError, err
+				}
+			}
+			releaseBody(&r.ubuf)
+			if stop != nil {
+				r.cw.Flush()
+				return ReasonUnsafe, stop
+			}
+		}
+		if r.ur.Buffered() == 0 {
+			if err := r.cw.Flush(); err != nil {
+				return ReasonClientError, err
+			}
+		}
+	}
+}
+
+func (r *relay) serverReadEnd(err error) (string, error) {
+	r.cw.Flush()
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return ReasonUpstreamClosed, nil
+	}
+	return ReasonUpstreamError, err
+}
+
+// serverMessage updates the protocol state for a server message. It
+// reports whether to forward it, and an error when the session must end.
+func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := &r.st
+	switch typ {
+	case '1':
+		st.pop(expectParse)
+	case '2':
+		st.pop(expectBind)
+	case '3':
+		st.pop(expectClose)
+	case 'n':
+		st.pop(expectDescribe)
+	case 'T':
+		if f := st.front(); f != nil && f.kind == expectDescribe {
+			st.described(f, body)
+			st.pop(expectDescribe)
+		}
+	case 'C':
+		var cc pgproto3.CommandComplete
+		if cc.Decode(body) == nil {
+			r.completed(string(cc.CommandTag))
+		}
+	case 'I':
+		r.completed("")
+	case 's':
+		if f := st.front(); f != nil && f.kind == expectExecute {
+			f.exec.suspended = true
+			r.finish(f.exec)
+			st.pop(expectExecute)
+		}
+	case 'E':
+		var er pgproto3.ErrorResponse
+		if er.Decode(body) == nil {
+			r.failed(er.Code)
+		}
+	case 'Z':
+		r.ready()
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(body) == nil {
+			if err := checkParams(map[string]string{ps.Name: ps.Value}); err != nil {
+				return true, err
+			}
+		}
+	case 'K':
+		// The real cancel key never reaches the client.
+		return false, nil
+	case 'R', 'v':
+		r.s.log.Warn("unexpected message from server after login", "session", r.sess.Base.Session, "type", string(typ))
+		return false, nil
+	}
+	return true, nil
+}
+
+// completed handles CommandComplete and EmptyQueryResponse.
+func (r *relay) completed(tag string) {
+	f := r.st.front()
+	if f == nil || f.exec == nil {
+		return
+	}
+	f.exec.tags = append(f.exec.tags, tag)
+	if f.kind == expectExecute {
+		r.finish(f.exec)
+		r.st.pop(expectExecute)
+	}
+}
+
+// failed handles an ErrorResponse: in a simple query it ends the query
+// (at ReadyForQuery); in the extended protocol the server skips every
+// message up to the next Sync, and so does the queue.
+func (r *relay) failed(code string) {
+	st := &r.st
+	f := st.front()
+	if f == nil {
+		return // asynchronous (FATAL on shutdown, idle timeouts)
+	}
+	switch f.kind {
+	case expectQuery, expectFunction:
+		if f.exec.sqlstate == "" {
+			f.exec.sqlstate = code
+		}
+		return
+	case expectSync:
+		return // the error belongs to the implicit commit at Sync
+	}
+	if f.kind == expectExecute {
+		f.exec.sqlstate = code
+		r.finish(f.exec)
+		st.pop(expectExecute)
+	}
+	for _, e := range st.skipToSync() {
+		e.skipped = true
+		r.finish(e)
+	}
+}
+
+// ready handles ReadyForQuery.
+func (r *relay) ready() {
+	st := &r.st
+	for {
+		f := st.front()
+		if f == nil {
+			return
+		}
+		st.pop(f.kind)
+		if f.exec != nil {
+			r.finish(f.exec)
+		}
+		if f.kind == expectQuery || f.kind == expectFunction || f.kind == expectSync {
+			return
+		}
+	}
+}
+
+// finish queues the result record of an execution. Called with mu held.
+func (r *relay) finish(e *exec) {
+	rec := r.sess.Base
+	rec.Kind = audit.KindResult
+	now := time.Now()
+	rec.Time = now.UTC()
+	rec.DurationNS = now.Sub(e.start).Nanoseconds()
+	d := map[string]string{"n": strconv.FormatInt(e.n, 10), "protocol": e.protocol}
+	if e.seqSet {
+		d["statement_seq"] = strconv.FormatUint(e.seq, 10)
+	}
+	if len(e.tags) > 0 {
+		d["tag"] = strings.Join(e.tags, "; ")
+	}
+	d["rows"] = strconv.FormatInt(resultRows(e), 10)
+	if e.sqlstate != "" {
+		d["sqlstate"] = e.sqlstate
+	}
+	if e.skipped {
+		d["skipped"] = "true"
+	}
+	if e.suspended {
+		d["suspended"] = "true"
+	}
+	rec.Detail = d
+	select {
+	case r.results <- &rec:
+	default:
+		// The writer is behind: wait, without holding up the state
+		// (the channel is drained by a goroutine that takes no locks).
+		r.mu.Unlock()
+		r.results <- &rec
+		r.mu.Lock()
+	}
+}
+
+// resultRows is the row count of a result: from the command tags where
+// they carry one (INSERT, UPDATE, DELETE, SELECT, COPY, MERGE, FETCH,
+// MOVE), else the DataRows counted.
+func resultRows(e *exec) int64 {
+	var total int64
+	have := false
+	for _, t := range e.tags {
+		fields := strings.Fields(t)
+		if len(fields) < 2 {
+			continue
+		}
+		if v, err := strconv.ParseInt(fields[len(fields)-1], 10, 64); err == nil {
+			total += v
+			have = true
+		}
+	}
+	if !have {
+		return e.rows
+	}
+	return total
+}
+
+// writeResults appends result records as they come, several at a time.
+func (r *relay) writeResults() {
+	batch := make([]*audit.Record, 0, 64)
+	for rec := range r.results {
+		batch = append(batch[:0], rec)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case more, ok := <-r.results:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		if len(batch) == 1 {
+			r.s.opts.Recorder.RecordEventually(batch[0])
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, b := range batch {
+			wg.Go(func() { r.s.opts.Recorder.RecordEventually(b) })
+		}
+		wg.Wait()
+	}
+}

@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package postgres
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/sql"
+)
+
+// Defaults for Options.
+const (
+	DefaultStartupTimeout = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// Recorder takes the handler's audit records.
+type Recorder interface {
+	// Record appends r and returns once it is durable. The handler
+	// forwards nothing that r must precede until Record returned nil.
+	Record(ctx context.Context, r *audit.Record) error
+	// RecordEventually appends a record of something that already
+	// happened (a result, a session end); if the log cannot take it now
+	// it is kept and retried, in order.
+	RecordEventually(r *audit.Record)
+}
+
+// DialFunc dials the real server. The daemon's dialer marks its sockets so
+// that they are not redirected back to the proxy.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Options configure NewServer.
+type Options struct {
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// Recorder takes the audit records. Required.
+	Recorder Recorder
+	// Dial dials upstream servers, for logins and cancel requests.
+	// Required.
+	Dial DialFunc
+	// Classifier normalises and classifies statement texts. Nil means
+	// sql.New with default options.
+	Classifier sql.Classifier
+	// StartupTimeout bounds the client's startup and authentication;
+	// zero means DefaultStartupTimeout.
+	StartupTimeout time.Duration
+	// ConnectTimeout bounds the upstream login; zero means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// MaxMessage caps a client message's body; zero means
+	// DefaultMaxMessage (the server's own limit).
+	MaxMessage int
+}
+
+// Server serves PostgreSQL sessions. One Server is shared by all postgres
+// targets of a daemon, because cancel requests arrive on new connections
+// and must find the session they belong to.
+type Server struct {
+	log     *slog.Logger
+	opts    Options
+	cancels *cancelKeys
+}
+
+// NewServer returns a Server.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Classifier == nil {
+		opts.Classifier = sql.New(sql.Options{})
+	}
+	if opts.StartupTimeout == 0 {
+		opts.StartupTimeout = DefaultStartupTimeout
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.MaxMessage == 0 {
+		opts.MaxMessage = DefaultMaxMessage
+	}
+	return &Server{log: opts.Logger, opts: opts, cancels: newCancelKeys()}
+}
+
+// Session is one accepted client connection as the daemon knows it.
+type Session struct {
+	// Target is the target's config: client_auth and upstream.
+	Target policy.Target
+	// Dst is the destination the client connected to: the real server.
+	Dst netip.AddrPort
+	// ServerName is the name verify-full checks the server's certificate
+	// against; empty means Dst's address.
+	ServerName string
+	// Base carries the fields every record of the session repeats:
+	// Session (the id), Target, Dst, Client, Listener and Process.
+	Base audit.Record
+	// Detail is added to the session.start record (the workload).
+	Detail map[string]string
+	// Identities are the configured named identities.
+	Identities []policy.Identity
+	// Verifier verifies OIDC tokens; required for client_auth oidc.
+	Verifier TokenVerifier
+	// PolicyHash is the hash of the policy in force, for decisions.
+	PolicyHash string
+	// TLS, when set, is offered to clients that ask for TLS. Nil answers
+	// SSLRequest with 'N'.
+	TLS *tls.Config
+}
+
+// Stats is how a session ended.
+type Stats struct {
+	// Up and Down count bytes from the client and to the client.
+	Up, Down int64
+	// Reason says why the session ended.
+	Reason string
+	// Err is the error that ended it, if any.
+	Err error
+}
+
+// Close reasons.
+const (
+	ReasonClientClosed   = "client closed"
+	ReasonClientTerm     = "client terminated"
+	ReasonUpstreamClosed = "upstream closed"
+	ReasonShutdown       = "daemon shutdown"
+	ReasonProtocol       = "protocol violation"
+	ReasonAudit          = "audit log unwritable"
+	ReasonAuth           = "authentication failed"
+	ReasonUpstream       = "upstream login failed"
+	ReasonUnsafe         = "unsafe session setting"
+	ReasonClientError    = "client error"
+	ReasonUpstreamError  = "upstream error"
+)
+
+// Serve serves one client connection until it ends, recording the session
+// in the audit log, and closes conn. It never panics on client input.
+func (s *Server) Serve(ctx context.Context, conn net.Conn, sess Session) (st Stats) {
+	defer conn.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			// A bug must cost one session, never the daemon.
+			s.log.Error("postgres session panicked", "session", sess.Base.Session, "panic", fmt.Sprint(p))
+			st.Reason, st.Err = ReasonProtocol, fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	conn.SetDeadline(time.Now().Add(s.opts.StartupTimeout))
+	c, startup, err := negotiate(conn, sess.TLS)
+	if err != nil {
+		writeError(c, err)
+		s.refused(&sess, "startup", err)
+		return Stats{Reason: ReasonProtocol, Err: err}
+	}
+	if startup.Cancel != nil {
+		s.serveCancel(ctx, &sess, startup)
+		return Stats{Reason: "cancel request"}
+	}
+	ident, err := s.authenticate(ctx, c, &sess, startup)
+	if err != nil {
+		writeError(c, err)
+		s.refused(&sess, "authentication", err)
+		return Stats{Reason: ReasonAuth, Err: err}
+	}
+	return s.serveSession(ctx, c, &sess, startup, ident)
+}
+
+// withoutAddrs returns rec without the client and listener addresses,
+// which only the session's first record carries.
+func withoutAddrs(rec audit.Record) audit.Record {
+	rec.Client, rec.Listener = "", ""
+	return rec
+}
+
+// refused records a connection refused before its session started.
+// Clients that hang up silently (port probes) are logged, not recorded.
+func (s *Server) refused(sess *Session, phase string, err error) {
+	var e *Error
+	if errors.As(err, &e) && e.Code == "" && errors.Is(err, io.EOF) {
+		s.log.Debug("client closed during startup", "session", sess.Base.Session)
+		return
+	}
+	r := sess.Base
+	r.Kind = audit.KindError
+	r.Error = err.Error()
+	r.Detail = map[string]string{"protocol": "postgres", "phase": phase}
+	if errors.As(err, &e) && e.Code != "" {
+		r.Detail["sqlstate"] = e.Code
+	}
+	s.log.Info("postgres connection refused", "session", sess.Base.Session, "phase", phase, "error", err)
+	s.opts.Recorder.RecordEventually(&r)
+}
+
+// authenticate establishes the client's identity per the target's
+// client_auth.
+func (s *Server) authenticate(ctx context.Context, c net.Conn, sess *Session, st *Startup) (*audit.Identity, error) {
+	switch sess.Target.ClientAuth {
+	case policy.ClientAuthOIDC:
+		return s.authOIDC(ctx, c, sess, st)
+	case policy.ClientAuthProcess, "":
+		id := &audit.Identity{Method: MethodProcess}
+		if named := resolveIdentity(sess.Identities, sess.Base.Process, nil); named != nil {
+			id.Name = named.Name
+		}
+		return id, nil
+	}
+	return nil, fatalf(codeInvalidAuthSpec, ErrAuth, "unknown client_auth %q", sess.Target.ClientAuth)
+}
+
+// authOIDC asks for a cleartext password, which must be an OIDC ID token.
+// A password in the clear is acceptable only over TLS or loopback, where
+// every intercepted connection arrives.
+func (s *Server) authOIDC(ctx context.Context, c net.Conn, sess *Session, st *Startup) (*audit.Identity, error) {
+	if st.TLS == nil && !isLoopback(c.RemoteAddr()) {
+		return nil, fatalf(codeInvalidAuthSpec, ErrAuth, "OIDC tokens are accepted only over TLS or loopback")
+	}
+	if sess.Verifier == nil {
+		return nil, fatalf(codeInvalidAuthSpec, ErrAuth, "no OIDC issuer is configured")
+	}
+	req, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(nil)
+	if _, err := c.Write(req); err != nil {
+		return nil, &Error{Message: "client closed during authentication", Err: err}
+	}
+	var hdr [5]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		// libpq without a password hangs up here, and may retry.
+		return nil, &Error{Message: "client closed during authentication", Err: fmt.Errorf("read password: %w", io.EOF)}
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[1:5]))) - 4
+	if hdr[0] != 'p' || n < 1 || n > maxTokenLen {
+		return nil, fatalf(codeProtocolViolation, ErrProtocol, "expected a password message")
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c, body); err != nil {
+		return nil, &Error{Message: "client closed during authentication", Err: err}
+	}
+	var pw pgproto3.PasswordMessage
+	if err := pw.Decode(body); err != nil {
+		return nil, fatalf(codeProtocolViolation, ErrProtocol, "malformed password message")
+	}
+	vctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	claims, err := sess.Verifier.Verify(vctx, pw.Password)
+	if err != nil {
+		return nil, fatalf(codeInvalidPassword, fmt.Errorf("%w: %w", ErrAuth, err),
+			"OIDC token for user %q rejected: %v", st.User, err)
+	}
+	named := resolveIdentity(sess.Identities, sess.Base.Process, claims)
+	id := &audit.Identity{Method: MethodOIDC, Issuer: claims.Issuer, Subject: claims.Subject, Groups: claims.Groups}
+	if named == nil {
+		// Record who it was, even though it is refused.
+		sess.Base.Identity = id
+		return nil, fatalf(codeInvalidAuthSpec, ErrNoIdentity, "no tollgate identity matches subject %q of issuer %s", claims.Subject, claims.Issuer)
+	}
+	id.Name = named.Name
+	return id, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// serveSession records the session start, logs in upstream, hands the
+// client its session and relays it.
+func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st *Startup, ident *audit.Identity) Stats {
+	start := time.Now()
+	sess.Base.Identity = ident
+	startRec := sess.Base
+	startRec.Kind = audit.KindSessionStart
+	startRec.Time = start.UTC()
+	startRec.Detail = map[string]string{"protocol": "postgres", "database": st.Database, "user": st.User,
+		"auth": ident.Method, "protocol_version": "3." + strconv.Itoa(int(st.Minor)),
+		"upstream_user": sess.Target.Upstream.User, "tls": tlsName(st.TLS)}
+	if st.ApplicationName != "" {
+		startRec.Detail["application_name"] = st.ApplicationName
+	}
+	if sess.Target.Upstream.Database != "" {
+		startRec.Detail["upstream_database"] = sess.Target.Upstream.Database
+	}
+	maps.Copy(startRec.Detail, sess.Detail)
+	sess.Base = withoutAddrs(sess.Base)
+	// Nothing goes upstream, not even the login, before this is durable.
+	if err := s.opts.Recorder.Record(ctx, &startRec); err != nil {
+		writeError(c, fatalf(codeSystemError, fmt.Errorf("%w: %w", ErrAudit, err), "tollgate cannot record this session: refused"))
+		s.log.Error("refusing session: audit log unwritable", "session", sess.Base.Session, "error", err)
+		return Stats{Reason: ReasonAudit, Err: err}
+	}
+	end := sess.Base
+	end.Kind = audit.KindSessionEnd
+	finish := func(stats Stats) Stats {
+		end.Time = time.Now().UTC()
+		end.DurationNS = time.Since(start).Nanoseconds()
+		end.CloseReason = stats.Reason
+		end.Bytes = &audit.Bytes{Up: uint64(stats.Up), Down: uint64(stats.Down)}
+		if stats.Err != nil {
+			end.Error = stats.Err.Error()
+		}
+		s.opts.Recorder.RecordEventually(&end)
+		return stats
+	}
+
+	host := sess.ServerName
+	if host == "" {
+		host = sess.Dst.Addr().Unmap().String()
+	}
+	up, err := dialUpstream(ctx, sess.Target, sess.Dst, host, st, DialFunc(s.opts.Dial), s.opts.ConnectTimeout)
+	if err != nil {
+		ue := upstreamError(err)
+		writeError(c, ue)
+		s.log.Warn("upstream login failed", "session", sess.Base.Session, "dst", sess.Dst.String(), "error", err)
+		return finish(Stats{Reason: ReasonUpstream, Err: ue})
+	}
+	defer up.conn.Close()
+	if err := checkParams(up.params); err != nil {
+		writeError(c, err)
+		return finish(Stats{Reason: ReasonUnsafe, Err: err})
+	}
+
+	ct := &cancelTarget{session: sess.Base.Session, dst: sess.Dst, tls: up.tls, pid: up.pid, realKey: up.secretKey}
+	clientKey := s.cancels.add(ct, st.Minor)
+	defer s.cancels.remove(ct)
+
+	// The client's view of the login: what the server said, with
+	// tollgate's cancel key.
+	var hello []byte
+	hello, _ = (&pgproto3.AuthenticationOk{}).Encode(hello)
+	for _, k := range slices.Sorted(maps.Keys(up.params)) {
+		hello, _ = (&pgproto3.ParameterStatus{Name: k, Value: up.params[k]}).Encode(hello)
+	}
+	for _, n := range up.notices {
+		hello = append(hello, noticeMessage(n)...)
+	}
+	hello, _ = (&pgproto3.BackendKeyData{ProcessID: up.pid, SecretKey: clientKey}).Encode(hello)
+	hello, _ = (&pgproto3.ReadyForQuery{TxStatus: up.txStatus}).Encode(hello)
+	if _, err := c.Write(hello); err != nil {
+		return finish(Stats{Reason: ReasonClientClosed, Err: err})
+	}
+	c.SetDeadline(time.Time{})
+	keepAlive(c)
+	keepAlive(up.conn)
+
+	r := newRelay(s, sess, c, up.conn)
+	return finish(r.run(ctx))
+}
+
+// checkParams fails closed when the session reads statement text
+// differently from the parser tollgate uses.
+func checkParams(params map[string]string) error {
+	if v, ok := params["standard_conforming_strings"]; ok && !isOn(v) {
+		return fatalf(codeFeatureUnsupported, ErrNotAllowed, "standard_conforming_strings must stay on through tollgate")
+	}
+	if v, ok := params["client_encoding"]; ok && unsafeClientEncodings[normEncoding(v)] {
+		return fatalf(codeFeatureUnsupported, ErrNotAllowed, "client_encoding %s is not supported through tollgate (use UTF8)", v)
+	}
+	return nil
+}
+
+func tlsName(st *tls.ConnectionState) string {
+	if st == nil {
+		return "none"
+	}
+	return tls.VersionName(st.Version)
+}
+
+func keepAlive(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAlive(true)
+		tc.SetKeepAlivePeriod(30 * time.Second)
+	}
+}
+
+// serveCancel maps a client's cancel key to the real one and sends the
+// cancel upstream. Like the server, it never answers the client.
+func (s *Server) serveCancel(ctx context.Context, sess *Session, st *Startup) {
+	t := s.cancels.lookup(st.Cancel.ProcessID, st.Cancel.SecretKey)
+	if t == nil {
+		r := sess.Base
+		r.Kind = audit.KindError
+		r.Error = "cancel request matches no session"
+		r.Detail = map[string]string{"protocol": "postgres", "request": "cancel"}
+		s.opts.Recorder.RecordEventually(&r)
+		return
+	}
+	start := time.Now()
+	rec := sess.Base
+	rec.Kind = audit.KindSessionStart
+	rec.Detail = map[string]string{"protocol": "postgres", "request": "cancel", "cancels": t.session, "tls": tlsName(st.TLS)}
+	if err := s.opts.Recorder.Record(ctx, &rec); err != nil {
+		s.log.Error("dropping cancel request: audit log unwritable", "session", sess.Base.Session, "error", err)
+		return
+	}
+	err := sendCancel(ctx, DialFunc(s.opts.Dial), t.dst, t.tls, t.pid, t.realKey)
+	end := sess.Base
+	end.Kind = audit.KindSessionEnd
+	end.DurationNS = time.Since(start).Nanoseconds()
+	end.CloseReason = "cancel request sent"
+	if err != nil {
+		end.CloseReason = "cancel request failed"
+		end.Error = err.Error()
+	}
+	s.opts.Recorder.RecordEventually(&end)
+}

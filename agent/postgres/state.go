@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package postgres
+
+import (
+	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/sql"
+)
+
+var (
+	unknownClasses      = []policy.Class{policy.ClassUnknown}
+	functionCallClasses = []policy.Class{policy.ClassFunctionCall}
+)
+
+// expectKind is the client message a queued response belongs to.
+type expectKind byte
+
+const (
+	expectQuery    expectKind = 'Q' // responses up to ReadyForQuery
+	expectParse    expectKind = 'P' // ParseComplete
+	expectBind     expectKind = 'B' // BindComplete
+	expectDescribe expectKind = 'D' // [ParameterDescription] RowDescription or NoData
+	expectExecute  expectKind = 'E' // rows, then CommandComplete, EmptyQueryResponse or PortalSuspended
+	expectClose    expectKind = 'C' // CloseComplete
+	expectSync     expectKind = 'S' // ReadyForQuery
+	expectFunction expectKind = 'F' // FunctionCallResponse, ReadyForQuery
+)
+
+// expect is one client message whose response is still to come.
+type expect struct {
+	kind expectKind
+	exec *exec // Query, Execute, FunctionCall
+	// Describe: what is described, so the RowDescription can be kept.
+	objType byte
+	name    string
+}
+
+// prepared is a statement prepared with Parse.
+type prepared struct {
+	info sql.Statement
+	// rowDesc is the body of the RowDescription a Describe returned, nil
+	// until then (or for statements that return no rows).
+	rowDesc []byte
+}
+
+// portal is a portal created with Bind.
+type portal struct {
+	stmtName string
+	stmt     *prepared // nil if tollgate did not see the statement parsed
+	// resultFormats are the Bind's result format codes (0 text, 1 binary;
+	// none means all text, one applies to all columns).
+	resultFormats []int16
+	params        int
+	rowDesc       []byte
+}
+
+// protoState is what the relay knows about the session's extended
+// protocol objects and the responses it expects, in order. A later issue
+// rewrites rows (masking) and blocks statements with it; for now it gives
+// results their statement and keeps the queue in step with the server.
+type protoState struct {
+	stmts   map[string]*prepared
+	portals map[string]*portal
+	queue   []*expect
+	head    int
+	// discarding is set after an error in the extended protocol when no
+	// Sync was queued yet: the server ignores everything up to the next
+	// Sync, so what arrives until then is queued as skipped.
+	discarding bool
+}
+
+func newProtoState() protoState {
+	return protoState{stmts: map[string]*prepared{}, portals: map[string]*portal{}}
+}
+
+// push queues an expected response.
+func (s *protoState) push(e *expect) {
+	if s.discarding {
+		if e.kind == expectSync {
+			s.discarding = false
+		} else if e.exec != nil {
+			e.exec.skipped = true
+		}
+	}
+	s.queue = append(s.queue, e)
+}
+
+// front returns the oldest expected response, or nil.
+func (s *protoState) front() *expect {
+	if s.head >= len(s.queue) {
+		return nil
+	}
+	return s.queue[s.head]
+}
+
+// pop removes the front if it is of kind k and reports whether it did.
+func (s *protoState) pop(k expectKind) bool {
+	f := s.front()
+	if f == nil || f.kind != k {
+		return false
+	}
+	s.queue[s.head] = nil
+	s.head++
+	if s.head == len(s.queue) {
+		s.queue, s.head = s.queue[:0], 0
+	} else if s.head > 1024 && s.head*2 > len(s.queue) {
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
+	}
+	return true
+}
+
+// skipToSync drops the expected responses up to (not including) the next
+// Sync and returns the executions among them. Without a queued Sync,
+// later messages are skipped too until one comes.
+func (s *protoState) skipToSync() []*exec {
+	var skipped []*exec
+	for {
+		f := s.front()
+		if f == nil {
+			s.discarding = true
+			return skipped
+		}
+		if f.kind == expectSync {
+			return skipped
+		}
+		if f.exec != nil {
+			skipped = append(skipped, f.exec)
+		}
+		s.pop(f.kind)
+	}
+}
+
+// parse records a Parse and queues its ParseComplete. An unnamed
+// statement replaces the previous one.
+func (s *protoState) parse(name string, info sql.Statement) {
+	s.stmts[name] = &prepared{info: info}
+	s.push(&expect{kind: expectParse})
+}
+
+// bind records a Bind and queues its BindComplete.
+func (s *protoState) bind(portalName, stmtName string, formats []int16, params int) {
+	ps := s.stmts[stmtName]
+	p := &portal{stmtName: stmtName, stmt: ps, resultFormats: append([]int16(nil), formats...), params: params}
+	if ps != nil {
+		p.rowDesc = ps.rowDesc
+	}
+	s.portals[portalName] = p
+	s.push(&expect{kind: expectBind})
+}
+
+// describe queues a Describe's response.
+func (s *protoState) describe(objType byte, name string) {
+	s.push(&expect{kind: expectDescribe, objType: objType, name: name})
+}
+
+// described keeps the RowDescription a Describe returned.
+func (s *protoState) described(e *expect, body []byte) {
+	desc := append([]byte(nil), body...)
+	switch e.objType {
+	case 'S':
+		if ps := s.stmts[e.name]; ps != nil {
+			ps.rowDesc = desc
+		}
+	case 'P':
+		if p := s.portals[e.name]; p != nil {
+			p.rowDesc = desc
+		}
+	}
+}
+
+// close forgets a statement or portal and queues the CloseComplete.
+func (s *protoState) close(objType byte, name string) {
+	switch objType {
+	case 'S':
+		delete(s.stmts, name)
+	case 'P':
+		delete(s.portals, name)
+	}
+	s.push(&expect{kind: expectClose})
+}
