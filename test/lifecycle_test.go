@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/redirect"
 )
@@ -24,6 +25,7 @@ func TestFailClosedRestartUninstall(t *testing.T) {
 		t.Fatalf("before kill: %+v", r)
 	}
 
+	linksBefore := pinnedLinkIDs(t, s.d.cfg.PinPath)
 	s.d.kill()
 	if !redirect.Loaded(s.d.cfg.PinPath) {
 		t.Fatal("links not pinned after SIGKILL")
@@ -39,6 +41,12 @@ func TestFailClosedRestartUninstall(t *testing.T) {
 	}
 
 	s.d.start()
+	// The restart swapped the programs inside the pinned links
+	// (link.Update) instead of attaching new ones: no window without
+	// interception.
+	if after := pinnedLinkIDs(t, s.d.cfg.PinPath); fmt.Sprint(after) != fmt.Sprint(linksBefore) {
+		t.Fatalf("pinned links changed across restart: %v → %v", linksBefore, after)
+	}
 	res, pid := runChild(t, s.cgroup, "tcp", s.echo4.String(), "after restart")
 	if r := res[0]; r.Err != "" || r.Reply != "echo4\nafter restart" {
 		t.Fatalf("after restart: %+v", r)
@@ -87,6 +95,32 @@ func TestFailClosedRestartUninstall(t *testing.T) {
 	if n := len(s.d.records()); n < 6 {
 		t.Fatalf("offline read returned %d records", n)
 	}
+}
+
+// pinnedLinkIDs returns the kernel ids of the pinned links by pin name.
+func pinnedLinkIDs(t testing.TB, pin string) map[string]link.ID {
+	t.Helper()
+	ids := map[string]link.ID{}
+	entries, err := os.ReadDir(filepath.Join(pin, "links"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		l, err := link.LoadPinnedLink(filepath.Join(pin, "links", e.Name()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[e.Name()] = info.ID
+	}
+	if len(ids) != 3 {
+		t.Fatalf("pinned links: %v", ids)
+	}
+	return ids
 }
 
 // TestConcurrentSessions runs 200 concurrent intercepted connections: each
