@@ -96,7 +96,11 @@ func HostChecks(configPath string) []Check {
 	}
 
 	cfg, cfgErr := policy.Load(configPath)
-	out = append(out, Check{Name: "config " + configPath, Err: cfgErr, Fix: "fix the config; the message names the key and line"})
+	cfgFix := "fix the config; the message names the key and line"
+	if errors.Is(cfgErr, os.ErrNotExist) {
+		cfgFix = "create " + configPath + " (see the README's config reference) or pass --config FILE"
+	}
+	out = append(out, Check{Name: "config " + configPath, Err: cfgErr, Fix: cfgFix})
 	pin := policy.Default().BPFPinPath
 	if cfgErr == nil {
 		pin = cfg.BPFPinPath

@@ -23,7 +23,7 @@ func versionCommand() *cli.Command {
 				if ch.Err != nil {
 					state = "no: " + ch.Err.Error()
 				}
-				fmt.Fprintf(w, "%-32s %s\n", ch.Name, state)
+				fmt.Fprintf(w, "%-56s %s\n", ch.Name, state)
 			}
 			return nil
 		},
