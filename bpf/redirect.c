@@ -79,6 +79,7 @@ enum counter {
 	COUNTER_STASH_FAILED,
 	COUNTER_ORIGIN_FAILED,
 	COUNTER_SKIPPED_MARK,
+	COUNTER_NOT_OWNED,
 	COUNTER_MAX,
 };
 
@@ -230,6 +231,40 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct target_ke
 	return tv->listen_port;
 }
 
+/* proxy_owned reports whether the socket listening on the proxy address is
+ * the daemon's: it must carry the daemon's mark, which only a process with
+ * CAP_NET_ADMIN can set. Without this check, any local user could bind the
+ * port while the daemon is down and receive the redirected traffic. */
+static __always_inline int proxy_owned(struct bpf_sock_addr *ctx, int v6, __be16 port)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	__u32 size;
+
+	if (v6) {
+		tuple.ipv6.daddr[3] = bpf_htonl(1);
+		tuple.ipv6.dport = port;
+		size = sizeof(tuple.ipv6);
+	} else {
+		tuple.ipv4.daddr = listen_ip4;
+		tuple.ipv4.dport = port;
+		size = sizeof(tuple.ipv4);
+	}
+	sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	int owned = tollgate_mark != 0 && sk->mark == tollgate_mark;
+	bpf_sk_release(sk);
+	return owned;
+}
+
+/* unstash forgets what intercept stashed for a connect that is refused. */
+static __always_inline void unstash(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_delete_elem(&stash, &cookie);
+}
+
 /* refuse makes connect() fail with EPERM: enforcement could not be set up
  * for this connection, so it must not go anywhere. */
 static __always_inline int refuse(void)
@@ -255,6 +290,11 @@ int tollgate_connect4(struct bpf_sock_addr *ctx)
 		return refuse();
 	if (lp == 0)
 		return 1;
+	if (!proxy_owned(ctx, 0, (__be16)lp)) {
+		count(COUNTER_NOT_OWNED);
+		unstash(ctx);
+		return refuse();
+	}
 	ctx->user_ip4 = listen_ip4;
 	ctx->user_port = (__u32)(__be16)lp;
 	return 1;
@@ -285,6 +325,11 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 		return refuse();
 	if (lp == 0)
 		return 1;
+	if (!proxy_owned(ctx, !v4mapped, (__be16)lp)) {
+		count(COUNTER_NOT_OWNED);
+		unstash(ctx);
+		return refuse();
+	}
 	if (v4mapped) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;

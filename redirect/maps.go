@@ -167,12 +167,13 @@ type Counters struct {
 	StashFailed  uint64 // connects refused because no stash entry could be written
 	OriginFailed uint64 // connections whose origin could not be published
 	SkippedMark  uint64 // connects skipped because the socket carries the daemon's mark
+	NotOwned     uint64 // connects refused because the proxy port was not the daemon's (down, or squatted)
 }
 
 // Counters sums the per-CPU counters.
 func (r *Redirector) Counters() (Counters, error) {
 	var c Counters
-	dst := []*uint64{&c.Redirected, &c.StashFailed, &c.OriginFailed, &c.SkippedMark}
+	dst := []*uint64{&c.Redirected, &c.StashFailed, &c.OriginFailed, &c.SkippedMark, &c.NotOwned}
 	for i, p := range dst {
 		var vals []uint64
 		if err := r.objs.Counters.Lookup(uint32(i), &vals); err != nil {

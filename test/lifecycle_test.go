@@ -4,10 +4,12 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/tollgate-dev/tollgate/audit"
@@ -199,5 +201,44 @@ func TestBadConfig(t *testing.T) {
 				t.Logf("state created before config was rejected")
 			}
 		})
+	}
+}
+
+// TestSquatterGetsNothing kills the daemon and lets an unprivileged-style
+// listener (no SO_MARK) take the proxy's port: intercepted connects must be
+// refused rather than delivered to it.
+func TestSquatterGetsNothing(t *testing.T) {
+	s := newInterceptSetup(t)
+	s.d.kill()
+	ln, err := net.Listen("tcp4", s.listener)
+	if err != nil {
+		t.Fatalf("squatting %s: %v", s.listener, err)
+	}
+	defer ln.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			got <- c
+		}
+	}()
+	res, _ := runChild(t, s.cgroup, "tcp", s.echo4.String(), "secret")
+	if r := res[0]; r.Err == "" {
+		t.Fatalf("connect succeeded while the port was squatted: %+v", r)
+	}
+	select {
+	case c := <-got:
+		c.Close()
+		t.Fatal("the squatter received the redirected connection")
+	case <-time.After(200 * time.Millisecond):
+	}
+	// A restart takes the port back only once the squatter is gone.
+	ln.Close()
+	s.d.start()
+	if c := s.d.status().Counters.NotOwned; c == 0 {
+		t.Fatalf("not-owned counter %d", c)
+	}
+	res, _ = runChild(t, s.cgroup, "tcp", s.echo4.String(), "back")
+	if r := res[0]; r.Err != "" || r.Reply != "echo4\nback" {
+		t.Fatalf("after restart: %+v", r)
 	}
 }

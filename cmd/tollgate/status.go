@@ -104,8 +104,8 @@ func printStatus(w io.Writer, st agent.Status) error {
 	fmt.Fprintf(tw, "host id\t%s\n", st.HostID)
 	fmt.Fprintf(tw, "config\t%s\n", st.ConfigHash)
 	fmt.Fprintf(tw, "programs\t%s (cgroup2 %s, pinned in %s)\n", strings.Join(st.Programs, ", "), st.Cgroup2, st.PinPath)
-	fmt.Fprintf(tw, "kernel counters\tredirected %d, refused (no stash) %d, origin failures %d, own sockets skipped %d\n",
-		st.Counters.Redirected, st.Counters.StashFailed, st.Counters.OriginFailed, st.Counters.SkippedMark)
+	fmt.Fprintf(tw, "kernel counters\tredirected %d, refused (no stash) %d, refused (listener not ours) %d, origin failures %d, own sockets skipped %d\n",
+		st.Counters.Redirected, st.Counters.StashFailed, st.Counters.NotOwned, st.Counters.OriginFailed, st.Counters.SkippedMark)
 	fmt.Fprintf(tw, "connections\taccepted %d, without origin %d, refused %d\n", st.Accepted, st.LookupMiss, st.Refused)
 	health := "healthy"
 	if !st.Log.Healthy {
