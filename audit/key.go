@@ -72,23 +72,33 @@ func LoadOrCreateHostKey(dir, hostID string) (*HostKey, error) {
 	} else if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("host key %s has mode %#o: others than its owner can read it; chmod 600 it", keyPath, fi.Mode().Perm())
 	}
-	skey := strings.TrimSpace(string(b))
-	signer, err := note.NewSigner(skey)
+	k, err := ParseHostKey(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("host key %s: %w", keyPath, err)
 	}
-	if signer.Name() != KeyName(hostID) {
-		return nil, fmt.Errorf("host key %s is named %q, not %q: %w", keyPath, signer.Name(), KeyName(hostID), ErrKeyMismatch)
+	if k.Signer.Name() != KeyName(hostID) {
+		return nil, fmt.Errorf("host key %s is named %q, not %q: %w", keyPath, k.Signer.Name(), KeyName(hostID), ErrKeyMismatch)
+	}
+	pubPath := filepath.Join(dir, HostPubFile)
+	if pub, err := os.ReadFile(pubPath); err != nil || !bytes.Equal(pub, []byte(k.VerifierKey+"\n")) {
+		if err := writeFileAtomic(pubPath, []byte(k.VerifierKey+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("host public key: %w", err)
+		}
+	}
+	return k, nil
+}
+
+// ParseHostKey returns the host key of signer key text
+// ("PRIVATE+KEY+<name>+<hash>+<key>", as in host.key).
+func ParseHostKey(skey string) (*HostKey, error) {
+	skey = strings.TrimSpace(skey)
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, err
 	}
 	vkey, err := verifierKeyOf(skey)
 	if err != nil {
-		return nil, fmt.Errorf("host key %s: %w", keyPath, err)
-	}
-	pubPath := filepath.Join(dir, HostPubFile)
-	if pub, err := os.ReadFile(pubPath); err != nil || !bytes.Equal(pub, []byte(vkey+"\n")) {
-		if err := writeFileAtomic(pubPath, []byte(vkey+"\n"), 0o644); err != nil {
-			return nil, fmt.Errorf("host public key: %w", err)
-		}
+		return nil, err
 	}
 	return &HostKey{Signer: signer, VerifierKey: vkey}, nil
 }

@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Evidence bundle layout. A bundle is a tar archive (POSIX ustar/PAX) of
+// regular files; Export writes them in this order, so that a verifier
+// reading it as a stream has everything it needs before the records.
+const (
+	// BundleFormat is the "format" of MANIFEST.json.
+	BundleFormat = "tollgate-evidence/1"
+
+	// BundleHostPub is the host's verifier key text (informational:
+	// trust comes from the key the auditor was given).
+	BundleHostPub = "host.pub"
+	// BundleVerifyMD explains the verification algorithm.
+	BundleVerifyMD = "VERIFY.md"
+	// BundleCheckpoint is the newest signed checkpoint, at the tree size
+	// the range proof leads to.
+	BundleCheckpoint = "checkpoint.note"
+	// BundleCheckpointsDir holds earlier signed checkpoints whose size
+	// lies within the exported range, as <size>.note.
+	BundleCheckpointsDir = "checkpoints/"
+	// BundleRangeProof proves the exported records are leaves
+	// [begin, end) of the tree of BundleCheckpoint.
+	BundleRangeProof = "proofs/range.json"
+	// BundleConsistency holds consistency proofs between consecutive
+	// checkpoints of the bundle, and from any extra sizes asked for.
+	BundleConsistency = "proofs/consistency.json"
+	// BundleRecords has the exported records, exactly as stored, one per
+	// line ("\n"-terminated), in seq order.
+	BundleRecords = "records.jsonl"
+	// BundleManifest describes the bundle and hashes every other file.
+	BundleManifest = "MANIFEST.json"
+)
+
+// maxBundleCheckpoints bounds the earlier checkpoints a bundle carries
+// (about 1 KiB each with its consistency proof). Ranges with more are
+// thinned evenly, always keeping the first and the last.
+const maxBundleCheckpoints = 1000
+
+//go:embed verify.md
+var verifyMD string
+
+// Manifest is MANIFEST.json: what the bundle holds and the SHA-256 of every
+// other file in it. It is not signed: the verifier checks every claim in it
+// against the signed checkpoint and the files.
+type Manifest struct {
+	// Format is BundleFormat.
+	Format string `json:"format"`
+	// Log is the log id, the checkpoints' origin.
+	Log string `json:"log"`
+	// HostKey is the verifier key text of host.pub.
+	HostKey string `json:"host_key"`
+	// Begin is the seq of the first exported record.
+	Begin uint64 `json:"begin"`
+	// End is the seq after the last exported record.
+	End uint64 `json:"end"`
+	// Records is End-Begin, the number of lines of records.jsonl.
+	Records uint64 `json:"records"`
+	// TreeSize is the size of the tree checkpoint.note signs.
+	TreeSize uint64 `json:"tree_size"`
+	// CheckpointTime is when checkpoint.note was signed.
+	CheckpointTime time.Time `json:"checkpoint_time"`
+	// Checkpoints are the sizes of the earlier checkpoints in
+	// checkpoints/, ascending.
+	Checkpoints []uint64 `json:"checkpoints"`
+	// ProvedFrom are extra sizes with a consistency proof to TreeSize.
+	ProvedFrom []uint64 `json:"proved_from,omitempty"`
+	// FirstTime and LastTime are the times of the first and last record.
+	FirstTime time.Time `json:"first_time"`
+	LastTime  time.Time `json:"last_time"`
+	// Since, Until and Session are the export filters, as given.
+	Since   string `json:"since,omitempty"`
+	Until   string `json:"until,omitempty"`
+	Session string `json:"session,omitempty"`
+	// Created is when the bundle was written; Tool what wrote it.
+	Created time.Time `json:"created"`
+	Tool    string    `json:"tool"`
+	// Files maps every other file of the bundle to "sha256:<hex>".
+	Files map[string]string `json:"files"`
+}
+
+// RangeProof is proofs/range.json: the compact ranges left and right of the
+// exported records in the tree of Size leaves.
+type RangeProof struct {
+	// Begin and End delimit the exported records, seq [Begin, End).
+	Begin uint64 `json:"begin"`
+	End   uint64 `json:"end"`
+	// Size is the tree size of checkpoint.note.
+	Size uint64 `json:"size"`
+	// Left are the hashes of the perfect subtrees covering [0, Begin),
+	// left to right; Right those covering [End, Size).
+	Left  []Hash `json:"left"`
+	Right []Hash `json:"right"`
+}
+
+// ConsistencyProofs is proofs/consistency.json.
+type ConsistencyProofs struct {
+	Proofs []ConsistencyProof `json:"proofs"`
+}
+
+// ConsistencyProof is an RFC 6962 consistency proof from the tree of From
+// leaves to the tree of To leaves.
+type ConsistencyProof struct {
+	From   uint64 `json:"from"`
+	To     uint64 `json:"to"`
+	Hashes []Hash `json:"hashes"`
+}
+
+// Hash is a tree hash, standard base64 in JSON.
+type Hash []byte
+
+// MarshalJSON encodes h as a base64 string.
+func (h Hash) MarshalJSON() ([]byte, error) {
+	return json.Marshal(base64.StdEncoding.EncodeToString(h))
+}
+
+// UnmarshalJSON decodes a base64 string of exactly HashSize bytes.
+func (h *Hash) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || len(v) != HashSize {
+		return fmt.Errorf("hash %q is not base64 of %d bytes", s, HashSize)
+	}
+	*h = v
+	return nil
+}
+
+func toHashes(hs [][]byte) []Hash {
+	out := make([]Hash, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}
+
+// ExportOptions select what Export writes.
+type ExportOptions struct {
+	// Since and Until select the records with since <= time < until (zero:
+	// unbounded), as the contiguous seq range from the first record at or
+	// after Since to the last before Until: records in between are all
+	// exported whatever their time, so nothing is left out of the range.
+	Since, Until time.Time
+	// Session selects the contiguous range from the session's first record
+	// to its last (every record in between, of any session, is exported,
+	// so the verifier can prove none of the session's records is
+	// missing). It cannot be combined with Since or Until.
+	Session string
+	// ProveFrom adds a consistency proof from each of these tree sizes to
+	// the bundle's tree size: for auditors who hold a checkpoint outside
+	// the exported range (see Verify's TrustedCheckpoint).
+	ProveFrom []uint64
+	// Tool names what wrote the bundle ("tollgate <version>").
+	Tool string
+}
+
+// ErrNoRecords is returned by PrepareExport when the filters select no
+// signed records.
+var ErrNoRecords = errors.New("no signed records match")
+
+// Export is a planned evidence bundle: the range, checkpoints and proofs
+// are fixed by PrepareExport; WriteTo writes the bundle.
+type Export struct {
+	l        *Log
+	m        Manifest
+	cp       *Checkpoint
+	earlier  []*Checkpoint
+	rng      RangeProof
+	cons     ConsistencyProofs
+	recSize  int64
+	recHash  []byte
+	vkeyText string
+}
+
+// PrepareExport plans a bundle of l. On a read-write Log with a key it first
+// signs any unsigned records, so the bundle covers everything durable; a
+// read-only Log exports up to its newest checkpoint (records after it,
+// left unsigned by a crash, are signed when the daemon runs again). It
+// reads the selected records once to find the range and hash them, so that
+// every error comes before WriteTo writes anything.
+func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, error) {
+	if opts.Session != "" && (!opts.Since.IsZero() || !opts.Until.IsZero()) {
+		return nil, errors.New("export: a session selects its own range; do not combine it with since or until")
+	}
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	vkey, err := l.VerifierKey()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if vkey == "" {
+		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", ErrNoCheckpoint)
+	}
+	n := cp.Size
+	e := &Export{l: l, cp: cp, vkeyText: vkey}
+	begin, end, err := l.selectRange(ctx, n, opts)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e.m = Manifest{
+		Format: BundleFormat, Log: l.ID(), HostKey: vkey, Begin: begin, End: end, Records: end - begin,
+		TreeSize: n, CheckpointTime: cp.Time, Session: opts.Session, Tool: opts.Tool,
+		Files: map[string]string{}, Checkpoints: []uint64{},
+	}
+	if !opts.Since.IsZero() {
+		e.m.Since = opts.Since.UTC().Format(time.RFC3339Nano)
+	}
+	if !opts.Until.IsZero() {
+		e.m.Until = opts.Until.UTC().Format(time.RFC3339Nano)
+	}
+
+	// Earlier checkpoints within the range, thinned, and the chain of
+	// consistency proofs through them to the tree size.
+	cps, err := l.Checkpoints(begin, min(end, n-1))
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e.earlier = thinCheckpoints(cps, maxBundleCheckpoints)
+	var sizes []uint64
+	for _, c := range e.earlier {
+		sizes = append(sizes, c.Size)
+		e.m.Checkpoints = append(e.m.Checkpoints, c.Size)
+	}
+	sizes = append(sizes, n)
+	e.cons.Proofs = []ConsistencyProof{}
+	for i := 0; i+1 < len(sizes); i++ {
+		if err := e.addConsistency(sizes[i], sizes[i+1]); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+	}
+	for _, from := range slices.Compact(slices.Sorted(slices.Values(opts.ProveFrom))) {
+		if from > n {
+			return nil, fmt.Errorf("export: cannot prove from size %d, the signed tree has %d: %w", from, n, ErrRange)
+		}
+		if slices.Contains(sizes, from) && from != n {
+			continue // the chain proves it already
+		}
+		if err := e.addConsistency(from, n); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		e.m.ProvedFrom = append(e.m.ProvedFrom, from)
+	}
+
+	left, right, err := l.RangeProof(begin, end, n)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e.rng = RangeProof{Begin: begin, End: end, Size: n, Left: toHashes(left), Right: toHashes(right)}
+
+	// First pass over the records: size, hash and times for the manifest.
+	h := sha256.New()
+	var size int64
+	first := true
+	err = l.eachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
+		if first {
+			hd, err := headOf(b)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			e.m.FirstTime, first = hd.time, false
+		}
+		if seq == end-1 {
+			hd, err := headOf(b)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			e.m.LastTime = hd.time
+		}
+		h.Write(b)
+		h.Write([]byte{'\n'})
+		size += int64(len(b)) + 1
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e.recSize, e.recHash = size, h.Sum(nil)
+	return e, nil
+}
+
+// addConsistency adds the proof from size from to size to.
+func (e *Export) addConsistency(from, to uint64) error {
+	p, err := e.l.ConsistencyProof(from, to)
+	if err != nil {
+		return err
+	}
+	e.cons.Proofs = append(e.cons.Proofs, ConsistencyProof{From: from, To: to, Hashes: toHashes(p)})
+	return nil
+}
+
+// thinCheckpoints keeps at most max checkpoints, evenly spread, always the
+// first and the last.
+func thinCheckpoints(cps []*Checkpoint, max int) []*Checkpoint {
+	if len(cps) <= max {
+		return cps
+	}
+	out := make([]*Checkpoint, 0, max)
+	for i := range max {
+		out = append(out, cps[i*(len(cps)-1)/(max-1)])
+	}
+	return out
+}
+
+// eachRecord calls fn with every record in [begin, end), read in chunks of
+// short read transactions.
+func (l *Log) eachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error {
+	for next := begin; next < end; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		entries, err := l.Read(next, int(min(end-next, 4096)))
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 {
+			return fmt.Errorf("records end at %d, want %d: %w", next, end, ErrCorrupt)
+		}
+		for _, en := range entries {
+			if en.Seq != next {
+				return fmt.Errorf("record %d where %d belongs: %w", en.Seq, next, ErrCorrupt)
+			}
+			if err := fn(en.Seq, en.Bytes); err != nil {
+				return err
+			}
+			next++
+		}
+	}
+	return nil
+}
+
+// selectRange finds the seq range [begin, end) within the first n records
+// that opts select.
+func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (begin, end uint64, err error) {
+	if n == 0 {
+		return 0, 0, ErrNoRecords
+	}
+	if opts.Session == "" && opts.Since.IsZero() && opts.Until.IsZero() {
+		return 0, n, nil
+	}
+	found := false
+	begin, end = n, 0
+	err = l.eachRecord(ctx, 0, n, func(seq uint64, b []byte) error {
+		h, err := headOf(b)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		var in bool
+		if opts.Session != "" {
+			in = string(h.session) == opts.Session
+		} else {
+			in = (opts.Since.IsZero() || !h.time.Before(opts.Since)) && (opts.Until.IsZero() || h.time.Before(opts.Until))
+		}
+		if in {
+			found = true
+			begin, end = min(begin, seq), max(end, seq+1)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if !found {
+		if opts.Session != "" {
+			return 0, 0, fmt.Errorf("session %q is not in the %d signed records: %w", opts.Session, n, ErrNoRecords)
+		}
+		return 0, 0, fmt.Errorf("between %v and %v: %w", opts.Since, opts.Until, ErrNoRecords)
+	}
+	return begin, end, nil
+}
+
+// Manifest returns the bundle's manifest as planned (Files is filled by
+// WriteTo).
+func (e *Export) Manifest() Manifest { return e.m }
+
+// WriteTo writes the bundle as a tar archive to w. It reads the records a
+// second time and fails if they differ from what PrepareExport read.
+func (e *Export) WriteTo(ctx context.Context, w io.Writer) (*Manifest, error) {
+	tw := tar.NewWriter(w)
+	created := time.Now().UTC().Truncate(time.Second)
+	e.m.Created = created
+	put := func(name string, data []byte) error {
+		if err := writeTarFile(tw, name, created, int64(len(data)), func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		}); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		e.m.Files[name] = "sha256:" + hex.EncodeToString(sum[:])
+		return nil
+	}
+	if err := put(BundleHostPub, []byte(e.vkeyText+"\n")); err != nil {
+		return nil, err
+	}
+	if err := put(BundleVerifyMD, []byte(verifyMD)); err != nil {
+		return nil, err
+	}
+	if err := put(BundleCheckpoint, e.cp.Note); err != nil {
+		return nil, err
+	}
+	for _, c := range e.earlier {
+		if err := put(BundleCheckpointsDir+strconv.FormatUint(c.Size, 10)+".note", c.Note); err != nil {
+			return nil, err
+		}
+	}
+	rj, err := json.MarshalIndent(e.rng, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("encode range proof: %w", err)
+	}
+	if err := put(BundleRangeProof, append(rj, '\n')); err != nil {
+		return nil, err
+	}
+	cj, err := json.MarshalIndent(e.cons, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("encode consistency proofs: %w", err)
+	}
+	if err := put(BundleConsistency, append(cj, '\n')); err != nil {
+		return nil, err
+	}
+
+	h := sha256.New()
+	err = writeTarFile(tw, BundleRecords, created, e.recSize, func(w io.Writer) error {
+		bw := &hashWriter{w: w, h: h}
+		return e.l.eachRecord(ctx, e.m.Begin, e.m.End, func(seq uint64, b []byte) error {
+			if _, err := bw.Write(b); err != nil {
+				return err
+			}
+			_, err := bw.Write([]byte{'\n'})
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if sum := h.Sum(nil); !bytes.Equal(sum, e.recHash) {
+		return nil, fmt.Errorf("export: records changed between two reads: %w", ErrCorrupt)
+	}
+	e.m.Files[BundleRecords] = "sha256:" + hex.EncodeToString(e.recHash)
+
+	mj, err := json.MarshalIndent(e.m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	if err := writeTarFile(tw, BundleManifest, created, int64(len(mj)+1), func(w io.Writer) error {
+		_, err := w.Write(append(mj, '\n'))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	m := e.m
+	return &m, nil
+}
+
+// writeTarFile writes one regular file of size bytes produced by fill.
+func writeTarFile(tw *tar.Writer, name string, mtime time.Time, size int64, fill func(io.Writer) error) error {
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: mtime, Format: tar.FormatPAX}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write bundle %s: %w", name, err)
+	}
+	if err := fill(tw); err != nil {
+		return fmt.Errorf("write bundle %s: %w", name, err)
+	}
+	return nil
+}
+
+// hashWriter writes to w and hashes what it wrote.
+type hashWriter struct {
+	w io.Writer
+	h hash.Hash
+}
+
+func (hw *hashWriter) Write(p []byte) (int, error) {
+	n, err := hw.w.Write(p)
+	hw.h.Write(p[:n])
+	return n, err
+}
+
+// ParseTime parses a --since/--until value: RFC 3339 (with or without
+// fractional seconds), a date "2006-01-02" (midnight UTC), or a duration
+// before now ("24h", "90m").
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimPrefix(s, "-")); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-26T14:00:00Z), a date (2026-11-26) or a duration ago (24h)", s)
+}

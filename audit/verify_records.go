@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+)
+
+// heartbeatGap is the longest silence between heartbeats (written every
+// 60 s) that is not reported, while the daemon was not restarted.
+const heartbeatGap = 3 * time.Minute
+
+// Record batches handed to the verify workers.
+const (
+	verifyBatchLines = 1024
+	verifyBatchBytes = 512 << 10
+)
+
+// kinds lists the record kinds of schema version 1, the only ones the
+// verifier accepts.
+var kinds = []Kind{KindAgentStart, KindAgentStop, KindPolicyLoad, KindSessionStart, KindSessionEnd,
+	KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision, KindGrant, KindHeartbeat, KindError}
+
+// kindIndex returns the index of k in kinds, -1 if unknown.
+func kindIndex(k []byte) int {
+	for i, kk := range kinds {
+		if string(k) == string(kk) {
+			return i
+		}
+	}
+	return -1
+}
+
+// lineResult is what a worker found about one line.
+type lineResult struct {
+	leaf [HashSize]byte
+	head recordHead
+	rec  *Record // decoded for kinds whose body the semantics need
+	err  error
+}
+
+// recordBatch is a run of lines processed by one worker.
+type recordBatch struct {
+	buf   []byte
+	lines [][]byte
+	res   []lineResult
+	done  chan struct{}
+}
+
+// checkLine hashes and parses one line.
+func checkLine(lh *leafHasher, line []byte, res *lineResult) {
+	lh.sum(&res.leaf, line)
+	h, err := parseHead(line)
+	if err == nil {
+		// The head is canonical; the whole record must be too.
+		var r *Record
+		var ok bool
+		if r, ok = decodeCanonical(line); !ok {
+			_, err = strictHead(line)
+			if err == nil {
+				err = errHeadNotCanonical
+			}
+		} else if k := Kind(h.kind); k == KindHeartbeat {
+			res.rec = r
+		}
+	} else {
+		h, err = strictHead(line)
+	}
+	res.head, res.err = h, err
+}
+
+// readRecords streams records.jsonl through the workers and the in-order
+// consumer, and returns the file's SHA-256.
+func (v *verifier) readRecords(r io.Reader, size int64) []byte {
+	rs := v.newRecordState()
+	v.recs = rs
+	fileHash := sha256.New()
+	// A line longer than the file cannot occur: a small file needs no
+	// buffer for the largest record.
+	bufSize := int(min(max(size+1, 4096), MaxRecordSize+64))
+	br := bufio.NewReaderSize(io.TeeReader(r, fileHash), bufSize)
+
+	work := make(chan *recordBatch, 2*v.opts.Workers)
+	ordered := make(chan *recordBatch, 4*v.opts.Workers)
+	for range v.opts.Workers {
+		go func() {
+			lh := newLeafHasher()
+			for b := range work {
+				for i, l := range b.lines {
+					checkLine(lh, l, &b.res[i])
+				}
+				close(b.done)
+			}
+		}()
+	}
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for b := range ordered {
+			<-b.done
+			for i := range b.lines {
+				rs.consume(&b.res[i])
+			}
+		}
+	}()
+
+	cur := &recordBatch{buf: make([]byte, 0, verifyBatchBytes+1024)}
+	flush := func() {
+		if len(cur.lines) == 0 {
+			return
+		}
+		cur.res = make([]lineResult, len(cur.lines))
+		cur.done = make(chan struct{})
+		work <- cur
+		ordered <- cur
+		cur = &recordBatch{buf: make([]byte, 0, verifyBatchBytes+1024)}
+	}
+	skipping := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if !skipping {
+				flush()
+				rs.tooLong()
+			}
+			skipping = true
+			continue
+		}
+		if skipping {
+			skipping = false
+			if err == nil {
+				continue
+			}
+		}
+		if len(line) > 0 && err == nil {
+			line = line[:len(line)-1]
+			if len(cur.buf)+len(line) > cap(cur.buf) {
+				flush()
+				if len(line) > cap(cur.buf) {
+					cur.buf = make([]byte, 0, len(line))
+				}
+			}
+			start := len(cur.buf)
+			cur.buf = append(cur.buf, line...)
+			cur.lines = append(cur.lines, cur.buf[start:len(cur.buf):len(cur.buf)])
+			if len(cur.lines) >= verifyBatchLines || len(cur.buf) >= verifyBatchBytes {
+				flush()
+			}
+			continue
+		}
+		flush()
+		close(work)
+		close(ordered)
+		<-consumed
+		if len(line) > 0 {
+			rs.rep().failf(BundleRecords, "ends with %d bytes after the last newline (a partial record)", len(line))
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			rs.rep().failf(BundleRecords, "cannot read: %v", err)
+		}
+		return fileHash.Sum(nil)
+	}
+}
+
+// sessionState is what the records said about one session so far.
+type sessionState struct {
+	start, end                uint64 // seqs
+	started, ended, cut       bool
+	statements, results       uint64
+	requests, decisions       uint64
+	startedBefore, reportedAt bool
+}
+
+// recordState checks the record stream in order: seq, origin, tree and
+// semantics.
+type recordState struct {
+	v *verifier
+
+	lines     uint64
+	expect    uint64 // seq the next line must have
+	seqKnown  bool
+	origin    string
+	beyondRep bool
+
+	// Tree: acc is the compact range [0, begin+lines) once the range
+	// proof is known; before that, leaf hashes are kept in leaves.
+	acc        *compact.Range
+	leaves     [][HashSize]byte
+	checkSizes []uint64 // sizes to take roots at, ascending
+	next       int
+	roots      map[uint64][]byte
+	treeOK     bool
+
+	trustedMsg    string
+	trustedProved bool
+	provedFrom    []uint64
+
+	// First and last record's session, for the manifest's claim.
+	firstSession, lastSession string
+
+	// Semantics.
+	kindCount     [16]uint64
+	sessions      map[string]*sessionState
+	lastHeartbeat time.Time
+	hbSince       uint64 // seq of the last heartbeat or daemon start
+	unsynced      int
+	firstUnsynced uint64
+}
+
+func (rs *recordState) rep() *VerifyReport { return rs.v.rep }
+
+// newRecordState starts the stream state; the tree is planned now if the
+// checkpoints and range proof were read before the records.
+func (v *verifier) newRecordState() *recordState {
+	rs := &recordState{v: v, roots: map[uint64][]byte{}, sessions: map[string]*sessionState{}}
+	if v.cp != nil {
+		rs.origin = v.cp.Origin
+	}
+	if v.rng != nil {
+		rs.expect, rs.seqKnown = v.rng.Begin, true
+	}
+	rs.planTree()
+	return rs
+}
+
+// planTree sets up the running tree once the range proof is known.
+func (rs *recordState) planTree() {
+	v := rs.v
+	if rs.acc != nil || v.rng == nil {
+		return
+	}
+	left := make([][]byte, len(v.rng.Left))
+	for i, h := range v.rng.Left {
+		left[i] = h
+	}
+	acc, err := rangeFactory.NewRange(0, v.rng.Begin, left)
+	if err != nil {
+		return // checkRangeProof already refused such a proof
+	}
+	for _, c := range v.earlier {
+		rs.checkSizes = append(rs.checkSizes, c.Size)
+	}
+	if t := v.trusted; t != nil && t.Size >= v.rng.Begin && t.Size <= v.rng.End {
+		rs.checkSizes = append(rs.checkSizes, t.Size)
+	}
+	slices.Sort(rs.checkSizes)
+	rs.checkSizes = slices.Compact(rs.checkSizes)
+	rs.acc = acc
+	rs.snapshot()
+	for _, h := range rs.leaves {
+		rs.addLeaf(h)
+	}
+	rs.leaves = nil
+}
+
+// addLeaf appends a leaf hash to the tree (or keeps it for later).
+func (rs *recordState) addLeaf(h [HashSize]byte) {
+	if rs.acc == nil {
+		rs.leaves = append(rs.leaves, h)
+		return
+	}
+	if err := rs.acc.Append(bytes.Clone(h[:]), nil); err != nil {
+		panic(err) // appending a leaf to a valid range cannot fail
+	}
+	rs.snapshot()
+}
+
+// snapshot records the root when the tree reached a size to check.
+func (rs *recordState) snapshot() {
+	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.End() {
+		rs.next++
+	}
+	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.End() {
+		if root, err := rangeRoot(rs.acc); err == nil {
+			rs.roots[rs.acc.End()] = root
+		}
+		rs.next++
+	}
+}
+
+// tooLong reports a line longer than any record.
+func (rs *recordState) tooLong() {
+	rs.lines++
+	rs.rep().fail(Problem{File: BundleRecords, Line: rs.lines, Message: fmt.Sprintf("line longer than the largest record (%d bytes)", MaxRecordSize)})
+	rs.expect++
+	rs.addLeaf([HashSize]byte{}) // keep positions: the root will not match
+}
+
+// consume checks one line, in order.
+func (rs *recordState) consume(res *lineResult) {
+	rs.lines++
+	line := rs.lines
+	rs.addLeaf(res.leaf)
+	rep := rs.rep()
+	if res.err != nil {
+		p := Problem{File: BundleRecords, Line: line, Message: "not a valid record: " + res.err.Error()}
+		if rs.seqKnown {
+			s := rs.expect
+			p.Seq = &s
+		}
+		rep.fail(p)
+		rs.expect++
+		return
+	}
+	h := &res.head
+	seq := h.seq
+	at := func(msg string, args ...any) Problem {
+		return Problem{File: BundleRecords, Line: line, Seq: &seq, Message: fmt.Sprintf(msg, args...)}
+	}
+	if !rs.seqKnown {
+		rs.expect, rs.seqKnown = seq, true
+	}
+	if r := rs.v.rng; r != nil && seq >= r.End && seq == rs.expect {
+		if !rs.beyondRep {
+			rep.fail(at("seq %d is beyond the range [%d, %d) the signed checkpoint covers: a record was added without a checkpoint", seq, r.Begin, r.End))
+			rs.beyondRep = true
+		}
+	} else if seq != rs.expect {
+		switch {
+		case seq > rs.expect:
+			rep.fail(at("seq %d where %d was expected: record %d is missing (removed) or out of order", seq, rs.expect, rs.expect))
+		default:
+			rep.fail(at("seq %d where %d was expected: a record is repeated or out of order", seq, rs.expect))
+		}
+	}
+	rs.expect = seq + 1
+	if rs.origin == "" {
+		rs.origin = string(h.log)
+	} else if string(h.log) != rs.origin {
+		rep.fail(at("record of log %q in a bundle of log %q", h.log, rs.origin))
+	}
+	if line == 1 {
+		rep.FirstTime = h.time
+		rs.firstSession = string(h.session)
+	}
+	rep.LastTime = h.time
+	if string(h.session) != rs.lastSession {
+		rs.lastSession = string(h.session)
+	}
+	k := kindIndex(h.kind)
+	if k < 0 {
+		rep.fail(at("record kind %q is unknown to this verifier", h.kind))
+		return
+	}
+	rs.kindCount[k]++
+	rs.semantics(kinds[k], h, res.rec, at)
+}
+
+// semantics checks what a record means against what came before.
+func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(string, ...any) Problem) {
+	rep := rs.rep()
+	seq := h.seq
+	begin := uint64(0)
+	if rs.v.rng != nil {
+		begin = rs.v.rng.Begin
+	}
+	switch kind {
+	case KindAgentStart:
+		var cut []string
+		for id, s := range rs.sessions {
+			if !s.ended && !s.cut {
+				s.cut = true
+				cut = append(cut, id)
+			}
+		}
+		if len(cut) > 0 {
+			slices.Sort(cut)
+			n := len(cut)
+			rep.Sessions.Interrupted += n
+			more := ""
+			if n > 5 {
+				more, cut = fmt.Sprintf(" and %d more", n-5), cut[:5]
+			}
+			rep.warn(at("daemon started while %d session(s) had no end: a crash or kill cut them (%s%s)", n, strings.Join(cut, ", "), more))
+		}
+		rs.lastHeartbeat, rs.hbSince = time.Time{}, seq
+		return
+	case KindAgentStop:
+		rs.lastHeartbeat = time.Time{}
+		return
+	case KindHeartbeat:
+		if !rs.lastHeartbeat.IsZero() && h.time.Sub(rs.lastHeartbeat) > heartbeatGap {
+			rep.warn(at("no heartbeat for %s before this one (since seq %d) while the daemon ran", h.time.Sub(rs.lastHeartbeat).Round(time.Second), rs.hbSince))
+		}
+		rs.lastHeartbeat, rs.hbSince = h.time, seq
+		if rec != nil {
+			if s := rec.Detail["clock_sync"]; s != "synchronised" {
+				if rs.unsynced == 0 {
+					rs.firstUnsynced = seq
+				}
+				rs.unsynced++
+			}
+		}
+		return
+	case KindSessionStart, KindSessionEnd, KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision:
+	default:
+		return
+	}
+	if len(h.session) == 0 {
+		if kind == KindApprovalRequest || kind == KindApprovalDecision {
+			return // approvals may concern grants rather than a session
+		}
+		rep.fail(at("%s record without a session", kind))
+		return
+	}
+	s := rs.sessions[string(h.session)]
+	if kind == KindSessionStart {
+		if s != nil {
+			rep.fail(at("session %s starts again (it started at seq %d)", h.session, s.start))
+			return
+		}
+		rs.sessions[strings.Clone(string(h.session))] = &sessionState{start: seq, started: true}
+		rep.Sessions.Started++
+		return
+	}
+	if s == nil {
+		if begin == 0 {
+			rep.fail(at("%s for session %s, which never started", kind, h.session))
+			return
+		}
+		// It started before the exported range.
+		s = &sessionState{startedBefore: true}
+		rs.sessions[strings.Clone(string(h.session))] = s
+		rep.Sessions.StartedBefore++
+	}
+	if s.ended {
+		rep.fail(at("%s for session %s after its end at seq %d", kind, h.session, s.end))
+		return
+	}
+	if s.cut {
+		rep.fail(at("%s for session %s, which a daemon restart had cut", kind, h.session))
+		return
+	}
+	switch kind {
+	case KindSessionEnd:
+		s.ended, s.end = true, seq
+		rep.Sessions.Ended++
+	case KindStatement:
+		s.statements++
+		rep.Sessions.Statements++
+	case KindResult:
+		if s.results >= s.statements && !s.startedBefore {
+			rep.fail(at("result in session %s without a prior statement", h.session))
+		}
+		s.results++
+	case KindApprovalRequest:
+		s.requests++
+	case KindApprovalDecision:
+		if s.decisions >= s.requests && !s.startedBefore {
+			rep.fail(at("approval decision in session %s without a prior request", h.session))
+		}
+		s.decisions++
+	}
+}
+
+// trustedFailure notes why the trusted checkpoint does not relate.
+func (rs *recordState) trustedFailure(msg string) { rs.trustedMsg = msg }
+
+// finishTree ends the record stream: the records must be exactly the range,
+// their tree with the range proof must give the signed root, and the
+// earlier checkpoints' roots must match.
+func (rs *recordState) finishTree() {
+	v, rep := rs.v, rs.rep()
+	rs.planTree()
+	rep.Records = rs.lines
+	for k, n := range rs.kindCount {
+		if n > 0 {
+			rep.Kinds[string(kinds[k])] = n
+		}
+	}
+	for _, s := range rs.sessions {
+		if !s.ended && !s.cut {
+			rep.Sessions.Open++
+		}
+	}
+	if rs.unsynced > 0 {
+		rep.warn(Problem{File: BundleRecords, Seq: &rs.firstUnsynced,
+			Message: fmt.Sprintf("%d heartbeat(s) say the clock was not synchronised (first at this seq): record times may be off", rs.unsynced)})
+	}
+	if rs.acc == nil {
+		return
+	}
+	want := v.rng.End - v.rng.Begin
+	switch {
+	case rs.lines < want:
+		rep.failf(BundleRecords, "has %d records, the signed range [%d, %d) has %d: records are missing (the tail was truncated or records removed)", rs.lines, v.rng.Begin, v.rng.End, want)
+	case rs.lines > want:
+		rep.failf(BundleRecords, "has %d records, the signed range [%d, %d) has %d: records were added", rs.lines, v.rng.Begin, v.rng.End, want)
+	}
+	// Earlier checkpoints, in order, localise a difference.
+	good := v.rng.Begin
+	for _, c := range v.earlier {
+		root, ok := rs.roots[c.Size]
+		if !ok {
+			continue // fewer records than its size: reported above
+		}
+		name := BundleCheckpointsDir + fmt.Sprint(c.Size) + ".note"
+		if !bytes.Equal(root, c.Root) {
+			rep.failf(name, "the records give another root at size %d than this signed checkpoint: a record in seq [%d, %d) was changed, removed, added or reordered", c.Size, good, c.Size)
+			rs.trustedMsg = "cannot be checked: the records do not match the host's checkpoints"
+			return
+		}
+		good = c.Size
+	}
+	if rs.lines != want {
+		rs.trustedMsg = "cannot be checked: the records do not match the signed range"
+		return
+	}
+	right := make([][]byte, len(v.rng.Right))
+	for i, h := range v.rng.Right {
+		right[i] = h
+	}
+	rr, err := rangeFactory.NewRange(v.rng.End, v.rng.Size, right)
+	if err != nil {
+		rep.failf(BundleRangeProof, "right hashes: %v", err)
+		return
+	}
+	full := cloneRange(rs.acc)
+	if err := full.AppendRange(rr, nil); err != nil {
+		rep.failf(BundleRangeProof, "cannot merge: %v", err)
+		return
+	}
+	root, err := rangeRoot(full)
+	if err != nil || !bytes.Equal(root, v.cp.Root) {
+		rep.failf(BundleCheckpoint, "the records [%d, %d) with the range proof give another root than the signed one at size %d: a record in seq [%d, %d) was changed, removed, added or reordered (or the range proof is wrong)",
+			v.rng.Begin, v.rng.End, v.cp.Size, good, v.rng.End)
+		rs.trustedMsg = "cannot be checked: the records do not match the signed root"
+		return
+	}
+	rs.treeOK = true
+}
