@@ -231,8 +231,39 @@ type Masking struct {
 	Columns []string `yaml:"columns,omitempty"`
 	// Detectors find sensitive values in any column.
 	Detectors []Detector `yaml:"detectors,omitempty"`
+	// Patterns are named custom detectors: regular expressions (RE2
+	// syntax) applied like Detectors. When the expression has a group
+	// named "value", only that group is masked, so context such as a label
+	// can be matched without hiding it.
+	Patterns []Pattern `yaml:"patterns,omitempty"`
 	// Style is how a masked value is written.
 	Style MaskStyle `yaml:"style"`
+	// Keep is how many trailing characters the partial style keeps; 0
+	// means 4. Only partial rules may set it. Whatever it says, at most a
+	// third of a value is kept.
+	Keep int `yaml:"keep,omitempty"`
+	// HashKeyFile is an absolute path to a root-only file holding the HMAC
+	// key of the hash style, which needs one: an unkeyed hash of a card
+	// number or an email is reversible by enumeration.
+	HashKeyFile string `yaml:"hash_key_file,omitempty"`
+	// Binary is what happens to a value under one of Columns that cannot
+	// carry a masked replacement: a binary-format value of a type other than
+	// text, or a value of a number, date, array or other non-text type.
+	// Empty means BinaryRefuse.
+	Binary BinaryAction `yaml:"binary,omitempty"`
+	// Exempt lists identities this entry does not apply to. Exemptions are
+	// recorded with the session.
+	Exempt []string `yaml:"exempt,omitempty"`
+}
+
+// A Pattern is a named custom detector.
+type Pattern struct {
+	// Name identifies the pattern in placeholders and masking counts; it
+	// must not be a built-in detector's name.
+	Name string `yaml:"name"`
+	// Regex is the expression, in Go's RE2 syntax (linear time, no
+	// backreferences). It must not match the empty string.
+	Regex string `yaml:"regex"`
 }
 
 // Audit configures the audit log.
@@ -358,7 +389,7 @@ type MaskStyle string
 // Masking styles.
 const (
 	MaskRedact  MaskStyle = "redact"  // replaced entirely
-	MaskPartial MaskStyle = "partial" // a few characters kept, like j***@example.com
+	MaskPartial MaskStyle = "partial" // the last few characters kept, like ************1111
 	MaskHash    MaskStyle = "hash"    // replaced by a hash, so equal values stay equal
 )
 
@@ -368,22 +399,47 @@ func (s MaskStyle) Valid() bool { return s == MaskRedact || s == MaskPartial || 
 // Detector finds a kind of sensitive value in any column.
 type Detector string
 
-// Value detectors.
+// Value detectors. Package policy/mask documents what each matches.
 const (
 	DetectorEmail        Detector = "email"
-	DetectorCardNumber   Detector = "card_number" // payment card numbers that pass the Luhn check
-	DetectorAWSAccessKey Detector = "aws_access_key"
+	DetectorCardNumber   Detector = "card_number"    // payment card numbers that pass the Luhn check
+	DetectorIBAN         Detector = "iban"           // IBANs that pass the mod-97 check
+	DetectorAWSAccessKey Detector = "aws_access_key" // AWS key ids and the secret keys next to them
+	DetectorGCPKey       Detector = "gcp_key"        // Google API keys and service-account keys
+	DetectorAzureKey     Detector = "azure_key"      // Azure account keys, SAS signatures, client secrets
 	DetectorJWT          Detector = "jwt"
 	DetectorPrivateKey   Detector = "private_key" // PEM private keys
+	DetectorPassword     Detector = "password"    // values of password=, "secret": and the like
 )
 
 // Detectors returns every known detector.
 func Detectors() []Detector {
-	return []Detector{DetectorEmail, DetectorCardNumber, DetectorAWSAccessKey, DetectorJWT, DetectorPrivateKey}
+	return []Detector{
+		DetectorEmail, DetectorCardNumber, DetectorIBAN, DetectorAWSAccessKey, DetectorGCPKey,
+		DetectorAzureKey, DetectorJWT, DetectorPrivateKey, DetectorPassword,
+	}
 }
 
 // Valid reports whether d is a known detector.
 func (d Detector) Valid() bool { return slices.Contains(Detectors(), d) }
+
+// BinaryAction is what happens to a masked column's value that cannot hold a
+// masked replacement.
+type BinaryAction string
+
+// Binary actions. There is no "null": YAML reads an unquoted null as no
+// value at all, which would silently mean the default.
+const (
+	// BinaryRefuse refuses the statement before any row is sent (the
+	// client gets SQLSTATE 0A000).
+	BinaryRefuse BinaryAction = "refuse"
+	// BinaryNullify sends NULL instead of the value. Clients that scan
+	// into non-nullable variables fail on it.
+	BinaryNullify BinaryAction = "nullify"
+)
+
+// Valid reports whether a is a known action.
+func (a BinaryAction) Valid() bool { return a == BinaryRefuse || a == BinaryNullify }
 
 // SyncMode is when an audit record counts as durable.
 type SyncMode string

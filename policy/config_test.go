@@ -273,7 +273,15 @@ func validConfig() policy.Config {
 		Action:    policy.ActionReview,
 		Approvers: policy.Approvers{Identities: []string{"dba"}, Timeout: policy.Duration(time.Minute)},
 	}}
-	c.Masking = []policy.Masking{{ID: "pii", Targets: []string{"db"}, Columns: []string{"*.*.email"}, Style: policy.MaskHash}}
+	c.Masking = []policy.Masking{{
+		ID: "pii", Targets: []string{"db"}, Columns: []string{"*.*.email"},
+		Style: policy.MaskHash, HashKeyFile: "/etc/tollgate/secrets/mask.key",
+		Binary: policy.BinaryNullify, Exempt: []string{"nightly"},
+	}, {
+		ID: "secrets", Detectors: []policy.Detector{policy.DetectorJWT, policy.DetectorIBAN},
+		Patterns: []policy.Pattern{{Name: "ssn", Regex: `\b(?P<value>\d{3}-\d{2}-\d{4})\b`}},
+		Style:    policy.MaskPartial, Keep: 2,
+	}}
 	return c
 }
 
@@ -372,12 +380,43 @@ func TestValidate(t *testing.T) {
 			`rules[1].approvers.min: -1 approvers: want 1 or more (0 means 1)`},
 		{"masking target", func(c *policy.Config) { c.Masking[0].Targets = []string{"nope"} },
 			`masking[0].targets[0]: unknown target "nope"`},
-		{"masking nothing", func(c *policy.Config) { c.Masking[0].Columns = nil },
-			`masking[0]: set columns, detectors or both`},
-		{"masking style", func(c *policy.Config) { c.Masking[0].Style = "blur" },
-			`masking[0].style: unknown style "blur" (want redact, partial or hash)`},
+		{"masking nothing", func(c *policy.Config) { c.Masking[0].Columns = nil; c.Masking[0].Binary = "" },
+			`masking[0]: set columns, detectors, patterns or several of them`},
+		{"masking style", func(c *policy.Config) { c.Masking[1].Style = "blur"; c.Masking[1].Keep = 0 },
+			`masking[1].style: unknown style "blur" (want redact, partial or hash)`},
 		{"masking detector", func(c *policy.Config) { c.Masking[0].Detectors = []policy.Detector{"ssn"} },
-			`masking[0].detectors[0]: unknown detector "ssn" (want one of email, card_number, aws_access_key, jwt, private_key)`},
+			`masking[0].detectors[0]: unknown detector "ssn" (want one of email, card_number, iban, aws_access_key, gcp_key, azure_key, jwt, private_key, password)`},
+		{"masking column parts", func(c *policy.Config) { c.Masking[0].Columns = []string{"customers.email", "a..b", ""} },
+			"masking[0].columns[0]: bad column pattern \"customers.email\" (want schema.table.column, each part a name or a glob with *, like *.*.ssn)\n" +
+				"masking[0].columns[1]: bad column pattern \"a..b\" (want schema.table.column, each part a name or a glob with *, like *.*.ssn)\n" +
+				"masking[0].columns[2]: empty column pattern"},
+		{"masking pattern built-in name", func(c *policy.Config) { c.Masking[1].Patterns[0].Name = "email" },
+			`masking[1].patterns[0].name: "email" is a built-in detector: list it in detectors instead`},
+		{"masking pattern duplicate", func(c *policy.Config) {
+			c.Masking[1].Patterns = append(c.Masking[1].Patterns, policy.Pattern{Name: "ssn", Regex: "x"})
+		}, `masking[1].patterns[1].name: duplicate pattern name "ssn", already at masking[1].patterns[0]`},
+		{"masking pattern bad regex", func(c *policy.Config) { c.Masking[1].Patterns[0].Regex = "(a" },
+			"masking[1].patterns[0].regex: bad regex: error parsing regexp: missing closing ): `(a`"},
+		{"masking pattern empty match", func(c *policy.Config) { c.Masking[1].Patterns[0].Regex = `\d*` },
+			`masking[1].patterns[0].regex: regex "\\d*" matches the empty string`},
+		{"masking pattern no regex", func(c *policy.Config) { c.Masking[1].Patterns[0].Regex = "" },
+			`masking[1].patterns[0].regex: required`},
+		{"masking keep not partial", func(c *policy.Config) { c.Masking[0].Keep = 3 },
+			`masking[0].keep: only the partial style keeps characters`},
+		{"masking keep range", func(c *policy.Config) { c.Masking[1].Keep = 17 },
+			`masking[1].keep: keep 17 out of range (0 to 16; 0 means 4)`},
+		{"masking hash without key", func(c *policy.Config) { c.Masking[0].HashKeyFile = "" },
+			`masking[0].hash_key_file: required by the hash style (an absolute path to a root-only key file): an unkeyed hash can be reversed by trying every value`},
+		{"masking hash key relative", func(c *policy.Config) { c.Masking[0].HashKeyFile = "mask.key" },
+			`masking[0].hash_key_file: "mask.key" is not an absolute path`},
+		{"masking key without hash", func(c *policy.Config) { c.Masking[1].HashKeyFile = "/k" },
+			`masking[1].hash_key_file: only the hash style uses a key`},
+		{"masking binary", func(c *policy.Config) { c.Masking[0].Binary = "null" },
+			`masking[0].binary: unknown binary action "null" (want refuse or nullify)`},
+		{"masking binary without columns", func(c *policy.Config) { c.Masking[1].Binary = policy.BinaryRefuse },
+			`masking[1].binary: only entries with columns have a binary action`},
+		{"masking exempt", func(c *policy.Config) { c.Masking[0].Exempt = []string{"nightly", "root"} },
+			`masking[0].exempt[1]: unknown identity "root"`},
 		{"audit sync", func(c *policy.Config) { c.Audit.Sync = "never" },
 			`audit.sync: unknown sync mode "never" (want always)`},
 		{"audit retention", func(c *policy.Config) { c.Audit.Retention = 0 },

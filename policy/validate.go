@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -362,22 +363,31 @@ func (v *validator) approvers(p string, a *Approvers) {
 
 func (v *validator) masking() {
 	seen := map[string]string{}
-	for i, m := range v.c.Masking {
+	for i := range v.c.Masking {
+		m := &v.c.Masking[i]
 		p := "masking[" + strconv.Itoa(i) + "]"
 		v.name(p+".id", "masking id", m.ID, seen)
 		v.targetRefs(p+".targets", m.Targets)
-		if len(m.Columns) == 0 && len(m.Detectors) == 0 {
-			v.add(p, "set columns, detectors or both")
+		if len(m.Columns) == 0 && len(m.Detectors) == 0 && len(m.Patterns) == 0 {
+			v.add(p, "set columns, detectors, patterns or several of them")
 		}
 		for j, col := range m.Columns {
-			if col == "" {
-				v.add(p+".columns["+strconv.Itoa(j)+"]", "empty column pattern")
-			}
+			v.columnPattern(p+".columns["+strconv.Itoa(j)+"]", col)
 		}
 		for j, d := range m.Detectors {
 			if !d.Valid() {
 				v.add(p+".detectors["+strconv.Itoa(j)+"]", "unknown detector %q (want one of %s)", d, join(Detectors()))
 			}
+		}
+		names := map[string]string{}
+		for j, pt := range m.Patterns {
+			pj := p + ".patterns[" + strconv.Itoa(j) + "]"
+			if Detector(pt.Name).Valid() {
+				v.add(pj+".name", "%q is a built-in detector: list it in detectors instead", pt.Name)
+			} else {
+				v.name(pj+".name", "pattern name", pt.Name, names)
+			}
+			v.regex(pj+".regex", pt.Regex)
 		}
 		switch {
 		case m.Style == "":
@@ -385,6 +395,65 @@ func (v *validator) masking() {
 		case !m.Style.Valid():
 			v.add(p+".style", "unknown style %q (want redact, partial or hash)", m.Style)
 		}
+		switch {
+		case m.Keep < 0 || m.Keep > maxKeep:
+			v.add(p+".keep", "keep %d out of range (0 to %d; 0 means 4)", m.Keep, maxKeep)
+		case m.Keep != 0 && m.Style != MaskPartial:
+			v.add(p+".keep", "only the partial style keeps characters")
+		}
+		switch {
+		case m.Style == MaskHash && m.HashKeyFile == "":
+			v.add(p+".hash_key_file", "required by the hash style (an absolute path to a root-only key file): an unkeyed hash can be reversed by trying every value")
+		case m.Style == MaskHash:
+			v.absPath(p+".hash_key_file", m.HashKeyFile, true)
+		case m.HashKeyFile != "":
+			v.add(p+".hash_key_file", "only the hash style uses a key")
+		}
+		switch {
+		case m.Binary == "":
+		case !m.Binary.Valid():
+			v.add(p+".binary", "unknown binary action %q (want refuse or nullify)", m.Binary)
+		case len(m.Columns) == 0:
+			v.add(p+".binary", "only entries with columns have a binary action")
+		}
+		for j, n := range m.Exempt {
+			if v.identity[n] == nil {
+				v.add(p+".exempt["+strconv.Itoa(j)+"]", "unknown identity %q", n)
+			}
+		}
+	}
+}
+
+// maxKeep is the most characters a partial style may keep.
+const maxKeep = 16
+
+// columnPattern checks a masking column pattern: schema.table.column, each
+// part a name or a glob with '*'.
+func (v *validator) columnPattern(p, s string) {
+	if s == "" {
+		v.add(p, "empty column pattern")
+		return
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || slices.Contains(parts, "") {
+		v.add(p, "bad column pattern %q (want schema.table.column, each part a name or a glob with *, like *.*.ssn)", s)
+	}
+}
+
+// regex checks a custom detector's expression: it compiles and does not
+// match the empty string, which would match at every position of every
+// value.
+func (v *validator) regex(p, s string) {
+	if s == "" {
+		v.add(p, "required")
+		return
+	}
+	re, err := regexp.Compile(s)
+	switch {
+	case err != nil:
+		v.add(p, "bad regex: %w", err)
+	case re.MatchString(""):
+		v.add(p, "regex %q matches the empty string", s)
 	}
 }
 
