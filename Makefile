@@ -8,7 +8,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BPF_CFLAGS := -O2 -g -Wall -Werror -nostdinc -mcpu=v3
 
-.PHONY: all build generate test test-unit test-e2e bench demo lint fuzz clean
+.PHONY: all build generate test test-unit test-e2e bench demo lint fuzz package clean
 
 all: build
 
@@ -53,6 +53,13 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./audit/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./policy/
+
+# deb and rpm with the systemd unit and default config (nfpm from tools.mod).
+GOARCH ?= $(shell $(GO) env GOARCH)
+package: build
+	mkdir -p dist
+	cd packaging && for p in deb rpm; do \
+	  GOARCH=$(GOARCH) VERSION=$(VERSION) $(GO) tool -modfile=../tools.mod nfpm package -f nfpm.yaml -p $$p -t ../dist/ || exit 1; done
 
 clean:
 	rm -rf bin dist test-e2e.out
