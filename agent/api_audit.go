@@ -8,11 +8,103 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // serveAuditAPI registers the evidence endpoints of the API socket.
 func (a *Agent) serveAuditAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/audit/checkpoint", a.handleCheckpoint)
+	mux.HandleFunc("GET /v1/audit/export", a.handleExport)
+}
+
+// ExportQuery encodes export options as the query of GET /v1/audit/export.
+func ExportQuery(opts audit.ExportOptions) url.Values {
+	q := url.Values{}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !opts.Until.IsZero() {
+		q.Set("until", opts.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if opts.Session != "" {
+		q.Set("session", opts.Session)
+	}
+	for _, s := range opts.ProveFrom {
+		q.Add("prove_from", strconv.FormatUint(s, 10))
+	}
+	return q
+}
+
+// parseExportQuery is the inverse of ExportQuery.
+func parseExportQuery(q url.Values) (audit.ExportOptions, error) {
+	var opts audit.ExportOptions
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &opts.Since}, {"until", &opts.Until}} {
+		if s := q.Get(f.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return opts, fmt.Errorf("%s: %w", f.name, err)
+			}
+			*f.dst = t
+		}
+	}
+	opts.Session = q.Get("session")
+	for _, s := range q["prove_from"] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			return opts, fmt.Errorf("prove_from %q is not a tree size", s)
+		}
+		opts.ProveFrom = append(opts.ProveFrom, n)
+	}
+	return opts, nil
+}
+
+// handleExport streams an evidence bundle. Errors found while planning are
+// answered with a status; an error while streaming aborts the connection,
+// so the client never takes a truncated bundle for a whole one.
+func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
+	opts, err := parseExportQuery(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	opts.Tool = "tollgate " + a.opts.Version
+	ex, err := a.alog.PrepareExport(r.Context(), opts)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, audit.ErrNoRecords) || errors.Is(err, audit.ErrRange) {
+			code = http.StatusBadRequest
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	m := ex.Manifest()
+	a.log.Info("exporting evidence", "begin", m.Begin, "end", m.End, "tree_size", m.TreeSize, "session", m.Session)
+	w.Header().Set("Content-Type", "application/x-tar")
+	if _, err := ex.WriteTo(r.Context(), w); err != nil {
+		a.log.Error("evidence export failed while streaming", "error", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// Export streams an evidence bundle from the daemon into w. It fails if
+// the daemon aborts the stream.
+func (c *Client) Export(ctx context.Context, opts audit.ExportOptions, w io.Writer) error {
+	resp, err := c.get(ctx, "/v1/audit/export?"+ExportQuery(opts).Encode())
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("receive bundle: %w", err)
+	}
+	return nil
 }
 
 // handleCheckpoint signs any unsigned records and returns the newest

@@ -20,7 +20,7 @@ import (
 func auditCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "audit",
-		Usage: "read the audit log",
+		Usage: "read the audit log, export and verify evidence",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "tail",
@@ -33,6 +33,8 @@ func auditCommand() *cli.Command {
 				Action: auditTail,
 			},
 			auditCheckpointCommand(),
+			auditExportCommand(),
+			auditVerifyCommand(),
 		},
 	}
 }

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tollgate-dev/tollgate/audit"
+)
+
+func auditVerifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check an evidence bundle offline; exit status 0 only if everything checks",
+		ArgsUsage: "BUNDLE",
+		Description: "Checks, with nothing but the host's public key: the checkpoint signatures and origin, that the\n" +
+			"records are contiguous and exactly those the signed tree holds, consistency between the\n" +
+			"checkpoints and with --trusted-checkpoint (a checkpoint you kept earlier: this detects a log rolled\n" +
+			"back or rewritten since), the manifest, and the records' semantics. The bundle's VERIFY.md\n" +
+			"describes the algorithm.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "key", Usage: "the host's public key: a host.pub file or its text (name+hash+key); required"},
+			&cli.StringFlag{Name: "trusted-checkpoint", Usage: "a checkpoint note you obtained earlier (tollgate audit checkpoint, or an earlier bundle's checkpoint.note)"},
+			outputFlag,
+		},
+		// urfave/cli v2 stops parsing flags at the first argument, and
+		// the documented form is "verify FILE --key PUBKEY": parse them
+		// here, in any order.
+		SkipFlagParsing: true,
+		Action:          auditVerify,
+	}
+}
+
+// verifyArgs are the parsed arguments of audit verify.
+type verifyArgs struct {
+	bundle, key, trusted, output string
+}
+
+// parseVerifyArgs parses flags and the bundle path in any order.
+func parseVerifyArgs(args []string) (verifyArgs, bool, error) {
+	a := verifyArgs{output: "text"}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			if i+1 < len(args) && a.bundle == "" {
+				a.bundle = args[i+1]
+				i++
+			}
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			if a.bundle != "" {
+				return a, false, fmt.Errorf("one bundle at a time (got %q and %q)", a.bundle, arg)
+			}
+			a.bundle = arg
+			continue
+		}
+		var dst *string
+		switch name {
+		case "h", "help":
+			return a, true, nil
+		case "key":
+			dst = &a.key
+		case "trusted-checkpoint":
+			dst = &a.trusted
+		case "output", "o":
+			dst = &a.output
+		default:
+			return a, false, fmt.Errorf("unknown flag %s", arg)
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return a, false, fmt.Errorf("flag %s needs a value", arg)
+			}
+			i++
+			val = args[i]
+		}
+		*dst = val
+	}
+	switch {
+	case a.bundle == "":
+		return a, false, errors.New("usage: tollgate audit verify BUNDLE --key PUBKEY [--trusted-checkpoint FILE] [-o json]")
+	case a.key == "":
+		return a, false, errors.New("--key is required: the host's public key (host.pub), as you obtained it")
+	case a.output != "text" && a.output != "json":
+		return a, false, fmt.Errorf("-o %q: text or json", a.output)
+	}
+	return a, false, nil
+}
+
+func auditVerify(c *cli.Context) error {
+	args, help, err := parseVerifyArgs(c.Args().Slice())
+	if help {
+		return cli.ShowSubcommandHelp(c)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := loadVerifierKey(args.key)
+	if err != nil {
+		return err
+	}
+	opts := audit.VerifyOptions{Key: v}
+	if args.trusted != "" {
+		if opts.Trusted, err = os.ReadFile(args.trusted); err != nil {
+			return fmt.Errorf("--trusted-checkpoint: %w", err)
+		}
+	}
+	path := args.bundle
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rep, err := audit.Verify(f, opts)
+	if err != nil && !errors.Is(err, audit.ErrVerifyFailed) {
+		return err
+	}
+	if args.output == "json" {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printVerifyReport(c.App.Writer, path, rep)
+	}
+	if !rep.OK {
+		return exitError{1}
+	}
+	return nil
+}
+
+// loadVerifierKey accepts verifier key text or a file holding it.
+func loadVerifierKey(s string) (note.Verifier, error) {
+	if v, err := audit.ParseVerifierKey(s); err == nil {
+		return v, nil
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("--key %q is neither a verifier key nor a readable file: %w", s, err)
+	}
+	v, err := audit.ParseVerifierKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("--key %s: %w", s, err)
+	}
+	return v, nil
+}
+
+// printVerifyReport writes the report for people.
+func printVerifyReport(w io.Writer, path string, rep *audit.VerifyReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "bundle\t%s\n", path)
+	fmt.Fprintf(tw, "sha256\t%s\n", rep.BundleSHA256)
+	fmt.Fprintf(tw, "key\t%s\n", rep.Key)
+	if rep.Log != "" {
+		fmt.Fprintf(tw, "log\t%s\n", rep.Log)
+		fmt.Fprintf(tw, "checkpoint\tsize %d, signed %s\n", rep.TreeSize, rep.CheckpointTime.Format(time.RFC3339Nano))
+	}
+	if rep.Records > 0 {
+		fmt.Fprintf(tw, "records\t%d, seq %d to %d, %s to %s\n", rep.Records, rep.Begin, rep.End-1,
+			rep.FirstTime.Format(time.RFC3339), rep.LastTime.Format(time.RFC3339))
+	}
+	fmt.Fprintf(tw, "checkpoints\t%d earlier, %d consistency proofs verified\n", rep.Checkpoints, rep.ConsistencyProofs)
+	if rep.Trusted != "" {
+		fmt.Fprintf(tw, "trusted\t%s\n", rep.Trusted)
+	}
+	var kinds []string
+	for _, k := range slices.Sorted(maps.Keys(rep.Kinds)) {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, rep.Kinds[k]))
+	}
+	if len(kinds) > 0 {
+		fmt.Fprintf(tw, "kinds\t%s\n", strings.Join(kinds, ", "))
+	}
+	s := rep.Sessions
+	fmt.Fprintf(tw, "sessions\t%d started, %d ended, %d open at the end, %d cut by a restart, %d started before the bundle; %d statements\n",
+		s.Started, s.Ended, s.Open, s.Interrupted, s.StartedBefore, s.Statements)
+	fmt.Fprintf(tw, "took\t%s (%.0f records/s)\n", rep.Elapsed.Round(time.Millisecond), float64(rep.Records)/max(rep.Elapsed.Seconds(), 1e-9))
+	tw.Flush()
+	if len(rep.Warnings) > 0 {
+		fmt.Fprintf(w, "\nWARNINGS (%d)\n", len(rep.Warnings)+rep.WarningsOmitted)
+		for _, p := range rep.Warnings {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+		if rep.WarningsOmitted > 0 {
+			fmt.Fprintf(w, "  … and %d more\n", rep.WarningsOmitted)
+		}
+	}
+	if rep.OK {
+		fmt.Fprintln(w, "\nVERIFIED: every check passed")
+		return
+	}
+	fmt.Fprintf(w, "\nFAILED (%d)\n", len(rep.Failures)+rep.FailuresOmitted)
+	for _, p := range rep.Failures {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+	if rep.FailuresOmitted > 0 {
+		fmt.Fprintf(w, "  … and %d more\n", rep.FailuresOmitted)
+	}
+}

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import "testing"
+
+func TestParseVerifyArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want verifyArgs
+		ok   bool
+	}{
+		{[]string{"b.tar", "--key", "k"}, verifyArgs{bundle: "b.tar", key: "k", output: "text"}, true},
+		{[]string{"--key=k", "b.tar", "-o", "json", "--trusted-checkpoint", "t"}, verifyArgs{bundle: "b.tar", key: "k", output: "json", trusted: "t"}, true},
+		{[]string{"-key", "k", "--", "-b.tar"}, verifyArgs{bundle: "-b.tar", key: "k", output: "text"}, true},
+		{[]string{"b.tar"}, verifyArgs{}, false},
+		{[]string{"--key", "k"}, verifyArgs{}, false},
+		{[]string{"a", "b", "--key", "k"}, verifyArgs{}, false},
+		{[]string{"a", "--key"}, verifyArgs{}, false},
+		{[]string{"a", "--key", "k", "--nope"}, verifyArgs{}, false},
+		{[]string{"a", "--key", "k", "-o", "yaml"}, verifyArgs{}, false},
+	} {
+		got, _, err := parseVerifyArgs(tc.args)
+		if (err == nil) != tc.ok || tc.ok && got != tc.want {
+			t.Errorf("parseVerifyArgs(%q) = %+v, %v", tc.args, got, err)
+		}
+	}
+}
