@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDebPackage builds the deb with `make package`, installs it with dpkg,
+// checks what it put where, and removes it again.
+func TestDebPackage(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Fatalf("dpkg not found: %v", err)
+	}
+	if _, err := os.Stat("/usr/bin/tollgate"); err == nil {
+		t.Fatal("/usr/bin/tollgate exists already; refusing to overwrite an installed tollgate")
+	}
+	mk := exec.Command("make", "-C", "..", "package", "VERSION=0.0.0-e2e")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make package: %v\n%s", err, out)
+	}
+	debs, _ := filepath.Glob("../dist/tollgate_0.0.0~e2e_*.deb")
+	if len(debs) != 1 {
+		t.Fatalf("debs: %v", debs)
+	}
+	deb, _ := filepath.Abs(debs[0])
+	t.Cleanup(func() {
+		exec.Command("dpkg", "-P", "tollgate").Run()
+		os.Remove(deb)
+		os.Remove(strings.Replace(deb, "_0.0.0~e2e_amd64.deb", "-0.0.0~e2e-1.x86_64.rpm", 1))
+	})
+	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
+	for _, f := range []string{"/usr/bin/tollgate", "/usr/lib/systemd/system/tollgate.service", "/etc/tollgate/tollgate.yaml"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if st, err := os.Stat("/var/lib/tollgate"); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("/var/lib/tollgate: %v %v", st, err)
+	}
+	if out, err := exec.Command("getent", "group", "tollgate").CombinedOutput(); err != nil {
+		t.Errorf("group tollgate: %v %s", err, out)
+	}
+	// The shipped default config is valid as it is.
+	out, err := exec.Command("/usr/bin/tollgate", "doctor").CombinedOutput()
+	if !strings.Contains(string(out), "ok    config /etc/tollgate/tollgate.yaml") {
+		t.Errorf("doctor on the default config: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("dpkg", "-r", "tollgate").CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -r: %v\n%s", err, out)
+	}
+	if _, err := os.Stat("/usr/bin/tollgate"); err == nil {
+		t.Error("binary left after removal")
+	}
+}
