@@ -497,13 +497,10 @@ func (a *Agent) reload() error {
 	if err == nil {
 		wls, err = resolveWorkloads(a.cgroup2, cfg.Workloads, true)
 	}
-	if err != nil {
-		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: map[string]string{
-			"source": a.opts.ConfigPath, "result": "rejected", "hash": a.cfgHash,
-		}})
-		return err
+	if err == nil {
+		err = a.applyTargets(cfg)
 	}
-	if err := a.applyTargets(cfg); err != nil {
+	if err != nil {
 		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: map[string]string{
 			"source": a.opts.ConfigPath, "result": "rejected", "hash": a.cfgHash,
 		}})
