@@ -80,6 +80,10 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		// Not redirected by us (a local process dialled the listener
 		// directly) or the entry was lost: never guess a destination.
 		a.lookupMiss.Add(1)
+		if listenerTarget.cfg.Protocol == policy.ProtocolPostgres {
+			a.servePostgresCancel(listenerTarget, c, peer)
+			return
+		}
 		a.log.Warn("closing connection without origin", "peer", peer.String(), "target", listenerTarget.cfg.Name, "error", err)
 		c.Close()
 		return
@@ -225,6 +229,23 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 	if st.Reason == postgres.ReasonAudit {
 		a.refused.Add(1)
 	}
+}
+
+// servePostgresCancel serves a connection to a postgres listener that has
+// no origin. libpq and pgx send a CancelRequest to the address their
+// session's socket is connected to, which is the listener itself, so
+// cancels arrive without an origin. Only a CancelRequest carrying a key
+// tollgate handed to one of its sessions is acted on; anything else is
+// closed unanswered, as before.
+func (a *Agent) servePostgresCancel(ts *targetState, c *net.TCPConn, peer netip.AddrPort) {
+	a.mu.Lock()
+	name := ts.cfg.Name
+	a.mu.Unlock()
+	sess := postgres.Session{
+		Base:       audit.Record{Session: newSessionID(time.Now()), Target: name, Client: peer.String(), Listener: c.LocalAddr().String()},
+		CancelOnly: true,
+	}
+	a.pg.Serve(a.ctx, c, sess)
 }
 
 // serverName is the name an upstream certificate is checked against: the

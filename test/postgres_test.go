@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,5 +116,114 @@ func TestPostgresSmoke(t *testing.T) {
 		if st.Identity == nil || st.Identity.Method != "process" || st.Detail["database"] != pgDatabase || st.Detail["user"] != pgScramUser {
 			t.Errorf("session.start %+v identity %+v", st.Detail, st.Identity)
 		}
+	}
+}
+
+// TestPostgresCancel: pgx cancels a running query with a CancelRequest on
+// a new connection (context deadline, then pgconn.CancelRequest); tollgate
+// maps the key it gave the client to the real one, and the query really
+// stops on the server. The cancel connection is recorded.
+func TestPostgresCancel(t *testing.T) {
+	s := newPGSetup(t, "process", "")
+	bin := pgclientBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := s.runBoth(t, "cancel", nil, func(through bool, db string) (string, string, error) {
+		cg, env := clientEnv(through)
+		if through {
+			cg = s.cgroup
+		}
+		return runClient(t, ctx, cg, env, "", bin, "cancel", s.pg.dsn(pgScramUser, db))
+	})
+	for _, want := range []string{"cancelled: ERROR 57014: canceling statement due to user request within 10s true",
+		"sleeping on the server: 0", "cancel request: ok", "explicit cancel: ERROR 57014"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	starts, _ := sessionRecords(s.d.records())
+	cancels := 0
+	for _, r := range starts {
+		if r.Detail["request"] == "cancel" {
+			cancels++
+			if starts[r.Detail["cancels"]] == nil {
+				t.Errorf("cancel names no recorded session: %+v", r.Detail)
+			}
+		}
+	}
+	if cancels != 2 {
+		t.Errorf("%d cancel requests recorded, want 2", cancels)
+	}
+}
+
+// TestPostgresMalformed: truncated, oversized, negative-length and
+// otherwise malformed messages end the session with FATAL 08P01, and the
+// daemon keeps serving.
+func TestPostgresMalformed(t *testing.T) {
+	s := newPGSetup(t, "process", "")
+	bin := pgclientBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, kind := range []string{"negative", "oversized", "truncated", "badtype", "malformed-bind", "unterminated-query",
+		"startup-oversized", "startup-garbage"} {
+		out, errOut, err := runClient(t, ctx, s.cgroup, nil, "", bin, "bad", s.pg.addr(), pgScramUser, pgDatabase, kind)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", kind, err, errOut)
+		}
+		if want := kind + ": FATAL 08P01"; !strings.HasPrefix(out, want) || !strings.HasSuffix(out, "then closed true\n") {
+			t.Errorf("%s: got %q, want %q and a close", kind, out, want)
+		}
+	}
+	// Still serving.
+	out, errOut, err := s.psql(t, ctx, true, "", "-At", "-c", "SELECT 'still up'")
+	if err != nil || out != "still up\n" {
+		t.Fatalf("after malformed input: %q %v %s", out, err, errOut)
+	}
+	if st := s.d.status(); len(st.Targets) != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestPostgresSecretNotExposed: a client with no privileges (uid nobody)
+// works through tollgate without any password, cannot read the password
+// file, and nothing the server side sends it contains the password.
+func TestPostgresSecretNotExposed(t *testing.T) {
+	s := newPGSetup(t, "process", "")
+	bin := pgclientBin(t)
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+
+	// The test binaries live in a root-only directory: give nobody a copy.
+	dir, err := os.MkdirTemp("", "tollgate-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = dir + "/pgclient"
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd, cleanup := clientCmd(t, s.cgroup, nil, bin, "raw", s.pg.addr(), pgScramUser, pgDatabase)
+	defer cleanup()
+	cmd.SysProcAttr.Credential = nobody
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("raw client as nobody: %v", err)
+	}
+	if !strings.Contains(string(out), "pgclient-raw") || !strings.Contains(string(out), "division by zero") {
+		t.Fatalf("raw session did not run: %.2000s", out)
+	}
+	if strings.Contains(string(out), pgScramPass) {
+		t.Fatal("the upstream password reached the client")
+	}
+	cat, cleanup2 := clientCmd(t, s.cgroup, nil, "cat", s.secret)
+	defer cleanup2()
+	cat.SysProcAttr.Credential = nobody
+	if b, err := cat.CombinedOutput(); err == nil || !strings.Contains(string(b), "Permission denied") {
+		t.Fatalf("nobody can read the password file: %v %s", err, b)
 	}
 }

@@ -120,6 +120,10 @@ type Session struct {
 	// TLS, when set, is offered to clients that ask for TLS. Nil answers
 	// SSLRequest with 'N'.
 	TLS *tls.Config
+	// CancelOnly serves a connection the daemon could not attribute (no
+	// origin): only a CancelRequest carrying a key tollgate handed out is
+	// served; anything else is closed without an answer.
+	CancelOnly bool
 }
 
 // Stats is how a session ended.
@@ -150,7 +154,7 @@ const (
 // Serve serves one client connection until it ends, recording the session
 // in the audit log, and closes conn. It never panics on client input.
 func (s *Server) Serve(ctx context.Context, conn net.Conn, sess Session) (st Stats) {
-	defer conn.Close()
+	defer closeGracefully(conn)
 	defer func() {
 		if p := recover(); p != nil {
 			// A bug must cost one session, never the daemon.
@@ -161,13 +165,19 @@ func (s *Server) Serve(ctx context.Context, conn net.Conn, sess Session) (st Sta
 	conn.SetDeadline(time.Now().Add(s.opts.StartupTimeout))
 	c, startup, err := negotiate(conn, sess.TLS)
 	if err != nil {
-		writeError(c, err)
+		if !sess.CancelOnly {
+			writeError(c, err)
+		}
 		s.refused(&sess, "startup", err)
 		return Stats{Reason: ReasonProtocol, Err: err}
 	}
 	if startup.Cancel != nil {
 		s.serveCancel(ctx, &sess, startup)
 		return Stats{Reason: "cancel request"}
+	}
+	if sess.CancelOnly {
+		s.refused(&sess, "origin", fmt.Errorf("connection without an origin is not a cancel request: %w", ErrNotAllowed))
+		return Stats{Reason: ReasonProtocol, Err: ErrNotAllowed}
 	}
 	ident, err := s.authenticate(ctx, c, &sess, startup)
 	if err != nil {
@@ -374,6 +384,19 @@ func tlsName(st *tls.ConnectionState) string {
 		return "none"
 	}
 	return tls.VersionName(st.Version)
+}
+
+// closeGracefully closes a client connection so that a final error message
+// is delivered: shutting down the write side first and reading what the
+// client still sends (briefly) avoids the reset a close with unread data
+// causes, which can destroy the message in flight.
+func closeGracefully(c net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.(closeWriter); ok && cw.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		io.CopyN(io.Discard, c, 1<<20)
+	}
+	c.Close()
 }
 
 func keepAlive(c net.Conn) {

@@ -8,6 +8,7 @@
 //	pgclient suite DSN           pgx feature tour: queries, batches, pipelines, COPY, LISTEN/NOTIFY, errors
 //	pgclient large DSN MIB       a row of MIB mebibytes there and back
 //	pgclient cancel DSN          a pg_sleep cancelled by a context deadline (CancelRequest), checked server side
+//	pgclient connect DSN         connect, run a statement, print the outcome
 //	pgclient raw ADDR USER DB    raw protocol session; prints every byte the server side sent, hex-escaped
 //	pgclient bad ADDR USER DB K  a malformed message of kind K after login; prints the first answer to it
 package main
@@ -47,6 +48,8 @@ func main() {
 		err = large(ctx, os.Args[2], mib)
 	case "cancel":
 		err = cancelQuery(ctx, os.Args[2])
+	case "connect":
+		err = connect(ctx, os.Args[2])
 	case "raw":
 		err = raw(os.Args[2], os.Args[3], os.Args[4])
 	case "bad":
@@ -259,6 +262,25 @@ func suite(ctx context.Context, dsn string) error {
 	err = conn.QueryRow(ctx, "SELECT current_setting('client_encoding'), current_setting('DateStyle'), current_setting('TimeZone')").Scan(&enc, &dst, &tz)
 	out("settings: %s %s %s %s", enc, dst, tz, errLine(err))
 	out("param status: server_encoding=%s standard_conforming_strings=%s", pc.ParameterStatus("server_encoding"), pc.ParameterStatus("standard_conforming_strings"))
+	return nil
+}
+
+// connect prints the outcome of a login and a write and a read.
+func connect(ctx context.Context, dsn string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		out("connect: %s", errLine(err))
+		return nil
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS seen (who text)")
+	out("create: %s", errLine(err))
+	_, err = conn.Exec(ctx, "INSERT INTO seen VALUES (current_user)")
+	out("insert: %s", errLine(err))
+	var n int
+	var user string
+	err = conn.QueryRow(ctx, "SELECT count(*), current_user FROM seen").Scan(&n, &user)
+	out("select: %d %s %s", n, user, errLine(err))
 	return nil
 }
 
