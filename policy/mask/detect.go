@@ -728,7 +728,9 @@ func findAzure(b []byte, dst []span) []span {
 
 func isEntraSecret(c byte) bool { return isAlnum(c) || c == '_' || c == '~' || c == '.' || c == '-' }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
 
 // findJWT finds JSON Web Tokens: base64url segments joined by dots, three
 // (JWS) or five (JWE), whose first segment decodes to a JSON object with an
@@ -1006,7 +1008,7 @@ func urlPassword(b []byte, i int) (int, int) {
 }
 
 // sqlStringEnd returns the end of an SQL string literal's contents starting
-// at i ('' is a quote inside), or len(b).
+// at i (” is a quote inside), or len(b).
 func sqlStringEnd(b []byte, i int) int {
 	for i < len(b) {
 		if b[i] == '\'' {
