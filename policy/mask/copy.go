@@ -76,8 +76,9 @@ func (t *Tally) MaskCopyLine(f *CopyFormat, line []byte) (out []byte, changed bo
 	if !ok {
 		return nil, false, fmt.Errorf("mask copy: %w: no newline at the end", ErrCopyLine)
 	}
-	if bytes.HasSuffix(body, []byte("\r")) && (!f.CSV || !csvOpenQuote(f, body)) {
-		body = body[:len(body)-1]
+	if trimmed, ok := bytes.CutSuffix(body, []byte("\r")); ok && (!f.CSV || csvWhole(f, trimmed)) {
+		// A CRLF line end; in CSV a '\r' may also end a quoted value.
+		body = trimmed
 	}
 	t.resetBuf()
 	t.copy.out = t.copy.out[:0]
@@ -216,16 +217,15 @@ func escapedEnd(b []byte) bool {
 	return n%2 == 1
 }
 
-// csvOpenQuote reports whether b ends inside a quoted CSV value, so a
-// final '\r' belongs to the value.
-func csvOpenQuote(f *CopyFormat, b []byte) bool {
+// csvWhole reports whether b is a well-formed CSV line, all quotes closed.
+func csvWhole(f *CopyFormat, b []byte) bool {
 	for pos := 0; ; {
 		_, next, _, err := copyField(f, b, pos)
 		if err != nil {
-			return true
+			return false
 		}
 		if next < 0 {
-			return false
+			return true
 		}
 		pos = next
 	}

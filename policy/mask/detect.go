@@ -1008,7 +1008,7 @@ func urlPassword(b []byte, i int) (int, int) {
 }
 
 // sqlStringEnd returns the end of an SQL string literal's contents starting
-// at i (” is a quote inside), or len(b).
+// at i (a doubled quote is a quote inside), or len(b).
 func sqlStringEnd(b []byte, i int) int {
 	for i < len(b) {
 		if b[i] == '\'' {

@@ -219,9 +219,6 @@ func (s *Session) Plan(ctx context.Context, desc *pgproto3.RowDescription, resul
 	if !s.Active() {
 		return &Plan{s: s, n: n}, nil
 	}
-	if len(s.columns) > 0 && r == nil {
-		return nil, ErrNoResolver
-	}
 	fields := make([]Field, n)
 	for i := range desc.Fields {
 		fd := &desc.Fields[i]
@@ -236,6 +233,9 @@ func (s *Session) Plan(ctx context.Context, desc *pgproto3.RowDescription, resul
 		}
 		if len(s.columns) == 0 || fd.TableOID == 0 || fd.TableAttributeNumber == 0 {
 			continue
+		}
+		if r == nil {
+			return nil, ErrNoResolver
 		}
 		att := int16(fd.TableAttributeNumber)
 		c, err := r.ResolveColumn(ctx, fd.TableOID, att)
@@ -348,9 +348,11 @@ func (p *Plan) BinaryCopy() error {
 		if c.act == actNone {
 			continue
 		}
-		rule := p.s.dets[0].rule.id
+		var rule string
 		if c.rule != nil {
 			rule = c.rule.id
+		} else {
+			rule = p.s.dets[0].rule.id
 		}
 		return &RefuseError{Column: c.label, Rule: rule, Reason: "binary COPY output cannot be masked: use text or CSV"}
 	}
