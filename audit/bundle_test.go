@@ -667,3 +667,33 @@ func TestExportReadOnly(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestVerifyLongAndPartialLines: a line longer than any record, and bytes
+// after the last newline, are reported where they are.
+func TestVerifyLongAndPartialLines(t *testing.T) {
+	e := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	e.start(t)
+	e.sessions(t, 2, 0)
+	good := e.export(t, audit.ExportOptions{})
+	long := editLines(t, good, func(ls [][]byte) [][]byte {
+		return append(ls[:3], append([][]byte{bytes.Repeat([]byte("x"), audit.MaxRecordSize+10)}, ls[3:]...)...)
+	})
+	rep := verify(t, long, e.v, nil)
+	if all := failures(rep); rep.OK || !strings.Contains(all, "records.jsonl line 4 seq 3: not a valid record: line of 4194314 bytes, longer than the largest record") ||
+		!strings.Contains(all, "line 5 seq 3: seq 3 where 4 was expected") {
+		t.Fatalf("long line:\n%s", all)
+	}
+	huge := editLines(t, good, func(ls [][]byte) [][]byte {
+		return append(ls[:3], append([][]byte{bytes.Repeat([]byte("x"), audit.MaxRecordSize+3<<20)}, ls[3:]...)...)
+	})
+	rep = verify(t, huge, e.v, nil)
+	if all := failures(rep); rep.OK || !strings.Contains(all, "records.jsonl line 4: line longer than the largest record") ||
+		!strings.Contains(all, "line 5 seq 3: seq 3 where 4 was expected") {
+		t.Fatalf("huge line:\n%s", all)
+	}
+	partial := edit(t, good, audit.BundleRecords, func(d []byte) []byte { return d[:len(d)-1] })
+	rep = verify(t, partial, e.v, nil)
+	if all := failures(rep); rep.OK || !strings.Contains(all, "bytes after the last newline") {
+		t.Fatalf("partial line:\n%s", all)
+	}
+}

@@ -3,10 +3,12 @@
 package audit
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // errNotCanonical is what decodeCanonical's parser reports for bytes that
@@ -24,11 +26,39 @@ func decodeCanonical(b []byte) (*Record, bool) {
 	// One copy of the record: every unescaped string field is a
 	// substring of it, which saves an allocation per field.
 	p := canonParser{b: string(b)}
-	r, err := p.record()
-	if err != nil || p.i != len(b) {
+	r := &Record{}
+	if err := p.record(r); err != nil || p.i != len(b) {
 		return nil, false
 	}
 	return r, true
+}
+
+// canonScratch holds the objects of one record, reused from record to
+// record by checkCanonical.
+type canonScratch struct {
+	r                       Record
+	p                       Process
+	id                      Identity
+	st                      Statement
+	d                       Decision
+	by                      Bytes
+	groups, classes, tables []string
+	detail                  map[string]string
+}
+
+// checkCanonical reports whether b is a canonical record, like
+// decodeCanonical, without allocating: the parsed record lives in s and
+// its strings alias b, so it is only valid while b is unchanged and until
+// the next call with s.
+func checkCanonical(b []byte, s *canonScratch) (*Record, bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	p := canonParser{b: unsafe.String(unsafe.SliceData(b), len(b)), s: s}
+	if err := p.record(&s.r); err != nil || p.i != len(b) {
+		return nil, false
+	}
+	return &s.r, true
 }
 
 // DecodeFast is Decode for stored records: the same result, much faster for
@@ -45,6 +75,7 @@ func DecodeFast(b []byte) (*Record, error) {
 type canonParser struct {
 	b string
 	i int
+	s *canonScratch // nil: allocate every object
 }
 
 // lit consumes s or fails.
@@ -114,7 +145,11 @@ func (p *canonParser) str() (string, error) {
 	}
 	p.i++
 	start := p.i
-	// Fast path: no escapes.
+	// Fast path: no escapes. Skip 8 bytes at a time while none of them
+	// is '"', '\\' or a control character.
+	for p.i+8 <= len(p.b) && plainWord(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(p.b[p.i:]), 8))) {
+		p.i += 8
+	}
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		if c == '"' {
@@ -187,6 +222,16 @@ func (p *canonParser) str() (string, error) {
 	return "", errNotCanonical
 }
 
+// plainWord reports whether none of the 8 bytes of w is '"', '\\' or below
+// 0x20 (bit tricks from "Bit Twiddling Hacks": a byte of x is zero, or
+// below n, exactly where the result has its high bit set).
+func plainWord(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote := w ^ (ones * '"')
+	backslash := w ^ (ones * '\\')
+	return ((quote-ones)&^quote|(backslash-ones)&^backslash|(w-ones*0x20)&^w)&highs == 0
+}
+
 // unhex decodes a lower-case hex digit, -1 for anything else.
 func unhex(c byte) int {
 	switch {
@@ -223,12 +268,11 @@ func (p *canonParser) optStr(name string, dst *string, first bool) error {
 	return err
 }
 
-// strs reads a non-empty array of strings.
-func (p *canonParser) strs() ([]string, error) {
+// strs reads a non-empty array of strings, appending to out.
+func (p *canonParser) strs(out []string) ([]string, error) {
 	if err := p.lit("["); err != nil {
 		return nil, err
 	}
-	var out []string
 	for {
 		s, err := p.str()
 		if err != nil {
@@ -243,104 +287,149 @@ func (p *canonParser) strs() ([]string, error) {
 	}
 }
 
-// optStrs reads an optional non-empty string array field.
-func (p *canonParser) optStrs(name string, dst *[]string, first bool) error {
+// optStrs reads an optional non-empty string array field into *dst,
+// reusing buf's storage.
+func (p *canonParser) optStrs(name string, dst *[]string, buf *[]string, first bool) error {
 	ok := false
 	if first {
 		ok = p.firstField(name)
 	} else {
 		ok = p.field(name)
 	}
+	*dst = nil
 	if !ok {
 		return nil
 	}
-	v, err := p.strs()
+	var out []string
+	if buf != nil {
+		out = (*buf)[:0]
+	}
+	v, err := p.strs(out)
 	*dst = v
+	if buf != nil {
+		*buf = v
+	}
 	return err
 }
 
-// record parses a whole canonical record.
-func (p *canonParser) record() (*Record, error) {
-	r := &Record{}
+// objStr reads an optional string field of an object; first is true until
+// the object's first field was read.
+func (p *canonParser) objStr(name string, dst *string, first *bool) error {
+	*dst = ""
+	if err := p.optStr(name, dst, *first); err != nil {
+		return err
+	}
+	if *dst != "" {
+		*first = false
+	}
+	return nil
+}
+
+// objStrs is objStr for string arrays.
+func (p *canonParser) objStrs(name string, dst *[]string, buf *[]string, first *bool) error {
+	if err := p.optStrs(name, dst, buf, *first); err != nil {
+		return err
+	}
+	if *dst != nil {
+		*first = false
+	}
+	return nil
+}
+
+// record parses a whole canonical record into r, setting every field.
+func (p *canonParser) record(r *Record) error {
+	*r = Record{}
 	if err := p.lit(`{"v":1,"log":`); err != nil {
-		return nil, err
+		return err
 	}
 	r.V = SchemaVersion
 	var err error
 	if r.Log, err = p.str(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := p.lit(`,"seq":`); err != nil {
-		return nil, err
+		return err
 	}
 	seqStart := p.i
 	if r.Seq, err = p.uint(64); err != nil {
-		return nil, err
+		return err
 	}
 	seqDigits := p.i - seqStart
 	if err := p.lit(`,"time":"`); err != nil {
-		return nil, err
+		return err
 	}
 	if len(p.b)-p.i < len(timeLayout)+1 || p.b[p.i+len(timeLayout)] != '"' {
-		return nil, errNotCanonical
+		return errNotCanonical
 	}
 	var ok bool
 	if r.Time, ok = parseCanonicalTime(p.b[p.i : p.i+len(timeLayout)]); !ok {
-		return nil, errNotCanonical
+		return errNotCanonical
 	}
 	p.i += len(timeLayout) + 1
 	if err := p.lit(`,"kind":`); err != nil {
-		return nil, err
+		return err
 	}
 	kind, err := p.nonEmptyStr()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.Kind = Kind(kind)
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"session", &r.Session}, {"target", &r.Target}, {"dst", &r.Dst}, {"client", &r.Client}, {"listener", &r.Listener}} {
-		if err := p.optStr(f.name, f.dst, false); err != nil {
-			return nil, err
-		}
+	if err := p.optStr("session", &r.Session, false); err != nil {
+		return err
+	}
+	if err := p.optStr("target", &r.Target, false); err != nil {
+		return err
+	}
+	if err := p.optStr("dst", &r.Dst, false); err != nil {
+		return err
+	}
+	if err := p.optStr("client", &r.Client, false); err != nil {
+		return err
+	}
+	if err := p.optStr("listener", &r.Listener, false); err != nil {
+		return err
 	}
 	if p.field("process") {
 		if r.Process, err = p.process(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if p.field("identity") {
 		if r.Identity, err = p.identity(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if p.field("statement") {
 		if r.Statement, err = p.statement(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if p.field("decision") {
 		if r.Decision, err = p.decision(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if p.field("bytes") {
-		c := &Bytes{}
+		var c *Bytes
+		if p.s != nil {
+			c = &p.s.by
+		} else {
+			c = new(Bytes)
+		}
 		if err := p.lit(`{"up":`); err != nil {
-			return nil, err
+			return err
 		}
 		if c.Up, err = p.uint(64); err != nil {
-			return nil, err
+			return err
 		}
 		if err := p.lit(`,"down":`); err != nil {
-			return nil, err
+			return err
 		}
 		if c.Down, err = p.uint(64); err != nil {
-			return nil, err
+			return err
 		}
 		if err := p.lit("}"); err != nil {
-			return nil, err
+			return err
 		}
 		r.Bytes = c
 	}
@@ -351,7 +440,7 @@ func (p *canonParser) record() (*Record, error) {
 		}
 		v, err := p.nonZeroUint(64)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch {
 		case !neg && v <= 1<<63-1:
@@ -359,32 +448,38 @@ func (p *canonParser) record() (*Record, error) {
 		case neg && v <= 1<<63:
 			r.DurationNS = int64(-v)
 		default:
-			return nil, errNotCanonical
+			return errNotCanonical
 		}
 	}
 	if err := p.optStr("close_reason", &r.CloseReason, false); err != nil {
-		return nil, err
+		return err
 	}
 	if err := p.optStr("error", &r.Error, false); err != nil {
-		return nil, err
+		return err
 	}
 	if p.field("detail") {
 		if r.Detail, err = p.detail(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := p.lit("}"); err != nil {
-		return nil, err
+		return err
 	}
 	// Encode's limit, which counts the seq as 20 digits.
 	if len(p.b)-seqDigits+20 > MaxRecordSize {
-		return nil, errNotCanonical
+		return errNotCanonical
 	}
-	return r, nil
+	return nil
 }
 
 func (p *canonParser) process() (*Process, error) {
-	pr := &Process{}
+	var pr *Process
+	if p.s != nil {
+		pr = &p.s.p
+		*pr = Process{}
+	} else {
+		pr = new(Process)
+	}
 	if err := p.lit(`{"pid":`); err != nil {
 		return nil, err
 	}
@@ -413,13 +508,14 @@ func (p *canonParser) process() (*Process, error) {
 		return nil, err
 	}
 	pr.GID = uint32(v)
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"comm", &pr.Comm}, {"exe", &pr.Exe}, {"cgroup", &pr.Cgroup}} {
-		if err := p.optStr(f.name, f.dst, false); err != nil {
-			return nil, err
-		}
+	if err := p.optStr("comm", &pr.Comm, false); err != nil {
+		return nil, err
+	}
+	if err := p.optStr("exe", &pr.Exe, false); err != nil {
+		return nil, err
+	}
+	if err := p.optStr("cgroup", &pr.Cgroup, false); err != nil {
+		return nil, err
 	}
 	if p.field("cgroup_id") {
 		if pr.CgroupID, err = p.nonZeroUint(64); err != nil {
@@ -429,57 +525,90 @@ func (p *canonParser) process() (*Process, error) {
 	return pr, p.lit("}")
 }
 
-// object parses `{` fields `}` where fields are optional and the first one
-// has no leading comma: each parse function gets first=true until one
-// field was read.
-func (p *canonParser) object(fields ...func(first bool) (bool, error)) error {
-	if err := p.lit("{"); err != nil {
-		return err
+// scratchStrs returns the reusable storage for a string array, nil
+// without scratch.
+func (p *canonParser) scratchStrs(f func(*canonScratch) *[]string) *[]string {
+	if p.s == nil {
+		return nil
 	}
-	first := true
-	for _, f := range fields {
-		got, err := f(first)
-		if err != nil {
-			return err
-		}
-		if got {
-			first = false
-		}
-	}
-	return p.lit("}")
-}
-
-// strField is an object field function for an optional string.
-func (p *canonParser) strField(name string, dst *string) func(bool) (bool, error) {
-	return func(first bool) (bool, error) {
-		err := p.optStr(name, dst, first)
-		return *dst != "", err
-	}
-}
-
-// strsField is an object field function for an optional string array.
-func (p *canonParser) strsField(name string, dst *[]string) func(bool) (bool, error) {
-	return func(first bool) (bool, error) {
-		err := p.optStrs(name, dst, first)
-		return *dst != nil, err
-	}
+	return f(p.s)
 }
 
 func (p *canonParser) identity() (*Identity, error) {
-	id := &Identity{}
-	return id, p.object(p.strField("name", &id.Name), p.strField("method", &id.Method),
-		p.strField("issuer", &id.Issuer), p.strField("subject", &id.Subject), p.strsField("groups", &id.Groups))
+	var id *Identity
+	if p.s != nil {
+		id = &p.s.id
+		*id = Identity{}
+	} else {
+		id = new(Identity)
+	}
+	if err := p.lit("{"); err != nil {
+		return nil, err
+	}
+	first := true
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"name", &id.Name}, {"method", &id.Method}, {"issuer", &id.Issuer}, {"subject", &id.Subject}} {
+		if err := p.objStr(f.name, f.dst, &first); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.objStrs("groups", &id.Groups, p.scratchStrs(func(s *canonScratch) *[]string { return &s.groups }), &first); err != nil {
+		return nil, err
+	}
+	return id, p.lit("}")
 }
 
 func (p *canonParser) statement() (*Statement, error) {
-	s := &Statement{}
-	return s, p.object(p.strField("text", &s.Text), p.strField("fingerprint", &s.Fingerprint),
-		p.strsField("classes", &s.Classes), p.strsField("tables", &s.Tables))
+	var st *Statement
+	if p.s != nil {
+		st = &p.s.st
+		*st = Statement{}
+	} else {
+		st = new(Statement)
+	}
+	if err := p.lit("{"); err != nil {
+		return nil, err
+	}
+	first := true
+	if err := p.objStr("text", &st.Text, &first); err != nil {
+		return nil, err
+	}
+	if err := p.objStr("fingerprint", &st.Fingerprint, &first); err != nil {
+		return nil, err
+	}
+	if err := p.objStrs("classes", &st.Classes, p.scratchStrs(func(s *canonScratch) *[]string { return &s.classes }), &first); err != nil {
+		return nil, err
+	}
+	if err := p.objStrs("tables", &st.Tables, p.scratchStrs(func(s *canonScratch) *[]string { return &s.tables }), &first); err != nil {
+		return nil, err
+	}
+	return st, p.lit("}")
 }
 
 func (p *canonParser) decision() (*Decision, error) {
-	d := &Decision{}
-	return d, p.object(p.strField("action", &d.Action), p.strField("rule", &d.Rule), p.strField("policy", &d.Policy))
+	var d *Decision
+	if p.s != nil {
+		d = &p.s.d
+		*d = Decision{}
+	} else {
+		d = new(Decision)
+	}
+	if err := p.lit("{"); err != nil {
+		return nil, err
+	}
+	first := true
+	if err := p.objStr("action", &d.Action, &first); err != nil {
+		return nil, err
+	}
+	if err := p.objStr("rule", &d.Rule, &first); err != nil {
+		return nil, err
+	}
+	if err := p.objStr("policy", &d.Policy, &first); err != nil {
+		return nil, err
+	}
+	return d, p.lit("}")
 }
 
 // detail parses a non-empty object of strings with keys in strictly
@@ -488,7 +617,16 @@ func (p *canonParser) detail() (map[string]string, error) {
 	if err := p.lit("{"); err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
+	var m map[string]string
+	if p.s != nil {
+		if p.s.detail == nil {
+			p.s.detail = map[string]string{}
+		}
+		m = p.s.detail
+		clear(m)
+	} else {
+		m = map[string]string{}
+	}
 	var prev string
 	for n := 0; ; n++ {
 		k, err := p.str()

@@ -37,7 +37,8 @@ func canonicalSamples() []*Record {
 }
 
 func TestDecodeCanonical(t *testing.T) {
-	for i, r := range canonicalSamples() {
+	var scratch canonScratch
+	for i, r := range append(canonicalSamples(), canonicalSamples()...) {
 		b, err := Encode(r)
 		if err != nil {
 			t.Fatal(err)
@@ -45,6 +46,12 @@ func TestDecodeCanonical(t *testing.T) {
 		got, ok := decodeCanonical(b)
 		if !ok {
 			t.Fatalf("sample %d: canonical encoding not recognised: %s", i, b)
+		}
+		checkSameAsDecode(t, b, got)
+		// The scratch, reused across records, gives the same.
+		got, ok = checkCanonical(b, &scratch)
+		if !ok {
+			t.Fatalf("sample %d: checkCanonical does not recognise %s", i, b)
 		}
 		checkSameAsDecode(t, b, got)
 	}
@@ -69,6 +76,9 @@ func TestDecodeCanonical(t *testing.T) {
 	} {
 		if r, ok := decodeCanonical([]byte(s)); ok {
 			t.Errorf("accepted as canonical: %s → %+v", s, r)
+		}
+		if _, ok := checkCanonical([]byte(s), &scratch); ok {
+			t.Errorf("checkCanonical accepted %s", s)
 		}
 	}
 }
@@ -102,12 +112,18 @@ func FuzzDecodeCanonical(f *testing.F) {
 		b, _ := Encode(r)
 		f.Add(b)
 	}
+	var scratch canonScratch
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, ok := decodeCanonical(b)
+		r2, ok2 := checkCanonical(b, &scratch)
+		if ok != ok2 {
+			t.Fatalf("decodeCanonical %v, checkCanonical %v on %q", ok, ok2, b)
+		}
 		if !ok {
 			return
 		}
 		checkSameAsDecode(t, b, r)
+		checkSameAsDecode(t, b, r2)
 	})
 }
 
@@ -139,6 +155,14 @@ func BenchmarkDecodeCanonical(b *testing.B) {
 	b.Run("canonical", func(b *testing.B) {
 		for b.Loop() {
 			if _, ok := decodeCanonical(enc); !ok {
+				b.Fatal("not canonical")
+			}
+		}
+	})
+	b.Run("check", func(b *testing.B) {
+		var s canonScratch
+		for b.Loop() {
+			if _, ok := checkCanonical(enc, &s); !ok {
 				b.Fatal("not canonical")
 			}
 		}

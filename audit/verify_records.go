@@ -3,7 +3,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/transparency-dev/merkle/compact"
 )
@@ -20,11 +20,9 @@ import (
 // 60 s) that is not reported, while the daemon was not restarted.
 const heartbeatGap = 3 * time.Minute
 
-// Record batches handed to the verify workers.
-const (
-	verifyBatchLines = 1024
-	verifyBatchBytes = 512 << 10
-)
+// verifyChunk is how much of records.jsonl the reader hands a worker at a
+// time (whole lines: a chunk ends after its last newline).
+const verifyChunk = 1 << 20
 
 // kinds lists the record kinds of schema version 1, the only ones the
 // verifier accepts.
@@ -49,56 +47,85 @@ type lineResult struct {
 	err  error
 }
 
-// recordBatch is a run of lines processed by one worker.
+// recordBatch is a run of whole lines processed by one worker.
 type recordBatch struct {
-	buf   []byte
-	lines [][]byte
-	res   []lineResult
-	done  chan struct{}
+	buf     []byte // lines, each ending in '\n'
+	res     []lineResult
+	tooLong bool // instead of lines: a line longer than any record
+	done    chan struct{}
 }
 
-// checkLine hashes and parses one line.
-func checkLine(lh *leafHasher, line []byte, res *lineResult) {
+// process splits the batch into lines and checks each.
+func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
+	b.res = make([]lineResult, bytes.Count(b.buf, []byte{'\n'}))
+	rest := b.buf
+	for i := range b.res {
+		j := bytes.IndexByte(rest, '\n')
+		checkLine(lh, scratch, rest[:j], &b.res[i])
+		rest = rest[j+1:]
+	}
+}
+
+// checkLine hashes and parses one line: the whole record must be in the
+// canonical encoding (checked without allocating, in scratch).
+func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResult) {
 	lh.sum(&res.leaf, line)
-	h, err := parseHead(line)
-	if err == nil {
-		// The head is canonical; the whole record must be too.
-		var r *Record
-		var ok bool
-		if r, ok = decodeCanonical(line); !ok {
-			_, err = strictHead(line)
-			if err == nil {
-				err = errHeadNotCanonical
-			}
-		} else if k := Kind(h.kind); k == KindHeartbeat {
-			res.rec = r
+	if len(line) > MaxRecordSize {
+		res.err = fmt.Errorf("line of %d bytes, longer than the largest record (%d bytes)", len(line), MaxRecordSize)
+		return
+	}
+	if r, ok := checkCanonical(line, scratch); ok {
+		// The record's strings alias line, which lives as long as the
+		// batch.
+		res.head = recordHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
+		if r.Session != "" {
+			res.head.session = aliasBytes(r.Session)
 		}
-	} else {
-		h, err = strictHead(line)
+		if r.Kind == KindHeartbeat {
+			// The semantics read its detail after the scratch moved on.
+			res.rec, _ = decodeCanonical(line)
+		}
+		return
+	}
+	h, err := strictHead(line)
+	if err == nil {
+		err = errHeadNotCanonical
 	}
 	res.head, res.err = h, err
 }
 
+// aliasBytes returns the bytes of s without copying; they must not be
+// modified.
+func aliasBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // readRecords streams records.jsonl through the workers and the in-order
-// consumer, and returns the file's SHA-256.
+// consumer, and returns the file's SHA-256. The reader only reads chunks of
+// whole lines; hashing the file, hashing and parsing the records, and the
+// tree and semantics run in their own goroutines.
 func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 	rs := v.newRecordState()
 	v.recs = rs
-	fileHash := sha256.New()
-	// A line longer than the file cannot occur: a small file needs no
-	// buffer for the largest record.
-	bufSize := int(min(max(size+1, 4096), MaxRecordSize+64))
-	br := bufio.NewReaderSize(io.TeeReader(r, fileHash), bufSize)
+	// Small files get small buffers (the tar header's size is a hint
+	// only: a short file just ends earlier).
+	chunk := int(min(max(size+1, 4096), verifyChunk))
 
+	fileHash := sha256.New()
+	toHash := make(chan []byte, 8)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for b := range toHash {
+			fileHash.Write(b)
+		}
+	}()
 	work := make(chan *recordBatch, 2*v.opts.Workers)
 	ordered := make(chan *recordBatch, 4*v.opts.Workers)
 	for range v.opts.Workers {
 		go func() {
 			lh := newLeafHasher()
+			var scratch canonScratch
 			for b := range work {
-				for i, l := range b.lines {
-					checkLine(lh, l, &b.res[i])
-				}
+				b.process(lh, &scratch)
 				close(b.done)
 			}
 		}()
@@ -108,68 +135,78 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 		defer close(consumed)
 		for b := range ordered {
 			<-b.done
-			for i := range b.lines {
+			if b.tooLong {
+				rs.tooLong()
+				continue
+			}
+			for i := range b.res {
 				rs.consume(&b.res[i])
 			}
 		}
 	}()
 
-	cur := &recordBatch{buf: make([]byte, 0, verifyBatchBytes+1024)}
-	flush := func() {
-		if len(cur.lines) == 0 {
-			return
-		}
-		cur.res = make([]lineResult, len(cur.lines))
-		cur.done = make(chan struct{})
-		work <- cur
-		ordered <- cur
-		cur = &recordBatch{buf: make([]byte, 0, verifyBatchBytes+1024)}
-	}
+	var carry []byte // the start of a line whose end is not read yet
 	skipping := false
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			if !skipping {
-				flush()
-				rs.tooLong()
-			}
-			skipping = true
-			continue
+	var readErr error
+	for readErr == nil {
+		buf := make([]byte, len(carry), len(carry)+chunk)
+		copy(buf, carry)
+		n, err := readFull(r, buf[len(carry):cap(buf)])
+		if n > 0 {
+			toHash <- buf[len(carry) : len(carry)+n]
+		}
+		buf = buf[:len(carry)+n]
+		if err != nil {
+			readErr = err
 		}
 		if skipping {
-			skipping = false
-			if err == nil {
+			// Drop the rest of an overlong line.
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				carry = nil
 				continue
 			}
+			buf, skipping = buf[i+1:], false
 		}
-		if len(line) > 0 && err == nil {
-			line = line[:len(line)-1]
-			if len(cur.buf)+len(line) > cap(cur.buf) {
-				flush()
-				if len(line) > cap(cur.buf) {
-					cur.buf = make([]byte, 0, len(line))
-				}
-			}
-			start := len(cur.buf)
-			cur.buf = append(cur.buf, line...)
-			cur.lines = append(cur.lines, cur.buf[start:len(cur.buf):len(cur.buf)])
-			if len(cur.lines) >= verifyBatchLines || len(cur.buf) >= verifyBatchBytes {
-				flush()
-			}
-			continue
+		cut := bytes.LastIndexByte(buf, '\n') + 1
+		if cut > 0 {
+			b := &recordBatch{buf: buf[:cut], done: make(chan struct{})}
+			work <- b
+			ordered <- b
 		}
-		flush()
-		close(work)
-		close(ordered)
-		<-consumed
-		if len(line) > 0 {
-			rs.rep().failf(BundleRecords, "ends with %d bytes after the last newline (a partial record)", len(line))
+		carry = buf[cut:]
+		if len(carry) > MaxRecordSize {
+			b := &recordBatch{tooLong: true, done: make(chan struct{})}
+			close(b.done)
+			ordered <- b
+			carry, skipping = nil, true
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			rs.rep().failf(BundleRecords, "cannot read: %v", err)
-		}
-		return fileHash.Sum(nil)
 	}
+	close(work)
+	close(ordered)
+	<-consumed
+	close(toHash)
+	<-hashed
+	if len(carry) > 0 && !skipping {
+		rs.rep().failf(BundleRecords, "ends with %d bytes after the last newline (a partial record)", len(carry))
+	}
+	if !errors.Is(readErr, io.EOF) {
+		rs.rep().failf(BundleRecords, "cannot read: %v", readErr)
+	}
+	return fileHash.Sum(nil)
+}
+
+// readFull reads until b is full or r fails; io.EOF means r ended cleanly.
+func readFull(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // sessionState is what the records said about one session so far.
