@@ -463,9 +463,11 @@ var awsKeyPrefixes = []string{"AKIA", "ASIA", "ABIA", "ACCA"}
 var awsSecretLabel = regexp.MustCompile(`(?i)(?:aws_?)?secret_?(?:access_?)?key["']?\s*(?:=>|[:=])\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
 
 // findAWS finds AWS access key ids (AKIA and ASIA followed by 16 upper-case
-// letters and digits) and secret access keys: 40 base64 characters that
-// follow a key id within 64 bytes (the pair in a CSV or a config), or that
-// are labelled aws_secret_access_key, SecretAccessKey and the like.
+// letters and digits) and secret access keys: 40 base64 characters within
+// 64 bytes of a key id (the pair in a CSV, a config or a message), or
+// labelled aws_secret_access_key, SecretAccessKey and the like. A lone
+// 40-character token is not enough: git hashes and other ids have that
+// length.
 func findAWS(b []byte, dst []span) []span {
 	for off := 0; off+20 <= len(b); {
 		i := bytes.IndexByte(b[off:], 'A')
@@ -486,7 +488,10 @@ func findAWS(b []byte, dst []span) []span {
 		}
 		dst = append(dst, span{start: k, end: e})
 		off = e
-		if s, t := awsSecretAfter(b, e); s >= 0 {
+		if s, t := awsSecretNear(b, max(0, k-64), k); s >= 0 {
+			dst = append(dst, span{start: s, end: t})
+		}
+		if s, t := awsSecretNear(b, e, min(len(b), e+64)); s >= 0 {
 			dst = append(dst, span{start: s, end: t})
 			off = t
 		}
@@ -508,12 +513,11 @@ func awsKeyPrefix(p []byte) bool {
 	return false
 }
 
-// awsSecretAfter finds a secret access key within 64 bytes after a key id
-// ending at i: a standalone run of exactly 40 base64 characters with upper
+// awsSecretNear finds a secret access key starting in b[from:to], next to
+// a key id: a standalone run of exactly 40 base64 characters with upper
 // and lower case letters.
-func awsSecretAfter(b []byte, i int) (int, int) {
-	limit := min(len(b), i+64)
-	for s := i; s < limit; s++ {
+func awsSecretNear(b []byte, from, to int) (int, int) {
+	for s := from; s < to; s++ {
 		if !isB64(b[s]) || (s > 0 && isB64(b[s-1])) {
 			continue
 		}

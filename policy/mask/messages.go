@@ -5,6 +5,7 @@ package mask
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -34,13 +35,15 @@ func (s *Session) MaskText(text string) (string, int) {
 // hint, where, internal query, and fields pgproto3 does not know) with the
 // session's detectors, in place, and returns how many values it masked.
 // When the error names a table (SchemaName and TableName, as constraint
-// violations do) that a column rule covers, the whole detail is redacted:
-// "Key (ssn)=(123-45-6789) already exists" and "Failing row contains
-// (...)" echo column values that no detector may recognise.
+// violations do) and a column rule covers one of its columns, the whole
+// detail is redacted, since "Key (ssn)=(123-45-6789) already exists" and
+// "Failing row contains (...)" echo column values that no detector may
+// recognise. For a "Key (a, b)=(...)" detail, only when a rule covers one
+// of the columns it lists.
 func (s *Session) MaskError(e *pgproto3.ErrorResponse) int {
 	n := 0
 	if e.Detail != "" && e.SchemaName != "" && e.TableName != "" {
-		if r := s.tableRule(e.SchemaName, e.TableName); r != nil {
+		if r := s.detailRule(e.SchemaName, e.TableName, e.Detail); r != nil {
 			e.Detail = r.redacted
 			n++
 		}
@@ -73,4 +76,44 @@ func (s *Session) MaskNotification(nr *pgproto3.NotificationResponse) int {
 	var n int
 	nr.Payload, n = s.MaskText(nr.Payload)
 	return n
+}
+
+// detailRule returns the column rule that makes an error detail about
+// schema.table unsafe to send, or nil.
+func (s *Session) detailRule(schema, table, detail string) *rule {
+	r := s.tableRule(schema, table)
+	if r == nil {
+		return nil
+	}
+	// "Key (email, lower(name))=(...)": unique, foreign key and exclusion
+	// violations list the key's columns. Anything else, including a
+	// translated message, is judged by the table alone.
+	rest, ok := strings.CutPrefix(detail, "Key (")
+	if !ok {
+		return r
+	}
+	list, _, ok := strings.Cut(rest, ")=(")
+	if !ok {
+		return r
+	}
+	var best *rule
+	for name := range strings.SplitSeq(list, ", ") {
+		if unq, ok := strings.CutPrefix(name, `"`); ok {
+			name = strings.TrimSuffix(unq, `"`)
+		}
+		if !isIdentifier(name) {
+			return r // an expression: it may hold any column
+		}
+		f := Field{Name: name, Column: Column{Schema: schema, Table: table, Name: name}}
+		if c := s.columnRule(&f); c != nil && c.stronger(best) {
+			best = c
+		}
+	}
+	return best
+}
+
+// isIdentifier reports whether s can be a column name as an error detail
+// lists it, rather than an index expression.
+func isIdentifier(s string) bool {
+	return s != "" && !strings.ContainsAny(s, "()'|:+ ")
 }
