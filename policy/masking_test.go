@@ -84,3 +84,19 @@ func TestDetectorsValid(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskingPatternLength(t *testing.T) {
+	for _, tt := range []struct {
+		re string
+		ok bool
+	}{
+		{`\d{3}-\d{2}-\d{4}`, true}, {`a|bc`, true}, {`(?:x?y)+`, true}, {`a{2,}`, true}, {`\bTICKET-\d+\b`, true},
+		{`^`, false}, {`\b`, false}, {`a*`, false}, {`a?|b`, false}, {`(?:)`, false}, {`x{0}`, false}, {`(?i)(a|)`, false},
+	} {
+		c := policy.Default()
+		c.Masking = []policy.Masking{{ID: "m", Patterns: []policy.Pattern{{Name: "p", Regex: tt.re}}, Style: policy.MaskRedact}}
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v, want ok %v", tt.re, err, tt.ok)
+		}
+	}
+}

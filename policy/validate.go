@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -440,21 +441,50 @@ func (v *validator) columnPattern(p, s string) {
 	}
 }
 
-// regex checks a custom detector's expression: it compiles and does not
-// match the empty string, which would match at every position of every
-// value.
+// regex checks a custom detector's expression: it compiles and cannot
+// match an empty string, as ^, \b or x* can: such a pattern matches at
+// every position of every value.
 func (v *validator) regex(p, s string) {
 	if s == "" {
 		v.add(p, "required")
 		return
 	}
-	re, err := regexp.Compile(s)
-	switch {
-	case err != nil:
+	if _, err := regexp.Compile(s); err != nil {
 		v.add(p, "bad regex: %w", err)
-	case re.MatchString(""):
-		v.add(p, "regex %q matches the empty string", s)
+		return
 	}
+	re, err := syntax.Parse(s, syntax.Perl)
+	if err != nil || minMatchLen(re.Simplify()) == 0 {
+		v.add(p, "regex %q can match an empty string", s)
+	}
+}
+
+// minMatchLen returns the fewest characters re can match.
+func minMatchLen(re *syntax.Regexp) int {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return len(re.Rune)
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return 1
+	case syntax.OpCapture, syntax.OpPlus:
+		return minMatchLen(re.Sub[0])
+	case syntax.OpRepeat:
+		return re.Min * minMatchLen(re.Sub[0])
+	case syntax.OpConcat:
+		n := 0
+		for _, sub := range re.Sub {
+			n += minMatchLen(sub)
+		}
+		return n
+	case syntax.OpAlternate:
+		n := math.MaxInt
+		for _, sub := range re.Sub {
+			n = min(n, minMatchLen(sub))
+		}
+		return n
+	}
+	// Empty matches, anchors, word boundaries, x* and x?.
+	return 0
 }
 
 func (v *validator) audit() {

@@ -84,40 +84,69 @@ func lower(c byte) byte {
 // indexFold returns the index of the first occurrence of the lower-case
 // ASCII word w in b, ignoring ASCII case, or -1.
 func indexFold(b []byte, w string) int {
-	if len(w) == 0 {
-		return 0
+	f := newFoldFinder(b, w)
+	return f.next(0)
+}
+
+// A foldFinder finds the occurrences of a lower-case ASCII word in a text,
+// ignoring ASCII case, one after the other.
+type foldFinder struct {
+	b              []byte
+	w              string
+	lo, up         byte // the cases of w's first byte
+	nextLo, nextUp int  // next position of each; -2 not looked for, -1 none
+}
+
+func newFoldFinder(b []byte, w string) foldFinder {
+	f := foldFinder{b: b, w: w, nextLo: -2, nextUp: -2}
+	if w != "" {
+		f.lo, f.up = w[0], w[0]
+		if isLower(f.lo) {
+			f.up = f.lo - ('a' - 'A')
+		}
 	}
-	first, firstUp := w[0], w[0]
-	if isLower(first) {
-		firstUp = first - ('a' - 'A')
+	return f
+}
+
+// next returns the index of the first occurrence at or after i, or -1.
+// Candidates are found with IndexByte for each case of the first byte, and
+// the next position of each case is kept until passed, so a text full of
+// one case and empty of the other is scanned once, not once per candidate.
+func (f *foldFinder) next(i int) int {
+	if f.w == "" {
+		return min(i, len(f.b))
 	}
-	for i := 0; i+len(w) <= len(b); i++ {
-		// Jump to the next possible first byte, in either case.
-		j := indexEither(b[i:len(b)-len(w)+1], first, firstUp)
+	limit := len(f.b) - len(f.w) + 1
+	for i < limit {
+		if f.nextLo != -1 && f.nextLo < i {
+			f.nextLo = indexFrom(f.b[:limit], i, f.lo)
+		}
+		if f.up == f.lo {
+			f.nextUp = f.nextLo
+		} else if f.nextUp != -1 && f.nextUp < i {
+			f.nextUp = indexFrom(f.b[:limit], i, f.up)
+		}
+		j := f.nextLo
+		if j < 0 || (f.nextUp >= 0 && f.nextUp < j) {
+			j = f.nextUp
+		}
 		if j < 0 {
 			return -1
 		}
-		i += j
-		if hasPrefixFold(b[i:], w) {
-			return i
+		if hasPrefixFold(f.b[j:], f.w) {
+			return j
 		}
+		i = j + 1
 	}
 	return -1
 }
 
-// indexEither returns the index of the first a or b in s, or -1.
-func indexEither(s []byte, a, b byte) int {
-	if a == b {
-		return bytes.IndexByte(s, a)
+// indexFrom returns the index of the first c in b at or after i, or -1.
+func indexFrom(b []byte, i int, c byte) int {
+	if j := bytes.IndexByte(b[i:], c); j >= 0 {
+		return i + j
 	}
-	i, j := bytes.IndexByte(s, a), bytes.IndexByte(s, b)
-	switch {
-	case i < 0:
-		return j
-	case j < 0 || i < j:
-		return i
-	}
-	return j
+	return -1
 }
 
 // hasPrefixFold reports whether b starts with the lower-case ASCII word w,
@@ -641,12 +670,12 @@ var azureLabels = []string{"accountkey=", "sharedaccesskey=", "sharedaccesssigna
 // more).
 func findAzure(b []byte, dst []span) []span {
 	for _, l := range azureLabels {
+		ff := newFoldFinder(b, l)
 		for off := 0; ; {
-			i := indexFold(b[off:], l)
-			if i < 0 {
+			ls := ff.next(off)
+			if ls < 0 {
 				break
 			}
-			ls := off + i
 			s := ls + len(l)
 			off = s
 			if ls > 0 && isAlnum(b[ls-1]) {
@@ -799,6 +828,10 @@ func jwtHeader(seg []byte) bool {
 // and are left alone.
 func findPEM(b []byte, dst []span) []span {
 	const begin, end, dashes = "-----BEGIN ", "-----END ", "-----"
+	// nextEnd is the next END line at or after the current key's body, kept
+	// across keys so that many BEGIN lines without END lines do not each
+	// search the rest of b.
+	nextEnd := -2
 	for off := 0; ; {
 		i := bytes.Index(b[off:], []byte(begin))
 		if i < 0 {
@@ -816,8 +849,14 @@ func findPEM(b []byte, dst []span) []span {
 		}
 		body := l + len(dashes)
 		e := -1
-		if j := bytes.Index(b[body:], []byte(end)); j >= 0 {
-			k := body + j + len(end)
+		if nextEnd != -1 && nextEnd < body {
+			nextEnd = -1
+			if j := bytes.Index(b[body:], []byte(end)); j >= 0 {
+				nextEnd = body + j
+			}
+		}
+		if nextEnd >= 0 {
+			k := nextEnd + len(end)
 			if bytes.HasPrefix(b[k:], label) && bytes.HasPrefix(b[k+len(label):], []byte(dashes)) {
 				e = k + len(label) + len(dashes)
 			}
@@ -890,12 +929,13 @@ func findPassword(b []byte, dst []span) []span {
 		}
 	}
 	// PASSWORD 'x' (CREATE ROLE, ALTER USER) and Bearer tokens.
+	ff := newFoldFinder(b, "password")
 	for off := 0; ; {
-		i := indexFold(b[off:], "password")
+		i := ff.next(off)
 		if i < 0 {
 			break
 		}
-		k := off + i + len("password")
+		k := i + len("password")
 		off = k
 		j := k
 		for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n') {
@@ -910,12 +950,12 @@ func findPassword(b []byte, dst []span) []span {
 			off = e
 		}
 	}
+	ff = newFoldFinder(b, "bearer ")
 	for off := 0; ; {
-		i := indexFold(b[off:], "bearer ")
-		if i < 0 {
+		ls := ff.next(off)
+		if ls < 0 {
 			break
 		}
-		ls := off + i
 		s := ls + len("bearer ")
 		off = s
 		if ls > 0 && isWord(b[ls-1]) {
@@ -1027,6 +1067,11 @@ func sqlStringEnd(b []byte, i int) int {
 	return len(b)
 }
 
+// regexBatch is how many matches of a custom pattern are asked for at a
+// time, so a pattern that matches everywhere does not build one slice per
+// match of a huge value at once.
+const regexBatch = 256
+
 // regexFinder makes a custom pattern's findFunc. Only the group named
 // "value" is masked when the expression has one; empty matches are
 // skipped.
@@ -1037,14 +1082,25 @@ func regexFinder(re *regexp.Regexp) findFunc {
 		if prefix != "" && !bytes.Contains(b, []byte(prefix)) {
 			return dst
 		}
-		for _, m := range re.FindAllSubmatchIndex(b, -1) {
-			s, e := m[0], m[1]
-			if group > 0 {
-				s, e = m[2*group], m[2*group+1]
+		// A batch after the first starts a new search where the last match
+		// ended, which sees that position as the start of the text: \b or ^
+		// may then match there. That can only mask more.
+		for pos := 0; pos <= len(b); {
+			ms := re.FindAllSubmatchIndex(b[pos:], regexBatch)
+			for _, m := range ms {
+				s, e := m[0], m[1]
+				if group > 0 {
+					s, e = m[2*group], m[2*group+1]
+				}
+				if s >= 0 && e > s {
+					dst = append(dst, span{start: pos + s, end: pos + e})
+				}
 			}
-			if s >= 0 && e > s {
-				dst = append(dst, span{start: s, end: e})
+			if len(ms) < regexBatch {
+				break
 			}
+			last := ms[len(ms)-1]
+			pos += max(last[1], last[0]+1)
 		}
 		return dst
 	}

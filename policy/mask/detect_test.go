@@ -3,9 +3,11 @@
 package mask
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/policy"
 )
@@ -202,6 +204,41 @@ func TestIndexFold(t *testing.T) {
 	} {
 		if got := indexFold([]byte(tt.s), tt.w); got != tt.want {
 			t.Errorf("indexFold(%q, %q) = %d, want %d", tt.s, tt.w, got, tt.want)
+		}
+	}
+}
+
+// TestDetectorsLinear runs every detector on adversarial megabytes: one
+// case of a keyword's first letter and none of the other, BEGIN lines
+// without END lines, unterminated quotes, endless digit runs. A detector
+// that rescans the rest of the text per candidate takes minutes here
+// instead of milliseconds; the bound is loose for slow, shared machines.
+func TestDetectorsLinear(t *testing.T) {
+	if testing.Short() {
+		t.Skip("megabyte inputs")
+	}
+	const size = 1 << 20
+	var inputs []string
+	for _, unit := range []string{
+		"s", "p", "a", "A", "S", "e", "-", "=", ":", "@", "1", "1 ", "1-", "\"", "'", "\\",
+		"eyJ", "eyJ.", "-----BEGIN PRIVATE KEY-----\"", "-----BEGIN ", "AKIA", "password=\"", "password '",
+		"x://", "Q~", "==", "?sig=", "a@", "a.", "DE89 ", "bearer ", "\"private_key\":\"", "accountkey=",
+	} {
+		inputs = append(inputs, strings.Repeat(unit, size/len(unit)))
+	}
+	m, err := New([]policy.Masking{{
+		ID: "all", Detectors: policy.Detectors(), Style: policy.MaskRedact,
+		Patterns: []policy.Pattern{{Name: "ticket", Regex: `TICKET-\d+`}},
+	}}, "db", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Session(Subject{})
+	for _, in := range inputs {
+		start := time.Now()
+		s.detect([]byte(in), nil)
+		if el := time.Since(start); el > 5*time.Second || os.Getenv("MASK_TIMES") != "" {
+			t.Errorf("%q...: %v for %d bytes", in[:min(len(in), 12)], el, len(in))
 		}
 	}
 }
