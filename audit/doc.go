@@ -85,10 +85,13 @@
 //	                       (the perfect subtrees covering it, left to right)
 //	              key      verifier key text of the checkpoint signer, set
 //	                       when a key first opens the log
-//	nodes         key: level (1 byte) ‖ index (8-byte big-endian)
+//	nodes         key: (index+1)·2^level as 8-byte big-endian ‖ level
+//	              (1 byte): the end of the leaves the node covers, so keys
+//	              only grow, in the order nodes become perfect
 //	              value: the 32-byte hash of the perfect subtree of leaves
 //	              [index·2^level, (index+1)·2^level); level 0 holds the
-//	              leaf hashes. Written once, never changed.
+//	              leaf hashes. Written once, never changed. Filled with
+//	              FillPercent 1.0.
 //	checkpoints   key: tree size as 8-byte big-endian uint64
 //	              value: the signed checkpoint note at that size. At most
 //	              one per size, written once, never changed.

@@ -36,12 +36,23 @@ func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
 // EmptyRoot returns the root of the empty tree.
 func EmptyRoot() []byte { return hasher.EmptyRoot() }
 
-// nodeKey is the key of a node in the nodes bucket: level, then index as
-// 8-byte big-endian.
+// storedLevel is the lowest level of the nodes the log stores. Nodes below
+// it cover at most 2^(storedLevel-1) records and are recomputed from the
+// records when a proof needs them. Storing every leaf hash and every node
+// would add about two puts per record to each commit and a dirty page to
+// nearly every one; from level 4 up it is one put per 8 records, and a
+// commit of fewer than 16 records usually touches no node at all.
+const storedLevel = 4
+
+// nodeKey is the key of a node in the nodes bucket: the end of the leaf
+// range the node covers ((index+1)·2^level) as 8-byte big-endian, then the
+// level. A node becomes perfect exactly when the leaf before its end is
+// appended, so keys only ever grow: the bucket is append-only like the
+// records, pages fill completely, and a commit touches only its tail.
 func nodeKey(id compact.NodeID) []byte {
 	k := make([]byte, 9)
-	k[0] = byte(id.Level)
-	binary.BigEndian.PutUint64(k[1:], id.Index)
+	binary.BigEndian.PutUint64(k, (id.Index+1)<<id.Level)
+	k[8] = byte(id.Level)
 	return k
 }
 
@@ -135,9 +146,10 @@ func newMerkleTree(logger *slog.Logger, signer note.Signer, vkey string, interva
 	return t
 }
 
-// visit stores a node the compact range reports as complete.
+// visit stores a node the compact range reports as complete, if it is at
+// a stored level.
 func (t *merkleTree) visit(id compact.NodeID, hash []byte) {
-	if t.visitErr != nil {
+	if t.visitErr != nil || id.Level < storedLevel {
 		return
 	}
 	if err := t.nodes.Put(nodeKey(id), hash); err != nil {
@@ -275,8 +287,10 @@ func (t *merkleTree) load(tx *bolt.Tx) error {
 }
 
 // checkTreeState checks that the stored compact range agrees with the
-// stored nodes and that the last leaf hash is the hash of the last record:
-// the tree covers exactly the stored records.
+// stored nodes and with the records: the tree covers exactly the stored
+// records. Nodes below storedLevel are recomputed from the records, and so
+// is the lowest stored node holding the last record, so a record changed
+// or added at the end behind the log's back is found.
 func checkTreeState(tx *bolt.Tx, rng *compact.Range) error {
 	size := rng.End()
 	if size == 0 {
@@ -284,17 +298,46 @@ func checkTreeState(tx *bolt.Tx, rng *compact.Range) error {
 	}
 	nodes := tx.Bucket(bucketNodes)
 	ids := compact.RangeNodes(0, size, nil)
+	got, err := getNodes(tx, ids)
+	if err != nil {
+		return err
+	}
 	for i, id := range ids {
-		if h := nodes.Get(nodeKey(id)); !bytes.Equal(h, rng.Hashes()[i]) {
+		if !bytes.Equal(got[i], rng.Hashes()[i]) {
 			return fmt.Errorf("tree node %d/%d does not match the tree state: %w", id.Level, id.Index, ErrCorrupt)
 		}
 	}
-	rec := tx.Bucket(bucketRecords).Get(u64(size - 1))
-	leaf := nodes.Get(nodeKey(compact.NewNodeID(0, size-1)))
-	if rec == nil || !bytes.Equal(leaf, hasher.HashLeaf(rec)) {
-		return fmt.Errorf("leaf %d does not match its record: %w", size-1, ErrCorrupt)
+	last := compact.NewNodeID(storedLevel, (size-1)>>storedLevel)
+	if _, end := last.Coverage(); end <= size {
+		h, err := computeNode(tx, last)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(h, nodes.Get(nodeKey(last))) {
+			return fmt.Errorf("tree node %d/%d does not match the records: %w", last.Level, last.Index, ErrCorrupt)
+		}
 	}
 	return nil
+}
+
+// computeNode computes a node's hash from the records it covers.
+func computeNode(tx *bolt.Tx, id compact.NodeID) ([]byte, error) {
+	begin, end := id.Coverage()
+	records := tx.Bucket(bucketRecords)
+	r := rangeFactory.NewEmptyRange(begin)
+	for seq := begin; seq < end; seq++ {
+		rec := records.Get(u64(seq))
+		if rec == nil {
+			return nil, fmt.Errorf("record %d missing: %w", seq, ErrCorrupt)
+		}
+		if err := r.Append(hasher.HashLeaf(rec), nil); err != nil {
+			return nil, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
+		}
+	}
+	if len(r.Hashes()) != 1 {
+		return nil, fmt.Errorf("node %d/%d is not a perfect subtree: %w", id.Level, id.Index, ErrRange)
+	}
+	return r.Hashes()[0], nil
 }
 
 // leaf appends a record's leaf hash to the staged range, storing the leaf
@@ -447,11 +490,20 @@ func treeSize(tx *bolt.Tx) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// getNodes returns the stored hashes of ids.
+// getNodes returns the hashes of ids: stored, or computed from the
+// records below storedLevel.
 func getNodes(tx *bolt.Tx, ids []compact.NodeID) ([][]byte, error) {
 	nodes := tx.Bucket(bucketNodes)
 	hashes := make([][]byte, len(ids))
 	for i, id := range ids {
+		if id.Level < storedLevel {
+			h, err := computeNode(tx, id)
+			if err != nil {
+				return nil, err
+			}
+			hashes[i] = h
+			continue
+		}
 		h := nodes.Get(nodeKey(id))
 		if len(h) != HashSize {
 			return nil, fmt.Errorf("tree node %d/%d missing: %w", id.Level, id.Index, ErrCorrupt)

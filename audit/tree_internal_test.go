@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/transparency-dev/merkle/compact"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -112,18 +113,24 @@ func TestMigrateFormat1(t *testing.T) {
 func TestTreeStateMismatchRefused(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
+		n      int
 		damage func(tx *bolt.Tx) error
 	}{
-		{"last record changed", func(tx *bolt.Tx) error {
-			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(9)))
+		{"last record changed", 40, func(tx *bolt.Tx) error {
+			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(39)))
 			b[len(b)-3] ^= 1
-			return tx.Bucket(bucketRecords).Put(u64(9), b)
+			return tx.Bucket(bucketRecords).Put(u64(39), b)
 		}},
-		{"tree node changed", func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketNodes).Put([]byte{3, 0, 0, 0, 0, 0, 0, 0, 0}, make([]byte, 32))
+		{"record in the last stored node changed", 48, func(tx *bolt.Tx) error {
+			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(40)))
+			b[len(b)-3] ^= 1
+			return tx.Bucket(bucketRecords).Put(u64(40), b)
 		}},
-		{"tree larger than log", func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(metaSize, u64(9))
+		{"tree node changed", 40, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketNodes).Put(nodeKey(compact.NewNodeID(5, 0)), make([]byte, 32))
+		}},
+		{"tree larger than log", 40, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaSize, u64(39))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,14 +143,14 @@ func TestTreeStateMismatchRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range 10 {
+			for i := range tc.n {
 				l.Append(context.Background(), rec(i))
 			}
 			l.Close()
 			db, _ := bolt.Open(path, 0o600, nil)
 			if err := db.Update(func(tx *bolt.Tx) error {
 				if tc.name == "tree larger than log" {
-					tx.Bucket(bucketRecords).Delete(u64(9))
+					tx.Bucket(bucketRecords).Delete(u64(39))
 				}
 				return tc.damage(tx)
 			}); err != nil {
