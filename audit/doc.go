@@ -50,10 +50,11 @@
 // The log is an RFC 6962 Merkle tree (SHA-256; leaf = H(0x00 ‖ record
 // bytes), node = H(0x01 ‖ left ‖ right)) whose leaf i is the stored bytes of
 // record seq i. The writer appends each record's leaf hash to the tree in
-// the transaction that stores the record, writing the leaf hash and every
-// node that became perfect, and the compact range of the whole tree; no
-// extra fsync. Roots at any size and inclusion, consistency and range
-// proofs are computed from the stored perfect nodes (Log.Root,
+// the transaction that stores the record, writing every node of level 4 or
+// more that became perfect (one per 8 records on average) and the compact
+// range of the whole tree; no extra fsync. Roots at any size and inclusion,
+// consistency and range proofs are computed from the stored perfect nodes,
+// and nodes below level 4 (at most 8 leaves) from the records (Log.Root,
 // Log.InclusionProof, Log.ConsistencyProof, Log.RangeProof).
 //
 // With Options.Key, the writer signs checkpoints (see Checkpoint): when a
@@ -89,9 +90,9 @@
 //	              (1 byte): the end of the leaves the node covers, so keys
 //	              only grow, in the order nodes become perfect
 //	              value: the 32-byte hash of the perfect subtree of leaves
-//	              [index·2^level, (index+1)·2^level); level 0 holds the
-//	              leaf hashes. Written once, never changed. Filled with
-//	              FillPercent 1.0.
+//	              [index·2^level, (index+1)·2^level), for levels 4 and up
+//	              (lower nodes are recomputed from the records). Written
+//	              once, never changed. Filled with FillPercent 1.0.
 //	checkpoints   key: tree size as 8-byte big-endian uint64
 //	              value: the signed checkpoint note at that size. At most
 //	              one per size, written once, never changed.
