@@ -27,9 +27,59 @@ type span struct {
 }
 
 // findFunc appends the spans of one kind of value in b to dst, in any order,
-// each with 0 <= start < end <= len(b). It must take time linear in len(b)
-// and must not keep b or touch the spans already in dst.
-type findFunc func(b []byte, dst []span) []span
+// each with 0 <= start < end <= len(b). f is scanFlags(b): a detector whose
+// trigger characters are absent returns at once, which is most of them for
+// most values. It must take time linear in len(b) and must not keep b or
+// touch the spans already in dst.
+type findFunc func(b []byte, f flags, dst []span) []span
+
+// flags are the classes of bytes a text holds.
+type flags uint16
+
+const (
+	fDigit  flags = 1 << iota
+	fUpper        // A-Z
+	fAt           // @
+	fEq           // =
+	fColon        // :
+	fTilde        // ~
+	fDQuote       // "
+	fSQuote       // '
+	fDot          // .
+	fDash         // -
+	fSpace        // space
+	fA            // A, which AWS key ids and Google API keys start with
+	fG            // G, for GOCSPX-
+	fJ            // J, for eyJ
+)
+
+// byteFlags maps each byte to its class.
+var byteFlags = func() (t [256]flags) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = fDigit
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = fUpper
+	}
+	t['A'] |= fA
+	t['G'] |= fG
+	t['J'] |= fJ
+	for c, f := range map[byte]flags{'@': fAt, '=': fEq, ':': fColon, '~': fTilde, '"': fDQuote, '\'': fSQuote, '.': fDot, '-': fDash, ' ': fSpace} {
+		t[c] = f
+	}
+	return t
+}()
+
+// scanFlags returns the classes of the bytes of b.
+func scanFlags(b []byte) flags {
+	var f flags
+	for _, c := range b {
+		f |= byteFlags[c]
+	}
+	return f
+}
+
+func (f flags) has(g flags) bool { return f&g == g }
 
 // builtins are the built-in detectors, in the order of policy.Detectors:
 // the index of a detector here is its kind.
@@ -174,7 +224,10 @@ func hasSuffixFold(b []byte, w string) bool {
 // whose last is two or more letters. Bytes >= 0x80 count as letters, for
 // internationalised addresses. It does not match user@localhost, @handles,
 // or addresses in IP-literal form.
-func findEmail(b []byte, dst []span) []span {
+func findEmail(b []byte, f flags, dst []span) []span {
+	if !f.has(fAt | fDot) {
+		return dst
+	}
 	for off := 0; off < len(b); {
 		i := bytes.IndexByte(b[off:], '@')
 		if i < 0 {
@@ -256,7 +309,10 @@ const (
 // Grouped numbers need groups of 3 to 8 digits, the first of 4 or more, so
 // dates, times, phone numbers and UUIDs do not qualify; a number made of
 // one repeated digit does not either.
-func findCard(b []byte, dst []span) []span {
+func findCard(b []byte, f flags, dst []span) []span {
+	if !f.has(fDigit) || len(b) < cardMin {
+		return dst
+	}
 	for i := 0; i < len(b); {
 		if !isDigit(b[i]) {
 			i++
@@ -428,7 +484,10 @@ var ibanLen = func() (t [26 * 26]uint8) {
 // code, the length that country uses, and the mod-97 check. Upper case
 // only, as the standard writes them: lower-case hex identifiers of an
 // IBAN's length would otherwise pass one time in 97.
-func findIBAN(b []byte, dst []span) []span {
+func findIBAN(b []byte, f flags, dst []span) []span {
+	if !f.has(fDigit|fUpper) || len(b) < 15 {
+		return dst
+	}
 	for i := 0; i+4 <= len(b); i++ {
 		if !isUpper(b[i]) || !isUpper(b[i+1]) || !isDigit(b[i+2]) || !isDigit(b[i+3]) || (i > 0 && isAlnum(b[i-1])) {
 			continue
@@ -497,8 +556,11 @@ var awsSecretLabel = regexp.MustCompile(`(?i)(?:aws_?)?secret_?(?:access_?)?key[
 // labelled aws_secret_access_key, SecretAccessKey and the like. A lone
 // 40-character token is not enough: git hashes and other ids have that
 // length.
-func findAWS(b []byte, dst []span) []span {
-	for off := 0; off+20 <= len(b); {
+func findAWS(b []byte, f flags, dst []span) []span {
+	if len(b) < 20 {
+		return dst
+	}
+	for off := 0; off+20 <= len(b) && f.has(fA); {
 		i := bytes.IndexByte(b[off:], 'A')
 		if i < 0 {
 			break
@@ -525,7 +587,7 @@ func findAWS(b []byte, dst []span) []span {
 			off = t
 		}
 	}
-	if indexFold(b, "secret") >= 0 {
+	if f&(fEq|fColon) != 0 && indexFold(b, "secret") >= 0 {
 		for _, m := range awsSecretLabel.FindAllSubmatchIndex(b, -1) {
 			dst = append(dst, span{start: m[2], end: m[3]})
 		}
@@ -575,10 +637,22 @@ func mixedCase(b []byte) bool {
 // OAuth client secrets (GOCSPX-...), OAuth access tokens (ya29....), and in
 // a service-account key file the values of "private_key_id" and
 // "private_key".
-func findGCP(b []byte, dst []span) []span {
-	dst = findPrefixed(b, dst, "AIza", 35, 35, isB64URL)
-	dst = findPrefixed(b, dst, "GOCSPX-", 28, 28, isB64URL)
-	dst = findPrefixed(b, dst, "ya29.", 20, 4096, isB64URL)
+func findGCP(b []byte, f flags, dst []span) []span {
+	if len(b) < 13 {
+		return dst
+	}
+	if f.has(fA) {
+		dst = findPrefixed(b, dst, "AIza", 35, 35, isB64URL)
+	}
+	if f.has(fG | fDash) {
+		dst = findPrefixed(b, dst, "GOCSPX-", 28, 28, isB64URL)
+	}
+	if f.has(fDot | fDigit) {
+		dst = findPrefixed(b, dst, "ya29.", 20, 4096, isB64URL)
+	}
+	if !f.has(fDQuote | fColon) {
+		return dst
+	}
 	for _, key := range []string{`"private_key_id"`, `"private_key"`} {
 		for off := 0; ; {
 			i := bytes.Index(b[off:], []byte(key))
@@ -668,7 +742,13 @@ var azureLabels = []string{"accountkey=", "sharedaccesskey=", "sharedaccesssigna
 // standalone storage account keys (86 base64 characters and "=="), and
 // Entra ID client secrets (three characters, a digit, "Q~", 31 to 34
 // more).
-func findAzure(b []byte, dst []span) []span {
+func findAzure(b []byte, f flags, dst []span) []span {
+	if f.has(fTilde) {
+		dst = findEntraSecret(b, dst)
+	}
+	if !f.has(fEq) {
+		return dst
+	}
 	for _, l := range azureLabels {
 		ff := newFoldFinder(b, l)
 		for off := 0; ; {
@@ -732,6 +812,12 @@ func findAzure(b []byte, dst []span) []span {
 			dst = append(dst, span{start: s, end: e})
 		}
 	}
+	return dst
+}
+
+// findEntraSecret finds Entra ID client secrets: three characters, a
+// digit, "Q~", and 31 to 34 more.
+func findEntraSecret(b []byte, dst []span) []span {
 	for off := 0; ; {
 		i := bytes.Index(b[off:], []byte("Q~"))
 		if i < 0 {
@@ -769,7 +855,10 @@ func isSpace(c byte) bool {
 // (JWS) or five (JWE), whose first segment decodes to a JSON object with an
 // "alg" member. Other dotted base64 (version strings, hostnames) does not
 // start with an encoded JSON header.
-func findJWT(b []byte, dst []span) []span {
+func findJWT(b []byte, f flags, dst []span) []span {
+	if !f.has(fJ | fDot) {
+		return dst
+	}
 	for off := 0; ; {
 		i := bytes.Index(b[off:], []byte("eyJ"))
 		if i < 0 {
@@ -826,8 +915,11 @@ func jwtHeader(seg []byte) bool {
 // without its END line (cut short) is masked to the end of the value or of
 // the JSON string it is in. Certificates and public keys are not secrets
 // and are left alone.
-func findPEM(b []byte, dst []span) []span {
+func findPEM(b []byte, f flags, dst []span) []span {
 	const begin, end, dashes = "-----BEGIN ", "-----END ", "-----"
+	if !f.has(fDash|fUpper|fSpace) || len(b) < len(begin)+len("PRIVATE KEY")+len(dashes) {
+		return dst
+	}
 	// nextEnd is the next END line at or after the current key's body, kept
 	// across keys so that many BEGIN lines without END lines do not each
 	// search the rest of b.
@@ -898,8 +990,8 @@ var passwordExactKeys = []string{"pass", "pw", "token"}
 // SQL; and Bearer tokens. Only the value is masked, not the key. Values
 // are quoted strings (escapes honoured) or run to whitespace, ';', ',',
 // '&' or a closing bracket. null, true and false are not secrets.
-func findPassword(b []byte, dst []span) []span {
-	for i := 0; i < len(b); i++ {
+func findPassword(b []byte, f flags, dst []span) []span {
+	for i := 0; i < len(b) && f&(fEq|fColon) != 0; i++ {
 		c := b[i]
 		if c != '=' && c != ':' {
 			continue
@@ -930,7 +1022,7 @@ func findPassword(b []byte, dst []span) []span {
 	}
 	// PASSWORD 'x' (CREATE ROLE, ALTER USER) and Bearer tokens.
 	ff := newFoldFinder(b, "password")
-	for off := 0; ; {
+	for off := 0; f.has(fSQuote); {
 		i := ff.next(off)
 		if i < 0 {
 			break
@@ -951,7 +1043,7 @@ func findPassword(b []byte, dst []span) []span {
 		}
 	}
 	ff = newFoldFinder(b, "bearer ")
-	for off := 0; ; {
+	for off := 0; f.has(fSpace) && len(b) >= len("bearer ")+8; {
 		ls := ff.next(off)
 		if ls < 0 {
 			break
@@ -1078,7 +1170,7 @@ const regexBatch = 256
 func regexFinder(re *regexp.Regexp) findFunc {
 	group := re.SubexpIndex("value")
 	prefix, _ := re.LiteralPrefix()
-	return func(b []byte, dst []span) []span {
+	return func(b []byte, _ flags, dst []span) []span {
 		if prefix != "" && !bytes.Contains(b, []byte(prefix)) {
 			return dst
 		}

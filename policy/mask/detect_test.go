@@ -16,7 +16,7 @@ import (
 func found(d policy.Detector, s string) []string {
 	k := builtinKind(d)
 	var out []string
-	for _, sp := range mergeSpans(builtins[k].find([]byte(s), nil)) {
+	for _, sp := range mergeSpans(builtins[k].find([]byte(s), scanFlags([]byte(s)), nil)) {
 		out = append(out, s[sp.start:sp.end])
 	}
 	return out
@@ -130,6 +130,7 @@ func TestDetectors(t *testing.T) {
 		{policy.DetectorPassword, "PGPASSWORD=x1 DB_PWD: 'y2' client_secret => \"z3\"", []string{"x1", "y2", "z3"}},
 		{policy.DetectorPassword, "postgres://app:" + fxPassword + "@db:5432/x", []string{fxPassword}},
 		{policy.DetectorPassword, "CREATE ROLE x LOGIN PASSWORD 'it''s'", []string{"it''s"}},
+		{policy.DetectorPassword, "PASSWORD\t'ab'", []string{"ab"}},
 		{policy.DetectorPassword, "Authorization: Bearer abcdefgh12345678", []string{"abcdefgh12345678"}},
 		{policy.DetectorPassword, "spring.datasource.password: hunter2\ntoken=t0k", []string{"hunter2", "t0k"}},
 	} {

@@ -337,9 +337,10 @@ func (s *Session) Detect(text []byte) []Span {
 // b, in order.
 func (s *Session) detect(b []byte, dst []span) []span {
 	dst = dst[:0]
+	f := scanFlags(b)
 	for _, d := range s.dets {
 		n := len(dst)
-		dst = d.find(b, dst)
+		dst = d.find(b, f, dst)
 		for i := n; i < len(dst); i++ {
 			dst[i].kind, dst[i].rule = d.kind, d.rule
 		}

@@ -67,17 +67,21 @@ func (r *rule) stronger(o *rule) bool {
 	return o == nil || strength(r.style) > strength(o.style)
 }
 
-// macs keeps one HMAC per hash rule so hashing a value allocates nothing.
-type macs []hash.Hash
+// macs keeps one HMAC per hash rule, and a buffer for sums, so hashing a
+// value allocates nothing.
+type macs struct {
+	h   []hash.Hash
+	sum []byte
+}
 
 func (m *macs) get(r *rule) hash.Hash {
-	if r.index >= len(*m) {
-		*m = append(*m, make([]hash.Hash, r.index+1-len(*m))...)
+	if r.index >= len(m.h) {
+		m.h = append(m.h, make([]hash.Hash, r.index+1-len(m.h))...)
 	}
-	h := (*m)[r.index]
+	h := m.h[r.index]
 	if h == nil {
 		h = hmac.New(sha256.New, r.key)
-		(*m)[r.index] = h
+		m.h[r.index] = h
 	}
 	return h
 }
@@ -87,10 +91,9 @@ func (r *rule) appendHash(dst, v []byte, m *macs) []byte {
 	h := m.get(r)
 	h.Reset()
 	h.Write(v)
-	var sum [sha256.Size]byte
-	s := h.Sum(sum[:0])
+	m.sum = h.Sum(m.sum[:0])
 	dst = append(dst, hashPrefix...)
-	return hex.AppendEncode(dst, s[:hashBytes])
+	return hex.AppendEncode(dst, m.sum[:hashBytes])
 }
 
 // appendValue appends the masked form of v, a whole column value (what is
