@@ -243,3 +243,14 @@ func TestDetectorsLinear(t *testing.T) {
 		}
 	}
 }
+
+func TestBuiltinsCoverPolicy(t *testing.T) {
+	if len(builtins) != len(policy.Detectors()) {
+		t.Fatalf("%d built-in detectors, policy knows %d", len(builtins), len(policy.Detectors()))
+	}
+	for _, d := range policy.Detectors() {
+		if k := builtinKind(d); k < 0 || builtins[k].find == nil {
+			t.Errorf("no detector for %q", d)
+		}
+	}
+}
