@@ -23,6 +23,9 @@ type Request struct {
 	// Tables are the tables the statement touches, as schema.table or
 	// table.
 	Tables []string
+	// Grants are the just-in-time grants in force for the session's
+	// identities on Target (Grants.Active).
+	Grants []Grant
 }
 
 // Decision is the verdict on a Request.
@@ -80,6 +83,11 @@ func (e *Engine) Decide(req Request) Decision {
 			}
 		}
 	}
+	// A grant is an approver's pre-approval: it covers what it names even
+	// where a review rule would hold it, never what a deny rule denies.
+	if g := grantCovering(req.Grants, classes); g != "" {
+		return Decision{Action: ActionAllow, Rule: g}
+	}
 	if review != nil {
 		return Decision{Action: ActionReview, Rule: review.ID, Reason: review.Reason, Approvers: &review.Approvers}
 	}
@@ -113,6 +121,23 @@ func (e *Engine) Decide(req Request) Decision {
 		return Decision{Action: ActionMask, Rule: deciding}
 	}
 	return Decision{Action: ActionAllow, Rule: deciding}
+}
+
+// grantCovering returns "grant:<id>" of a grant covering every class, or "".
+func grantCovering(grants []Grant, classes []Class) string {
+	for _, g := range grants {
+		all := true
+		for _, c := range classes {
+			if !slices.ContainsFunc(g.Classes, func(gc Class) bool { return classMatches(gc, c) }) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return "grant:" + g.ID
+		}
+	}
+	return ""
 }
 
 func denyReason(r *Rule) string {
