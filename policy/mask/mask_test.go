@@ -399,3 +399,58 @@ func TestKeys(t *testing.T) {
 		t.Errorf("short key file: err = %v", err)
 	}
 }
+
+func TestNewErrors(t *testing.T) {
+	readErr := errors.New("no such file")
+	for _, tt := range []struct {
+		m    policy.Masking
+		want string
+	}{
+		{policy.Masking{ID: "a", Columns: []string{"x.y"}, Style: policy.MaskRedact}, `masking a: bad column pattern "x.y" (want schema.table.column)`},
+		{policy.Masking{ID: "a", Detectors: []policy.Detector{"ssn"}, Style: policy.MaskRedact}, `masking a: unknown detector "ssn"`},
+		{policy.Masking{ID: "a", Patterns: []policy.Pattern{{Name: "p", Regex: "(x"}}, Style: policy.MaskRedact}, "masking a: pattern p: error parsing regexp: missing closing ): `(x`"},
+		{policy.Masking{ID: "a", Columns: []string{"*.*.x"}, Style: "blur"}, `masking a: unknown style "blur"`},
+		{policy.Masking{ID: "a", Columns: []string{"*.*.x"}, Style: policy.MaskHash, HashKeyFile: "/k"}, "masking a: no such file"},
+	} {
+		_, err := mask.New([]policy.Masking{tt.m}, "db", mask.Options{ReadKey: func(string) ([]byte, error) { return nil, readErr }})
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("New(%+v) = %v, want %s", tt.m, err, tt.want)
+		}
+	}
+	// One key file read once, however many rules use it.
+	reads := 0
+	h := policy.Masking{ID: "a", Columns: []string{"*.*.x"}, Style: policy.MaskHash, HashKeyFile: "/k"}
+	h2 := h
+	h2.ID = "b"
+	if _, err := mask.New([]policy.Masking{h, h2}, "db", mask.Options{ReadKey: func(string) ([]byte, error) { reads++; return testKey, nil }}); err != nil || reads != 1 {
+		t.Errorf("New = %v after %d reads", err, reads)
+	}
+}
+
+// A plan is shared by the executions of a prepared statement, possibly on
+// several goroutines; each has its own tally. Run with -race.
+func TestPlanShared(t *testing.T) {
+	s := newMasker(t, piiRule, cardRule, secretsRule).Session(mask.Subject{})
+	p, err := s.Plan(context.Background(), benchDesc, nil, resolver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := must(benchRow.Encode(nil))[5:]
+	done := make(chan []byte)
+	for range 4 {
+		go func() {
+			ta := p.NewTally()
+			var out []byte
+			for range 100 {
+				out, _, _ = ta.AppendRow(out[:0], body)
+			}
+			done <- out
+		}()
+	}
+	first := <-done
+	for range 3 {
+		if got := <-done; !bytes.Equal(got, first) {
+			t.Errorf("goroutines disagree: %q vs %q", got, first)
+		}
+	}
+}
