@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,54 @@ import (
 func (a *Agent) serveAuditAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/audit/checkpoint", a.handleCheckpoint)
 	mux.HandleFunc("GET /v1/audit/export", a.handleExport)
+	mux.HandleFunc("GET /v1/audit/records", a.handleRecords)
+}
+
+// handleRecords streams the records a filter selects (session, since,
+// until), one stored record per line, in seq order.
+func (a *Agent) handleRecords(w http.ResponseWriter, r *http.Request) {
+	opts, err := parseExportQuery(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	bw := bufio.NewWriter(w)
+	err = a.alog.Select(r.Context(), audit.Filter{Session: opts.Session, Since: opts.Since, Until: opts.Until}, func(e audit.Entry) error {
+		if _, err := bw.Write(e.Bytes); err != nil {
+			return err
+		}
+		return bw.WriteByte('\n')
+	})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		a.log.Debug("records stream ended", "error", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// Records streams the stored bytes of the records f selects to emit, in
+// seq order.
+func (c *Client) Records(ctx context.Context, f audit.Filter, emit func([]byte) error) error {
+	q := ExportQuery(audit.ExportOptions{Session: f.Session, Since: f.Since, Until: f.Until})
+	resp, err := c.get(ctx, "/v1/audit/records?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), audit.MaxRecordSize+1)
+	for sc.Scan() {
+		if err := emit(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read records: %w", err)
+	}
+	return nil
 }
 
 // ExportQuery encodes export options as the query of GET /v1/audit/export.

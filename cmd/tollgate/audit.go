@@ -35,6 +35,8 @@ func auditCommand() *cli.Command {
 			auditCheckpointCommand(),
 			auditExportCommand(),
 			auditVerifyCommand(),
+			auditReplayCommand(),
+			auditReportCommand(),
 		},
 	}
 }

@@ -51,53 +51,20 @@ type verifyArgs struct {
 // parseVerifyArgs parses flags and the bundle path in any order.
 func parseVerifyArgs(args []string) (verifyArgs, bool, error) {
 	a := verifyArgs{output: "text"}
-	for i := 0; i < len(args); i++ {
-		arg := args[i]
-		if arg == "--" {
-			if i+1 < len(args) && a.bundle == "" {
-				a.bundle = args[i+1]
-				i++
-			}
-			continue
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		if !strings.HasPrefix(arg, "-") || arg == "-" {
-			if a.bundle != "" {
-				return a, false, fmt.Errorf("one bundle at a time (got %q and %q)", a.bundle, arg)
-			}
-			a.bundle = arg
-			continue
-		}
-		var dst *string
-		switch name {
-		case "h", "help":
-			return a, true, nil
-		case "key":
-			dst = &a.key
-		case "trusted-checkpoint":
-			dst = &a.trusted
-		case "output", "o":
-			dst = &a.output
-		default:
-			return a, false, fmt.Errorf("unknown flag %s", arg)
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				return a, false, fmt.Errorf("flag %s needs a value", arg)
-			}
-			i++
-			val = args[i]
-		}
-		*dst = val
-	}
+	pos, help, err := parseInterspersed(args, map[string]*string{
+		"key": &a.key, "trusted-checkpoint": &a.trusted, "output": &a.output, "o": &a.output,
+	})
 	switch {
-	case a.bundle == "":
+	case help || err != nil:
+		return a, help, err
+	case len(pos) != 1:
 		return a, false, errors.New("usage: tollgate audit verify BUNDLE --key PUBKEY [--trusted-checkpoint FILE] [-o json]")
 	case a.key == "":
 		return a, false, errors.New("--key is required: the host's public key (host.pub), as you obtained it")
 	case a.output != "text" && a.output != "json":
 		return a, false, fmt.Errorf("-o %q: text or json", a.output)
 	}
+	a.bundle = pos[0]
 	return a, false, nil
 }
 
