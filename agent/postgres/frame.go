@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Message size limits, as the server applies them: messages that carry
@@ -52,18 +53,28 @@ func readHeader(r *bufio.Reader) (byte, int, error) {
 	return typ, int(l - 4), nil
 }
 
-// readBody reads n bytes into buf (grown as needed) and returns them.
+// readBody reads n bytes into buf and returns them. The buffer grows as
+// the bytes arrive, doubling, so a peer that announces a huge length
+// without sending the bytes does not get a huge allocation.
 func readBody(r *bufio.Reader, buf *[]byte, n int) ([]byte, error) {
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
-	}
-	b := (*buf)[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, errTruncated
+	b := (*buf)[:0]
+	for len(b) < n {
+		want := n - len(b)
+		if cap(b) == len(b) {
+			b = slices.Grow(b, min(want, max(len(b), bufSize)))
 		}
-		return nil, err
+		chunk := min(want, cap(b)-len(b))
+		m, err := io.ReadFull(r, b[len(b):len(b)+chunk])
+		b = b[:len(b)+m]
+		if err != nil {
+			*buf = b
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, errTruncated
+			}
+			return nil, err
+		}
 	}
+	*buf = b
 	return b, nil
 }
 

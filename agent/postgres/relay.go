@@ -410,28 +410,7 @@ func (r *relay) serverLoop() (string, error) {
 			return r.serverReadEnd(err)
 		}
 		r.down.Add(int64(n) + 5)
-		switch typ {
-		case 'D', 'd':
-			if typ == 'D' {
-				r.mu.Lock()
-				if f := r.st.front(); f != nil && f.exec != nil {
-					f.exec.rows++
-				}
-				r.mu.Unlock()
-			}
-			if n > inlineMax {
-				// Large rows are streamed through, not held.
-				h := frameHeader(typ, n)
-				if _, err := r.cw.Write(h[:]); err != nil {
-					return ReasonClientError, err
-				}
-				if _, err := io.CopyN(r.cw, r.ur, int64(n)); err != nil {
-					return ReasonUpstreamError, err
-				}
-				break
-			}
-			fallthrough
-		default:
+		if readWhole(typ) {
 			body, err := readBody(r.ur, &r.ubuf, n)
 			if err != nil {
 				return r.serverReadEnd(err)
@@ -449,6 +428,22 @@ func (r *relay) serverLoop() (string, error) {
 				r.cw.Flush()
 				return ReasonUnsafe, stop
 			}
+		} else {
+			// Rows, COPY data, notices, notifications and bodiless
+			// responses pass as they come: a row is never held whole,
+			// whatever its size.
+			r.mu.Lock()
+			r.serverState(typ)
+			r.mu.Unlock()
+			h := frameHeader(typ, n)
+			if _, err := r.cw.Write(h[:]); err != nil {
+				return ReasonClientError, err
+			}
+			if n > 0 {
+				if _, err := io.CopyN(r.cw, r.ur, int64(n)); err != nil {
+					return r.serverReadEnd(err)
+				}
+			}
 		}
 		if r.ur.Buffered() == 0 {
 			if err := r.cw.Flush(); err != nil {
@@ -456,6 +451,16 @@ func (r *relay) serverLoop() (string, error) {
 			}
 		}
 	}
+}
+
+// readWhole reports whether a server message type is read whole, because
+// its content updates the session's state or is not forwarded as is.
+func readWhole(typ byte) bool {
+	switch typ {
+	case 'C', 'E', 'Z', 'S', 'T', 'K', 'R', 'v':
+		return true
+	}
+	return false
 }
 
 func (r *relay) serverReadEnd(err error) (string, error) {
@@ -473,14 +478,6 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 	defer r.mu.Unlock()
 	st := &r.st
 	switch typ {
-	case '1':
-		st.pop(expectParse)
-	case '2':
-		st.pop(expectBind)
-	case '3':
-		st.pop(expectClose)
-	case 'n':
-		st.pop(expectDescribe)
 	case 'T':
 		if f := st.front(); f != nil && f.kind == expectDescribe {
 			st.described(f, body)
@@ -490,14 +487,6 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 		var cc pgproto3.CommandComplete
 		if cc.Decode(body) == nil {
 			r.completed(string(cc.CommandTag))
-		}
-	case 'I':
-		r.completed("")
-	case 's':
-		if f := st.front(); f != nil && f.kind == expectExecute {
-			f.exec.suspended = true
-			r.finish(f.exec)
-			st.pop(expectExecute)
 		}
 	case 'E':
 		var er pgproto3.ErrorResponse
@@ -521,6 +510,34 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 		return false, nil
 	}
 	return true, nil
+}
+
+// serverState updates the protocol state for a server message that is
+// streamed through. Called with mu held.
+func (r *relay) serverState(typ byte) {
+	st := &r.st
+	switch typ {
+	case 'D':
+		if f := st.front(); f != nil && f.exec != nil {
+			f.exec.rows++
+		}
+	case '1':
+		st.pop(expectParse)
+	case '2':
+		st.pop(expectBind)
+	case '3':
+		st.pop(expectClose)
+	case 'n':
+		st.pop(expectDescribe)
+	case 'I':
+		r.completed("")
+	case 's':
+		if f := st.front(); f != nil && f.kind == expectExecute {
+			f.exec.suspended = true
+			r.finish(f.exec)
+			st.pop(expectExecute)
+		}
+	}
 }
 
 // completed handles CommandComplete and EmptyQueryResponse.

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tollgate-dev/tollgate/audit"
+)
+
+// fakeRecorder keeps records in memory; it can be made to fail.
+type fakeRecorder struct {
+	mu   sync.Mutex
+	recs []*audit.Record
+	fail bool
+}
+
+var errFakeLog = errors.New("fake log unwritable")
+
+func (f *fakeRecorder) Record(_ context.Context, r *audit.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errFakeLog
+	}
+	r.Seq = uint64(len(f.recs))
+	f.recs = append(f.recs, r)
+	return nil
+}
+
+func (f *fakeRecorder) RecordEventually(r *audit.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r.Seq = uint64(len(f.recs))
+	f.recs = append(f.recs, r)
+}
+
+func (f *fakeRecorder) kinds(k audit.Kind) []*audit.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*audit.Record
+	for _, r := range f.recs {
+		if r.Kind == k {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// relayHarness runs a relay between a test client and a test server.
+type relayHarness struct {
+	rec    *fakeRecorder
+	client *pgproto3.Frontend // the test's client side
+	cconn  net.Conn
+	server *pgproto3.Backend // the test's server side
+	sconn  net.Conn
+	done   chan Stats
+}
+
+func newRelayHarness(t *testing.T, rec *fakeRecorder) *relayHarness {
+	t.Helper()
+	cA, cB := net.Pipe()
+	uA, uB := net.Pipe()
+	s := NewServer(Options{Recorder: rec, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no dialing in unit tests")
+	}})
+	sess := &Session{Base: audit.Record{Session: "S1", Target: "t"}, PolicyHash: "sha256:x"}
+	h := &relayHarness{rec: rec, cconn: cB, sconn: uB, client: pgproto3.NewFrontend(cB, cB), server: pgproto3.NewBackend(uB, uB),
+		done: make(chan Stats, 1)}
+	go func() {
+		st := newRelay(s, sess, cA, uA).run(context.Background())
+		cA.Close()
+		h.done <- st
+	}()
+	t.Cleanup(func() { cB.Close(); uB.Close() })
+	return h
+}
+
+func (h *relayHarness) send(t *testing.T, msgs ...pgproto3.FrontendMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		h.client.Send(m)
+	}
+	go func() {
+		if err := h.client.Flush(); err != nil {
+			t.Log(err)
+		}
+	}()
+}
+
+func (h *relayHarness) serve(t *testing.T, msgs ...pgproto3.BackendMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		h.server.Send(m)
+	}
+	go h.server.Flush()
+}
+
+// receiveServer reads one message on the server side.
+func (h *relayHarness) receiveServer(t *testing.T) pgproto3.FrontendMessage {
+	t.Helper()
+	h.sconn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := h.server.Receive()
+	if err != nil {
+		t.Fatalf("server receive: %v", err)
+	}
+	return m
+}
+
+// receiveClient reads messages on the client side up to one of type T.
+func receiveClient[T pgproto3.BackendMessage](t *testing.T, h *relayHarness) []pgproto3.BackendMessage {
+	t.Helper()
+	var got []pgproto3.BackendMessage
+	h.cconn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		m, err := h.client.Receive()
+		if err != nil {
+			t.Fatalf("client receive: %v (after %d messages)", err, len(got))
+		}
+		got = append(got, m)
+		if _, ok := m.(T); ok {
+			return got
+		}
+	}
+}
+
+// TestRelaySimpleQuery: the statement record is durable before the server
+// sees the query; the result record follows the response.
+func TestRelaySimpleQuery(t *testing.T) {
+	h := newRelayHarness(t, &fakeRecorder{})
+	h.send(t, &pgproto3.Query{String: "SELECT secret FROM t WHERE pw = 'hunter2'"})
+	m := h.receiveServer(t)
+	if q, ok := m.(*pgproto3.Query); !ok || q.String != "SELECT secret FROM t WHERE pw = 'hunter2'" {
+		t.Fatalf("server got %#v", m)
+	}
+	stmts := h.rec.kinds(audit.KindStatement)
+	if len(stmts) != 1 {
+		t.Fatalf("%d statement records when the server received the query", len(stmts))
+	}
+	if st := stmts[0].Statement; st.Text != "SELECT secret FROM t WHERE pw = $1" || st.Classes[0] != "select" || st.Tables[0] != "t" {
+		t.Fatalf("statement %+v", st)
+	}
+	h.serve(t, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("secret"), DataTypeOID: 25, Format: 0}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("a")}}, &pgproto3.DataRow{Values: [][]byte{[]byte("b")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")},
+		&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{9, 9, 9, 9}},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	got := receiveClient[*pgproto3.ReadyForQuery](t, h)
+	if len(got) != 5 {
+		t.Fatalf("client got %d messages (the real cancel key must be dropped): %#v", len(got), got)
+	}
+	h.send(t, &pgproto3.Terminate{})
+	if _, ok := h.receiveServer(t).(*pgproto3.Terminate); !ok {
+		t.Fatal("terminate not forwarded")
+	}
+	st := <-h.done
+	if st.Reason != ReasonClientTerm {
+		t.Fatalf("reason %q", st.Reason)
+	}
+	res := h.rec.kinds(audit.KindResult)
+	if len(res) != 1 || res[0].Detail["tag"] != "SELECT 2" || res[0].Detail["rows"] != "2" || res[0].Detail["statement_seq"] != "0" {
+		t.Fatalf("results %+v", res)
+	}
+}
+
+// TestRelayPipelineError: an error in an extended-protocol pipeline skips
+// to the Sync, and the queue follows the server.
+func TestRelayPipelineError(t *testing.T) {
+	h := newRelayHarness(t, &fakeRecorder{})
+	h.send(t,
+		&pgproto3.Parse{Name: "s1", Query: "INSERT INTO t VALUES ($1)"},
+		&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("1")}},
+		&pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("1")}},
+		&pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("2")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT 1"},
+	)
+	for i := 0; i < 9; i++ {
+		h.receiveServer(t)
+	}
+	if n := len(h.rec.kinds(audit.KindStatement)); n != 4 {
+		t.Fatalf("%d statement records, want 4", n)
+	}
+	h.serve(t, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")},
+		&pgproto3.BindComplete{}, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "23505", Message: "duplicate"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("?column?"), DataTypeOID: 23}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("1")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+	h.cconn.Close()
+	<-h.done
+	res := h.rec.kinds(audit.KindResult)
+	if len(res) != 4 {
+		t.Fatalf("%d results", len(res))
+	}
+	byN := map[string]map[string]string{}
+	for _, r := range res {
+		byN[r.Detail["n"]] = r.Detail
+	}
+	if byN["1"]["tag"] != "INSERT 0 1" || byN["2"]["sqlstate"] != "23505" || byN["3"]["skipped"] != "true" || byN["4"]["tag"] != "SELECT 1" {
+		t.Fatalf("results %v", byN)
+	}
+}
+
+// TestRelayAuditFailure: when the log cannot take the statement record,
+// the statement never reaches the server and the client gets FATAL 58000.
+func TestRelayAuditFailure(t *testing.T) {
+	rec := &fakeRecorder{fail: true}
+	h := newRelayHarness(t, rec)
+	received := make(chan pgproto3.FrontendMessage, 1)
+	go func() {
+		m, err := h.server.Receive()
+		if err == nil {
+			received <- m
+		}
+		close(received)
+	}()
+	h.send(t, &pgproto3.Query{String: "DELETE FROM t"})
+	got := receiveClient[*pgproto3.ErrorResponse](t, h)
+	e := got[len(got)-1].(*pgproto3.ErrorResponse)
+	if e.Severity != "FATAL" || e.Code != "58000" {
+		t.Fatalf("got %+v", e)
+	}
+	if m, ok := <-received; ok {
+		t.Fatalf("server received %#v although it was not recorded", m)
+	}
+	if st := <-h.done; st.Reason != ReasonAudit {
+		t.Fatalf("reason %q", st.Reason)
+	}
+}
+
+// TestRelayMalformed: broken client messages end the session with FATAL
+// 08P01 and never reach the server.
+func TestRelayMalformed(t *testing.T) {
+	for name, raw := range map[string][]byte{
+		"negative length":   {'Q', 0xff, 0xff, 0xff, 0xf0},
+		"bad type":          {'!', 0, 0, 0, 4},
+		"oversized sync":    {'S', 0, 1, 0, 0},
+		"sync with body":    {'S', 0, 0, 0, 5, 0},
+		"unterminated":      append([]byte{'Q', 0, 0, 0, 12}, "SELECT 1"...),
+		"bind negative len": append([]byte{'B', 0, 0, 0, 16}, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xfe, 0, 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newRelayHarness(t, &fakeRecorder{})
+			go h.cconn.Write(raw)
+			got := receiveClient[*pgproto3.ErrorResponse](t, h)
+			e := got[len(got)-1].(*pgproto3.ErrorResponse)
+			if e.Severity != "FATAL" || e.Code != "08P01" {
+				t.Fatalf("got %+v", e)
+			}
+			if st := <-h.done; st.Reason != ReasonProtocol {
+				t.Fatalf("reason %q", st.Reason)
+			}
+		})
+	}
+}
+
+// TestRelayUnsafeSetting: the session ends when the server reports that
+// statement text is read differently from how tollgate parses it.
+func TestRelayUnsafeSetting(t *testing.T) {
+	h := newRelayHarness(t, &fakeRecorder{})
+	h.send(t, &pgproto3.Query{String: "SET standard_conforming_strings = off"})
+	h.receiveServer(t)
+	h.serve(t, &pgproto3.ParameterStatus{Name: "standard_conforming_strings", Value: "off"},
+		&pgproto3.CommandComplete{CommandTag: []byte("SET")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	got := receiveClient[*pgproto3.ErrorResponse](t, h)
+	if e := got[len(got)-1].(*pgproto3.ErrorResponse); e.Code != "0A000" || e.Severity != "FATAL" {
+		t.Fatalf("got %+v", e)
+	}
+	<-h.done
+}
+
+// FuzzRelay feeds arbitrary bytes as the client's and the server's
+// streams: the relay must end without panicking or hanging.
+func FuzzRelay(f *testing.F) {
+	q, _ := (&pgproto3.Query{String: "SELECT 1"}).Encode(nil)
+	p, _ := (&pgproto3.Parse{Name: "a", Query: "SELECT $1"}).Encode(nil)
+	b, _ := (&pgproto3.Bind{PreparedStatement: "a", Parameters: [][]byte{[]byte("x")}}).Encode(nil)
+	e, _ := (&pgproto3.Execute{}).Encode(nil)
+	s, _ := (&pgproto3.Sync{}).Encode(nil)
+	cc, _ := (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(nil)
+	z, _ := (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(nil)
+	er, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P01"}).Encode(nil)
+	f.Add(q, append(cc, z...))
+	f.Add(bytes.Join([][]byte{p, b, e, s, q}, nil), bytes.Join([][]byte{{'1', 0, 0, 0, 4}, {'2', 0, 0, 0, 4}, er, z, cc, z}, nil))
+	f.Add([]byte{'d', 0, 0, 0, 5, 'x', 'c', 0, 0, 0, 4}, []byte{'G', 0, 0, 0, 7, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, client, server []byte) {
+		cA, cB := net.Pipe()
+		uA, uB := net.Pipe()
+		s := NewServer(Options{Recorder: &fakeRecorder{}, MaxMessage: 1 << 16,
+			Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }})
+		done := make(chan struct{})
+		go func() {
+			newRelay(s, &Session{Base: audit.Record{Session: "F"}}, cA, uA).run(context.Background())
+			cA.Close()
+			close(done)
+		}()
+		go io.Copy(io.Discard, cB)
+		go io.Copy(io.Discard, uB)
+		go func() { cB.Write(client); cB.Close() }()
+		go func() { uB.Write(server) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("relay did not end")
+		}
+		uB.Close()
+	})
+}
