@@ -90,7 +90,8 @@ func (p *canonParser) lit(s string) error {
 // field reports whether the next bytes are `,"name":` and consumes them.
 func (p *canonParser) field(name string) bool {
 	n := len(name)
-	if len(p.b)-p.i < n+4 || p.b[p.i] != ',' || p.b[p.i+1] != '"' ||
+	// Most probes fail on the first letter: test it before the rest.
+	if len(p.b)-p.i < n+4 || p.b[p.i+2] != name[0] || p.b[p.i] != ',' || p.b[p.i+1] != '"' ||
 		p.b[p.i+2:p.i+2+n] != name || p.b[p.i+2+n] != '"' || p.b[p.i+3+n] != ':' {
 		return false
 	}
@@ -153,11 +154,11 @@ func (p *canonParser) str() (string, error) {
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		if c == '"' {
+			// The whole record is valid UTF-8 (checked once in
+			// record), and a multi-byte sequence cannot contain '"',
+			// so the string is too.
 			s := p.b[start:p.i]
 			p.i++
-			if !utf8.ValidString(s) {
-				return "", errNotCanonical
-			}
 			return s, nil
 		}
 		if c == '\\' || c < 0x20 {
@@ -170,10 +171,8 @@ func (p *canonParser) str() (string, error) {
 		c := p.b[p.i]
 		switch {
 		case c == '"':
+			// Escapes only add ASCII; the rest is valid (see above).
 			p.i++
-			if !utf8.Valid(buf) {
-				return "", errNotCanonical
-			}
 			return string(buf), nil
 		case c < 0x20:
 			return "", errNotCanonical
@@ -339,6 +338,10 @@ func (p *canonParser) objStrs(name string, dst *[]string, buf *[]string, first *
 // record parses a whole canonical record into r, setting every field.
 func (p *canonParser) record(r *Record) error {
 	*r = Record{}
+	// Once for the whole record: str relies on it.
+	if !utf8.ValidString(p.b) {
+		return errNotCanonical
+	}
 	if err := p.lit(`{"v":1,"log":`); err != nil {
 		return err
 	}
