@@ -33,7 +33,7 @@ func pgTargetYAML(pg *pgCluster, secret, clientAuth, extra string) string {
 
 // newPGSetup starts a cluster, a workload cgroup and a daemon. extra is
 // YAML appended after the targets (oidc, identities).
-func newPGSetup(t *testing.T, clientAuth, extra string) *pgSetup {
+func newPGSetup(t testing.TB, clientAuth, extra string) *pgSetup {
 	t.Helper()
 	requireRoot(t)
 	s := &pgSetup{pg: startPostgres(t), cgroup: newCgroup(t)}

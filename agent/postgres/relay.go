@@ -26,6 +26,13 @@ import (
 // before a batch of client messages is forwarded.
 const maxBatchRecords = 256
 
+// resultLinger is how long result records are gathered before they are
+// written; maxPendingResults is how many are gathered at most.
+const (
+	resultLinger      = 50 * time.Millisecond
+	maxPendingResults = 1024
+)
+
 // relay carries one established session both ways.
 type relay struct {
 	s    *Server
@@ -51,7 +58,16 @@ type relay struct {
 	st protoState
 
 	up, down atomic.Int64
-	results  chan *audit.Record
+
+	// Result records wait in pending and are written together every
+	// resultLinger, so that they take one commit (one disk flush) per
+	// linger instead of one per statement, and the statements' commits,
+	// which the client waits for, rarely queue behind them.
+	resMu      sync.Mutex
+	pending    []*audit.Record
+	resKick    chan struct{} // a result is pending
+	resUrgent  chan struct{} // many results are pending
+	resultsEnd chan struct{} // the session ended: write what is left
 }
 
 // exec is one execution of a statement: a Query, an Execute or a
@@ -74,11 +90,13 @@ type exec struct {
 func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
 	return &relay{
 		s: s, sess: sess, client: client, upstream: upstream,
-		cr:      bufio.NewReaderSize(client, bufSize),
-		ur:      bufio.NewReaderSize(upstream, bufSize),
-		cw:      bufio.NewWriterSize(client, bufSize),
-		st:      newProtoState(),
-		results: make(chan *audit.Record, 1024),
+		cr:         bufio.NewReaderSize(client, bufSize),
+		ur:         bufio.NewReaderSize(upstream, bufSize),
+		cw:         bufio.NewWriterSize(client, bufSize),
+		st:         newProtoState(),
+		resKick:    make(chan struct{}, 1),
+		resUrgent:  make(chan struct{}, 1),
+		resultsEnd: make(chan struct{}),
 	}
 }
 
@@ -126,7 +144,7 @@ func (r *relay) run(ctx context.Context) Stats {
 		r.cw.Write(fe.response())
 	}
 	r.cw.Flush()
-	close(r.results)
+	close(r.resultsEnd)
 	resWG.Wait()
 	return Stats{Up: r.up.Load(), Down: r.down.Load(), Reason: first.reason, Err: first.err}
 }
@@ -223,7 +241,8 @@ func (r *relay) commitEnd(err error) (string, error) {
 // statement reaches it before its record is durable.
 func (r *relay) commit() error {
 	if len(r.recs) > 0 {
-		if err := r.appendAll(r.recs); err != nil {
+		err := r.appendAll(r.recs)
+		if err != nil {
 			return fmt.Errorf("%w: %w", ErrAudit, err)
 		}
 		r.mu.Lock()
@@ -625,14 +644,17 @@ func (r *relay) finish(e *exec) {
 		d["suspended"] = "true"
 	}
 	rec.Detail = d
+	r.resMu.Lock()
+	r.pending = append(r.pending, &rec)
+	n := len(r.pending)
+	r.resMu.Unlock()
+	kick := r.resKick
+	if n >= maxPendingResults {
+		kick = r.resUrgent
+	}
 	select {
-	case r.results <- &rec:
+	case kick <- struct{}{}:
 	default:
-		// The writer is behind: wait, without holding up the state
-		// (the channel is drained by a goroutine that takes no locks).
-		r.mu.Unlock()
-		r.results <- &rec
-		r.mu.Lock()
 	}
 }
 
@@ -658,31 +680,39 @@ func resultRows(e *exec) int64 {
 	return total
 }
 
-// writeResults appends result records as they come, several at a time.
+// writeResults writes the result records that no statement record took
+// along: after resultLinger, at once when many are pending, and all that
+// are left when the session ends.
 func (r *relay) writeResults() {
-	batch := make([]*audit.Record, 0, 64)
-	for rec := range r.results {
-		batch = append(batch[:0], rec)
-	drain:
-		for len(batch) < cap(batch) {
+	for {
+		select {
+		case <-r.resKick:
 			select {
-			case more, ok := <-r.results:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, more)
-			default:
-				break drain
+			case <-time.After(resultLinger):
+			case <-r.resUrgent:
+			case <-r.resultsEnd:
+				r.flushResults()
+				return
 			}
+		case <-r.resUrgent:
+		case <-r.resultsEnd:
+			r.flushResults()
+			return
 		}
-		if len(batch) == 1 {
-			r.s.opts.Recorder.RecordEventually(batch[0])
-			continue
-		}
-		var wg sync.WaitGroup
-		for _, b := range batch {
-			wg.Go(func() { r.s.opts.Recorder.RecordEventually(b) })
-		}
-		wg.Wait()
+		r.flushResults()
 	}
+}
+
+// flushResults writes the pending result records, concurrently so that the
+// log commits them together.
+func (r *relay) flushResults() {
+	r.resMu.Lock()
+	batch := r.pending
+	r.pending = nil
+	r.resMu.Unlock()
+	var wg sync.WaitGroup
+	for _, b := range batch {
+		wg.Go(func() { r.s.opts.Recorder.RecordEventually(b) })
+	}
+	wg.Wait()
 }
