@@ -5,7 +5,14 @@ package test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -357,4 +364,80 @@ func TestPostgresHarness(t *testing.T) {
 	if log := pg.serverLog(); !strings.Contains(log, "statement: SELECT current_user, 'harness-md5'") {
 		t.Fatalf("statement missing from the server log:\n%s", log)
 	}
+}
+
+// enableTLS gives the cluster a server certificate for 127.0.0.2 from a
+// fresh CA, turns ssl on (a reload suffices) and returns the CA's PEM file.
+func (c *pgCluster) enableTLS(t testing.TB) string {
+	t.Helper()
+	caPEM, certPEM, keyPEM := testCertificates(t, c.host)
+	caPath := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caPath, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"server.crt": certPEM, "server.key": keyPEM} {
+		p := filepath.Join(c.data, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(p, int(c.cred.Uid), int(c.cred.Gid))
+	}
+	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+	f.Close()
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		out, _, err := runClient(t, ctx, "", []string{"PGPASSWORD=" + pgScramPass, "PGSSLMODE=verify-full", "PGSSLROOTCERT=" + caPath},
+			"", "psql", "-X", "-At", "-d", fmt.Sprintf("host=%s port=%d user=%s dbname=%s", c.host, c.port, pgScramUser, pgDatabase),
+			"-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+		if err == nil && out == "t\n" {
+			return caPath
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("TLS did not come up: %v %q", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testCertificates returns a CA certificate and a server certificate and
+// key for ip, all PEM.
+func testCertificates(t testing.TB, ip string) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tollgate test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP(ip)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	caCert, _ := x509.ParseCertificate(caDER)
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }

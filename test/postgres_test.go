@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,9 +26,17 @@ type pgSetup struct {
 
 // pgTargetYAML is the postgres target, as targets list items.
 func pgTargetYAML(pg *pgCluster, secret, clientAuth, extra string) string {
+	return pgTargetTLSYAML(pg, secret, clientAuth, "sslmode: disable", extra)
+}
+
+// pgTargetTLSYAML is pgTargetYAML with the upstream's TLS lines.
+func pgTargetTLSYAML(pg *pgCluster, secret, clientAuth, tlsLines, extra string) string {
 	y := fmt.Sprintf("  - name: pg\n    protocol: postgres\n    match: [\"%s\"]\n    client_auth: %s\n"+
-		"    upstream:\n      user: %s\n      password_file: %s\n      sslmode: disable\n",
+		"    upstream:\n      user: %s\n      password_file: %s\n",
 		pg.addr(), clientAuth, pgScramUser, secret)
+	for _, l := range strings.Split(tlsLines, "\n") {
+		y += "      " + l + "\n"
+	}
 	return y + extra
 }
 
@@ -225,5 +234,50 @@ func TestPostgresSecretNotExposed(t *testing.T) {
 	cat.SysProcAttr.Credential = nobody
 	if b, err := cat.CombinedOutput(); err == nil || !strings.Contains(string(b), "Permission denied") {
 		t.Fatalf("nobody can read the password file: %v %s", err, b)
+	}
+}
+
+// TestPostgresUpstreamTLS: with sslmode verify-full tollgate's upstream
+// login is encrypted and checks the server's certificate; with a CA that
+// did not sign it the login fails, without falling back to plaintext.
+func TestPostgresUpstreamTLS(t *testing.T) {
+	requireRoot(t)
+	pg := startPostgres(t)
+	caPath := pg.enableTLS(t)
+	otherCA, _, _ := testCertificates(t, pg.host)
+	otherPath := filepath.Join(t.TempDir(), "other-ca.pem")
+	os.WriteFile(otherPath, otherCA, 0o644)
+	cgroup := newCgroup(t)
+	secret := writeSecret(t, pgScramPass)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		name, tls, want string
+	}{
+		{"verify-full", "sslmode: verify-full\nsslrootcert: " + caPath, "t|TLSv1.3\n"},
+		{"verify-ca", "sslmode: verify-ca\nsslrootcert: " + caPath, "t|TLSv1.3\n"},
+		{"require", "sslmode: require", "t|TLSv1.3\n"},
+		{"wrong-ca", "sslmode: verify-full\nsslrootcert: " + otherPath, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := newDaemonConfig(t, fmt.Sprintf("  - name: pg-workload\n    cgroup: %s", cgroup),
+				pgTargetTLSYAML(pg, secret, "process", tc.tls, ""))
+			d := startDaemon(t, cfg)
+			defer d.stop()
+			out, errOut, err := runClient(t, ctx, cgroup, nil, "", "psql", "-X", "-At", "-d", pg.dsn(pgScramUser, pgDatabase),
+				"-c", "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+			if tc.want == "" {
+				if err == nil || !strings.Contains(errOut, "tollgate could not connect to the server") {
+					t.Fatalf("login with the wrong CA: %v %q %q", err, out, errOut)
+				}
+				if !strings.Contains(d.stderr.String(), "certificate signed by unknown authority") {
+					t.Errorf("daemon log does not say why:\n%s", d.stderr.String())
+				}
+				return
+			}
+			if err != nil || out != tc.want {
+				t.Fatalf("got %q %v %s, want %q", out, err, errOut, tc.want)
+			}
+		})
 	}
 }
