@@ -105,21 +105,23 @@ func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
 func (r *relay) run(ctx context.Context) Stats {
 	r.ctx = ctx
 	var resWG sync.WaitGroup
-	resWG.Go(r.writeResults)
+	resWG.Go(func() {
+		defer r.recoverTo(nil)
+		r.writeResults()
+	})
 
-	type outcome struct {
-		reason string
-		err    error
-		client bool
-	}
 	done := make(chan outcome, 2)
 	go func() {
-		reason, err := r.clientLoop()
-		done <- outcome{reason, err, true}
+		var o outcome
+		defer func() { done <- o.orInternal() }()
+		defer r.recoverTo(&o.err)
+		o.reason, o.err = r.clientLoop()
 	}()
 	go func() {
-		reason, err := r.serverLoop()
-		done <- outcome{reason, err, false}
+		var o outcome
+		defer func() { done <- o.orInternal() }()
+		defer r.recoverTo(&o.err)
+		o.reason, o.err = r.serverLoop()
 	}()
 	var first outcome
 	select {
@@ -147,6 +149,31 @@ func (r *relay) run(ctx context.Context) Stats {
 	close(r.resultsEnd)
 	resWG.Wait()
 	return Stats{Up: r.up.Load(), Down: r.down.Load(), Reason: first.reason, Err: first.err}
+}
+
+// outcome is how one direction of the relay ended.
+type outcome struct {
+	reason string
+	err    error
+}
+
+// orInternal names the reason of an outcome that a panic cut short.
+func (o outcome) orInternal() outcome {
+	if o.reason == "" {
+		o.reason = "internal error"
+	}
+	return o
+}
+
+// recoverTo turns a panic in one of the relay's goroutines into an error
+// that ends the session: a bug must cost one session, never the daemon.
+func (r *relay) recoverTo(err *error) {
+	if p := recover(); p != nil {
+		r.s.log.Error("postgres relay panicked", "session", r.sess.Base.Session, "panic", fmt.Sprint(p))
+		if err != nil {
+			*err = fatalf(codeSystemError, fmt.Errorf("internal error: %v", p), "tollgate internal error: session closed")
+		}
+	}
 }
 
 // clientLoop reads client messages, records statements and forwards.
