@@ -141,6 +141,17 @@ func TestPostgresDifferential(t *testing.T) {
 		if !strings.Contains(out, "done") || !strings.Contains(out, "COPY 2") {
 			t.Fatalf("psql script did not run through: %s", truncateLog(out))
 		}
+		// \lo_export reads the large object with fast-path function
+		// calls, which are recorded like statements.
+		calls := 0
+		for _, r := range statements(s.d.records()) {
+			if r.Detail["protocol"] == "function" && r.Detail["function_oid"] != "" && r.Statement.Classes[0] == "function_call" {
+				calls++
+			}
+		}
+		if calls < 3 {
+			t.Errorf("%d function call records, want lo_open, loread and lo_close at least", calls)
+		}
 	})
 
 	t.Run("pgx", func(t *testing.T) {

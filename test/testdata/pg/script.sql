@@ -56,6 +56,11 @@ SELECT current_user, session_user;
 ;
 SELEC 1;
 SELECT * FROM no_such_table;
+BEGIN;
+SELECT lo_from_bytea(424242, 'large object payload') AS lo;
+COMMIT;
+\lo_export 424242 /dev/null
+\lo_unlink 424242
 VACUUM t;
 TRUNCATE t;
 SELECT count(*) FROM t;
