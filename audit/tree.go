@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,49 @@ func cloneRange(r *compact.Range) *compact.Range {
 	return c
 }
 
+// writerHasher is RFC 6962 hashing for the single writer goroutine: it
+// reuses one SHA-256 state instead of allocating one per hash. Not safe for
+// concurrent use.
+type writerHasher struct {
+	h   hash.Hash
+	rf  *compact.RangeFactory
+	pre [1]byte
+}
+
+func newWriterHasher() *writerHasher {
+	w := &writerHasher{h: sha256.New()}
+	w.rf = &compact.RangeFactory{Hash: w.children}
+	return w
+}
+
+// leaf returns H(0x00 ‖ data).
+func (w *writerHasher) leaf(data []byte) []byte {
+	w.h.Reset()
+	w.pre[0] = rfc6962.RFC6962LeafHashPrefix
+	w.h.Write(w.pre[:])
+	w.h.Write(data)
+	return w.h.Sum(make([]byte, 0, HashSize))
+}
+
+// children returns H(0x01 ‖ left ‖ right).
+func (w *writerHasher) children(l, r []byte) []byte {
+	w.h.Reset()
+	w.pre[0] = rfc6962.RFC6962NodeHashPrefix
+	w.h.Write(w.pre[:])
+	w.h.Write(l)
+	w.h.Write(r)
+	return w.h.Sum(make([]byte, 0, HashSize))
+}
+
+// own returns a copy of r that hashes with w.
+func (w *writerHasher) own(r *compact.Range) *compact.Range {
+	c, err := w.rf.NewRange(r.Begin(), r.End(), append([][]byte(nil), r.Hashes()...))
+	if err != nil {
+		panic(err) // r is valid, so is its copy
+	}
+	return c
+}
+
 // rangeRoot is the root of a compact range starting at 0, with the empty
 // tree's root for an empty range.
 func rangeRoot(r *compact.Range) ([]byte, error) {
@@ -116,6 +160,9 @@ type merkleTree struct {
 	vkey     string      // verifier key text of signer
 	interval time.Duration
 	now      func() time.Time
+
+	// wh hashes for the writer goroutine; rng and staged use it.
+	wh *writerHasher
 
 	// origin is the log id, set by open.
 	origin string
@@ -141,7 +188,7 @@ type merkleTree struct {
 
 // newMerkleTree returns the tree hook; signer may be nil.
 func newMerkleTree(logger *slog.Logger, signer note.Signer, vkey string, interval time.Duration) *merkleTree {
-	t := &merkleTree{logger: logger, signer: signer, vkey: vkey, interval: interval, now: time.Now}
+	t := &merkleTree{logger: logger, signer: signer, vkey: vkey, interval: interval, now: time.Now, wh: newWriterHasher()}
 	t.visitorFn = t.visit
 	return t
 }
@@ -281,7 +328,7 @@ func (t *merkleTree) load(tx *bolt.Tx) error {
 		}
 	}
 	t.origin = st.id
-	t.rng = rng
+	t.rng = t.wh.own(rng)
 	t.last.Store(cp)
 	return nil
 }
@@ -344,7 +391,7 @@ func computeNode(tx *bolt.Tx, id compact.NodeID) ([]byte, error) {
 // and every node that became perfect.
 func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
 	if t.staged == nil {
-		t.staged = cloneRange(t.rng)
+		t.staged = t.wh.own(t.rng)
 		t.nodes = tx.Bucket(bucketNodes)
 		t.nodes.FillPercent = 1.0
 		t.visitErr = nil
@@ -352,7 +399,7 @@ func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
 	if t.staged.End() != seq {
 		return fmt.Errorf("leaf %d appended to a tree of size %d: %w", seq, t.staged.End(), ErrCorrupt)
 	}
-	if err := t.staged.Append(hasher.HashLeaf(data), t.visitorFn); err != nil {
+	if err := t.staged.Append(t.wh.leaf(data), t.visitorFn); err != nil {
 		return fmt.Errorf("append leaf %d: %w", seq, err)
 	}
 	return t.visitErr
