@@ -37,7 +37,9 @@ test-e2e:
 # Benchmarks compare against a baseline in the same run (direct connection,
 # bbolt's DB.Batch); figures are recorded in docs/BENCHMARKS.md.
 bench:
-	$(GO) test -run '^$$' -bench 'Append' -benchtime 2000x ./audit/
+	$(GO) test -run '^$$' -bench '^BenchmarkAppend$$' -benchtime 2000x ./audit/
+	TOLLGATE_BENCH_ROUNDS=10 $(GO) test -run '^$$' -bench '^BenchmarkAppendTree$$' -benchtime 1x ./audit/
+	$(GO) test -run '^$$' -bench '^BenchmarkVerify$$' -benchtime 1x -timeout 30m ./audit/
 	@if [ "$$(id -u)" != 0 ]; then echo "the interception benchmarks need root"; exit 1; fi
 	$(GO) test -run '^$$' -bench '^BenchmarkConnect$$' -benchtime 2000x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayThroughput$$' -benchtime 4x ./test/
