@@ -222,7 +222,7 @@ func TestPostgresDifferential(t *testing.T) {
 		// Every pgbench transaction's UPDATE of pgbench_accounts has a
 		// statement record: 3 modes x 4 clients x 200 transactions.
 		n := 0
-		for _, r := range statements(s.d.records()) {
+		for _, r := range executions(s.d.records()) {
 			if r.Statement != nil && strings.HasPrefix(r.Statement.Text, "UPDATE pgbench_accounts") {
 				n++
 			}
@@ -252,7 +252,11 @@ func TestPostgresDifferential(t *testing.T) {
 			results++
 		}
 	}
-	if st := len(statements(recs)); results != st {
-		t.Errorf("%d statement records, %d result records", st, results)
+	// Every execution has its result; Parse records have none.
+	if st := len(executions(recs)); results != st {
+		t.Errorf("%d execution records, %d result records", st, results)
+	}
+	if len(statements(recs)) == len(executions(recs)) {
+		t.Error("no Parse was recorded")
 	}
 }

@@ -33,6 +33,11 @@ const (
 	maxPendingResults = 1024
 )
 
+// stopWriteTimeout bounds what is still written to a client after its
+// session was stopped (the rest of a response, a final error), so that a
+// client that stopped reading cannot hold the session open.
+const stopWriteTimeout = 5 * time.Second
+
 // relay carries one established session both ways.
 type relay struct {
 	s    *Server
@@ -129,10 +134,12 @@ func (r *relay) run(ctx context.Context) Stats {
 	case <-ctx.Done():
 		first = outcome{reason: ReasonShutdown, err: fatalf(codeAdminShutdown, ctx.Err(), "terminating connection due to administrator command")}
 	}
-	// Stop both sides: closing upstream ends the server goroutine, a past
-	// read deadline ends the client one while the client connection stays
-	// open for a final error message.
+	// Stop both sides: closing upstream ends the server goroutine's reads,
+	// a write deadline its writes to a client that stopped reading, and a
+	// past read deadline ends the client goroutine while the client
+	// connection stays open for a final error message.
 	r.upstream.Close()
+	r.client.SetWriteDeadline(time.Now().Add(stopWriteTimeout))
 	r.client.SetReadDeadline(time.Unix(1, 0))
 	if first.reason == ReasonShutdown {
 		<-done
@@ -274,7 +281,9 @@ func (r *relay) commit() error {
 		}
 		r.mu.Lock()
 		for i, e := range r.execs {
-			e.seq, e.seqSet = r.recs[i].Seq, true
+			if e != nil {
+				e.seq, e.seqSet = r.recs[i].Seq, true
+			}
 		}
 		r.mu.Unlock()
 		clear(r.recs)
@@ -327,6 +336,15 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 			return malformed("Parse", err)
 		}
 		info := r.s.opts.Classifier.Classify(p.Query)
+		// Parse carries the statement's text to the server, which
+		// parses it and locks the tables it names: it is recorded too,
+		// so that no statement text reaches the server unrecorded. The
+		// Executes that run it are recorded with their results.
+		detail := map[string]string{}
+		if p.Name != "" {
+			detail["statement"] = p.Name
+		}
+		r.appendStatement(nil, info, "parse", detail)
 		r.mu.Lock()
 		r.st.parse(p.Name, info)
 		r.mu.Unlock()
@@ -411,14 +429,31 @@ func malformed(what string, err error) error {
 	return fatalf(codeProtocolViolation, ErrProtocol, "invalid %s message", what)
 }
 
-// statement prepares the record of a statement about to run and queues
-// the response it expects.
+// statement prepares the record of a statement about to run (a Query, an
+// Execute, a FunctionCall) and queues the response it expects.
 func (r *relay) statement(kind expectKind, info sql.Statement, protocol string, detail map[string]string) {
 	r.n++
 	e := &exec{n: r.n, protocol: protocol, start: time.Now()}
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	detail["n"] = strconv.FormatInt(e.n, 10)
+	r.appendStatement(e, info, protocol, detail)
+	r.mu.Lock()
+	r.st.push(&expect{kind: kind, exec: e})
+	r.mu.Unlock()
+}
+
+// appendStatement holds a statement record until the next commit; e is
+// the execution it stands for, nil for a Parse.
+func (r *relay) appendStatement(e *exec, info sql.Statement, protocol string, detail map[string]string) {
+	now := time.Now()
+	if e != nil {
+		now = e.start
+	}
 	rec := r.sess.Base
 	rec.Kind = audit.KindStatement
-	rec.Time = e.start.UTC()
+	rec.Time = now.UTC()
 	rec.Statement = &audit.Statement{Text: info.Text, Fingerprint: info.Fingerprint, Tables: info.Tables}
 	for _, c := range info.Classes {
 		rec.Statement.Classes = append(rec.Statement.Classes, string(c))
@@ -426,10 +461,6 @@ func (r *relay) statement(kind expectKind, info sql.Statement, protocol string, 
 	// No rule is enforced yet (issue 4): everything is allowed, under the
 	// policy in force.
 	rec.Decision = &audit.Decision{Action: "allow", Policy: r.sess.PolicyHash}
-	if detail == nil {
-		detail = map[string]string{}
-	}
-	detail["n"] = strconv.FormatInt(e.n, 10)
 	detail["protocol"] = protocol
 	if info.Err != nil {
 		detail["parse_error"] = strings.TrimPrefix(info.Err.Error(), sql.ErrUnparsed.Error()+": ")
@@ -443,9 +474,6 @@ func (r *relay) statement(kind expectKind, info sql.Statement, protocol string, 
 	rec.Detail = detail
 	r.recs = append(r.recs, &rec)
 	r.execs = append(r.execs, e)
-	r.mu.Lock()
-	r.st.push(&expect{kind: kind, exec: e})
-	r.mu.Unlock()
 }
 
 // serverLoop reads server messages, tracks responses and forwards them.

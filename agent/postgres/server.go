@@ -330,8 +330,8 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	up, err := dialUpstream(ctx, sess.Target, sess.Dst, host, st, DialFunc(s.opts.Dial), s.opts.ConnectTimeout)
 	if err != nil {
 		ue := upstreamError(err)
-		writeError(c, ue)
 		s.log.Warn("upstream login failed", "session", sess.Base.Session, "dst", sess.Dst.String(), "error", err)
+		writeError(c, ue)
 		return finish(Stats{Reason: ReasonUpstream, Err: ue})
 	}
 	defer up.conn.Close()
