@@ -44,8 +44,9 @@
 // Both directions are framed (type byte, length) and relayed by two
 // goroutines; writes are flushed when the reading side has nothing more
 // buffered. Query, Parse/Bind/Execute, FunctionCall, COPY and
-// notifications are understood; a statement record is durable before the
-// message that runs it (Query, Execute, FunctionCall) is written upstream.
+// notifications are understood; a statement record is durable before any
+// message carrying statement text or running a statement (Query, Parse,
+// Execute, FunctionCall) is written upstream.
 // Results are tracked with a queue of expected responses and recorded after
 // the fact. Malformed or oversized client messages end the session with
 // FATAL 08P01.
