@@ -165,10 +165,12 @@ func (s *Server) Serve(ctx context.Context, conn net.Conn, sess Session) (st Sta
 	conn.SetDeadline(time.Now().Add(s.opts.StartupTimeout))
 	c, startup, err := negotiate(conn, sess.TLS)
 	if err != nil {
+		// The refusal is recorded before the client hears of it, so that
+		// anything the client saw is already in the log.
+		s.refused(&sess, "startup", err)
 		if !sess.CancelOnly {
 			writeError(c, err)
 		}
-		s.refused(&sess, "startup", err)
 		return Stats{Reason: ReasonProtocol, Err: err}
 	}
 	if startup.Cancel != nil {
@@ -181,8 +183,8 @@ func (s *Server) Serve(ctx context.Context, conn net.Conn, sess Session) (st Sta
 	}
 	ident, err := s.authenticate(ctx, c, &sess, startup)
 	if err != nil {
-		writeError(c, err)
 		s.refused(&sess, "authentication", err)
+		writeError(c, err)
 		return Stats{Reason: ReasonAuth, Err: err}
 	}
 	return s.serveSession(ctx, c, &sess, startup, ident)
