@@ -96,4 +96,8 @@ echo
 echo "==> the same records exactly as stored (tollgate audit tail -o json -n 2)"
 "$bin" audit tail --config "$work/tollgate.yaml" -n 2 -o json
 echo
+echo "==> evidence for an auditor: export a bundle and verify it offline with the host's public key"
+"$bin" audit export --config "$work/tollgate.yaml" --out "$work/evidence.tar"
+"$bin" audit verify "$work/evidence.tar" --key "$work/state/host.pub"
+echo
 echo "==> done; cleaning up"
