@@ -44,6 +44,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkConnect$$' -benchtime 2000x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayThroughput$$' -benchtime 4x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkIdleConnectionRSS$$' -benchtime 1x ./test/
+	TOLLGATE_BENCH_REPORT=docs/pgbench-latest.txt $(GO) test -run '^$$' -bench '^BenchmarkPostgres$$' -benchtime 1x -timeout 60m ./test/
 
 demo: build
 	bash scripts/demo.sh
@@ -53,8 +54,13 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./audit/
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 60s ./audit/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzNegotiate$$' -fuzztime 60s ./agent/postgres/
+	$(GO) test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime 60s ./agent/postgres/
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 60s ./policy/sql/
+	$(GO) test -run '^$$' -fuzz '^FuzzMaskRow$$' -fuzztime 60s ./policy/mask/
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
 GOARCH ?= $(shell $(GO) env GOARCH)
