@@ -77,7 +77,6 @@ type Agent struct {
 	accepted   atomic.Uint64
 	lookupMiss atomic.Uint64
 	refused    atomic.Uint64
-	lastErr    atomic.Value // string
 }
 
 // targetState is a configured target with its listeners and resolved
@@ -115,7 +114,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 		open:    map[string]*sessionInfo{},
 		pinPath: cfg.BPFPinPath,
 	}
-	a.lastErr.Store("")
 	if err := checkSupported(cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -253,12 +251,9 @@ loop:
 	return nil
 }
 
-// record appends a record durably, filling the policy hash.
+// record appends a record and returns once it is durable.
 func (a *Agent) record(r *audit.Record) error {
 	_, err := a.alog.Append(context.Background(), r)
-	if err != nil {
-		a.lastErr.Store(err.Error())
-	}
 	return err
 }
 

@@ -91,9 +91,7 @@ func (a *Agent) status() Status {
 		LookupMiss: a.lookupMiss.Load(),
 		Refused:    a.refused.Load(),
 	}
-	for _, at := range attachmentsNames {
-		st.Programs = append(st.Programs, at)
-	}
+	st.Programs = a.redir.Attached()
 	if c, err := a.redir.Counters(); err == nil {
 		st.Counters = c
 	}
@@ -139,8 +137,6 @@ func (a *Agent) status() Status {
 	}
 	return st
 }
-
-var attachmentsNames = []string{"cgroup/connect4", "cgroup/connect6", "sockops"}
 
 // serveAPI listens on the unix socket and serves the API. The socket is
 // 0660 and group tollgate when that group exists.

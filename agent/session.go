@@ -281,9 +281,6 @@ type pgRecorder struct{ a *Agent }
 
 func (p pgRecorder) Record(ctx context.Context, r *audit.Record) error {
 	_, err := p.a.alog.Append(ctx, r)
-	if err != nil {
-		p.a.lastErr.Store(err.Error())
-	}
 	return err
 }
 

@@ -90,13 +90,24 @@ type Redirector struct {
 }
 
 var attachments = []struct {
-	name   string
-	attach ebpf.AttachType
-	prog   func(*redirectObjects) *ebpf.Program
+	name    string // pin name under links/
+	section string // the program's ELF section, as operators know it
+	attach  ebpf.AttachType
+	prog    func(*redirectObjects) *ebpf.Program
 }{
-	{"connect4", ebpf.AttachCGroupInet4Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect4 }},
-	{"connect6", ebpf.AttachCGroupInet6Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect6 }},
-	{"sockops", ebpf.AttachCGroupSockOps, func(o *redirectObjects) *ebpf.Program { return o.TollgateSockops }},
+	{"connect4", "cgroup/connect4", ebpf.AttachCGroupInet4Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect4 }},
+	{"connect6", "cgroup/connect6", ebpf.AttachCGroupInet6Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect6 }},
+	{"sockops", "sockops", ebpf.AttachCGroupSockOps, func(o *redirectObjects) *ebpf.Program { return o.TollgateSockops }},
+}
+
+// Attached returns the programs this redirector holds attached, by ELF
+// section name.
+func (r *Redirector) Attached() []string {
+	out := make([]string, 0, len(r.links))
+	for i := range r.links {
+		out = append(out, attachments[i].section)
+	}
+	return out
 }
 
 // Load loads the programs, reusing maps already pinned under opts.PinPath,
