@@ -32,6 +32,13 @@ import (
 // LogFile is the name of the audit log inside state_dir.
 const LogFile = "audit.db"
 
+// GrantsFile is the name of the just-in-time grants file inside state_dir.
+const GrantsFile = "grants.json"
+
+// maxHolds bounds the statements held for approval at once, daemon-wide;
+// a review beyond it is refused rather than queued without bound.
+const maxHolds = 1024
+
 // Options configure Run.
 type Options struct {
 	// ConfigPath is the YAML config file; it is read again on SIGHUP.
@@ -68,6 +75,11 @@ type Agent struct {
 	open      map[string]*sessionInfo
 
 	pg   *postgres.Server       // the PostgreSQL handler, shared by postgres targets
+	pol  policyState            // the rules in force; swapped on reload
+	// approvals are the statements held for review, decided through the
+	// API socket; grants the just-in-time grants, kept in state_dir.
+	approvals *policy.Approvals
+	grants    *policy.Grants
 	oidc *postgres.OIDCVerifier // from cfg.OIDC; replaced on reload; guarded by mu
 
 	pendingMu sync.Mutex
@@ -149,7 +161,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.ctx = runCtx
-	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream})
+	a.pol.set(&cfg, a.cfgHash)
+	a.approvals = policy.NewApprovals(maxHolds)
+	if a.grants, err = policy.OpenGrants(filepath.Join(cfg.StateDir, GrantsFile)); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
+		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants})
 	a.oidc = a.newOIDCVerifier(cfg)
 
 	if err := a.record(&audit.Record{Kind: audit.KindAgentStart, Detail: map[string]string{
@@ -503,6 +521,7 @@ func (a *Agent) reload() error {
 	}
 	a.mu.Lock()
 	a.cfg, a.cfgHash, a.workloads = cfg, cfg.Hash(), wls
+	a.pol.set(&cfg, a.cfgHash)
 	a.oidc = a.newOIDCVerifier(cfg)
 	a.mu.Unlock()
 	if err := a.syncMaps(); err != nil {

@@ -41,6 +41,14 @@ type Recorder interface {
 	RecordEventually(r *audit.Record)
 }
 
+// PolicySource gives the policy in force. The daemon swaps it on reload;
+// open sessions judge their next statements by the new one.
+type PolicySource interface {
+	// Current returns the decision engine in force and the hash of the
+	// policy it was built from (recorded with every decision).
+	Current() (*policy.Engine, string)
+}
+
 // DialFunc dials the real server. The daemon's dialer marks its sockets so
 // that they are not redirected back to the proxy.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -66,6 +74,13 @@ type Options struct {
 	// MaxMessage caps a client message's body; zero means
 	// DefaultMaxMessage (the server's own limit).
 	MaxMessage int
+	// Policy is the policy statements are judged by. Required.
+	Policy PolicySource
+	// Approvals holds statements that review rules send for approval;
+	// shared with the API socket, where approvers decide.
+	Approvals *policy.Approvals
+	// Grants are the just-in-time grants in force; nil means none.
+	Grants *policy.Grants
 }
 
 // Server serves PostgreSQL sessions. One Server is shared by all postgres
