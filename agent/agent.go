@@ -74,13 +74,13 @@ type Agent struct {
 	workloads []workloadState
 	open      map[string]*sessionInfo
 
-	pg   *postgres.Server       // the PostgreSQL handler, shared by postgres targets
-	pol  policyState            // the rules in force; swapped on reload
+	pg  *postgres.Server // the PostgreSQL handler, shared by postgres targets
+	pol policyState      // the rules in force; swapped on reload
 	// approvals are the statements held for review, decided through the
 	// API socket; grants the just-in-time grants, kept in state_dir.
 	approvals *policy.Approvals
 	grants    *policy.Grants
-	oidc *postgres.OIDCVerifier // from cfg.OIDC; replaced on reload; guarded by mu
+	oidc      *postgres.OIDCVerifier // from cfg.OIDC; replaced on reload; guarded by mu
 
 	pendingMu sync.Mutex
 	pending   []*audit.Record // records to retry while the log is unwritable
