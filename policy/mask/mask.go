@@ -66,6 +66,13 @@ var (
 	// ErrNoResolver is returned when column rules apply but no resolver
 	// was given to name table columns.
 	ErrNoResolver = errors.New("column rules need a column resolver")
+	// ErrUnknownTable is returned by a [Resolver] for a table OID the
+	// catalog does not show, such as a table created in the session's
+	// uncommitted transaction. [Session.Plan] then treats the field like
+	// an expression: detectors apply, and only "*.*.name" patterns match,
+	// by the name the client sees. Any other resolver error fails the
+	// plan.
+	ErrUnknownTable = errors.New("table not in the catalog")
 	// ErrKeyFile is wrapped by errors about a hash key file that is not
 	// safe to use: not a regular file, not owned by root, readable by
 	// others, or too short.

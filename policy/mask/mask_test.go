@@ -454,3 +454,46 @@ func TestPlanShared(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownTable: a table the catalog cannot show (created in the
+// session's open transaction) is planned like an expression: "*.*.name"
+// patterns match by the name the client sees, other column patterns
+// cannot, detectors still apply; any other resolver error fails the plan.
+func TestUnknownTable(t *testing.T) {
+	s := newMasker(t, piiRule).Session(mask.Subject{})
+	unknown := mask.ResolverFunc(func(context.Context, uint32, int16) (mask.Column, error) {
+		return mask.Column{}, fmt.Errorf("lookup: %w", mask.ErrUnknownTable)
+	})
+	p, err := s.Plan(context.Background(), desc(fd("ssn", 99999, 1, text), fd("email", 99999, 2, text)), nil, unknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := row("123-45-6789", "jane@example.com")
+	if _, err := p.NewTally().MaskRow(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := strs(r); got[0] != "[MASKED:customer-pii]" || got[1] != "jane@example.com" {
+		t.Errorf("row = %q", got)
+	}
+	failing := mask.ResolverFunc(func(context.Context, uint32, int16) (mask.Column, error) {
+		return mask.Column{}, errors.New("connection refused")
+	})
+	if _, err := s.Plan(context.Background(), desc(fd("email", 99999, 2, text)), nil, failing); err == nil {
+		t.Error("a failing resolver did not fail the plan")
+	}
+}
+
+func TestCoversTable(t *testing.T) {
+	s := newMasker(t, policy.Masking{ID: "customer-pii", Columns: []string{"public.customers.email"}, Style: policy.MaskRedact}).Session(mask.Subject{})
+	for _, tt := range []struct{ schema, table, want string }{
+		{"public", "customers", "customer-pii"},
+		{"", "customers", "customer-pii"},
+		{"", "CUSTOMERS", "customer-pii"},
+		{"other", "customers", ""},
+		{"public", "orders", ""},
+	} {
+		if got := s.CoversTable(tt.schema, tt.table); got != tt.want {
+			t.Errorf("CoversTable(%q, %q) = %q, want %q", tt.schema, tt.table, got, tt.want)
+		}
+	}
+}

@@ -239,6 +239,9 @@ func (s *Session) Plan(ctx context.Context, desc *pgproto3.RowDescription, resul
 		}
 		att := int16(fd.TableAttributeNumber)
 		c, err := r.ResolveColumn(ctx, fd.TableOID, att)
+		if errors.Is(err, ErrUnknownTable) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("resolve column %d of table %d: %w", att, fd.TableOID, err)
 		}
@@ -331,6 +334,38 @@ func (s *Session) tableRule(schema, table string) *rule {
 	}
 	return best
 }
+
+// CoversTable returns the id of the strongest column rule covering some
+// column of schema.table, or "" when none does. An empty schema stands for
+// any schema, for a table named without one (the server finds it through
+// search_path). The relay uses it to redact every bind parameter of a
+// statement that touches such a table, since a parameter may be a masked
+// column's value that no detector recognises.
+func (s *Session) CoversTable(schema, table string) string {
+	if schema == "" {
+		schema = "*"
+	}
+	var best *rule
+	for _, r := range s.columns {
+		if best != nil && !r.stronger(best) {
+			continue
+		}
+		for _, p := range r.columns {
+			if (schema == "*" || glob(p.parts[0], schema)) && glob(p.parts[1], table) {
+				best = r
+				break
+			}
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.id
+}
+
+// Redacted returns the placeholder of the masking entry id:
+// "[MASKED:<id>]".
+func Redacted(id string) string { return redactOpen + id + redactClose }
 
 // Columns returns the number of columns the plan is for.
 func (p *Plan) Columns() int { return p.n }
