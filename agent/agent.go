@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/redirect"
 )
 
@@ -73,6 +74,7 @@ type Agent struct {
 	byID      map[uint32]*targetState
 	workloads []workloadState
 	open      map[string]*sessionInfo
+	maskers   map[string]*mask.Masker // by target name; guarded by mu
 
 	pg  *postgres.Server // the PostgreSQL handler, shared by postgres targets
 	pol policyState      // the rules in force; swapped on reload
@@ -127,6 +129,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		pinPath: cfg.BPFPinPath,
 	}
 	if err := checkSupported(cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if a.maskers, err = buildMaskers(cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if a.cgroup2, err = redirect.FindCgroup2(); err != nil {
@@ -506,6 +511,10 @@ func (a *Agent) reload() error {
 	if err == nil {
 		err = a.checkReload(cfg)
 	}
+	var maskers map[string]*mask.Masker
+	if err == nil {
+		maskers, err = buildMaskers(cfg)
+	}
 	var wls []workloadState
 	if err == nil {
 		wls, err = resolveWorkloads(a.cgroup2, cfg.Workloads, true)
@@ -520,7 +529,7 @@ func (a *Agent) reload() error {
 		return err
 	}
 	a.mu.Lock()
-	a.cfg, a.cfgHash, a.workloads = cfg, cfg.Hash(), wls
+	a.cfg, a.cfgHash, a.workloads, a.maskers = cfg, cfg.Hash(), wls, maskers
 	a.pol.set(&cfg, a.cfgHash)
 	a.oidc = a.newOIDCVerifier(cfg)
 	a.mu.Unlock()

@@ -201,6 +201,7 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 	id := newSessionID(start)
 	a.mu.Lock()
 	tcfg, identities, hash, ver := ts.cfg, a.cfg.Identities, a.cfgHash, a.oidc
+	masker := a.maskers[tcfg.Name]
 	a.mu.Unlock()
 	sess := postgres.Session{
 		Target:     tcfg,
@@ -211,6 +212,7 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
 		Identities: identities,
 		PolicyHash: hash,
+		Masker:     masker,
 	}
 	if ver != nil {
 		sess.Verifier = ver

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/policy/sql"
 )
 
@@ -62,6 +63,9 @@ type relay struct {
 	mu sync.Mutex
 	st protoState
 
+	// mk is the session's masking; nil when no masking rule applies.
+	mk *maskState
+
 	up, down atomic.Int64
 
 	// Result records wait in pending and are written together every
@@ -90,6 +94,13 @@ type exec struct {
 	sqlstate  string
 	skipped   bool
 	suspended bool
+
+	// Masking.
+	masked  []mask.ColumnCount // what was masked, per column
+	refused string             // why the result was refused
+	ddl     bool               // it may change the catalog
+	copies  []copySpec         // its COPY ... TO STDOUT statements
+	copyIdx int                // the next of copies
 }
 
 func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
@@ -330,6 +341,7 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 		}
 		info := r.s.opts.Classifier.Classify(q.String)
 		r.statement(expectQuery, info, "simple", nil)
+		r.maskStatement(info, q.String)
 	case 'P':
 		var p pgproto3.Parse
 		if err := p.Decode(body); err != nil {
@@ -347,6 +359,7 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 		r.appendStatement(nil, info, "parse", detail)
 		r.mu.Lock()
 		r.st.parse(p.Name, info)
+		r.maskParse(p.Name, info, p.Query)
 		r.mu.Unlock()
 	case 'B':
 		var b pgproto3.Bind
@@ -356,6 +369,7 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 		r.mu.Lock()
 		r.st.bind(b.DestinationPortal, b.PreparedStatement, b.ResultFormatCodes, len(b.Parameters))
 		r.mu.Unlock()
+		r.maskBind(&b)
 	case 'D':
 		var d pgproto3.Describe
 		if err := d.Decode(body); err != nil {
@@ -389,7 +403,9 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 		if e.Portal != "" {
 			detail["portal"] = e.Portal
 		}
+		r.maskExecute(e.Portal, detail)
 		r.statement(expectExecute, info, "extended", detail)
+		r.maskExecuted(e.Portal, info)
 	case 'C':
 		var c pgproto3.Close
 		if err := c.Decode(body); err != nil {
@@ -484,6 +500,20 @@ func (r *relay) serverLoop() (string, error) {
 			return r.serverReadEnd(err)
 		}
 		r.down.Add(int64(n) + 5)
+		if r.mk != nil {
+			handled, reason, err := r.maskServer(typ, n)
+			if reason != "" || err != nil {
+				return reason, err
+			}
+			if handled {
+				if r.ur.Buffered() == 0 {
+					if err := r.cw.Flush(); err != nil {
+						return ReasonClientError, err
+					}
+				}
+				continue
+			}
+		}
 		if readWhole(typ) {
 			body, err := readBody(r.ur, &r.ubuf, n)
 			if err != nil {
@@ -556,6 +586,9 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 		if f := st.front(); f != nil && f.kind == expectDescribe {
 			st.described(f, body)
 			st.pop(expectDescribe)
+			if f.injected {
+				return false, nil // tollgate's own Describe, for masking
+			}
 		}
 	case 'C':
 		var cc pgproto3.CommandComplete
@@ -698,6 +731,8 @@ func (r *relay) finish(e *exec) {
 	if e.suspended {
 		d["suspended"] = "true"
 	}
+	maskDetail(e, d)
+	r.executedDDL(e)
 	rec.Detail = d
 	r.resMu.Lock()
 	r.pending = append(r.pending, &rec)

@@ -17,10 +17,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/policy/sql"
 )
 
@@ -139,6 +141,8 @@ type Session struct {
 	// origin): only a CancelRequest carrying a key tollgate handed out is
 	// served; anything else is closed without an answer.
 	CancelOnly bool
+	// Masker holds the masking rules of the target; nil when none apply.
+	Masker *mask.Masker
 }
 
 // Stats is how a session ended.
@@ -319,6 +323,11 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 		startRec.Detail["upstream_database"] = sess.Target.Upstream.Database
 	}
 	maps.Copy(startRec.Detail, sess.Detail)
+	var ms *mask.Session
+	if sess.Masker != nil {
+		ms = sess.Masker.Session(mask.Subject{Identities: identityNames(ident)})
+		maskingDetail(ms, startRec.Detail)
+	}
 	sess.Base = withoutAddrs(sess.Base)
 	// Nothing goes upstream, not even the login, before this is durable.
 	if err := s.opts.Recorder.Record(ctx, &startRec); err != nil {
@@ -381,6 +390,13 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	keepAlive(up.conn)
 
 	r := newRelay(s, sess, c, up.conn)
+	if ms != nil && ms.Active() {
+		cat := newCatalog(func(ctx context.Context) (*pgconn.PgConn, error) {
+			return s.catalogConn(ctx, sess, host, st)
+		})
+		defer cat.close()
+		r.mk = &maskState{sess: ms, cat: cat}
+	}
 	return finish(r.run(ctx))
 }
 

@@ -33,6 +33,13 @@ type expect struct {
 	// Describe: what is described, so the RowDescription can be kept.
 	objType byte
 	name    string
+	stmt    *prepared // the statement described, as it was when asked
+	// portal is the portal described or executed, as it was when asked
+	// (a later Bind may replace the name).
+	portal *portal
+	// injected marks a Describe tollgate sent itself, so that masking
+	// knows a result's columns: its response is not forwarded.
+	injected bool
 }
 
 // prepared is a statement prepared with Parse.
@@ -41,6 +48,12 @@ type prepared struct {
 	// rowDesc is the body of the RowDescription a Describe returned, nil
 	// until then (or for statements that return no rows).
 	rowDesc []byte
+	// describing is set once a Describe of the statement was sent.
+	describing bool
+	// Masking, kept by the server goroutine: the plans made for this
+	// statement, by result format codes, and COPY ... TO STDOUT specs.
+	plans  map[string]*cachedPlan
+	copies []copySpec
 }
 
 // portal is a portal created with Bind.
@@ -51,7 +64,17 @@ type portal struct {
 	// none means all text, one applies to all columns).
 	resultFormats []int16
 	params        int
-	rowDesc       []byte
+	// rowDesc is the body of the RowDescription a Describe of the portal
+	// returned (its format codes are the Bind's), nil until then.
+	rowDesc []byte
+	// describing is set once a Describe of the portal was sent.
+	describing bool
+	// paramLog is the bind parameters as the statement record shows
+	// them, masked; empty when masking is off.
+	paramLog string
+	// plan is the masking plan of the portal's rows, made at its first
+	// row, kept for the Executes that continue a suspended portal.
+	plan *cachedPlan
 }
 
 // protoState is what the relay knows about the session's extended
@@ -142,32 +165,46 @@ func (s *protoState) parse(name string, info sql.Statement) {
 // bind records a Bind and queues its BindComplete.
 func (s *protoState) bind(portalName, stmtName string, formats []int16, params int) {
 	ps := s.stmts[stmtName]
-	p := &portal{stmtName: stmtName, stmt: ps, resultFormats: append([]int16(nil), formats...), params: params}
-	if ps != nil {
-		p.rowDesc = ps.rowDesc
-	}
-	s.portals[portalName] = p
+	// The portal's own rowDesc comes only from a Describe of the portal,
+	// which carries the Bind's result formats; the statement's does not.
+	s.portals[portalName] = &portal{stmtName: stmtName, stmt: ps, resultFormats: append([]int16(nil), formats...), params: params}
 	s.push(&expect{kind: expectBind})
 }
 
 // describe queues a Describe's response.
 func (s *protoState) describe(objType byte, name string) {
-	s.push(&expect{kind: expectDescribe, objType: objType, name: name})
-}
-
-// described keeps the RowDescription a Describe returned.
-func (s *protoState) described(e *expect, body []byte) {
-	desc := append([]byte(nil), body...)
-	switch e.objType {
+	e := &expect{kind: expectDescribe, objType: objType, name: name}
+	switch objType {
 	case 'S':
-		if ps := s.stmts[e.name]; ps != nil {
-			ps.rowDesc = desc
+		if e.stmt = s.stmts[name]; e.stmt != nil {
+			e.stmt.describing = true
 		}
 	case 'P':
-		if p := s.portals[e.name]; p != nil {
-			p.rowDesc = desc
+		if e.portal = s.portals[name]; e.portal != nil {
+			e.portal.describing = true
 		}
 	}
+	s.push(e)
+}
+
+// described keeps the RowDescription a Describe returned, with the
+// statement or portal that was described when the Describe was sent.
+func (s *protoState) described(e *expect, body []byte) {
+	desc := append([]byte(nil), body...)
+	switch {
+	case e.objType == 'S' && e.stmt != nil:
+		e.stmt.rowDesc = desc
+	case e.objType == 'P' && e.portal != nil:
+		e.portal.rowDesc = desc
+	}
+}
+
+// last returns the expected response queued last, or nil.
+func (s *protoState) last() *expect {
+	if s.head >= len(s.queue) {
+		return nil
+	}
+	return s.queue[len(s.queue)-1]
 }
 
 // close forgets a statement or portal and queues the CloseComplete.

@@ -150,46 +150,12 @@ type upstreamConn struct {
 // set are passed on; user and password are the target's.
 func dialUpstream(ctx context.Context, t policy.Target, dst netip.AddrPort, host string, st *Startup,
 	dial func(ctx context.Context, network, addr string) (net.Conn, error), timeout time.Duration) (*upstreamConn, error) {
-	password, err := ReadPasswordFile(t.Upstream.PasswordFile)
+	cfg, password, err := upstreamConfig(t, dst, host, st, dial, timeout)
 	if err != nil {
 		return nil, err
 	}
-	// An explicit sslmode=disable keeps the environment (PGSSLMODE) from
-	// adding TLS configs or fallbacks; TLS is set below from the target.
-	cfg, err := pgconn.ParseConfig("sslmode=disable")
-	if err != nil {
-		return nil, fmt.Errorf("upstream config: %w", err)
-	}
-	cfg.Host = host
-	cfg.Port = dst.Port()
-	cfg.User = t.Upstream.User
-	cfg.Password = password
-	cfg.Database = st.Database
-	if t.Upstream.Database != "" {
-		cfg.Database = t.Upstream.Database
-	}
-	if cfg.TLSConfig, err = upstreamTLS(t.Upstream, host); err != nil {
-		return nil, fmt.Errorf("upstream tls: %w", err)
-	}
-	// No fallbacks: a TLS failure must not silently retry in plaintext.
-	cfg.Fallbacks = nil
-	cfg.ConnectTimeout = timeout
-	ip := dst.Addr().Unmap().String()
-	cfg.LookupFunc = func(context.Context, string) ([]string, error) { return []string{ip}, nil }
-	cfg.DialFunc = dial
-	cfg.RuntimeParams = map[string]string{}
-	for _, p := range st.Params {
-		switch p.Key {
-		case "user", "database", "replication":
-		default:
-			cfg.RuntimeParams[p.Key] = p.Value
-		}
-	}
 	var notices []*pgconn.Notice
 	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
-	cfg.OnNotification = nil
-	cfg.ValidateConnect = nil
-	cfg.AfterConnect = nil
 
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -208,6 +174,53 @@ func dialUpstream(ctx context.Context, t policy.Target, dst netip.AddrPort, host
 	hc.Conn.SetDeadline(time.Time{})
 	return &upstreamConn{conn: hc.Conn, pid: hc.PID, secretKey: hc.SecretKey, params: hc.ParameterStatuses,
 		txStatus: hc.TxStatus, notices: notices, tls: hc.TLSConfig}, nil
+}
+
+// upstreamConfig is the pgconn config of a login to the real server at
+// dst as the target's upstream user, with the client's allowed startup
+// parameters, and the password it carries (to scrub from errors).
+func upstreamConfig(t policy.Target, dst netip.AddrPort, host string, st *Startup,
+	dial func(ctx context.Context, network, addr string) (net.Conn, error), timeout time.Duration) (*pgconn.Config, string, error) {
+	password, err := ReadPasswordFile(t.Upstream.PasswordFile)
+	if err != nil {
+		return nil, "", err
+	}
+	// An explicit sslmode=disable keeps the environment (PGSSLMODE) from
+	// adding TLS configs or fallbacks; TLS is set below from the target.
+	cfg, err := pgconn.ParseConfig("sslmode=disable")
+	if err != nil {
+		return nil, "", fmt.Errorf("upstream config: %w", err)
+	}
+	cfg.Host = host
+	cfg.Port = dst.Port()
+	cfg.User = t.Upstream.User
+	cfg.Password = password
+	cfg.Database = st.Database
+	if t.Upstream.Database != "" {
+		cfg.Database = t.Upstream.Database
+	}
+	if cfg.TLSConfig, err = upstreamTLS(t.Upstream, host); err != nil {
+		return nil, "", fmt.Errorf("upstream tls: %w", err)
+	}
+	// No fallbacks: a TLS failure must not silently retry in plaintext.
+	cfg.Fallbacks = nil
+	cfg.ConnectTimeout = timeout
+	ip := dst.Addr().Unmap().String()
+	cfg.LookupFunc = func(context.Context, string) ([]string, error) { return []string{ip}, nil }
+	cfg.DialFunc = dial
+	cfg.RuntimeParams = map[string]string{}
+	for _, p := range st.Params {
+		switch p.Key {
+		case "user", "database", "replication":
+		default:
+			cfg.RuntimeParams[p.Key] = p.Value
+		}
+	}
+	cfg.OnNotice = nil
+	cfg.OnNotification = nil
+	cfg.ValidateConnect = nil
+	cfg.AfterConnect = nil
+	return cfg, password, nil
 }
 
 // scrub removes the password from an error's text, in case a layer below
