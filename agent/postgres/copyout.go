@@ -40,17 +40,17 @@ func copySpecs(text string) []copySpec {
 		if cs == nil || cs.IsFrom || cs.IsProgram || cs.Filename != "" {
 			continue
 		}
-		out = append(out, copySpecOf(cs))
+		out = append(out, copySpecOf(cs, tree.Version))
 	}
 	return out
 }
 
 // copySpecOf reads one COPY ... TO STDOUT statement.
-func copySpecOf(cs *pg_query.CopyStmt) copySpec {
+func copySpecOf(cs *pg_query.CopyStmt, version int32) copySpec {
 	var sp copySpec
 	switch {
 	case cs.Query != nil:
-		q, err := pg_query.Deparse(&pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: cs.Query}}})
+		q, err := pg_query.Deparse(&pg_query.ParseResult{Version: version, Stmts: []*pg_query.RawStmt{{Stmt: cs.Query}}})
 		if err != nil {
 			return copySpec{err: fmt.Errorf("%w: %w", errCopySpec, err)}
 		}
