@@ -280,7 +280,7 @@ UPDATE customers SET name = 'renamed' WHERE id = 5 RETURNING id, name, email, ss
 INSERT INTO customers (id, email) VALUES (1002, 'customer01@example.com');
 DO $$BEGIN RAISE NOTICE 'card on file: %', (SELECT card FROM customers WHERE id = 6); END$$;
 DO $$BEGIN RAISE EXCEPTION 'bad customer %', (SELECT iban FROM customers WHERE id = 7); END$$;
-SELECT ('x' || (SELECT ssn FROM customers WHERE id = 8))::int;
+SELECT (SELECT ssn FROM customers WHERE id = 8)::int;
 LISTEN ch;
 SELECT pg_notify('ch', (SELECT email || ' ' || card FROM customers WHERE id = 9));
 COPY customers (id, name, email, card, ssn) TO STDOUT;
@@ -305,8 +305,9 @@ SELECT count(*), count(email) FROM customers;
 	s.someSecrets(t, "direct psql", dOut+dErr)
 	s.noSecrets(t, "psql output through tollgate", pOut+pErr)
 	for _, want := range []string{"[MASKED:customer-pii]", "[MASKED:email]", "[MASKED:card_number]", "[MASKED:iban]",
-		"[MASKED:ssn]", "[MASKED:aws_access_key]", "fresh@example.org", "(21 rows)", "name 1", "renamed"} {
-		if !strings.Contains(pOut+pErr, want) && want != "fresh@example.org" {
+		"[MASKED:ssn]", "[MASKED:aws_access_key]", "name 1", "renamed", "DETAIL:  [MASKED:customer-pii]",
+		`invalid input syntax for type integer: "[MASKED:ssn]"`} {
+		if !strings.Contains(pOut+pErr, want) {
 			t.Errorf("through tollgate, psql output lacks %q", want)
 		}
 	}
