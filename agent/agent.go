@@ -166,6 +166,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if a.grants, err = policy.OpenGrants(filepath.Join(cfg.StateDir, GrantsFile)); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	marks, err := openExpiryMarks(filepath.Join(cfg.StateDir, GrantsExpiredFile))
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
 		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants})
 	a.oidc = a.newOIDCVerifier(cfg)
@@ -175,9 +179,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}}); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	if err := a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
-		"hash": a.cfgHash, "source": opts.ConfigPath, "result": "loaded",
-	}}); err != nil {
+	if err := a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: policyLoadDetail(&cfg, opts.ConfigPath, "loaded")}); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 
@@ -218,6 +220,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	go func() { defer bg.Done(); a.pendingLoop(runCtx) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); a.heartbeatLoop(runCtx) }()
+	bg.Add(1)
+	go func() { defer bg.Done(); a.grantExpiryLoop(runCtx, marks) }()
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))
@@ -514,9 +518,12 @@ func (a *Agent) reload() error {
 		err = a.applyTargets(cfg)
 	}
 	if err != nil {
-		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: map[string]string{
-			"source": a.opts.ConfigPath, "result": "rejected", "hash": a.cfgHash,
-		}})
+		// The old policy stays in force: the record names its hash, and
+		// says why the new one was refused.
+		a.mu.Lock()
+		old := a.cfg
+		a.mu.Unlock()
+		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: policyLoadDetail(&old, a.opts.ConfigPath, "rejected")})
 		return err
 	}
 	a.mu.Lock()
@@ -528,9 +535,21 @@ func (a *Agent) reload() error {
 		return err
 	}
 	a.log.Info("config reloaded", "hash", cfg.Hash())
-	return a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
-		"hash": cfg.Hash(), "source": a.opts.ConfigPath, "result": "loaded",
-	}})
+	return a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: policyLoadDetail(&cfg, a.opts.ConfigPath, "loaded")})
+}
+
+// policyLoadDetail describes the policy in force for a policy.load record:
+// "hash" covers the config and its policy_file together; each file's own
+// hash is there too, so either can be checked with sha256sum.
+func policyLoadDetail(cfg *policy.Config, source, result string) map[string]string {
+	d := map[string]string{"hash": cfg.Hash(), "source": source, "result": result}
+	ch, ph := cfg.FileHashes()
+	d["config_hash"] = ch
+	if cfg.PolicyFile != "" {
+		d["policy_file"] = cfg.PolicyFile
+		d["policy_file_hash"] = ph
+	}
+	return d
 }
 
 // ErrUnsupported means the config asks for something this build cannot
