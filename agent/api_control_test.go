@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +96,7 @@ type testAgent struct {
 	client *Client
 	sock   string
 	dir    string
+	stop   func() // stops serving and closes the log, like a daemon exit
 }
 
 func newTestAgent(t *testing.T) *testAgent {
@@ -116,7 +118,7 @@ func startTestAgent(t *testing.T, is *testIssuer, dir string) *testAgent {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{log: log, cfg: cfg, cfgHash: cfg.Hash(), alog: alog, ctx: ctx, open: map[string]*sessionInfo{},
+	a := &Agent{log: log, started: time.Now(), cfg: cfg, cfgHash: cfg.Hash(), alog: alog, ctx: ctx, open: map[string]*sessionInfo{},
 		approvals: policy.NewApprovals(16), oidc: postgres.NewOIDCVerifier(cfg.OIDC.Issuers, nil)}
 	a.pol.set(&cfg, a.cfgHash)
 	if a.grants, err = policy.OpenGrants(filepath.Join(dir, GrantsFile)); err != nil {
@@ -127,12 +129,16 @@ func startTestAgent(t *testing.T, is *testIssuer, dir string) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		closer.Close()
-		cancel()
-		alog.Close()
-	})
-	return &testAgent{a: a, is: is, client: NewClient(sock), sock: sock, dir: dir}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			closer.Close()
+			cancel()
+			alog.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &testAgent{a: a, is: is, client: NewClient(sock), sock: sock, dir: dir, stop: stop}
 }
 
 type testWriter struct{ t *testing.T }

@@ -147,9 +147,11 @@ func (a *Agent) expiredUnmarked(marks *expiryMarks, now time.Time) []policy.Gran
 }
 
 // reconcileExpiries marks the expiries that a crash left recorded in the
-// log but unmarked, so they are not recorded twice.
+// log but unmarked, so they are not recorded twice. Only grants that
+// expired before this daemon started can have been recorded by an earlier
+// run, so only they are looked up, once, at start.
 func (a *Agent) reconcileExpiries(ctx context.Context, marks *expiryMarks) error {
-	cand := a.expiredUnmarked(marks, time.Now())
+	cand := a.expiredUnmarked(marks, a.started)
 	if len(cand) == 0 {
 		return nil
 	}
