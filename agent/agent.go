@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,6 +96,7 @@ type Agent struct {
 // destinations.
 type targetState struct {
 	cfg        policy.Target
+	tls        *tls.Config // offered to postgres clients; nil: none
 	id         uint32
 	port       uint16
 	ln4, ln6   *net.TCPListener
@@ -304,13 +306,18 @@ func (a *Agent) applyTargets(cfg policy.Config) error {
 	want := map[string]bool{}
 	for _, tc := range cfg.Targets {
 		want[tc.Name] = true
+		// Checked by checkSupported; a file changed since then fails here.
+		tlsConf, err := loadClientTLS(tc.TLS)
+		if err != nil {
+			return fmt.Errorf("target %q: %w", tc.Name, err)
+		}
 		old, ok := a.targets[tc.Name]
 		if ok && old.cfg.ListenPort == tc.ListenPort && old.cfg.Protocol == tc.Protocol {
-			old.cfg = tc
+			old.cfg, old.tls = tc, tlsConf
 			a.resolveTarget(old)
 			continue
 		}
-		ts := &targetState{cfg: tc, id: stableID("target", tc.Name)}
+		ts := &targetState{cfg: tc, tls: tlsConf, id: stableID("target", tc.Name)}
 		if err := a.openListeners(cfg.ListenAddress, ts); err != nil {
 			return fmt.Errorf("target %q: %w", tc.Name, err)
 		}
@@ -567,6 +574,9 @@ func checkSupported(cfg policy.Config) error {
 		case policy.ProtocolPostgres:
 			if err := postgres.CheckPasswordFile(t.Upstream.PasswordFile); err != nil {
 				errs = append(errs, fmt.Errorf("targets[%d] %q: upstream.password_file: %w", i, t.Name, err))
+			}
+			if _, err := loadClientTLS(t.TLS); err != nil {
+				errs = append(errs, fmt.Errorf("targets[%d] %q: %w", i, t.Name, err))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("targets[%d] %q: protocol %s: %w", i, t.Name, t.Protocol, ErrUnsupported))

@@ -107,6 +107,21 @@ type Target struct {
 	ClientAuth ClientAuth `yaml:"client_auth,omitempty"`
 	// Upstream is how tollgate logs in to a postgres target.
 	Upstream Upstream `yaml:"upstream,omitempty"`
+	// TLS is what tollgate offers PostgreSQL clients that ask for TLS.
+	// Unset means clients are answered "no TLS" ('N') and continue in
+	// plaintext, which libpq's default sslmode=prefer accepts.
+	TLS *ClientTLS `yaml:"tls,omitempty"`
+}
+
+// ClientTLS is the certificate tollgate presents to PostgreSQL clients in
+// place of the server's. Clients that verify it (sslmode=verify-full) need
+// it issued for the name or address they connect to, by a CA they trust.
+type ClientTLS struct {
+	// CertFile is an absolute path to the PEM certificate chain.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is an absolute path to the PEM private key, owned by root
+	// and not readable by group or others.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Matches parses t.Match. After a successful [Config.Validate] it cannot

@@ -202,9 +202,16 @@ func (v *validator) targets() {
 		switch t.Protocol {
 		case ProtocolPostgres:
 			v.upstream(p+".upstream", &t.Upstream)
+			if t.TLS != nil {
+				v.absPath(p+".tls.cert_file", t.TLS.CertFile, true)
+				v.absPath(p+".tls.key_file", t.TLS.KeyFile, true)
+			}
 		case ProtocolTCP:
 			if t.Upstream != (Upstream{}) {
 				v.add(p+".upstream", "only postgres targets have an upstream login")
+			}
+			if t.TLS != nil {
+				v.add(p+".tls", "only postgres targets offer TLS to clients")
 			}
 		}
 	}
