@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,7 @@ type Agent struct {
 // destinations.
 type targetState struct {
 	cfg        policy.Target
+	tls        *tls.Config // offered to postgres clients; nil: none
 	id         uint32
 	port       uint16
 	ln4, ln6   *net.TCPListener
@@ -171,6 +173,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if a.grants, err = policy.OpenGrants(filepath.Join(cfg.StateDir, GrantsFile)); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	marks, err := openExpiryMarks(filepath.Join(cfg.StateDir, GrantsExpiredFile))
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
 		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants})
 	a.oidc = a.newOIDCVerifier(cfg)
@@ -180,9 +186,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}}); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	if err := a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
-		"hash": a.cfgHash, "source": opts.ConfigPath, "result": "loaded",
-	}}); err != nil {
+	if err := a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: policyLoadDetail(&cfg, opts.ConfigPath, "loaded")}); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 
@@ -223,6 +227,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	go func() { defer bg.Done(); a.pendingLoop(runCtx) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); a.heartbeatLoop(runCtx) }()
+	bg.Add(1)
+	go func() { defer bg.Done(); a.grantExpiryLoop(runCtx, marks) }()
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))
@@ -305,13 +311,18 @@ func (a *Agent) applyTargets(cfg policy.Config) error {
 	want := map[string]bool{}
 	for _, tc := range cfg.Targets {
 		want[tc.Name] = true
+		// Checked by checkSupported; a file changed since then fails here.
+		tlsConf, err := loadClientTLS(tc.TLS)
+		if err != nil {
+			return fmt.Errorf("target %q: %w", tc.Name, err)
+		}
 		old, ok := a.targets[tc.Name]
 		if ok && old.cfg.ListenPort == tc.ListenPort && old.cfg.Protocol == tc.Protocol {
-			old.cfg = tc
+			old.cfg, old.tls = tc, tlsConf
 			a.resolveTarget(old)
 			continue
 		}
-		ts := &targetState{cfg: tc, id: stableID("target", tc.Name)}
+		ts := &targetState{cfg: tc, tls: tlsConf, id: stableID("target", tc.Name)}
 		if err := a.openListeners(cfg.ListenAddress, ts); err != nil {
 			return fmt.Errorf("target %q: %w", tc.Name, err)
 		}
@@ -523,9 +534,12 @@ func (a *Agent) reload() error {
 		err = a.applyTargets(cfg)
 	}
 	if err != nil {
-		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: map[string]string{
-			"source": a.opts.ConfigPath, "result": "rejected", "hash": a.cfgHash,
-		}})
+		// The old policy stays in force: the record names its hash, and
+		// says why the new one was refused.
+		a.mu.Lock()
+		old := a.cfg
+		a.mu.Unlock()
+		_ = a.record(&audit.Record{Kind: audit.KindPolicyLoad, Error: err.Error(), Detail: policyLoadDetail(&old, a.opts.ConfigPath, "rejected")})
 		return err
 	}
 	a.mu.Lock()
@@ -537,9 +551,21 @@ func (a *Agent) reload() error {
 		return err
 	}
 	a.log.Info("config reloaded", "hash", cfg.Hash())
-	return a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: map[string]string{
-		"hash": cfg.Hash(), "source": a.opts.ConfigPath, "result": "loaded",
-	}})
+	return a.record(&audit.Record{Kind: audit.KindPolicyLoad, Detail: policyLoadDetail(&cfg, a.opts.ConfigPath, "loaded")})
+}
+
+// policyLoadDetail describes the policy in force for a policy.load record:
+// "hash" covers the config and its policy_file together; each file's own
+// hash is there too, so either can be checked with sha256sum.
+func policyLoadDetail(cfg *policy.Config, source, result string) map[string]string {
+	d := map[string]string{"hash": cfg.Hash(), "source": source, "result": result}
+	ch, ph := cfg.FileHashes()
+	d["config_hash"] = ch
+	if cfg.PolicyFile != "" {
+		d["policy_file"] = cfg.PolicyFile
+		d["policy_file_hash"] = ph
+	}
+	return d
 }
 
 // ErrUnsupported means the config asks for something this build cannot
@@ -557,6 +583,9 @@ func checkSupported(cfg policy.Config) error {
 		case policy.ProtocolPostgres:
 			if err := postgres.CheckPasswordFile(t.Upstream.PasswordFile); err != nil {
 				errs = append(errs, fmt.Errorf("targets[%d] %q: upstream.password_file: %w", i, t.Name, err))
+			}
+			if _, err := loadClientTLS(t.TLS); err != nil {
+				errs = append(errs, fmt.Errorf("targets[%d] %q: %w", i, t.Name, err))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("targets[%d] %q: protocol %s: %w", i, t.Name, t.Protocol, ErrUnsupported))

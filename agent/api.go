@@ -138,8 +138,15 @@ func (a *Agent) status() Status {
 	return st
 }
 
-// serveAPI listens on the unix socket and serves the API. The socket is
-// 0660 and group tollgate when that group exists.
+// serveAPI listens on the unix socket and serves the API.
+//
+// Who may connect is decided by the socket file: mode 0660 with group
+// tollgate when that group exists (its members may use the CLI), else 0600
+// (root only). The socket is made in a private directory, given its mode
+// and owner there, and only then renamed into place, so nobody can connect
+// during a window with looser permissions. Each connection's caller is
+// identified by SO_PEERCRED; state-changing calls also need an approver's
+// OIDC ID token and are recorded.
 func (a *Agent) serveAPI(path string) (io.Closer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("api socket: %w", err)
@@ -148,21 +155,8 @@ func (a *Agent) serveAPI(path string) (io.Closer, error) {
 		c.Close()
 		return nil, fmt.Errorf("api socket %s: another daemon is serving it", path)
 	}
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenAPISocket(path)
 	if err != nil {
-		return nil, fmt.Errorf("api socket: %w", err)
-	}
-	gid := 0
-	if g, err := user.LookupGroup("tollgate"); err == nil {
-		gid, _ = strconv.Atoi(g.Gid)
-	}
-	if err := os.Chown(path, 0, gid); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("api socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("api socket: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -174,7 +168,10 @@ func (a *Agent) serveAPI(path string) (io.Closer, error) {
 	})
 	mux.HandleFunc("GET /v1/audit/tail", a.handleTail)
 	a.serveAuditAPI(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return a.ctx }}
+	a.serveControlAPI(mux)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return a.ctx },
+		ConnContext: peerConnContext}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("api server stopped", "error", err)
@@ -185,6 +182,57 @@ func (a *Agent) serveAPI(path string) (io.Closer, error) {
 		_ = os.Remove(path)
 		return err
 	}), nil
+}
+
+// APISocketGroup is the group whose members may use the API socket.
+const APISocketGroup = "tollgate"
+
+// apiSocketMode returns the socket's mode and group: 0660 and the
+// tollgate group when it exists, else 0600 and the daemon's own group.
+func apiSocketMode() (os.FileMode, int) {
+	if g, err := user.LookupGroup(APISocketGroup); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil {
+			return 0o660, gid
+		}
+	}
+	return 0o600, -1
+}
+
+// listenAPISocket creates the listening socket at path with its final
+// mode and group before anyone can reach it.
+func listenAPISocket(path string) (*net.UnixListener, error) {
+	tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".api-sock-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmpDir)
+	if err := os.Chmod(tmpDir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(tmpDir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	// Close must not unlink the temporary name after the rename.
+	ln.SetUnlinkOnClose(false)
+	mode, gid := apiSocketMode()
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	_ = os.Remove(path)
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 type closerFunc func() error

@@ -200,7 +200,7 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 	start := time.Now()
 	id := newSessionID(start)
 	a.mu.Lock()
-	tcfg, identities, hash, ver := ts.cfg, a.cfg.Identities, a.cfgHash, a.oidc
+	tcfg, tlsConf, identities, hash, ver := ts.cfg, ts.tls, a.cfg.Identities, a.cfgHash, a.oidc
 	masker := a.maskers[tcfg.Name]
 	a.mu.Unlock()
 	sess := postgres.Session{
@@ -212,6 +212,7 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
 		Identities: identities,
 		PolicyHash: hash,
+		TLS:        tlsConf,
 		Masker:     masker,
 	}
 	if ver != nil {
@@ -241,10 +242,11 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 // closed unanswered, as before.
 func (a *Agent) servePostgresCancel(ts *targetState, c *net.TCPConn, peer netip.AddrPort) {
 	a.mu.Lock()
-	name := ts.cfg.Name
+	name, tlsConf := ts.cfg.Name, ts.tls
 	a.mu.Unlock()
 	sess := postgres.Session{
 		Base:       audit.Record{Session: newSessionID(time.Now()), Target: name, Client: peer.String(), Listener: c.LocalAddr().String()},
+		TLS:        tlsConf, // libpq 17 sends cancels over TLS when the session used it
 		CancelOnly: true,
 	}
 	a.pg.Serve(a.ctx, c, sess)

@@ -611,6 +611,9 @@ func (p *canonParser) decision() (*Decision, error) {
 	if err := p.objStr("policy", &d.Policy, &first); err != nil {
 		return nil, err
 	}
+	if err := p.objStr("reason", &d.Reason, &first); err != nil {
+		return nil, err
+	}
 	return d, p.lit("}")
 }
 

@@ -20,7 +20,7 @@ func canonicalSamples() []*Record {
 				Groups: []string{"deploy", ""}},
 			Statement: &Statement{Text: "DELETE FROM orders WHERE id = $1", Fingerprint: "0a42",
 				Classes: []string{"delete"}, Tables: []string{"orders"}},
-			Decision: &Decision{Action: "allow", Rule: "r", Policy: "sha256:..."}},
+			Decision: &Decision{Action: "deny", Rule: "r", Policy: "sha256:...", Reason: "no \"bulk\" deletes"}},
 		{V: 1, Kind: KindHeartbeat, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
 		{V: 1, Log: "tollgate/h/e", Seq: 7, Kind: KindSessionEnd, Time: t0,
 			Session: "s1", Target: "t", Dst: "10.20.0.5:5432", Client: "127.0.0.1:40000", Listener: "127.0.0.1:15432",

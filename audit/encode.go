@@ -98,6 +98,7 @@ func encodeSplit(r *Record) (head, tail []byte, err error) {
 		b = appendStringField(b, "action", d.Action)
 		b = appendStringField(b, "rule", d.Rule)
 		b = appendStringField(b, "policy", d.Policy)
+		b = appendStringField(b, "reason", d.Reason)
 		b = closeObject(b, n)
 	}
 	if c := r.Bytes; c != nil {

@@ -247,6 +247,13 @@ func (l *Log) openDB() (*bolt.DB, error) {
 		Timeout:  timeout,
 		ReadOnly: l.readOnly,
 		NoSync:   l.opts.NoSync,
+		// The freelist is rebuilt from the tree at open instead of being
+		// written by every commit: an append-only log frees few pages,
+		// but the array freelist page(s) were rewritten on each of the
+		// many small commits, costing write and flush time on the
+		// durable path. The hashmap freelist allocates in O(1).
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
 	})
 	switch {
 	case err == nil:

@@ -168,6 +168,9 @@ type Decision struct {
 	Rule string `json:"rule,omitempty"`
 	// Policy is the hash of the policy in force, "sha256:<hex>".
 	Policy string `json:"policy,omitempty"`
+	// Reason explains the decision: a deny rule's reason, why nothing
+	// allowed the statement, or an approver's reason.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Bytes counts bytes in both directions of a session. Both fields are

@@ -29,6 +29,11 @@ type Config struct {
 	BPFPinPath string `yaml:"bpf_pin_path"`
 	// ListenAddress is the loopback IP address the proxy listeners bind.
 	ListenAddress string `yaml:"listen_address"`
+	// PolicyFile, when set, is an absolute path to a second YAML file
+	// holding identities, rules and masking, so the policy can be owned
+	// and reviewed apart from the host's plumbing. [Load] reads it with
+	// the same strictness; a section lives in one file or the other.
+	PolicyFile string `yaml:"policy_file,omitempty"`
 
 	Workloads  []Workload `yaml:"workloads,omitempty"`  // whose connections are intercepted
 	Targets    []Target   `yaml:"targets,omitempty"`    // protected destinations
@@ -40,6 +45,12 @@ type Config struct {
 
 	// raw is the file as Parse read it, for Hash.
 	raw []byte
+	// policyRaw is the policy file as Load read it, for Hash; nil without
+	// one.
+	policyRaw []byte
+	// files names the file a top-level section came from when it is not
+	// the config file (policy_file), so problems cite the right file.
+	files map[string]string
 	// lines maps key paths like "targets[1].match[0]" to their YAML line,
 	// so Validate can cite them. It is nil for a Config built in Go.
 	lines map[string]int
@@ -96,6 +107,21 @@ type Target struct {
 	ClientAuth ClientAuth `yaml:"client_auth,omitempty"`
 	// Upstream is how tollgate logs in to a postgres target.
 	Upstream Upstream `yaml:"upstream,omitempty"`
+	// TLS is what tollgate offers PostgreSQL clients that ask for TLS.
+	// Unset means clients are answered "no TLS" ('N') and continue in
+	// plaintext, which libpq's default sslmode=prefer accepts.
+	TLS *ClientTLS `yaml:"tls,omitempty"`
+}
+
+// ClientTLS is the certificate tollgate presents to PostgreSQL clients in
+// place of the server's. Clients that verify it (sslmode=verify-full) need
+// it issued for the name or address they connect to, by a CA they trust.
+type ClientTLS struct {
+	// CertFile is an absolute path to the PEM certificate chain.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is an absolute path to the PEM private key, owned by root
+	// and not readable by group or others.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Matches parses t.Match. After a successful [Config.Validate] it cannot

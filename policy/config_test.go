@@ -348,6 +348,11 @@ func TestValidate(t *testing.T) {
 				"targets[0].upstream.sslmode: required (disable, require, verify-ca or verify-full)"},
 		{"upstream on tcp", func(c *policy.Config) { c.Targets[1].Upstream.User = "x" },
 			`targets[1].upstream: only postgres targets have an upstream login`},
+		{"tls on tcp", func(c *policy.Config) { c.Targets[1].TLS = &policy.ClientTLS{CertFile: "/c", KeyFile: "/k"} },
+			`targets[1].tls: only postgres targets offer TLS to clients`},
+		{"tls paths", func(c *policy.Config) { c.Targets[0].TLS = &policy.ClientTLS{CertFile: "cert.pem"} },
+			"targets[0].tls.cert_file: \"cert.pem\" is not an absolute path\n" +
+				"targets[0].tls.key_file: required (an absolute path)"},
 		{"issuer http", func(c *policy.Config) { c.OIDC.Issuers[0].URL = "http://issuer.example" },
 			`oidc.issuers[0].url: "http://issuer.example" must use https (http only on localhost and loopback addresses)` + "\n" +
 				`identities[1].oidc.issuer: issuer "https://issuer.example" is not in oidc.issuers`},

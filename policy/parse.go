@@ -36,20 +36,30 @@ type FieldError struct {
 	// Line is the YAML line, counted from 1; 0 when unknown, as in a
 	// Config built in Go.
 	Line int
+	// File is the file Line is in when that is not the config file
+	// itself: the policy_file.
+	File string
 	// Err says what is wrong.
 	Err error
 }
 
 // Error formats e as `targets[1].match[0] (line 14): bad CIDR "10.0.0.0/33"`,
-// leaving out what is unknown.
+// leaving out what is unknown. A problem in the policy file names it:
+// `rules[0].action (/etc/tollgate/policy.yaml line 4): ...`.
 func (e *FieldError) Error() string {
+	line := fmt.Sprintf("line %d", e.Line)
+	if e.File != "" {
+		line = e.File + " " + line
+	}
 	switch {
 	case e.Path != "" && e.Line > 0:
-		return fmt.Sprintf("%s (line %d): %v", e.Path, e.Line, e.Err)
+		return fmt.Sprintf("%s (%s): %v", e.Path, line, e.Err)
 	case e.Path != "":
 		return e.Path + ": " + e.Err.Error()
+	case e.Line > 0 && e.File != "":
+		return fmt.Sprintf("%s: %v", line, e.Err)
 	case e.Line > 0:
-		return fmt.Sprintf("config line %d: %v", e.Line, e.Err)
+		return fmt.Sprintf("config %s: %v", line, e.Err)
 	default:
 		return "config: " + e.Err.Error()
 	}
@@ -58,13 +68,20 @@ func (e *FieldError) Error() string {
 // Unwrap returns e.Err.
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// Load reads and parses the config file at path; see [Parse].
+// Load reads and parses the config file at path and, when it names one, its
+// policy_file; see [Parse]. Problems in the policy file name that file.
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("load config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := parse(data)
+	if err == nil && c.PolicyFile != "" {
+		err = c.loadPolicyFile()
+	}
+	if err == nil {
+		err = c.Validate()
+	}
 	if err != nil {
 		return Config{}, fmt.Errorf("load %s: %w", path, err)
 	}
@@ -74,8 +91,20 @@ func Load(path string) (Config, error) {
 // Parse decodes a YAML config over [Default] and validates it. Unknown keys,
 // values of the wrong type and every problem [Config.Validate] finds are
 // errors naming the line; an empty document is [ErrEmpty]. Parse keeps data
-// for [Config.Hash].
+// for [Config.Hash]. It reads no files: a policy_file is read by [Load].
 func Parse(data []byte) (Config, error) {
+	c, err := parse(data)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// parse decodes a config without validating it.
+func parse(data []byte) (Config, error) {
 	// First pass: the node tree, for the line of every key path.
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -114,16 +143,22 @@ func Parse(data []byte) (Config, error) {
 	}
 	c.raw = bytes.Clone(data)
 	c.lines = ix.lines
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
 	return c, nil
 }
 
 // Hash returns "sha256:" and the hex SHA-256 of the bytes Parse read, so
 // records can name the config in force and anyone can check it with
-// sha256sum. For a Config not made by Parse it hashes the YAML encoding.
+// sha256sum. With a policy_file it hashes the config file's bytes followed
+// by the policy file's (`cat tollgate.yaml policy.yaml | sha256sum`), so the
+// hash covers the whole policy in force. For a Config not made by Parse it
+// hashes the YAML encoding.
 func (c *Config) Hash() string {
+	if c.policyRaw != nil {
+		h := sha256.New()
+		h.Write(c.raw)
+		h.Write(c.policyRaw)
+		return "sha256:" + hex.EncodeToString(h.Sum(nil))
+	}
 	b := c.raw
 	if b == nil {
 		var err error
@@ -133,6 +168,11 @@ func (c *Config) Hash() string {
 			panic("policy: marshal config: " + err.Error())
 		}
 	}
+	return hashBytes(b)
+}
+
+// hashBytes returns "sha256:" and the hex SHA-256 of b.
+func hashBytes(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

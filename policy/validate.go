@@ -51,7 +51,7 @@ type validator struct {
 // add reports a problem at key path p. The line is p's, or its nearest
 // ancestor's when the key itself is missing.
 func (v *validator) add(p, format string, args ...any) {
-	v.errs = append(v.errs, &FieldError{Path: p, Line: v.line(p), Err: fmt.Errorf(format, args...)})
+	v.errs = append(v.errs, &FieldError{Path: p, Line: v.line(p), File: v.c.fileOf(p), Err: fmt.Errorf(format, args...)})
 }
 
 func (v *validator) line(p string) int {
@@ -103,6 +103,7 @@ func (v *validator) paths() {
 		v.add("api_socket", "%q is too long for a unix socket (at most %d bytes)", c.APISocket, maxSocketPath)
 	}
 	v.absPath("bpf_pin_path", c.BPFPinPath, true)
+	v.absPath("policy_file", c.PolicyFile, false)
 	switch a, err := netip.ParseAddr(c.ListenAddress); {
 	case c.ListenAddress == "":
 		v.add("listen_address", "required (a loopback address like 127.0.0.1)")
@@ -201,9 +202,16 @@ func (v *validator) targets() {
 		switch t.Protocol {
 		case ProtocolPostgres:
 			v.upstream(p+".upstream", &t.Upstream)
+			if t.TLS != nil {
+				v.absPath(p+".tls.cert_file", t.TLS.CertFile, true)
+				v.absPath(p+".tls.key_file", t.TLS.KeyFile, true)
+			}
 		case ProtocolTCP:
 			if t.Upstream != (Upstream{}) {
 				v.add(p+".upstream", "only postgres targets have an upstream login")
+			}
+			if t.TLS != nil {
+				v.add(p+".tls", "only postgres targets offer TLS to clients")
 			}
 		}
 	}

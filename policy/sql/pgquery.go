@@ -107,17 +107,47 @@ func classify(text, norm string) Statement {
 	}
 	if st.Count > 1 {
 		cs[policy.ClassMultiStatement] = true
+		st.Parts = parts(text, tree.Stmts)
 	}
 	st.Classes = cs.sorted()
-	if sum, err := pg_query.Summary(text, -1); err == nil {
-		for _, t := range sum.Tables {
-			if !slices.Contains(st.Tables, t.Name) {
-				st.Tables = append(st.Tables, t.Name)
-			}
-		}
-		slices.Sort(st.Tables)
-	}
+	st.Tables = tables(text)
 	return st
+}
+
+// parts classifies each statement of a multi-statement text on its own,
+// so that each is judged with only its own classes and tables.
+func parts(text string, stmts []*pg_query.RawStmt) []Part {
+	out := make([]Part, 0, len(stmts))
+	for _, raw := range stmts {
+		cs := classSet{}
+		classifyNode(raw.Stmt, cs)
+		p := Part{Classes: cs.sorted()}
+		start, end := int(raw.StmtLocation), len(text)
+		if raw.StmtLen > 0 {
+			end = start + int(raw.StmtLen)
+		}
+		if start >= 0 && start <= end && end <= len(text) {
+			p.Tables = tables(text[start:end])
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// tables lists the tables a text names, sorted and without duplicates.
+func tables(text string) []string {
+	sum, err := pg_query.Summary(text, -1)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, t := range sum.Tables {
+		if !slices.Contains(out, t.Name) {
+			out = append(out, t.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // fingerprint is libpg_query's fingerprint of the normalised text, which

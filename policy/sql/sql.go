@@ -48,6 +48,10 @@ type Statement struct {
 	Tables []string
 	// Count is the number of statements in the text.
 	Count int
+	// Parts are the statements of a multi-statement text (Count > 1),
+	// each with its own classes and tables, so that each is judged on its
+	// own; nil for a single statement, which Classes and Tables describe.
+	Parts []Part
 	// Truncated says Text was cut at MaxText bytes.
 	Truncated bool
 	// Withheld says the text could not be redacted (it did not even lex)
@@ -56,6 +60,15 @@ type Statement struct {
 	// Err wraps ErrUnparsed when the text did not parse; the other fields
 	// then describe the best effort.
 	Err error
+}
+
+// Part is one statement of a multi-statement text.
+type Part struct {
+	// Classes are the statement's classes, in the order of
+	// policy.Classes, without multi_statement.
+	Classes []policy.Class
+	// Tables are the tables the statement names, sorted.
+	Tables []string
 }
 
 // A Classifier classifies statement texts. Implementations are safe for

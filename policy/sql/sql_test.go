@@ -165,3 +165,27 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + d[i%10:i%10+1]
 }
+
+// TestParts: each statement of a multi-statement text is described on its
+// own, so a DROP hidden after a SELECT is judged with its own table, and a
+// semicolon inside a literal or a dollar quote does not split.
+func TestParts(t *testing.T) {
+	c := sql.New(sql.Options{})
+	st := c.Classify("SELECT * FROM a; DROP TABLE b; DELETE FROM c WHERE x = ';'")
+	want := []sql.Part{
+		{Classes: cl(policy.ClassSelect), Tables: []string{"a"}},
+		{Classes: cl(policy.ClassDDL), Tables: []string{"b"}},
+		{Classes: cl(policy.ClassDelete), Tables: []string{"c"}},
+	}
+	if st.Count != 3 || len(st.Parts) != len(want) {
+		t.Fatalf("count %d, parts %+v", st.Count, st.Parts)
+	}
+	for i, p := range st.Parts {
+		if !slices.Equal(p.Classes, want[i].Classes) || !slices.Equal(p.Tables, want[i].Tables) {
+			t.Errorf("part %d: %+v, want %+v", i, p, want[i])
+		}
+	}
+	if one := c.Classify("SELECT $$;DROP TABLE x;$$"); one.Count != 1 || one.Parts != nil {
+		t.Fatalf("dollar quote split: %+v", one)
+	}
+}
