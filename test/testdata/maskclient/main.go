@@ -10,6 +10,7 @@
 // lines report refusals, which only happen through tollgate.
 //
 //	maskclient DSN
+//	maskclient bench DSN QUERY   stream QUERY's rows; print rows, bytes and nanoseconds
 package main
 
 import (
@@ -26,13 +27,19 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: maskclient DSN")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var err error
+	switch {
+	case len(os.Args) == 4 && os.Args[1] == "bench":
+		err = bench(ctx, os.Args[2], os.Args[3])
+	case len(os.Args) == 2:
+		err = run(ctx, os.Args[1])
+	default:
+		fmt.Fprintln(os.Stderr, "usage: maskclient DSN | maskclient bench DSN QUERY")
 		os.Exit(2)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := run(ctx, os.Args[1]); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -201,5 +208,29 @@ func customers(ctx context.Context, conn *pgx.Conn, label string, mode any) erro
 		return fmt.Errorf("%s: %w", label, err)
 	}
 	out("U: %s rows %d", label, count)
+	return nil
+}
+
+// bench streams a query's rows in text format, one at a time, and prints
+// how many rows and value bytes arrived and how long it took.
+func bench(ctx context.Context, dsn, query string) error {
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	start := time.Now()
+	rr := conn.ExecParams(ctx, query, nil, nil, nil, nil)
+	var rows, size int64
+	for rr.NextRow() {
+		rows++
+		for _, v := range rr.Values() {
+			size += int64(len(v))
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("rows %d bytes %d ns %d\n", rows, size, time.Since(start).Nanoseconds())
 	return nil
 }
