@@ -63,7 +63,7 @@ ANALYZE wide;`, pgScramUser, rows))
 	rate := func(n, ns int64) float64 { return float64(n) / (float64(ns) / 1e9) }
 
 	var report strings.Builder
-	fmt.Fprintf(&report, "| masking | direct rows/s | tollgate rows/s | ratio | tollgate MB/s | daemon RSS before → peak |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&report, "| masking | direct rows/s | tollgate rows/s | ratio | tollgate MB/s | daemon CPU per 1M rows | daemon RSS before → peak |\n|---|---|---|---|---|---|---|\n")
 	for i, c := range maskBenchConfigs {
 		if i > 0 {
 			s.d.stop()
@@ -76,22 +76,29 @@ ANALYZE wide;`, pgScramUser, rows))
 		before := procStatusKB(b, pid, "VmRSS")
 		// Direct and through tollgate alternate, best of three each.
 		var best [2]sample
+		var cpu time.Duration
 		for range 3 {
 			for j, through := range []bool{false, true} {
+				c0 := procCPU(b, pid)
 				sm := stream(through)
+				if through {
+					cpu += procCPU(b, pid) - c0
+				}
 				if best[j].ns == 0 || sm.ns < best[j].ns {
 					best[j] = sm
 				}
 			}
 		}
+		cpuPerM := cpu / 3 * time.Duration(1000000) / time.Duration(rows)
 		peak := procStatusKB(b, pid, "VmHWM")
 		dr, tr := rate(best[0].rows, best[0].ns), rate(best[1].rows, best[1].ns)
 		ratio := tr / dr
 		b.ReportMetric(tr, c.name+"-rows/s")
 		b.ReportMetric(ratio, c.name+"-ratio")
 		b.ReportMetric(float64(peak), c.name+"-peakRSS-KiB")
-		fmt.Fprintf(&report, "| %s | %.0f | %.0f | %.2f | %.1f | %d MiB → %d MiB |\n", c.name, dr, tr, ratio,
-			rate(best[1].bytes, best[1].ns)/1e6, before/1024, peak/1024)
+		b.ReportMetric(cpuPerM.Seconds(), c.name+"-cpu-s/Mrows")
+		fmt.Fprintf(&report, "| %s | %.0f | %.0f | %.2f | %.1f | %.2f s | %d MiB → %d MiB |\n", c.name, dr, tr, ratio,
+			rate(best[1].bytes, best[1].ns)/1e6, cpuPerM.Seconds(), before/1024, peak/1024)
 	}
 	b.Logf("%d rows × 10 columns, SELECT * streamed in text format (best of 3):\n%s", rows, report.String())
 	if p := os.Getenv("TOLLGATE_BENCH_REPORT"); p != "" {
