@@ -5,16 +5,24 @@ package test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/coreos/go-oidc/v3/oidc/oidctest"
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
@@ -55,7 +63,11 @@ type approvalSetup struct {
 func newApprovalSetup(t *testing.T, reviewTimeout string) *approvalSetup {
 	t.Helper()
 	requireRoot(t)
-	is := newTestIssuer(t)
+	return newApprovalSetupWith(t, newTestIssuer(t), reviewTimeout)
+}
+
+func newApprovalSetupWith(t *testing.T, is *testIssuer, reviewTimeout string) *approvalSetup {
+	t.Helper()
 	pol := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(pol, fmt.Appendf(nil, approvalPolicy, is.url, reviewTimeout), 0o600); err != nil {
 		t.Fatal(err)
@@ -501,5 +513,73 @@ func TestPolicyFileReload(t *testing.T) {
 	if l := last[len(last)-1]; l.Detail["result"] != "loaded" || l.Detail["hash"] != s.d.status().ConfigHash ||
 		l.Detail["policy_file_hash"] == first.Detail["policy_file_hash"] || l.Detail["config_hash"] != first.Detail["config_hash"] {
 		t.Fatalf("loaded record %+v", l.Detail)
+	}
+}
+
+// newDeviceIssuer is an OIDC provider that also offers the device
+// authorization flow (RFC 8628): discovery and keys as go-oidc's oidctest
+// serves them, plus device and token endpoints. The person "signs in"
+// after the CLI's first poll; the token is for subject alice in group dba.
+func newDeviceIssuer(t *testing.T) (*testIssuer, *atomic.Int32) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &testIssuer{key: key}
+	keys := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "test-key", Algorithm: oidc.RS256}}}
+	var polls atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "/keys",
+			"authorization_endpoint": is.url + "/auth", "token_endpoint": is.url + "/token",
+			"device_authorization_endpoint": is.url + "/device", "id_token_signing_alg_values_supported": []string{"RS256"}})
+	})
+	mux.Handle("GET /keys", keys)
+	mux.HandleFunc("POST /device", func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("client_id") != "tollgate" || !strings.Contains(r.FormValue("scope"), "openid") {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"device_code":"dc","user_code":"BDWP-HQPK","verification_uri":"%s/activate","expires_in":120,"interval":1}`, is.url)
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("device_code") != "dc" || r.FormValue("client_id") != "tollgate" {
+			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+			return
+		}
+		if polls.Add(1) == 1 {
+			http.Error(w, `{"error":"authorization_pending"}`, http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, `{"access_token":"x","token_type":"Bearer","id_token":%q}`,
+			is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}))
+	})
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	is.url = hs.URL
+	return is, &polls
+}
+
+// TestDeviceFlowCLI: an approver without a token file signs in with the
+// device flow (`--device`): the CLI discovers the endpoint from the
+// issuer the config names, shows the URL and code, polls until the
+// sign-in, and the daemon accepts the token it got.
+func TestDeviceFlowCLI(t *testing.T) {
+	requireRoot(t)
+	is, polls := newDeviceIssuer(t)
+	s := newApprovalSetupWith(t, is, "5m")
+	out, err := s.cli("grant", "create", "--identity", "deploy", "--target", "pg", "--allow", "ddl", "--for", "10m",
+		"--reason", "device flow", "--device")
+	if err != nil || !strings.Contains(out, "BDWP-HQPK") || !strings.Contains(out, is.url+"/activate") ||
+		!strings.Contains(out, "deploy may run ddl on pg") {
+		t.Fatalf("grant create --device: %v: %s", err, out)
+	}
+	if polls.Load() < 2 {
+		t.Fatalf("%d polls: the pending sign-in was not waited for", polls.Load())
+	}
+	rec := waitForRecord(t, s.d, "grant record", func(r *audit.Record) bool { return r.Kind == audit.KindGrant })
+	if rec.Identity == nil || rec.Identity.Subject != "alice" || rec.Identity.Issuer != is.url {
+		t.Fatalf("grant by %+v", rec.Identity)
 	}
 }
