@@ -347,8 +347,8 @@ func (a *Agent) handleDecide(w http.ResponseWriter, r *http.Request, approve boo
 			action = "allow"
 		}
 		rec := &audit.Record{Kind: audit.KindApprovalDecision, Session: h.Session, Target: h.Target, Identity: ap.identity,
-			Process: c.proc, Decision: &audit.Decision{Action: action, Rule: h.Rule, Policy: hash},
-			Detail: map[string]string{audit.DetailApproval: id, "final": "false", "reason": req.Reason,
+			Process: c.proc, Decision: &audit.Decision{Action: action, Rule: h.Rule, Policy: hash, Reason: req.Reason},
+			Detail: map[string]string{audit.DetailApproval: id, "final": "false",
 				"approvals": strconv.Itoa(res.Approvals), "needed": strconv.Itoa(needed)}}
 		seq, err := a.alog.Append(r.Context(), rec)
 		if err != nil {

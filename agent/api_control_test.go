@@ -275,7 +275,7 @@ func TestAPIPartialVote(t *testing.T) {
 	rec := ta.records(t)[res.Seq]
 	if rec.Kind != audit.KindApprovalDecision || rec.Session != "S1" || rec.Detail["final"] != "false" ||
 		rec.Detail[audit.DetailApproval] != id || rec.Decision == nil || rec.Decision.Action != "allow" ||
-		rec.Decision.Rule != "truncate-four-eyes" || rec.Decision.Policy != ta.a.cfgHash ||
+		rec.Decision.Rule != "truncate-four-eyes" || rec.Decision.Policy != ta.a.cfgHash || rec.Decision.Reason != "ok by me" ||
 		rec.Identity == nil || rec.Identity.Subject != "alice" || rec.Identity.Issuer != ta.is.url {
 		t.Fatalf("partial vote record %+v", rec)
 	}

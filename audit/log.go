@@ -377,6 +377,58 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 	}
 }
 
+// AppendAll writes rs to the log in their order, with consecutive seqs,
+// and returns once all are durable, setting each one's Seq. It is Append
+// for a burst: the records are queued together, so that they usually share
+// one commit, and no other producer's record comes between them. A burst
+// longer than a commit's limit spans consecutive commits; if one fails,
+// AppendAll returns its error and the records after the failure are not
+// stored (those before it may be). The rules of Append on ctx apply.
+func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
+	if l.readOnly {
+		return fmt.Errorf("append: %w", ErrReadOnly)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	reqs := make([]*request, len(rs))
+	now := time.Now().UTC()
+	for i, r := range rs {
+		r.V = SchemaVersion
+		r.Log = l.id
+		if r.Time.IsZero() {
+			r.Time = now
+		}
+		head, tail, err := encodeSplit(r)
+		if err != nil {
+			return fmt.Errorf("append record %d of %d: %w", i+1, len(rs), err)
+		}
+		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
+	}
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return fmt.Errorf("append: %w", ErrClosed)
+	}
+	l.queue = append(l.queue, reqs...)
+	l.mu.Unlock()
+	l.signal()
+
+	for i, req := range reqs {
+		select {
+		case res := <-req.done:
+			if res.err != nil {
+				return res.err
+			}
+			rs[i].Seq = res.seq
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // signal wakes the writer without blocking.
 func (l *Log) signal() {
 	select {
