@@ -258,6 +258,20 @@ func TestMaskingPgx(t *testing.T) {
 	if refused < 4 {
 		t.Errorf("%d refused results recorded, want at least 4", refused)
 	}
+	// Bind parameters of statements on the customers table are in the
+	// log, redacted (a parameter may be a masked column's value).
+	params := 0
+	for _, r := range executions(s.d.records()) {
+		if v := r.Detail["param_values"]; v != "" {
+			params++
+			if strings.Contains(strings.Join(r.Statement.Tables, ","), "customers") && v != "[MASKED:customer-pii]" {
+				t.Errorf("parameters of %q recorded as %q", r.Statement.Text, v)
+			}
+		}
+	}
+	if params == 0 {
+		t.Error("no statement record shows its bind parameters")
+	}
 }
 
 // TestMaskingPsql: psql reads the fixture by aliases, SELECT *, a view,

@@ -242,3 +242,51 @@ func fuzzRows(data []byte) []byte {
 	}
 	return out
 }
+
+// TestCopySpecs: the COPY ... TO STDOUT statements of a text are read in
+// order, with the query that describes their columns and their line
+// format; COPY FROM and COPY to a file are not output to the client.
+func TestCopySpecs(t *testing.T) {
+	specs := copySpecs(`COPY customers (id, "E mail") TO STDOUT; COPY t FROM STDIN; COPY s.t TO '/tmp/x';
+COPY (SELECT a FROM t WHERE b = 'x') TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER ';', QUOTE '''', NULL 'n/a');
+COPY t TO STDOUT (FORMAT binary); COPY t TO STDOUT WITH CSV HEADER`)
+	if len(specs) != 4 {
+		t.Fatalf("%d specs: %+v", len(specs), specs)
+	}
+	if specs[0].query != `SELECT "id", "E mail" FROM "customers"` || specs[0].format.CSV || specs[0].format.Delimiter != '\t' || specs[0].err != nil {
+		t.Errorf("spec 0: %+v", specs[0])
+	}
+	f := specs[1].format
+	if !strings.Contains(specs[1].query, "SELECT a FROM t WHERE b = 'x'") || !f.CSV || !f.Header || f.Delimiter != ';' || f.Quote != '\'' || f.Escape != '\'' || f.Null != "n/a" {
+		t.Errorf("spec 1: %q %+v", specs[1].query, f)
+	}
+	if !specs[2].binary {
+		t.Errorf("spec 2: %+v", specs[2])
+	}
+	if !specs[3].format.CSV || !specs[3].format.Header {
+		t.Errorf("spec 3: %+v", specs[3])
+	}
+	if bad := copySpecs("COPY (SELECT FROM WHERE) TO STDOUT"); len(bad) != 1 || bad[0].err == nil {
+		t.Errorf("unparseable COPY: %+v", bad)
+	}
+}
+
+// TestParamLog: bind parameters in the log are masked by the detectors,
+// all redacted when the statement names a table a column rule covers,
+// binary ones shown by size, long ones cut after masking.
+func TestParamLog(t *testing.T) {
+	s := testMasking(t).sess
+	b := &pgproto3.Bind{Parameters: [][]byte{[]byte("jane@example.com"), nil, []byte("plain"), {1, 2, 3}, bytes.Repeat([]byte("x"), 100)},
+		ParameterFormatCodes: []int16{0, 0, 0, 1, 0}}
+	got := paramLog(s, b, []string{"orders"})
+	want := `"[MASKED:email]", NULL, "plain", (binary, 3 bytes), "` + strings.Repeat("x", maxParamShown) + `…"`
+	if got != want {
+		t.Errorf("paramLog = %s\nwant %s", got, want)
+	}
+	if got := paramLog(s, b, []string{"public.customers"}); !strings.HasPrefix(got, "[MASKED:pii], NULL, [MASKED:pii]") {
+		t.Errorf("covered table: %s", got)
+	}
+	if got := paramLog(s, b, []string{"customers"}); !strings.HasPrefix(got, "[MASKED:pii]") {
+		t.Errorf("unqualified covered table: %s", got)
+	}
+}
