@@ -398,3 +398,39 @@ func maskclientBin(t testing.TB) string {
 	}
 	return maskclientPath
 }
+
+// TestMaskingExempt: an identity exempt from a masking entry sees what
+// that entry hides (the other entries still apply), and its session.start
+// record says which entry it is exempt from, and why.
+func TestMaskingExempt(t *testing.T) {
+	requireRoot(t)
+	yaml := "identities:\n  - name: dba\n    process: {uid: 0}\n" + strings.Replace(maskingYAML,
+		"    columns: [\"public.customers.email\", \"public.customers.card\", \"public.customers.ssn\"]\n    style: redact\n",
+		"    columns: [\"public.customers.email\", \"public.customers.card\", \"public.customers.ssn\"]\n    style: redact\n    exempt: [dba]\n", 1)
+	s := &maskSetup{pgSetup: newPGSetup(t, "process", yaml), fx: newMaskFixture(5)}
+	s.createDB(t, "p_ex")
+	s.pg.psqlSuper(t, "p_ex", "SET ROLE "+pgScramUser+";\n"+s.fx.sql)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, errOut, err := runClient(t, ctx, s.cgroup, nil, "", "psql", "-X", "-At", "-d", s.pg.dsn(pgScramUser, "p_ex"),
+		"-c", "SELECT email, ssn FROM customers WHERE id = 1")
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, errOut)
+	}
+	// The column rule does not apply; the email detector and the ssn
+	// pattern of the other entry do.
+	if out != "[MASKED:email]|[MASKED:ssn]\n" {
+		t.Errorf("exempt identity got %q", out)
+	}
+	starts, _ := sessionRecords(s.d.records())
+	found := false
+	for _, r := range starts {
+		if r.Detail["masking_exempt"] == "customer-pii (identity dba)" && r.Detail["masking"] == "on" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no session.start records the exemption")
+	}
+	s.checkLogs(t)
+}
