@@ -505,12 +505,23 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 // again when the transaction that ran it ends (the catalog connection sees
 // it only then).
 func (r *relay) readyForQueryMask(n int) {
+	if !r.mk.ddl {
+		return
+	}
+	if b, err := r.ur.Peek(n); err == nil {
+		r.readyForQueryDDL(b)
+	}
+}
+
+// readyForQueryDDL drops cached column names at a ReadyForQuery (body)
+// after DDL, and stops doing so once no transaction is open.
+func (r *relay) readyForQueryDDL(body []byte) {
 	m := r.mk
 	if !m.ddl {
 		return
 	}
 	m.cat.invalidate()
-	if b, err := r.ur.Peek(n); err == nil && len(b) == 1 && b[0] == 'I' {
+	if len(body) == 1 && body[0] == 'I' {
 		m.ddl = false
 	}
 }
@@ -740,18 +751,25 @@ func (r *relay) swallowMessage(typ byte, n int) (string, error) {
 		r.mu.Unlock()
 		return "", nil
 	}
-	_, stop := r.serverMessage(typ, body)
+	forward, stop := r.serverMessage(typ, body)
 	if stop != nil {
 		return ReasonUnsafe, stop
+	}
+	if typ == 'S' && forward {
+		// A setting the server reports changed (by a statement whose
+		// result is dropped) is session state the client must know.
+		h := frameHeader(typ, n)
+		r.cw.Write(h[:])
+		if _, err := r.cw.Write(body); err != nil {
+			return ReasonClientError, err
+		}
 	}
 	if typ != 'Z' {
 		return "", nil
 	}
 	r.mk.swallow = false
 	r.mk.cur = nil
-	if r.mk.ddl {
-		r.mk.cat.invalidate()
-	}
+	r.readyForQueryDDL(body)
 	h := frameHeader(typ, n)
 	r.cw.Write(h[:])
 	if _, err := r.cw.Write(body); err != nil {

@@ -121,6 +121,8 @@ func checkFraming(t testing.TB, b []byte) string {
 			m = &pgproto3.CommandComplete{}
 		case 'Z':
 			m = &pgproto3.ReadyForQuery{}
+		case 'S':
+			m = &pgproto3.ParameterStatus{}
 		default:
 			types.WriteByte('?')
 			continue
@@ -288,5 +290,41 @@ func TestParamLog(t *testing.T) {
 	}
 	if got := paramLog(s, b, []string{"customers"}); !strings.HasPrefix(got, "[MASKED:pii]") {
 		t.Errorf("unqualified covered table: %s", got)
+	}
+}
+
+// TestMaskRefusal: a result whose masked column cannot carry a
+// placeholder (an int under a column rule) is refused with ERROR 0A000
+// before any row; the rest of the answer is dropped up to ReadyForQuery,
+// except a reported setting; the session goes on in autocommit and is
+// closed inside a transaction block.
+func TestMaskRefusal(t *testing.T) {
+	intDesc := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("e"), TableOID: fixtureOID, TableAttributeNumber: 2, DataTypeOID: 23},
+	}}
+	q := encode(&pgproto3.Query{String: "SELECT email FROM customers; SET application_name = 'x'"})
+	for _, tx := range []byte{'I', 'T'} {
+		server := encode(intDesc, &pgproto3.DataRow{Values: [][]byte{[]byte("123")}},
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+			&pgproto3.ParameterStatus{Name: "application_name", Value: "x"},
+			&pgproto3.CommandComplete{CommandTag: []byte("SET")}, &pgproto3.ReadyForQuery{TxStatus: tx})
+		got, st := runMasked(t, q, server)
+		types := checkFraming(t, got)
+		if bytes.Contains(got, []byte("123")) {
+			t.Fatalf("tx %c: refused value sent: %q", tx, got)
+		}
+		switch tx {
+		case 'I':
+			if types != "ESZ" || st.Reason == ReasonMaskRefused {
+				t.Errorf("autocommit: client got %q, reason %q", types, st.Reason)
+			}
+		case 'T':
+			if types != "ESZE" || st.Reason != ReasonMaskRefused {
+				t.Errorf("transaction block: client got %q, reason %q", types, st.Reason)
+			}
+		}
+		if !bytes.Contains(got, []byte("0A000")) {
+			t.Errorf("tx %c: no 0A000 in %q", tx, got)
+		}
 	}
 }
