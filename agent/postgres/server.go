@@ -139,6 +139,10 @@ type Session struct {
 	// origin): only a CancelRequest carrying a key tollgate handed out is
 	// served; anything else is closed without an answer.
 	CancelOnly bool
+
+	// matched are the names of every identity the client matched, found
+	// at authentication; rules and grants name them.
+	matched []string
 }
 
 // Stats is how a session ended.
@@ -242,6 +246,7 @@ func (s *Server) authenticate(ctx context.Context, c net.Conn, sess *Session, st
 		if named := resolveIdentity(sess.Identities, sess.Base.Process, nil); named != nil {
 			id.Name = named.Name
 		}
+		sess.matched = matchedIdentities(sess.Identities, sess.Base.Process, nil)
 		return id, nil
 	}
 	return nil, fatalf(codeInvalidAuthSpec, ErrAuth, "unknown client_auth %q", sess.Target.ClientAuth)
@@ -293,6 +298,7 @@ func (s *Server) authOIDC(ctx context.Context, c net.Conn, sess *Session, st *St
 		return nil, fatalf(codeInvalidAuthSpec, ErrNoIdentity, "no tollgate identity matches subject %q of issuer %s", claims.Subject, claims.Issuer)
 	}
 	id.Name = named.Name
+	sess.matched = matchedIdentities(sess.Identities, sess.Base.Process, claims)
 	return id, nil
 }
 
@@ -381,6 +387,8 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	keepAlive(up.conn)
 
 	r := newRelay(s, sess, c, up.conn)
+	r.idents = sess.matched
+	r.holds = &ct.hold
 	return finish(r.run(ctx))
 }
 
@@ -443,9 +451,17 @@ func (s *Server) serveCancel(ctx context.Context, sess *Session, st *Startup) {
 		s.log.Error("dropping cancel request: audit log unwritable", "session", sess.Base.Session, "error", err)
 		return
 	}
-	err := sendCancel(ctx, DialFunc(s.opts.Dial), t.dst, t.tls, t.pid, t.realKey)
 	end := sess.Base
 	end.Kind = audit.KindSessionEnd
+	if t.hold.cancelHold() {
+		// The statement is held by tollgate, not running on the
+		// server: the hold ends, and the client gets 57014 from it.
+		end.DurationNS = time.Since(start).Nanoseconds()
+		end.CloseReason = "held statement cancelled"
+		s.opts.Recorder.RecordEventually(&end)
+		return
+	}
+	err := sendCancel(ctx, DialFunc(s.opts.Dial), t.dst, t.tls, t.pid, t.realKey)
 	end.DurationNS = time.Since(start).Nanoseconds()
 	end.CloseReason = "cancel request sent"
 	if err != nil {
