@@ -29,8 +29,21 @@ func pgTargetYAML(pg *pgCluster, secret, clientAuth, extra string) string {
 	return pgTargetTLSYAML(pg, secret, clientAuth, "sslmode: disable", extra)
 }
 
-// pgTargetTLSYAML is pgTargetYAML with the upstream's TLS lines.
+// pgAllowAll allows every statement, unknown ones too: the tests of the
+// proxy itself run under it, since nothing is allowed by default.
+const pgAllowAll = "rules:\n" +
+	"  - id: allow-all\n    action: allow\n" +
+	"  - id: allow-unknown\n    when: {classes: [unknown]}\n    action: allow\n"
+
+// pgTargetTLSYAML is pgTargetYAML with the upstream's TLS lines. Unless
+// extra has rules of its own (or a policy file), pgAllowAll is added.
 func pgTargetTLSYAML(pg *pgCluster, secret, clientAuth, tlsLines, extra string) string {
+	if !strings.Contains(extra, "rules:") && !strings.Contains(extra, "policy_file:") {
+		if extra != "" && !strings.HasSuffix(extra, "\n") {
+			extra += "\n"
+		}
+		extra += pgAllowAll
+	}
 	y := fmt.Sprintf("  - name: pg\n    protocol: postgres\n    match: [\"%s\"]\n    client_auth: %s\n"+
 		"    upstream:\n      user: %s\n      password_file: %s\n",
 		pg.addr(), clientAuth, pgScramUser, secret)

@@ -33,7 +33,7 @@ func TestPostgresClientTLS(t *testing.T) {
 	}
 	tlsYAML := "    tls:\n      cert_file: " + certFile + "\n      key_file: " + keyFile + "\n"
 	cfg := newDaemonConfig(t, "  - name: pg-workload\n    cgroup: "+cgroup,
-		pgTargetYAML(pg, secret, "process", tlsYAML)+"rules:\n  - id: allow-all\n    action: allow\n")
+		pgTargetYAML(pg, secret, "process", tlsYAML))
 	d := startDaemon(t, cfg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

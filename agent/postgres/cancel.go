@@ -18,6 +18,9 @@ type cancelTarget struct {
 	pid       uint32 // the real backend pid, which the client also knows
 	realKey   []byte // the server's secret, which the client never sees
 	clientKey []byte // the secret tollgate gave the client
+	// hold is the session's statement on hold, which a cancel ends
+	// instead of reaching the server.
+	hold holdSlot
 }
 
 // cancelKeys maps the keys tollgate hands to clients to the real backend

@@ -232,18 +232,33 @@ func matchOIDC(oi *policy.OIDCIdentity, c *Claims) bool {
 // qualify.
 func resolveIdentity(ids []policy.Identity, p *audit.Process, c *Claims) *policy.Identity {
 	for i := range ids {
-		id := &ids[i]
-		if c != nil {
-			if id.OIDC == nil || !matchOIDC(id.OIDC, c) {
-				continue
-			}
-		} else if id.OIDC != nil || id.Process == nil {
-			continue
+		if matchIdentity(&ids[i], p, c) {
+			return &ids[i]
 		}
-		if id.Process != nil && !matchProcess(id.Process, p) {
-			continue
-		}
-		return id
 	}
 	return nil
+}
+
+// matchedIdentities names every identity the client matches, in config
+// order: rules and grants may name any of them.
+func matchedIdentities(ids []policy.Identity, p *audit.Process, c *Claims) []string {
+	var out []string
+	for i := range ids {
+		if matchIdentity(&ids[i], p, c) {
+			out = append(out, ids[i].Name)
+		}
+	}
+	return out
+}
+
+// matchIdentity reports whether an identity's set sections all match.
+func matchIdentity(id *policy.Identity, p *audit.Process, c *Claims) bool {
+	if c != nil {
+		if id.OIDC == nil || !matchOIDC(id.OIDC, c) {
+			return false
+		}
+	} else if id.OIDC != nil || id.Process == nil {
+		return false
+	}
+	return id.Process == nil || matchProcess(id.Process, p)
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/policy/sql"
@@ -112,13 +111,13 @@ func (r *relay) maskStatement(info sql.Statement, text string) {
 	}
 }
 
-// maskParse keeps the COPY specs of a prepared COPY ... TO STDOUT.
-// Called by the client goroutine with mu held.
-func (r *relay) maskParse(name string, info sql.Statement, text string) {
+// maskParse keeps the COPY specs of a prepared COPY ... TO STDOUT, once
+// the Parse is forwarded. Called by the client goroutine with mu held.
+func (r *relay) maskParse(name, text string) {
 	if r.mk == nil {
 		return
 	}
-	if ps := r.st.stmts[name]; ps != nil && slices.Contains(info.Classes, policy.ClassCopyOut) {
+	if ps := r.st.stmts[name]; ps != nil && slices.Contains(ps.info.Classes, policy.ClassCopyOut) {
 		ps.copies = copySpecs(text)
 	}
 }
@@ -210,35 +209,27 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// maskExecute prepares an Execute's masking: it adds the masked bind
-// parameters to the statement record's detail and, when nothing will tell tollgate the result's
-// columns before its rows come (no Describe of the portal or its
-// statement was sent), sends a Describe of the portal ahead of the
-// Execute, whose answer is kept from the client. Called by the client
-// goroutine before the Execute is queued and forwarded.
-func (r *relay) maskExecute(portalName string, detail map[string]string) {
+// maskParams adds an Execute's masked bind parameters to its statement
+// record's detail. Called by the client goroutine.
+func (r *relay) maskParams(portalName string, detail map[string]string) {
 	if r.mk == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pt := r.st.portals[portalName]
-	if pt != nil && pt.paramLog != "" {
+	if pt := r.st.portals[portalName]; pt != nil && pt.paramLog != "" {
 		detail[detailParamValues] = pt.paramLog
 	}
-	if pt == nil || pt.describing || (pt.stmt != nil && pt.stmt.describing) {
-		return
-	}
-	body := append([]byte{'P'}, portalName...)
-	body = append(body, 0)
-	r.out = appendFrame(r.out, 'D', body)
-	pt.describing = true
-	r.st.push(&expect{kind: expectDescribe, objType: 'P', name: portalName, portal: pt, injected: true})
 }
 
-// maskExecuted attaches the portal (as it is now: a later Bind may
-// replace its name) to the Execute just queued. Called by the client
-// goroutine.
+// maskExecuted prepares the masking of an Execute just queued (and about
+// to be forwarded): it attaches the portal, as it is now (a later Bind
+// may replace its name), to the queued response and, when nothing will
+// tell tollgate the result's columns before its rows come (no Describe
+// of the portal or its statement was sent), sends a Describe of the
+// portal ahead of the Execute, whose answer is kept from the client.
+// Called by the client goroutine before the Execute is added to the
+// messages to forward.
 func (r *relay) maskExecuted(portalName string, info sql.Statement) {
 	if r.mk == nil {
 		return
@@ -246,13 +237,26 @@ func (r *relay) maskExecuted(portalName string, info sql.Statement) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pt := r.st.portals[portalName]
-	if e := r.st.last(); e != nil && e.kind == expectExecute && e.exec != nil {
-		e.portal = pt
-		e.exec.ddl = changesCatalog(info)
-		if pt != nil && pt.stmt != nil {
-			e.exec.copies = pt.stmt.copies
-		}
+	e := r.st.last()
+	if e == nil || e.kind != expectExecute || e.exec == nil {
+		return
 	}
+	e.portal = pt
+	e.exec.ddl = changesCatalog(info)
+	if pt == nil {
+		return
+	}
+	if pt.stmt != nil {
+		e.exec.copies = pt.stmt.copies
+	}
+	if pt.describing || (pt.stmt != nil && pt.stmt.describing) {
+		return
+	}
+	body := append([]byte{'P'}, portalName...)
+	body = append(body, 0)
+	r.out = appendFrame(r.out, 'D', body)
+	pt.describing = true
+	r.st.insertBeforeLast(&expect{kind: expectDescribe, objType: 'P', name: portalName, portal: pt, ownDescribe: true})
 }
 
 // maskDetail adds an execution's masking counts to its result record.
@@ -321,11 +325,16 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 		r.mu.Unlock()
 		if f != nil && f.kind == expectQuery && f.exec != nil {
 			if err := r.startResult(f.exec, body); err != nil {
-				return true, "", r.refuse(f.exec, err)
+				return true, "", r.refuseResult(f.exec, err)
 			}
 		}
-		forward, stop := r.serverMessage(typ, body)
-		if forward {
+		out, forward, stop := r.serverMessage(typ, body)
+		switch {
+		case out != nil:
+			if _, err := r.cw.Write(out); err != nil {
+				return true, ReasonClientError, err
+			}
+		case forward:
 			h := frameHeader(typ, n)
 			r.cw.Write(h[:])
 			if _, err := r.cw.Write(body); err != nil {
@@ -340,7 +349,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 	case 'n':
 		r.mu.Lock()
 		f := r.st.front()
-		injected := f != nil && f.kind == expectDescribe && f.injected
+		injected := f != nil && f.kind == expectDescribe && f.ownDescribe
 		r.serverState(typ)
 		r.mu.Unlock()
 		if n != 0 {
@@ -363,7 +372,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			if f != nil {
 				e = f.exec
 			}
-			if err := r.refuse(e, perr); err != nil {
+			if err := r.refuseResult(e, perr); err != nil {
 				return true, ReasonClientError, err
 			}
 			reason, err = r.swallowMessage(typ, n)
@@ -410,7 +419,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			e = f.exec
 		}
 		if err := r.startCopy(e, body); err != nil {
-			return true, "", r.refuse(e, err)
+			return true, "", r.refuseResult(e, err)
 		}
 		h := frameHeader(typ, n)
 		r.cw.Write(h[:])
@@ -447,8 +456,16 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 		}
 		if typ == 'E' {
 			r.endResult()
-			if _, stop := r.serverMessage(typ, body); stop != nil {
+			out, forward, stop := r.serverMessage(typ, body)
+			if stop != nil {
 				return true, ReasonUnsafe, stop
+			}
+			switch {
+			case out != nil:
+				// The server's raise of a refusal, without its context.
+				body = out[5:]
+			case !forward:
+				return true, "", nil
 			}
 		}
 		reason, err = r.forwardMasked(typ, body)
@@ -687,13 +704,13 @@ func (r *relay) endResult() {
 	m.cur = nil
 }
 
-// refuse answers a result that cannot be masked with ERROR 0A000 in its
+// refuseResult answers a result that cannot be masked with ERROR 0A000 in its
 // place, before any of its rows, and drops the rest of the server's
 // response up to ReadyForQuery (as the client expects after an error).
 // The statement has run: a refusal withholds its result, it does not undo
 // it. Inside a transaction block, the session is then closed, so that the
 // server rolls the transaction back (see swallowMessage).
-func (r *relay) refuse(e *exec, cause error) error {
+func (r *relay) refuseResult(e *exec, cause error) error {
 	m := r.mk
 	m.cur = nil
 	m.swallow = true
@@ -751,7 +768,7 @@ func (r *relay) swallowMessage(typ byte, n int) (string, error) {
 		r.mu.Unlock()
 		return "", nil
 	}
-	forward, stop := r.serverMessage(typ, body)
+	_, forward, stop := r.serverMessage(typ, body)
 	if stop != nil {
 		return ReasonUnsafe, stop
 	}
@@ -825,15 +842,6 @@ func (r *relay) forwardMasked(typ byte, body []byte) (string, error) {
 		return ReasonClientError, err
 	}
 	return "", nil
-}
-
-// identityNames are the configured identities a session's client matched,
-// for masking exemptions.
-func identityNames(id *audit.Identity) []string {
-	if id == nil || id.Name == "" {
-		return nil
-	}
-	return []string{id.Name}
 }
 
 // maskingDetail notes in a session.start record whether masking applies

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/policy/sql"
 )
@@ -55,9 +56,28 @@ type relay struct {
 	recs  []*audit.Record // statement records of the held messages
 	execs []*exec         // their executions, to learn the records' seq
 	n     int64           // statements so far
+	// idents are the names of the configured identities the session
+	// matched, which rules and grants name.
+	idents   []string
+	verdicts map[string]verdict // by exact statement text
+	// discard is set from a refusal in the extended protocol to the
+	// client's next Sync: the server discards what comes in between.
+	discard bool
+	// holds is where a CancelRequest finds the statement on hold.
+	holds *holdSlot
+
+	// stopCtx ends when the session stops (cause errSessionEnded), and
+	// with it a hold; stopping is set before run stops the goroutines.
+	stopCtx  context.Context
+	stop     context.CancelCauseFunc
+	stopping atomic.Bool
 
 	// Server side state, owned by the server goroutine.
 	ubuf []byte
+	// wmu serialises whole messages to the client: the server
+	// goroutine's, and the notices the client goroutine sends while a
+	// statement is on hold.
+	wmu sync.Mutex
 
 	// mu guards the protocol state both sides share.
 	mu sync.Mutex
@@ -94,6 +114,7 @@ type exec struct {
 	sqlstate  string
 	skipped   bool
 	suspended bool
+	done      bool // its result is recorded
 
 	// Masking.
 	masked  []mask.ColumnCount // what was masked, per column
@@ -110,6 +131,7 @@ func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
 		ur:         bufio.NewReaderSize(upstream, bufSize),
 		cw:         bufio.NewWriterSize(client, bufSize),
 		st:         newProtoState(),
+		verdicts:   map[string]verdict{},
 		resKick:    make(chan struct{}, 1),
 		resUrgent:  make(chan struct{}, 1),
 		resultsEnd: make(chan struct{}),
@@ -120,6 +142,8 @@ func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
 // and returns. The caller closes the client connection.
 func (r *relay) run(ctx context.Context) Stats {
 	r.ctx = ctx
+	r.stopCtx, r.stop = context.WithCancelCause(ctx)
+	defer r.stop(errSessionEnded)
 	var resWG sync.WaitGroup
 	resWG.Go(func() {
 		defer r.recoverTo(nil)
@@ -148,7 +172,10 @@ func (r *relay) run(ctx context.Context) Stats {
 	// Stop both sides: closing upstream ends the server goroutine's reads,
 	// a write deadline its writes to a client that stopped reading, and a
 	// past read deadline ends the client goroutine while the client
-	// connection stays open for a final error message.
+	// connection stays open for a final error message; a statement on
+	// hold is cancelled.
+	r.stopping.Store(true)
+	r.stop(errSessionEnded)
 	r.upstream.Close()
 	r.client.SetWriteDeadline(time.Now().Add(stopWriteTimeout))
 	r.client.SetReadDeadline(time.Unix(1, 0))
@@ -228,10 +255,14 @@ func (r *relay) clientLoop() (string, error) {
 		if err != nil {
 			return r.clientReadEnd(err)
 		}
-		if err := r.clientMessage(typ, body); err != nil {
-			return ReasonProtocol, err
+		forward, err := r.clientMessage(typ, body)
+		if err != nil {
+			return r.messageEnd(err)
 		}
-		if len(body) > inlineMax {
+		switch {
+		case !forward:
+			releaseBody(&r.cbuf)
+		case len(body) > inlineMax:
 			if err := r.commit(); err != nil {
 				return r.commitEnd(err)
 			}
@@ -240,7 +271,7 @@ func (r *relay) clientLoop() (string, error) {
 				return ReasonUpstreamError, err
 			}
 			releaseBody(&r.cbuf)
-		} else {
+		default:
 			r.out = appendFrame(r.out, typ, body)
 		}
 		if typ == 'X' {
@@ -271,6 +302,20 @@ func (r *relay) clientReadEnd(err error) (string, error) {
 		return ReasonClientClosed, nil // stopped by run
 	}
 	return ReasonClientError, err
+}
+
+// messageEnd ends the client goroutine after handling a message failed:
+// a protocol violation, a record that could not be made durable, an
+// upstream write, or the session's stop during a hold.
+func (r *relay) messageEnd(err error) (string, error) {
+	var pe *Error
+	switch {
+	case errors.Is(err, errStopped):
+		return ReasonClientClosed, nil
+	case errors.As(err, &pe) && errors.Is(err, ErrProtocol):
+		return ReasonProtocol, err
+	}
+	return r.commitEnd(err)
 }
 
 func (r *relay) commitEnd(err error) (string, error) {
@@ -330,41 +375,39 @@ func (r *relay) appendAll(recs []*audit.Record) error {
 	return errors.Join(errs...)
 }
 
-// clientMessage updates the protocol state for a client message and
-// prepares the statement record of a message that runs a statement.
-func (r *relay) clientMessage(typ byte, body []byte) error {
+// clientMessage updates the protocol state for a client message, judges
+// the statement of a message that carries or runs one and prepares its
+// record. It reports whether the message is to be forwarded as it is; a
+// refused message is replaced by what makes the server raise the refusal.
+func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 	switch typ {
 	case 'Q':
 		var q pgproto3.Query
 		if err := q.Decode(body); err != nil {
-			return malformed("Query", err)
+			return false, malformed("Query", err)
 		}
 		info := r.s.opts.Classifier.Classify(q.String)
-		r.statement(expectQuery, info, "simple", nil)
-		r.maskStatement(info, q.String)
+		fwd, err := r.execute(expectQuery, info, r.judge(q.String, info), "simple", nil)
+		if fwd && err == nil {
+			r.maskStatement(info, q.String)
+		}
+		return fwd, err
 	case 'P':
 		var p pgproto3.Parse
 		if err := p.Decode(body); err != nil {
-			return malformed("Parse", err)
+			return false, malformed("Parse", err)
 		}
-		info := r.s.opts.Classifier.Classify(p.Query)
-		// Parse carries the statement's text to the server, which
-		// parses it and locks the tables it names: it is recorded too,
-		// so that no statement text reaches the server unrecorded. The
-		// Executes that run it are recorded with their results.
-		detail := map[string]string{}
-		if p.Name != "" {
-			detail["statement"] = p.Name
+		fwd, err := r.parse(&p)
+		if fwd && err == nil {
+			r.mu.Lock()
+			r.maskParse(p.Name, p.Query)
+			r.mu.Unlock()
 		}
-		r.appendStatement(nil, info, "parse", detail)
-		r.mu.Lock()
-		r.st.parse(p.Name, info)
-		r.maskParse(p.Name, info, p.Query)
-		r.mu.Unlock()
+		return fwd, err
 	case 'B':
 		var b pgproto3.Bind
 		if err := b.Decode(body); err != nil {
-			return malformed("Bind", err)
+			return false, malformed("Bind", err)
 		}
 		r.mu.Lock()
 		r.st.bind(b.DestinationPortal, b.PreparedStatement, b.ResultFormatCodes, len(b.Parameters))
@@ -373,7 +416,7 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 	case 'D':
 		var d pgproto3.Describe
 		if err := d.Decode(body); err != nil {
-			return malformed("Describe", err)
+			return false, malformed("Describe", err)
 		}
 		r.mu.Lock()
 		r.st.describe(d.ObjectType, d.Name)
@@ -381,60 +424,144 @@ func (r *relay) clientMessage(typ byte, body []byte) error {
 	case 'E':
 		var e pgproto3.Execute
 		if err := e.Decode(body); err != nil {
-			return malformed("Execute", err)
+			return false, malformed("Execute", err)
 		}
 		r.mu.Lock()
 		pt := r.st.portals[e.Portal]
 		r.mu.Unlock()
 		detail := map[string]string{}
 		var info sql.Statement
+		var v verdict
 		if pt != nil && pt.stmt != nil {
 			info = pt.stmt.info
+			// The verdict made at Parse, unless the policy or the
+			// grants in force changed since.
+			v = r.current(pt.stmt.verdict, info)
 			if pt.stmtName != "" {
 				detail["statement"] = pt.stmtName
 			}
 			detail["params"] = strconv.Itoa(pt.params)
 		} else {
 			// A portal from a statement tollgate did not see parsed
-			// (an SQL-level PREPARE): recorded as unknown.
+			// (an SQL-level PREPARE): judged as unknown.
 			info = sql.Statement{Classes: unknownClasses}
+			v = r.judge("", info)
 			detail["unknown_statement"] = "true"
 		}
 		if e.Portal != "" {
 			detail["portal"] = e.Portal
 		}
-		r.maskExecute(e.Portal, detail)
-		r.statement(expectExecute, info, "extended", detail)
-		r.maskExecuted(e.Portal, info)
+		r.maskParams(e.Portal, detail)
+		fwd, err := r.execute(expectExecute, info, v, "extended", detail)
+		if fwd && err == nil {
+			r.maskExecuted(e.Portal, info)
+		}
+		return fwd, err
 	case 'C':
 		var c pgproto3.Close
 		if err := c.Decode(body); err != nil {
-			return malformed("Close", err)
+			return false, malformed("Close", err)
 		}
 		r.mu.Lock()
 		r.st.close(c.ObjectType, c.Name)
 		r.mu.Unlock()
 	case 'S':
 		if len(body) != 0 {
-			return malformed("Sync", nil)
+			return false, malformed("Sync", nil)
 		}
+		r.discard = false
 		r.mu.Lock()
 		r.st.push(&expect{kind: expectSync})
 		r.mu.Unlock()
 	case 'H', 'X', 'c':
 		if len(body) != 0 {
-			return malformed(string(typ), nil)
+			return false, malformed(string(typ), nil)
 		}
 	case 'F':
 		var f pgproto3.FunctionCall
 		if err := f.Decode(body); err != nil {
-			return malformed("FunctionCall", err)
+			return false, malformed("FunctionCall", err)
 		}
 		info := sql.Statement{Classes: functionCallClasses}
-		r.statement(expectFunction, info, "function", map[string]string{"function_oid": strconv.FormatUint(uint64(f.Function), 10)})
+		detail := map[string]string{"function_oid": strconv.FormatUint(uint64(f.Function), 10)}
+		return r.execute(expectFunction, info, r.judge("", info), "function", detail)
 	case 'd', 'f':
 		// COPY data and CopyFail pass as they are.
 	}
+	return true, nil
+}
+
+// parse handles a Parse. Its text reaches the server, which parses it and
+// locks the tables it names, so it is judged and recorded like an
+// execution: a denied Parse never reaches the server. A Parse that a
+// review rule matches is forwarded (it runs nothing) and each Execute of
+// it is held.
+func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
+	info := r.s.opts.Classifier.Classify(p.Query)
+	v := r.judge(p.Query, info)
+	detail := map[string]string{}
+	if p.Name != "" {
+		detail["statement"] = p.Name
+	}
+	if v.Action != policy.ActionDeny {
+		r.appendStatement(nil, info, v, "parse", detail)
+		r.mu.Lock()
+		r.st.parse(p.Name, info, v)
+		r.mu.Unlock()
+		return true, nil
+	}
+	r.mu.Lock()
+	r.st.refusedParse(p.Name)
+	r.mu.Unlock()
+	if r.discard {
+		// The server discards it anyway: recorded, not sent.
+		detail["discarded"] = "true"
+		r.appendStatement(nil, info, v, "parse", detail)
+		return false, nil
+	}
+	return false, r.refuse(expectParse, info, v, "parse", detail, denied(v))
+}
+
+// execute handles a message that runs a statement (a Query, an Execute,
+// a FunctionCall) by its verdict: forwarded, refused or held for review.
+func (r *relay) execute(kind expectKind, info sql.Statement, v verdict, protocol string, detail map[string]string) (bool, error) {
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	switch v.Action {
+	case policy.ActionAllow, policy.ActionMask:
+		r.statement(kind, info, v, protocol, detail)
+		return true, nil
+	}
+	if r.discard && kind == expectExecute {
+		// After a refusal the server discards everything up to the
+		// Sync: the statement would not run. It is recorded and not
+		// sent, and its response is skipped like the server's.
+		detail["discarded"] = "true"
+		r.statement(kind, info, v, protocol, detail)
+		return false, nil
+	}
+	if v.Action == policy.ActionReview {
+		return r.review(kind, info, v, protocol, detail)
+	}
+	return false, r.refuse(kind, info, v, protocol, detail, denied(v))
+}
+
+// refuse records a refused statement durably, forwarding what preceded
+// it, and queues in its place what makes the server raise the refusal,
+// which names the record.
+func (r *relay) refuse(kind expectKind, info sql.Statement, v verdict, protocol string, detail map[string]string, f refusal) error {
+	var e *exec
+	if kind != expectParse {
+		e = r.newExec(protocol)
+	}
+	rec := r.appendStatement(e, info, v, protocol, detail)
+	if err := r.commit(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.appendRaise(kind, e, f, rec.Seq)
+	r.mu.Unlock()
 	return nil
 }
 
@@ -445,38 +572,60 @@ func malformed(what string, err error) error {
 	return fatalf(codeProtocolViolation, ErrProtocol, "invalid %s message", what)
 }
 
+// newExec numbers a new execution.
+func (r *relay) newExec(protocol string) *exec {
+	r.n++
+	return &exec{n: r.n, protocol: protocol, start: time.Now()}
+}
+
 // statement prepares the record of a statement about to run (a Query, an
 // Execute, a FunctionCall) and queues the response it expects.
-func (r *relay) statement(kind expectKind, info sql.Statement, protocol string, detail map[string]string) {
-	r.n++
-	e := &exec{n: r.n, protocol: protocol, start: time.Now()}
-	if detail == nil {
-		detail = map[string]string{}
-	}
-	detail["n"] = strconv.FormatInt(e.n, 10)
-	r.appendStatement(e, info, protocol, detail)
+func (r *relay) statement(kind expectKind, info sql.Statement, v verdict, protocol string, detail map[string]string) {
+	e := r.newExec(protocol)
+	r.appendStatement(e, info, v, protocol, detail)
 	r.mu.Lock()
 	r.st.push(&expect{kind: kind, exec: e})
 	r.mu.Unlock()
 }
 
-// appendStatement holds a statement record until the next commit; e is
-// the execution it stands for, nil for a Parse.
-func (r *relay) appendStatement(e *exec, info sql.Statement, protocol string, detail map[string]string) {
+// statementRecord is the record's view of a classified statement.
+func statementRecord(info sql.Statement) *audit.Statement {
+	st := &audit.Statement{Text: info.Text, Fingerprint: info.Fingerprint, Tables: info.Tables}
+	for _, c := range info.Classes {
+		st.Classes = append(st.Classes, string(c))
+	}
+	return st
+}
+
+// hashOf is the hash of the policy a verdict was made under.
+func (r *relay) hashOf(v verdict) string {
+	if v.hash != "" {
+		return v.hash
+	}
+	return r.sess.PolicyHash
+}
+
+// appendStatement holds a statement record with its decision until the
+// next commit, and returns it (its Seq is set once durable); e is the
+// execution it stands for, nil for a Parse.
+func (r *relay) appendStatement(e *exec, info sql.Statement, v verdict, protocol string, detail map[string]string) *audit.Record {
 	now := time.Now()
+	if detail == nil {
+		detail = map[string]string{}
+	}
 	if e != nil {
 		now = e.start
+		detail["n"] = strconv.FormatInt(e.n, 10)
 	}
 	rec := r.sess.Base
 	rec.Kind = audit.KindStatement
 	rec.Time = now.UTC()
-	rec.Statement = &audit.Statement{Text: info.Text, Fingerprint: info.Fingerprint, Tables: info.Tables}
-	for _, c := range info.Classes {
-		rec.Statement.Classes = append(rec.Statement.Classes, string(c))
+	rec.Statement = statementRecord(info)
+	rec.Decision = &audit.Decision{Action: string(v.Action), Rule: v.Rule, Policy: r.hashOf(v), Reason: v.Reason}
+	if g := grantIDs(v.Rule); g != "" {
+		// The grant was used: this record says so.
+		detail["grant"] = g
 	}
-	// No rule is enforced yet (issue 4): everything is allowed, under the
-	// policy in force.
-	rec.Decision = &audit.Decision{Action: "allow", Policy: r.sess.PolicyHash}
 	detail["protocol"] = protocol
 	if info.Err != nil {
 		detail["parse_error"] = strings.TrimPrefix(info.Err.Error(), sql.ErrUnparsed.Error()+": ")
@@ -490,6 +639,7 @@ func (r *relay) appendStatement(e *exec, info sql.Statement, protocol string, de
 	rec.Detail = detail
 	r.recs = append(r.recs, &rec)
 	r.execs = append(r.execs, e)
+	return &rec
 }
 
 // serverLoop reads server messages, tracks responses and forwards them.
@@ -497,48 +647,83 @@ func (r *relay) serverLoop() (string, error) {
 	for {
 		typ, n, err := readHeader(r.ur)
 		if err != nil {
-			return r.serverReadEnd(err)
+			return r.serverEnd(err)
 		}
 		r.down.Add(int64(n) + 5)
 		if r.mk != nil {
+			r.wmu.Lock()
 			handled, reason, err := r.maskServer(typ, n)
+			if handled && reason == "" && err == nil && r.ur.Buffered() == 0 {
+				if ferr := r.cw.Flush(); ferr != nil {
+					reason, err = ReasonClientError, ferr
+				}
+			}
+			r.wmu.Unlock()
 			if reason != "" || err != nil {
 				return reason, err
 			}
 			if handled {
-				if r.ur.Buffered() == 0 {
-					if err := r.cw.Flush(); err != nil {
-						return ReasonClientError, err
-					}
-				}
 				continue
 			}
 		}
-		if readWhole(typ) {
-			body, err := readBody(r.ur, &r.ubuf, n)
-			if err != nil {
+		var body []byte
+		whole := readWhole(typ)
+		if whole {
+			if body, err = readBody(r.ur, &r.ubuf, n); err != nil {
+				return r.serverEnd(err)
+			}
+		}
+		if reason, err := r.serverFrame(typ, n, body, whole); reason != "" {
+			return reason, err
+		}
+	}
+}
+
+// serverEnd ends the server goroutine after a read error.
+func (r *relay) serverEnd(err error) (string, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.serverReadEnd(err)
+}
+
+// serverFrame handles one server message (its body read when whole) and
+// writes it to the client, as one unit among the client's writes. A
+// non-empty reason ends the session.
+func (r *relay) serverFrame(typ byte, n int, body []byte, whole bool) (string, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if whole {
+		out, forward, stop := r.serverMessage(typ, body)
+		switch {
+		case out != nil:
+			if _, err := r.cw.Write(out); err != nil {
+				return ReasonClientError, err
+			}
+		case forward:
+			h := frameHeader(typ, n)
+			r.cw.Write(h[:])
+			if _, err := r.cw.Write(body); err != nil {
+				return ReasonClientError, err
+			}
+		}
+		releaseBody(&r.ubuf)
+		if stop != nil {
+			r.cw.Flush()
+			return ReasonUnsafe, stop
+		}
+	} else {
+		// Rows, COPY data, notices, notifications and bodiless
+		// responses pass as they come: a row is never held whole,
+		// whatever its size.
+		r.mu.Lock()
+		drop := r.serverState(typ)
+		r.mu.Unlock()
+		switch {
+		case drop:
+			if _, err := r.ur.Discard(n); err != nil {
 				return r.serverReadEnd(err)
 			}
-			forward, stop := r.serverMessage(typ, body)
-			if forward {
-				h := frameHeader(typ, n)
-				r.cw.Write(h[:])
-				if _, err := r.cw.Write(body); err != nil {
-					return ReasonClientError, err
-				}
-			}
-			releaseBody(&r.ubuf)
-			if stop != nil {
-				r.cw.Flush()
-				return ReasonUnsafe, stop
-			}
-		} else {
-			// Rows, COPY data, notices, notifications and bodiless
-			// responses pass as they come: a row is never held whole,
-			// whatever its size.
-			r.mu.Lock()
-			r.serverState(typ)
-			r.mu.Unlock()
+		default:
 			h := frameHeader(typ, n)
 			if _, err := r.cw.Write(h[:]); err != nil {
 				return ReasonClientError, err
@@ -549,12 +734,13 @@ func (r *relay) serverLoop() (string, error) {
 				}
 			}
 		}
-		if r.ur.Buffered() == 0 {
-			if err := r.cw.Flush(); err != nil {
-				return ReasonClientError, err
-			}
+	}
+	if r.ur.Buffered() == 0 {
+		if err := r.cw.Flush(); err != nil {
+			return ReasonClientError, err
 		}
 	}
+	return "", nil
 }
 
 // readWhole reports whether a server message type is read whole, because
@@ -576,8 +762,9 @@ func (r *relay) serverReadEnd(err error) (string, error) {
 }
 
 // serverMessage updates the protocol state for a server message. It
-// reports whether to forward it, and an error when the session must end.
-func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) {
+// returns a replacement message (whole, with its header) or reports
+// whether to forward it as it is, and an error when the session must end.
+func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, stop error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := &r.st
@@ -586,8 +773,8 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 		if f := st.front(); f != nil && f.kind == expectDescribe {
 			st.described(f, body)
 			st.pop(expectDescribe)
-			if f.injected {
-				return false, nil // tollgate's own Describe, for masking
+			if f.ownDescribe {
+				return nil, false, nil // tollgate's own Describe, for masking
 			}
 		}
 	case 'C':
@@ -598,6 +785,9 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 	case 'E':
 		var er pgproto3.ErrorResponse
 		if er.Decode(body) == nil {
+			if f := st.front(); f != nil && f.raise && (er.Code == codeInsufficientPrivilege || er.Code == codeQueryCanceled) {
+				out = stripContext(body)
+			}
 			r.failed(er.Code)
 		}
 	case 'Z':
@@ -606,32 +796,38 @@ func (r *relay) serverMessage(typ byte, body []byte) (forward bool, stop error) 
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(body) == nil {
 			if err := checkParams(map[string]string{ps.Name: ps.Value}); err != nil {
-				return true, err
+				return nil, true, err
 			}
 		}
 	case 'K':
 		// The real cancel key never reaches the client.
-		return false, nil
+		return nil, false, nil
 	case 'R', 'v':
 		r.s.log.Warn("unexpected message from server after login", "session", r.sess.Base.Session, "type", string(typ))
-		return false, nil
+		return nil, false, nil
 	}
-	return true, nil
+	return out, true, nil
 }
 
 // serverState updates the protocol state for a server message that is
-// streamed through. Called with mu held.
-func (r *relay) serverState(typ byte) {
+// streamed through, and reports whether to drop it: the ParseComplete and
+// BindComplete of messages tollgate sent in place of a refused one.
+// Called with mu held.
+func (r *relay) serverState(typ byte) bool {
 	st := &r.st
 	switch typ {
 	case 'D':
 		if f := st.front(); f != nil && f.exec != nil {
 			f.exec.rows++
 		}
-	case '1':
-		st.pop(expectParse)
-	case '2':
-		st.pop(expectBind)
+	case '1', '2':
+		kind := expectParse
+		if typ == '2' {
+			kind = expectBind
+		}
+		f := st.front()
+		st.pop(kind)
+		return f != nil && f.kind == kind && f.injected
 	case '3':
 		st.pop(expectClose)
 	case 'n':
@@ -640,11 +836,14 @@ func (r *relay) serverState(typ byte) {
 		r.completed("")
 	case 's':
 		if f := st.front(); f != nil && f.kind == expectExecute {
-			f.exec.suspended = true
-			r.finish(f.exec)
+			if f.exec != nil {
+				f.exec.suspended = true
+				r.finish(f.exec)
+			}
 			st.pop(expectExecute)
 		}
 	}
+	return false
 }
 
 // completed handles CommandComplete and EmptyQueryResponse.
@@ -678,9 +877,25 @@ func (r *relay) failed(code string) {
 	case expectSync:
 		return // the error belongs to the implicit commit at Sync
 	}
+	if f.injected {
+		// The Parse or Bind tollgate sent in place of a refused message
+		// failed (the transaction was already aborted): the error
+		// stands for the refused statement.
+		for _, q := range st.queue[st.head:] {
+			if q.raise {
+				if q.exec != nil && !q.exec.done {
+					q.exec.sqlstate = code
+					r.finish(q.exec)
+				}
+				break
+			}
+		}
+	}
 	if f.kind == expectExecute {
-		f.exec.sqlstate = code
-		r.finish(f.exec)
+		if f.exec != nil {
+			f.exec.sqlstate = code
+			r.finish(f.exec)
+		}
 		st.pop(expectExecute)
 	}
 	for _, e := range st.skipToSync() {
@@ -707,8 +922,13 @@ func (r *relay) ready() {
 	}
 }
 
-// finish queues the result record of an execution. Called with mu held.
+// finish queues the result record of an execution, once. Called with mu
+// held.
 func (r *relay) finish(e *exec) {
+	if e.done {
+		return
+	}
+	e.done = true
 	rec := r.sess.Base
 	rec.Kind = audit.KindResult
 	now := time.Now()

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/policy"
 )
 
 // fakeRecorder keeps records in memory; it can be made to fail.
@@ -64,20 +65,55 @@ type relayHarness struct {
 	server *pgproto3.Backend // the test's server side
 	sconn  net.Conn
 	done   chan Stats
+	slot   *holdSlot // where a cancel request finds the statement on hold
+	// flushed is closed when the server side's last flush returned.
+	flushed chan struct{}
+	sent    chan struct{} // the same for the client side
 }
 
 func newRelayHarness(t *testing.T, rec *fakeRecorder) *relayHarness {
+	return newPolicyHarness(t, rec, Options{Policy: allowAll()}, nil)
+}
+
+// staticPolicy is a PolicySource that never changes.
+type staticPolicy struct {
+	eng  *policy.Engine
+	hash string
+}
+
+func (p staticPolicy) Current() (*policy.Engine, string) { return p.eng, p.hash }
+
+// rulesPolicy is a policy of the given rules.
+func rulesPolicy(rules ...policy.Rule) staticPolicy {
+	return staticPolicy{eng: policy.NewEngine(&policy.Config{Rules: rules}), hash: "sha256:test"}
+}
+
+// allowAll allows every statement, unknown ones too.
+func allowAll() staticPolicy {
+	return rulesPolicy(policy.Rule{ID: "all", Action: policy.ActionAllow},
+		policy.Rule{ID: "unknown", Action: policy.ActionAllow, When: policy.Conditions{Classes: unknownClasses}})
+}
+
+// newPolicyHarness is newRelayHarness with options (Recorder and Dial are
+// set here) and identity names for the session.
+func newPolicyHarness(t *testing.T, rec *fakeRecorder, opts Options, idents []string) *relayHarness {
 	t.Helper()
 	cA, cB := net.Pipe()
 	uA, uB := net.Pipe()
-	s := NewServer(Options{Recorder: rec, Dial: func(context.Context, string, string) (net.Conn, error) {
+	opts.Recorder = rec
+	opts.Dial = func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("no dialing in unit tests")
-	}})
-	sess := &Session{Base: audit.Record{Session: "S1", Target: "t"}, PolicyHash: "sha256:x"}
+	}
+	s := NewServer(opts)
+	sess := &Session{Base: audit.Record{Session: "S1", Target: "t"}, Target: policy.Target{Name: "t"}, PolicyHash: "sha256:x"}
 	h := &relayHarness{rec: rec, cconn: cB, sconn: uB, client: pgproto3.NewFrontend(cB, cB), server: pgproto3.NewBackend(uB, uB),
 		done: make(chan Stats, 1)}
+	h.slot = &holdSlot{}
 	go func() {
-		st := newRelay(s, sess, cA, uA).run(context.Background())
+		r := newRelay(s, sess, cA, uA)
+		r.idents = idents
+		r.holds = h.slot
+		st := r.run(context.Background())
 		cA.Close()
 		h.done <- st
 	}()
@@ -87,22 +123,34 @@ func newRelayHarness(t *testing.T, rec *fakeRecorder) *relayHarness {
 
 func (h *relayHarness) send(t *testing.T, msgs ...pgproto3.FrontendMessage) {
 	t.Helper()
+	if h.sent != nil {
+		<-h.sent // the previous flush owns the frontend until it returns
+	}
 	for _, m := range msgs {
 		h.client.Send(m)
 	}
+	done := make(chan struct{})
+	h.sent = done
 	go func() {
-		if err := h.client.Flush(); err != nil {
-			t.Log(err)
-		}
+		defer close(done)
+		h.client.Flush()
 	}()
 }
 
 func (h *relayHarness) serve(t *testing.T, msgs ...pgproto3.BackendMessage) {
 	t.Helper()
+	if h.flushed != nil {
+		<-h.flushed // the previous flush owns the backend until it returns
+	}
 	for _, m := range msgs {
 		h.server.Send(m)
 	}
-	go h.server.Flush()
+	done := make(chan struct{})
+	h.flushed = done
+	go func() {
+		defer close(done)
+		h.server.Flush()
+	}()
 }
 
 // receiveServer reads one message on the server side.
@@ -303,7 +351,7 @@ func FuzzRelay(f *testing.F) {
 	f.Fuzz(func(t *testing.T, client, server []byte) {
 		cA, cB := net.Pipe()
 		uA, uB := net.Pipe()
-		s := NewServer(Options{Recorder: &fakeRecorder{}, MaxMessage: 1 << 16,
+		s := NewServer(Options{Recorder: &fakeRecorder{}, MaxMessage: 1 << 16, Policy: allowAll(),
 			Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }})
 		done := make(chan struct{})
 		go func() {
@@ -356,7 +404,7 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 				defer cliSide.Close()
 				defer srvSide.Close()
 			} else {
-				s := NewServer(Options{Recorder: &discardRecorder{}, Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }})
+				s := NewServer(Options{Recorder: &discardRecorder{}, Policy: allowAll(), Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }})
 				go newRelay(s, &Session{Base: audit.Record{Session: "B"}}, relayClient, relayUp).run(context.Background())
 			}
 			// The fake server answers each Query or Sync with one row.

@@ -143,6 +143,10 @@ type Session struct {
 	CancelOnly bool
 	// Masker holds the masking rules of the target; nil when none apply.
 	Masker *mask.Masker
+
+	// matched are the names of every identity the client matched, found
+	// at authentication; rules, grants and masking exemptions name them.
+	matched []string
 }
 
 // Stats is how a session ended.
@@ -246,6 +250,7 @@ func (s *Server) authenticate(ctx context.Context, c net.Conn, sess *Session, st
 		if named := resolveIdentity(sess.Identities, sess.Base.Process, nil); named != nil {
 			id.Name = named.Name
 		}
+		sess.matched = matchedIdentities(sess.Identities, sess.Base.Process, nil)
 		return id, nil
 	}
 	return nil, fatalf(codeInvalidAuthSpec, ErrAuth, "unknown client_auth %q", sess.Target.ClientAuth)
@@ -297,6 +302,7 @@ func (s *Server) authOIDC(ctx context.Context, c net.Conn, sess *Session, st *St
 		return nil, fatalf(codeInvalidAuthSpec, ErrNoIdentity, "no tollgate identity matches subject %q of issuer %s", claims.Subject, claims.Issuer)
 	}
 	id.Name = named.Name
+	sess.matched = matchedIdentities(sess.Identities, sess.Base.Process, claims)
 	return id, nil
 }
 
@@ -325,7 +331,7 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	maps.Copy(startRec.Detail, sess.Detail)
 	var ms *mask.Session
 	if sess.Masker != nil {
-		ms = sess.Masker.Session(mask.Subject{Identities: identityNames(ident)})
+		ms = sess.Masker.Session(mask.Subject{Identities: sess.matched})
 		maskingDetail(ms, startRec.Detail)
 	}
 	sess.Base = withoutAddrs(sess.Base)
@@ -390,6 +396,8 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	keepAlive(up.conn)
 
 	r := newRelay(s, sess, c, up.conn)
+	r.idents = sess.matched
+	r.holds = &ct.hold
 	if ms != nil && ms.Active() {
 		cat := newCatalog(func(ctx context.Context) (*pgconn.PgConn, error) {
 			return s.catalogConn(ctx, sess, host, st)
@@ -459,9 +467,17 @@ func (s *Server) serveCancel(ctx context.Context, sess *Session, st *Startup) {
 		s.log.Error("dropping cancel request: audit log unwritable", "session", sess.Base.Session, "error", err)
 		return
 	}
-	err := sendCancel(ctx, DialFunc(s.opts.Dial), t.dst, t.tls, t.pid, t.realKey)
 	end := sess.Base
 	end.Kind = audit.KindSessionEnd
+	if t.hold.cancelHold() {
+		// The statement is held by tollgate, not running on the
+		// server: the hold ends, and the client gets 57014 from it.
+		end.DurationNS = time.Since(start).Nanoseconds()
+		end.CloseReason = "held statement cancelled"
+		s.opts.Recorder.RecordEventually(&end)
+		return
+	}
+	err := sendCancel(ctx, DialFunc(s.opts.Dial), t.dst, t.tls, t.pid, t.realKey)
 	end.DurationNS = time.Since(start).Nanoseconds()
 	end.CloseReason = "cancel request sent"
 	if err != nil {

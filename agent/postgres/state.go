@@ -30,6 +30,12 @@ const (
 type expect struct {
 	kind expectKind
 	exec *exec // Query, Execute, FunctionCall
+	// injected marks a message tollgate sent in place of a refused one:
+	// its ParseComplete or BindComplete is not the client's to see.
+	injected bool
+	// raise marks the statement that makes the server raise a refusal:
+	// its ErrorResponse loses the PL/pgSQL context line.
+	raise bool
 	// Describe: what is described, so the RowDescription can be kept.
 	objType byte
 	name    string
@@ -37,14 +43,17 @@ type expect struct {
 	// portal is the portal described or executed, as it was when asked
 	// (a later Bind may replace the name).
 	portal *portal
-	// injected marks a Describe tollgate sent itself, so that masking
+	// ownDescribe marks a Describe tollgate sent itself, so that masking
 	// knows a result's columns: its response is not forwarded.
-	injected bool
+	ownDescribe bool
 }
 
 // prepared is a statement prepared with Parse.
 type prepared struct {
 	info sql.Statement
+	// verdict is the decision made at Parse, honoured at each Execute
+	// while the policy and the grants it saw are still in force.
+	verdict verdict
 	// rowDesc is the body of the RowDescription a Describe returned, nil
 	// until then (or for statements that return no rows).
 	rowDesc []byte
@@ -78,9 +87,10 @@ type portal struct {
 }
 
 // protoState is what the relay knows about the session's extended
-// protocol objects and the responses it expects, in order. A later issue
-// rewrites rows (masking) and blocks statements with it; for now it gives
-// results their statement and keeps the queue in step with the server.
+// protocol objects and the responses it expects, in order: it gives
+// results their statement, keeps the verdicts made at Parse for the
+// Executes, and keeps the queue in step with the server, including the
+// messages tollgate sends in place of refused ones.
 type protoState struct {
 	stmts   map[string]*prepared
 	portals map[string]*portal
@@ -148,7 +158,7 @@ func (s *protoState) skipToSync() []*exec {
 		if f.kind == expectSync {
 			return skipped
 		}
-		if f.exec != nil {
+		if f.exec != nil && !f.exec.done {
 			skipped = append(skipped, f.exec)
 		}
 		s.pop(f.kind)
@@ -157,9 +167,17 @@ func (s *protoState) skipToSync() []*exec {
 
 // parse records a Parse and queues its ParseComplete. An unnamed
 // statement replaces the previous one.
-func (s *protoState) parse(name string, info sql.Statement) {
-	s.stmts[name] = &prepared{info: info}
+func (s *protoState) parse(name string, info sql.Statement, v verdict) {
+	s.stmts[name] = &prepared{info: info, verdict: v}
 	s.push(&expect{kind: expectParse})
+}
+
+// refusedParse records a Parse that was refused: the server creates no
+// statement of that name (and tollgate's injected statement replaced the
+// unnamed one), so any use of the name is unknown to tollgate.
+func (s *protoState) refusedParse(name string) {
+	delete(s.stmts, name)
+	delete(s.stmts, "")
 }
 
 // bind records a Bind and queues its BindComplete.
@@ -196,6 +214,18 @@ func (s *protoState) described(e *expect, body []byte) {
 		e.stmt.rowDesc = desc
 	case e.objType == 'P' && e.portal != nil:
 		e.portal.rowDesc = desc
+	}
+}
+
+// insertBeforeLast queues e just ahead of the response queued last: the
+// answer to a message tollgate sends just ahead of the client's.
+func (s *protoState) insertBeforeLast(e *expect) {
+	n := len(s.queue)
+	s.queue = append(s.queue, nil)
+	copy(s.queue[n:], s.queue[n-1:n])
+	s.queue[n-1] = e
+	if s.discarding && e.exec != nil {
+		e.exec.skipped = true
 	}
 }
 

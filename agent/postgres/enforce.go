@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package postgres
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/sql"
+)
+
+// SQLSTATEs of refusals. The server raises them itself (see raiseSQL), so
+// the transaction and the pipeline fail exactly as for its own errors.
+const (
+	codeInsufficientPrivilege = "42501" // denied by policy or by an approver
+	codeQueryCanceled         = "57014" // approval timed out or cancelled
+)
+
+// maxVerdicts bounds a session's cache of verdicts by exact statement
+// text; maxVerdictKey is the longest text cached.
+const (
+	maxVerdicts   = 1024
+	maxVerdictKey = 4 << 10
+)
+
+// maxRefusalMessage bounds the message of a refusal, which repeats a rule's
+// reason from the config.
+const maxRefusalMessage = 1000
+
+// verdict is a decision on a statement and what it was made under: the
+// engine (one policy version) and the grants in force then. It stays
+// valid while both are unchanged.
+type verdict struct {
+	policy.Decision
+	hash   string         // the policy's hash, recorded with the decision
+	engine *policy.Engine // nil when no policy is in force
+	grants string         // ids of the grants in force, comma-separated
+}
+
+// noPolicy is the verdict when the server has no policy source: fail
+// closed.
+var noPolicy = policy.Decision{Action: policy.ActionDeny, Reason: "no policy is in force"}
+
+// judge decides a statement under the policy and grants in force now.
+// text, when not empty, is the exact statement text: verdicts are cached by
+// it for the session, which is valid because the session's identities and
+// target do not change; a new policy or a change in the grants in force
+// invalidates the cached verdict.
+func (r *relay) judge(text string, info sql.Statement) verdict {
+	eng, hash := r.policy()
+	grants, gkey := r.activeGrants()
+	cacheable := text != "" && len(text) <= maxVerdictKey
+	if cacheable {
+		if v, ok := r.verdicts[text]; ok && v.engine == eng && v.grants == gkey {
+			return v
+		}
+	}
+	v := r.decide(eng, hash, grants, gkey, info)
+	if cacheable {
+		if len(r.verdicts) >= maxVerdicts {
+			clear(r.verdicts)
+		}
+		r.verdicts[text] = v
+	}
+	return v
+}
+
+// current returns v if it is still valid, else a new verdict on info.
+func (r *relay) current(v verdict, info sql.Statement) verdict {
+	eng, hash := r.policy()
+	grants, gkey := r.activeGrants()
+	if v.engine == eng && v.grants == gkey && v.Action != "" {
+		return v
+	}
+	return r.decide(eng, hash, grants, gkey, info)
+}
+
+func (r *relay) policy() (*policy.Engine, string) {
+	if r.s.opts.Policy == nil {
+		return nil, ""
+	}
+	return r.s.opts.Policy.Current()
+}
+
+// activeGrants returns the grants in force now for the session's
+// identities on its target, and their ids as a key.
+func (r *relay) activeGrants() ([]policy.Grant, string) {
+	if r.s.opts.Grants == nil || len(r.idents) == 0 {
+		return nil, ""
+	}
+	gs := r.s.opts.Grants.Active(r.idents, r.sess.Target.Name, time.Now())
+	if len(gs) == 0 {
+		return nil, ""
+	}
+	ids := make([]string, len(gs))
+	for i, g := range gs {
+		ids[i] = g.ID
+	}
+	return gs, strings.Join(ids, ",")
+}
+
+// decide judges info: a single statement by its classes and tables, a
+// multi-statement text one statement at a time (each with the class
+// multi_statement too, so rules can speak of such texts): one denial
+// denies the text, else one review holds it.
+func (r *relay) decide(eng *policy.Engine, hash string, grants []policy.Grant, gkey string, info sql.Statement) verdict {
+	v := verdict{hash: hash, engine: eng, grants: gkey}
+	if eng == nil {
+		v.Decision = noPolicy
+		return v
+	}
+	req := policy.Request{Identities: r.idents, Target: r.sess.Target.Name, Grants: grants}
+	if len(info.Parts) == 0 {
+		req.Classes, req.Tables = info.Classes, info.Tables
+		v.Decision = eng.Decide(req)
+		return v
+	}
+	var review *policy.Decision
+	var rules []string
+	masked := false
+	for _, p := range info.Parts {
+		cs := p.Classes
+		if len(cs) == 0 {
+			cs = unknownClasses
+		}
+		req.Classes = append(slices.Clip(cs), policy.ClassMultiStatement)
+		req.Tables = p.Tables
+		d := eng.Decide(req)
+		switch d.Action {
+		case policy.ActionDeny:
+			v.Decision = d
+			return v
+		case policy.ActionReview:
+			if review == nil {
+				review = &d
+			}
+		case policy.ActionMask:
+			masked = true
+		}
+		if d.Rule != "" && !slices.Contains(rules, d.Rule) {
+			rules = append(rules, d.Rule)
+		}
+	}
+	switch {
+	case review != nil:
+		v.Decision = *review
+	case masked:
+		v.Decision = policy.Decision{Action: policy.ActionMask, Rule: strings.Join(rules, ",")}
+	default:
+		v.Decision = policy.Decision{Action: policy.ActionAllow, Rule: strings.Join(rules, ",")}
+	}
+	return v
+}
+
+// grantIDs returns the ids of the grants a decision's rule names
+// ("grant:<id>", comma-separated for a multi-statement text).
+func grantIDs(rule string) string {
+	var ids []string
+	for r := range strings.SplitSeq(rule, ",") {
+		if id, ok := strings.CutPrefix(r, "grant:"); ok {
+			ids = append(ids, id)
+		}
+	}
+	return strings.Join(ids, ",")
+}
+
+// raiseSQL returns a statement that makes the server raise an ERROR with
+// code and msg: a DO block, so that the transaction, the implicit
+// transaction of a simple query and an extended-protocol pipeline fail
+// exactly as for the server's own errors, with the server's own
+// ReadyForQuery status. msg is written as a string literal inside a
+// dollar-quoted body whose tag does not occur in it; the session's
+// standard_conforming_strings is on (checked at login and on every
+// change), so only quotes need doubling.
+func raiseSQL(code, msg string) string {
+	lit := "'" + strings.ReplaceAll(cleanMessage(msg), "'", "''") + "'"
+	tag := "$tollgate$"
+	for i := 0; strings.Contains(lit, tag); i++ {
+		tag = "$tollgate" + strconv.Itoa(i) + "$"
+	}
+	return "DO " + tag + " BEGIN RAISE EXCEPTION USING ERRCODE = '" + code + "', MESSAGE = " + lit + "; END " + tag
+}
+
+// cleanMessage makes text fit a message: valid UTF-8 without NUL bytes
+// (which no statement text may hold), bounded.
+func cleanMessage(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.ReplaceAll(s, "\x00", "")
+	if len(s) > maxRefusalMessage {
+		cut := maxRefusalMessage
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
+}
+
+// refusal is why a statement is refused, for the client's message.
+type refusal struct {
+	code     string // SQLSTATE
+	message  string // without the record id
+	approval string // the approval id, if the statement was held
+}
+
+// denied is the refusal of a verdict that denies.
+func denied(v verdict) refusal {
+	var b strings.Builder
+	b.WriteString("tollgate: statement denied by ")
+	if v.Rule != "" {
+		b.WriteString("rule " + strconv.Quote(v.Rule))
+	} else {
+		b.WriteString("the default deny")
+	}
+	if v.Reason != "" {
+		b.WriteString(": " + v.Reason)
+	}
+	return refusal{code: codeInsufficientPrivilege, message: b.String()}
+}
+
+// text is the client's message, naming the statement's audit record.
+func (f refusal) text(seq uint64) string {
+	return f.message + " (audit record " + strconv.FormatUint(seq, 10) + ")"
+}
+
+// appendRaise appends the messages that make the server raise f in place
+// of a refused client message, and queues their responses: for a Query
+// or a FunctionCall (answered by ErrorResponse and ReadyForQuery) a
+// Query; for a Parse or an Execute, Parse, Bind and Execute of the unnamed
+// statement, whose ParseComplete and BindComplete the client does not see
+// and whose error makes the server discard the rest of the pipeline up to
+// the client's Sync, as if the refused message had failed. Called with mu
+// held.
+func (r *relay) appendRaise(kind expectKind, e *exec, f refusal, seq uint64) {
+	stmt := raiseSQL(f.code, f.text(seq))
+	switch kind {
+	case expectQuery, expectFunction:
+		r.out, _ = (&pgproto3.Query{String: stmt}).Encode(r.out)
+		r.st.push(&expect{kind: kind, exec: e, raise: true})
+	default:
+		r.out, _ = (&pgproto3.Parse{Query: stmt}).Encode(r.out)
+		r.out, _ = (&pgproto3.Bind{}).Encode(r.out)
+		r.out, _ = (&pgproto3.Execute{}).Encode(r.out)
+		r.st.push(&expect{kind: expectParse, injected: true})
+		r.st.push(&expect{kind: expectBind, injected: true})
+		r.st.push(&expect{kind: expectExecute, exec: e, raise: true})
+		r.discard = true
+	}
+}
+
+// stripContext removes the PL/pgSQL context line ("PL/pgSQL function
+// inline_code_block line 1 at RAISE") from the server's ErrorResponse for
+// a refusal, which would only confuse the client.
+func stripContext(body []byte) []byte {
+	var er pgproto3.ErrorResponse
+	if er.Decode(body) != nil || er.Where == "" {
+		return nil
+	}
+	er.Where = ""
+	er.Routine, er.File, er.Line = "", "", 0
+	b, err := er.Encode(nil)
+	if err != nil {
+		return nil
+	}
+	return b
+}
