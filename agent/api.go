@@ -219,8 +219,9 @@ func listenAPISocket(path string) (*net.UnixListener, error) {
 	mode, gid := apiSocketMode()
 	if gid >= 0 {
 		if err := os.Chown(tmp, -1, gid); err != nil {
-			ln.Close()
-			return nil, err
+			// Not allowed to hand the socket to the group (a daemon
+			// not running as root): owner only, never wider.
+			mode = 0o600
 		}
 	}
 	if err := os.Chmod(tmp, mode); err != nil {

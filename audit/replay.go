@@ -137,6 +137,13 @@ func replayLine(r *Record, requests map[string]time.Time) string {
 				verdict = "DENIED"
 			}
 		}
+		if r.Detail[DetailFinal] == "false" {
+			// One approver's vote; the hold goes on.
+			verdict = "vote to approve"
+			if d := r.Decision; d == nil || d.Action != "allow" {
+				verdict = "vote to deny"
+			}
+		}
 		fmt.Fprintf(&b, " %s", verdict)
 		if r.Identity != nil {
 			fmt.Fprintf(&b, " by %s", identityString(r.Identity))

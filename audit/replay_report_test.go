@@ -8,6 +8,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,8 @@ func sessionWithEverything(t *testing.T) *audit.Log {
 		{Time: at(30), Kind: audit.KindStatement, Session: "s1", Statement: &audit.Statement{Text: "ALTER TABLE orders ADD x int", Classes: []string{"ddl"}},
 			Decision: &audit.Decision{Action: "review", Rule: "deploy-migrations"}},
 		{Time: at(31), Kind: audit.KindApprovalRequest, Session: "s1", Detail: map[string]string{"approval": "a1"}},
+		{Time: at(2520), Kind: audit.KindApprovalDecision, Session: "s1", Identity: &audit.Identity{Name: "dba-bob", Method: "oidc"},
+			Decision: &audit.Decision{Action: "allow"}, Detail: map[string]string{"approval": "a1", "final": "false"}},
 		{Time: at(2531), Kind: audit.KindApprovalDecision, Session: "s1", Identity: dba, Decision: &audit.Decision{Action: "allow"},
 			Detail: map[string]string{"approval": "a1"}},
 		{Time: at(2540), Kind: audit.KindResult, Session: "s1", Detail: map[string]string{"tag": "ALTER TABLE"}},
@@ -70,7 +73,7 @@ func sessionRecordsOf(t *testing.T, l *audit.Log, id string) []*audit.Record {
 func TestReplay(t *testing.T) {
 	l := sessionWithEverything(t)
 	recs := sessionRecordsOf(t, l, "s1")
-	if len(recs) != 9 {
+	if len(recs) != 10 {
 		t.Fatalf("%d records of s1", len(recs))
 	}
 	var out bytes.Buffer
@@ -85,7 +88,7 @@ func TestReplay(t *testing.T) {
 	// The denial, the approval (with its wait) and the masking, in order.
 	want := []string{"process  pid 4242", "identity ci-deploy (oidc https://issuer repo:org/app)",
 		"DELETE FROM orders  [delete_without_where]  → DENIED (rule no-bulk-delete)",
-		"held for approval a1", "APPROVED by dba-alice (oidc) after 2.5s", "masked=3", "client close, up 100 B, down 2000 B, 2.99s"}
+		"held for approval a1", "vote to approve by dba-bob (oidc)", "APPROVED by dba-alice (oidc) after 2.5s", "masked=3", "client close, up 100 B, down 2000 B, 2.99s"}
 	pos := 0
 	for _, w := range want {
 		i := strings.Index(text[pos:], w)
@@ -98,7 +101,7 @@ func TestReplay(t *testing.T) {
 		t.Errorf("offsets wrong:\n%s", text)
 	}
 	// Paced at twice the speed, the 2.5 s wait capped at 1 s.
-	if len(slept) != 8 || slept[0] != 5*time.Millisecond || slept[3] != time.Second {
+	if len(slept) != 9 || slept[0] != 5*time.Millisecond || slept[3] != time.Second {
 		t.Errorf("pauses %v", slept)
 	}
 
@@ -140,6 +143,9 @@ func TestReport(t *testing.T) {
 	if ci.Identity != "ci-deploy" || ci.Sessions != 1 || ci.Statements != 3 || ci.Denied != 1 || ci.Approved != 1 ||
 		ci.Masked != 3 || ci.ApprovalWaitNS != int64(2500*time.Millisecond) || ci.SelfApprovals != 0 || ci.Classes["ddl"] != 1 {
 		t.Errorf("ci-deploy row %+v", ci)
+	}
+	if !slices.Equal(ci.Approvers, []string{"dba-bob", "dba-alice"}) {
+		t.Errorf("ci-deploy approvers %v: a vote names its approver without counting as a decision", ci.Approvers)
 	}
 	if len(rep.SelfApprovals) != 1 || rep.SelfApprovals[0].Identity != "dba-alice" {
 		t.Errorf("self-approvals %+v", rep.SelfApprovals)

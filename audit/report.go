@@ -23,13 +23,17 @@ import (
 //   - approval.request and approval.decision carry the approval id in
 //     "approval"; the decision's Decision.Action is "allow" or "deny" and
 //     its Identity is the approver; the request's Identity (or else the
-//     session's) is the requester.
+//     session's) is the requester. A vote that does not end the hold has
+//     "final" = "false"; the final decision has no "final" key.
 //   - any record may count masked values in "masked" (a decimal number).
 //   - grant records carry "identity", "target", "allow", "for" and
 //     "reason"; their Identity is who granted.
 const (
 	DetailApproval = "approval"
 	DetailMasked   = "masked"
+	// DetailFinal is "false" on an approval.decision that records one
+	// approver's vote without ending the hold.
+	DetailFinal = "final"
 )
 
 // AccessRow summarises one identity's access to one target.
@@ -247,20 +251,32 @@ func (b *ReportBuilder) Add(r *Record) {
 		if r.Identity != nil {
 			approver = r.Identity.Name
 		}
-		if d := r.Decision; d != nil && d.Action == "allow" {
-			row.Approved++
-		} else {
-			row.Rejected++
+		// A vote that did not end the hold (final=false, when a rule
+		// needs several approvers) names an approver; only the final
+		// decision counts as approved or rejected and ends the wait.
+		final := r.Detail[DetailFinal] != "false"
+		if final {
+			if d := r.Decision; d != nil && d.Action == "allow" {
+				row.Approved++
+			} else {
+				row.Rejected++
+			}
 		}
 		if approver != "" && !slices.Contains(row.Approvers, approver) {
 			row.Approvers = append(row.Approvers, approver)
 		}
-		if req, ok := b.requests[r.Detail[DetailApproval]]; ok {
+		req, ok := b.requests[r.Detail[DetailApproval]]
+		if !ok {
+			break
+		}
+		if final {
 			row.ApprovalWaitNS += int64(r.Time.Sub(req.at))
-			if approver != "" && approver == req.requester {
-				row.SelfApprovals++
-				rep.SelfApprovals = append(rep.SelfApprovals, event("approved their own request "+dash(r.Detail[DetailApproval])))
-			}
+		}
+		// The final record names the approver who completed the
+		// decision; every vote before it has its own record.
+		if approver != "" && approver == req.requester && r.Decision != nil && r.Decision.Action == "allow" {
+			row.SelfApprovals++
+			rep.SelfApprovals = append(rep.SelfApprovals, event("approved their own request "+dash(r.Detail[DetailApproval])))
 		}
 	}
 }

@@ -81,7 +81,7 @@ func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResu
 		if r.Session != "" {
 			res.head.session = aliasBytes(r.Session)
 		}
-		if r.Kind == KindHeartbeat {
+		if r.Kind == KindHeartbeat || r.Kind == KindApprovalRequest || r.Kind == KindApprovalDecision {
 			// The semantics read its detail after the scratch moved on.
 			res.rec, _ = decodeCanonical(line)
 		}
@@ -216,6 +216,9 @@ type sessionState struct {
 	statements, results       uint64
 	requests, decisions       uint64
 	startedBefore, reportedAt bool
+	// approvals are the ids of the session's approval requests: each
+	// decision (partial votes and the final one) names one of them.
+	approvals map[string]bool
 }
 
 // recordState checks the record stream in order: seq, origin, tree and
@@ -492,12 +495,32 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 		s.results++
 	case KindApprovalRequest:
 		s.requests++
+		if id := approvalID(rec); id != "" {
+			if s.approvals == nil {
+				s.approvals = map[string]bool{}
+			}
+			s.approvals[id] = true
+		}
 	case KindApprovalDecision:
-		if s.decisions >= s.requests && !s.startedBefore {
+		// Decisions are matched to requests by approval id; records
+		// without one are counted against the session's requests.
+		if id := approvalID(rec); id != "" {
+			if !s.approvals[id] && !s.startedBefore {
+				rep.fail(at("approval decision %s in session %s without a prior request", id, h.session))
+			}
+		} else if s.decisions >= s.requests && !s.startedBefore {
 			rep.fail(at("approval decision in session %s without a prior request", h.session))
 		}
 		s.decisions++
 	}
+}
+
+// approvalID is the approval id an approval record names, if any.
+func approvalID(rec *Record) string {
+	if rec == nil {
+		return ""
+	}
+	return rec.Detail[DetailApproval]
 }
 
 // trustedFailure notes why the trusted checkpoint does not relate.

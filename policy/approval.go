@@ -84,6 +84,10 @@ type hold struct {
 	Hold
 	done  chan Verdict // receives the one verdict
 	ended bool         // a verdict was given; later decisions are refused
+	// open is set once onHeld returned: the request is recorded and the
+	// client told. Until then the hold is neither listed nor decidable,
+	// so no decision can precede its request in the log.
+	open bool
 }
 
 // Approvals holds statements until enough approvers decide, a deadline
@@ -134,6 +138,9 @@ func (a *Approvals) Request(ctx context.Context, h Hold, onHeld func(Hold) error
 			return Verdict{}, err
 		}
 	}
+	a.mu.Lock()
+	hd.open = true
+	a.mu.Unlock()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
@@ -177,7 +184,7 @@ func (a *Approvals) List() []Hold {
 	defer a.mu.Unlock()
 	out := make([]Hold, 0, len(a.holds))
 	for _, hd := range a.holds {
-		if !hd.ended {
+		if hd.open && !hd.ended {
 			h := hd.Hold
 			h.Approvals = slices.Clone(h.Approvals)
 			out = append(out, h)
@@ -194,7 +201,7 @@ func (a *Approvals) Decide(id string, by Person, approve bool, reason string) (*
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	hd := a.holds[id]
-	if hd == nil || hd.ended {
+	if hd == nil || hd.ended || !hd.open {
 		return nil, fmt.Errorf("decide %s: %w", id, ErrNoSuchApproval)
 	}
 	if !eligible(hd.Approvers, by) {

@@ -28,7 +28,46 @@ func requestAsync(t *testing.T, a *Approvals, ctx context.Context, h Hold) (stri
 		}
 		out <- v
 	}()
-	return <-ids, out
+	id := <-ids
+	// The hold opens once onHeld returned.
+	for !listed(a, id) {
+		time.Sleep(time.Millisecond)
+	}
+	return id, out
+}
+
+func listed(a *Approvals, id string) bool {
+	for _, h := range a.List() {
+		if h.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TestApprovalsOpenAfterOnHeld: while onHeld runs (the request is being
+// recorded), the hold can be neither listed nor decided, so no decision is
+// recorded before its request.
+func TestApprovalsOpenAfterOnHeld(t *testing.T) {
+	a := NewApprovals(10)
+	ctx, cancel := context.WithCancel(context.Background())
+	var during error
+	var listedDuring bool
+	v, err := a.Request(ctx, Hold{Requester: dev, Approvers: Approvers{Groups: []string{"dba"}}}, func(h Hold) error {
+		listedDuring = listed(a, h.ID)
+		_, during = a.Decide(h.ID, alice, true, "")
+		cancel()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listedDuring || !errors.Is(during, ErrNoSuchApproval) {
+		t.Fatalf("during onHeld: listed %v, decide %v; want unlisted, ErrNoSuchApproval", listedDuring, during)
+	}
+	if !v.Cancelled {
+		t.Fatalf("verdict %+v, want cancelled", v)
+	}
 }
 
 func TestApprovalsTwoApprovers(t *testing.T) {

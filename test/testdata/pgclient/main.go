@@ -11,6 +11,8 @@
 //	pgclient connect DSN         connect, run a statement, print the outcome
 //	pgclient raw ADDR USER DB    raw protocol session; prints every byte the server side sent, hex-escaped
 //	pgclient bad ADDR USER DB K  a malformed message of kind K after login; prints the first answer to it
+//	pgclient deny-tx DSN STMT    a refused statement inside BEGIN, in a pgconn pipeline and in a pgx batch
+//	pgclient held-cancel DSN     statements held for approval, ended by the client's CancelRequest
 package main
 
 import (
@@ -54,6 +56,10 @@ func main() {
 		err = raw(os.Args[2], os.Args[3], os.Args[4])
 	case "bad":
 		err = bad(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+	case "deny-tx":
+		err = denyTx(ctx, os.Args[2], os.Args[3])
+	case "held-cancel":
+		err = heldCancel(ctx, os.Args[2])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -506,5 +512,134 @@ func bad(addr, user, db, kind string) error {
 	}
 	_, err = io.ReadAll(c)
 	out("%s: %s %s %s; then closed %v", kind, fields['S'], fields['C'], fields['M'], err == nil)
+	return nil
+}
+
+// denyTx runs, inside a transaction, an insert, a statement that is
+// refused (by tollgate's policy, or by the server itself) and another
+// insert, first as one pgconn pipeline, then as a pgx batch; then COMMIT.
+// It prints each outcome and the rows the inserts would have left.
+func denyTx(ctx context.Context, dsn, refused string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	pc := conn.PgConn()
+	count := func() {
+		var n int
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM items WHERE id BETWEEN 200 AND 299").Scan(&n)
+		out("rows 200-299: %d %s", n, errLine(err))
+	}
+
+	// A pgconn pipeline: Parse/Bind/Describe/Execute per statement, one
+	// Sync.
+	_, err = pc.Exec(ctx, "BEGIN").ReadAll()
+	out("pipeline begin: %s", errLine(err))
+	p := pc.StartPipeline(ctx)
+	p.SendQueryParams("INSERT INTO items VALUES (200, 'pipeline')", nil, nil, nil, nil)
+	p.SendQueryParams(refused, nil, nil, nil, nil)
+	p.SendQueryParams("INSERT INTO items VALUES (201, 'pipeline')", nil, nil, nil, nil)
+	if err := p.Sync(); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		res, err := p.GetResults()
+		if err != nil {
+			out("pipeline result %d: %s", i, errLine(err))
+			continue
+		}
+		if res == nil {
+			break
+		}
+		switch r := res.(type) {
+		case *pgconn.ResultReader:
+			tag, err := r.Close()
+			out("pipeline result %d: %s %s", i, tag.String(), errLine(err))
+		case *pgconn.PipelineSync:
+			out("pipeline sync")
+		}
+	}
+	out("pipeline close: %s", errLine(p.Close()))
+	out("pipeline status: %c", pc.TxStatus())
+	tag, err := pc.Exec(ctx, "INSERT INTO items VALUES (202, 'after')").ReadAll()
+	if err == nil {
+		out("pipeline next: %s", tag[0].CommandTag.String())
+	} else {
+		out("pipeline next: %s", errLine(err))
+	}
+	res, err := pc.Exec(ctx, "COMMIT").ReadAll()
+	if err == nil {
+		out("pipeline commit: %s", res[0].CommandTag.String())
+	} else {
+		out("pipeline commit: %s", errLine(err))
+	}
+	count()
+
+	// A pgx batch inside a transaction.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO items VALUES ($1, 'batch')", 210)
+	b.Queue(refused)
+	b.Queue("INSERT INTO items VALUES ($1, 'batch')", 211)
+	br := tx.SendBatch(ctx, b)
+	for i := 0; i < 3; i++ {
+		tag, err := br.Exec()
+		out("batch result %d: %s %s", i, tag.String(), errLine(err))
+	}
+	out("batch close: %s", errLine(br.Close()))
+	out("batch commit: %s", errLine(tx.Commit(ctx)))
+	count()
+	return nil
+}
+
+// heldCancel runs statements that a review rule holds and cancels each
+// with a CancelRequest once the hold's notice arrived: over the simple
+// protocol and over the extended one. The session stays usable.
+func heldCancel(ctx context.Context, dsn string) error {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	held := make(chan string, 4)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if strings.Contains(n.Message, "held for approval") {
+			held <- n.Message
+		}
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pc.Close(ctx)
+	for _, mode := range []string{"simple", "extended"} {
+		done := make(chan error, 1)
+		go func() {
+			if mode == "simple" {
+				_, err := pc.Exec(ctx, "ALTER TABLE cancel_me ADD COLUMN simple int").ReadAll()
+				done <- err
+				return
+			}
+			done <- pc.ExecParams(ctx, "ALTER TABLE cancel_me ADD COLUMN extended int", nil, nil, nil, nil).Read().Err
+		}()
+		select {
+		case msg := <-held:
+			out("%s: held: %v", mode, strings.Contains(msg, "tollgate approve"))
+		case err := <-done:
+			out("%s: not held: %s", mode, errLine(err))
+			continue
+		}
+		out("%s: cancel request: %s", mode, errLine(pc.CancelRequest(ctx)))
+		out("%s: statement: %s", mode, errLine(<-done))
+		var n []byte
+		rr := pc.ExecParams(ctx, "SELECT 40 + 2", nil, nil, nil, nil).Read()
+		if rr.Err == nil && len(rr.Rows) == 1 {
+			n = rr.Rows[0][0]
+		}
+		out("%s: after: %s %s", mode, n, errLine(rr.Err))
+	}
 	return nil
 }
