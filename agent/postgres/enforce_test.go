@@ -384,6 +384,10 @@ func TestReviewDeniedTimedOutCancelled(t *testing.T) {
 			receiveClient[*pgproto3.NoticeResponse](t, h)
 			id := rec.kinds(audit.KindApprovalRequest)[0].Detail["approval"]
 			if tc.end != nil {
+				// Decidable once listed (recorded and the client told).
+				if held := waitHold(t, ap); held.ID != id {
+					t.Fatalf("hold %s, request %s", held.ID, id)
+				}
 				tc.end(t, h, ap, id)
 			}
 			q := h.receiveServer(t).(*pgproto3.Query)
