@@ -51,24 +51,40 @@ var noPolicy = policy.Decision{Action: policy.ActionDeny, Reason: "no policy is 
 // text, when not empty, is the exact statement text: verdicts are cached by
 // it for the session, which is valid because the session's identities and
 // target do not change; a new policy or a change in the grants in force
-// invalidates the cached verdict.
+// invalidates the cached verdict. They are cached by the normalised text
+// too, since texts that differ only in literals name the same tables in
+// the same structure: most simple-protocol statements (pgbench's too).
 func (r *relay) judge(text string, info sql.Statement) verdict {
 	eng, hash := r.policy()
 	grants, gkey := r.activeGrants()
-	cacheable := text != "" && len(text) <= maxVerdictKey
-	if cacheable {
+	exact := text != "" && len(text) <= maxVerdictKey
+	norm := info.Text != "" && !info.Truncated && !info.Withheld && info.Err == nil && len(info.Text) <= maxVerdictKey
+	if exact {
 		if v, ok := r.verdicts[text]; ok && v.engine == eng && v.grants == gkey {
 			return v
 		}
 	}
-	v := r.decide(eng, hash, grants, gkey, info)
-	if cacheable {
-		if len(r.verdicts) >= maxVerdicts {
-			clear(r.verdicts)
+	if norm {
+		if v, ok := r.normVerdicts[info.Text]; ok && v.engine == eng && v.grants == gkey {
+			return v
 		}
-		r.verdicts[text] = v
+	}
+	v := r.decide(eng, hash, grants, gkey, info)
+	if exact {
+		cachePut(r.verdicts, text, v)
+	}
+	if norm {
+		cachePut(r.normVerdicts, info.Text, v)
 	}
 	return v
+}
+
+// cachePut adds a verdict to a bounded cache, emptied when full.
+func cachePut(m map[string]verdict, k string, v verdict) {
+	if len(m) >= maxVerdicts {
+		clear(m)
+	}
+	m[k] = v
 }
 
 // current returns v if it is still valid, else a new verdict on info.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/sql"
 )
 
 // testRules: reads and writes allowed, DDL reviewed by group dba,
@@ -382,6 +384,10 @@ func TestReviewDeniedTimedOutCancelled(t *testing.T) {
 			receiveClient[*pgproto3.NoticeResponse](t, h)
 			id := rec.kinds(audit.KindApprovalRequest)[0].Detail["approval"]
 			if tc.end != nil {
+				// Decidable once listed (recorded and the client told).
+				if held := waitHold(t, ap); held.ID != id {
+					t.Fatalf("hold %s, request %s", held.ID, id)
+				}
 				tc.end(t, h, ap, id)
 			}
 			q := h.receiveServer(t).(*pgproto3.Query)
@@ -513,4 +519,114 @@ func TestTerminates(t *testing.T) {
 			t.Errorf("terminates(%q) = %v", tc.b, got)
 		}
 	}
+}
+
+// benchRules is a realistic policy of 20 rules over four identities, two
+// targets and a dozen tables.
+func benchRules() []policy.Rule {
+	cls := func(cs ...policy.Class) []policy.Class { return cs }
+	ids := func(is ...string) []string { return is }
+	dba := policy.Approvers{Groups: []string{"dba"}, Timeout: policy.Duration(time.Hour)}
+	return []policy.Rule{
+		{ID: "app-reads", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("app"), Classes: cls(policy.ClassSelect, policy.ClassSet, policy.ClassTransaction)}},
+		{ID: "app-writes", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("app"), Classes: cls(policy.ClassInsert, policy.ClassUpdate, policy.ClassDelete),
+			Tables: []string{"pgbench_accounts", "pgbench_tellers", "pgbench_branches", "pgbench_history", "orders", "order_items"}}},
+		{ID: "report-reads", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("nightly-report"), Targets: []string{"orders-db"}, Classes: cls(policy.ClassSelect, policy.ClassCopyOut, policy.ClassCopy)}},
+		{ID: "deploy-dml", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("ci-deploy"), Classes: cls(policy.ClassSelect, policy.ClassInsert, policy.ClassUpdate, policy.ClassDelete, policy.ClassSet, policy.ClassTransaction)}},
+		{ID: "deploy-ddl", Action: policy.ActionReview, Approvers: dba, When: policy.Conditions{Identities: ids("ci-deploy"), Classes: cls(policy.ClassDDL)}},
+		{ID: "deploy-grants", Action: policy.ActionReview, Approvers: dba, When: policy.Conditions{Identities: ids("ci-deploy"), Classes: cls(policy.ClassGrant)}},
+		{ID: "dba-all", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("dba")}},
+		{ID: "no-bulk", Action: policy.ActionDeny, Reason: "bulk changes go through a migration", When: policy.Conditions{Classes: cls(policy.ClassDeleteWithoutWhere, policy.ClassUpdateWithoutWhere)}},
+		{ID: "no-truncate", Action: policy.ActionDeny, When: policy.Conditions{Classes: cls(policy.ClassTruncate)}},
+		{ID: "no-secrets", Action: policy.ActionDeny, When: policy.Conditions{Tables: []string{"secrets", "*.credentials", "vault.*"}}},
+		{ID: "no-audit-writes", Action: policy.ActionDeny, When: policy.Conditions{Classes: cls(policy.ClassInsert, policy.ClassUpdate, policy.ClassDelete), Tables: []string{"audit.*"}}},
+		{ID: "no-copy-in", Action: policy.ActionDeny, When: policy.Conditions{Identities: ids("app", "nightly-report"), Classes: cls(policy.ClassCopyIn)}},
+		{ID: "no-code", Action: policy.ActionDeny, When: policy.Conditions{Identities: ids("app", "nightly-report"), Classes: cls(policy.ClassFunctionCall)}},
+		{ID: "payments-review", Action: policy.ActionReview, Approvers: dba, When: policy.Conditions{Classes: cls(policy.ClassUpdate, policy.ClassDelete), Tables: []string{"payments"}}},
+		{ID: "users-reads", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("app", "ci-deploy"), Classes: cls(policy.ClassSelect), Tables: []string{"users", "public.sessions"}}},
+		{ID: "history-append", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("app"), Classes: cls(policy.ClassInsert), Tables: []string{"history_*"}}},
+		{ID: "multi", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("app", "ci-deploy"), Classes: cls(policy.ClassMultiStatement)}},
+		{ID: "listen", Action: policy.ActionAllow, When: policy.Conditions{Identities: ids("app"), Classes: cls(policy.ClassSet)}},
+		{ID: "staging-anything", Action: policy.ActionAllow, When: policy.Conditions{Targets: []string{"staging-db"}}},
+		{ID: "unknown-review", Action: policy.ActionReview, Approvers: dba, When: policy.Conditions{Identities: ids("ci-deploy"), Classes: cls(policy.ClassUnknown)}},
+	}
+}
+
+// BenchmarkDecision measures the per-statement cost of a decision under a
+// 20-rule policy with a grants store: a verdict from the session's cache
+// (the text seen before), a decision on a classified statement, and the
+// whole cost for a text never seen (classification with pg_query, then
+// the decision).
+func BenchmarkDecision(b *testing.B) {
+	g, err := policy.OpenGrants(filepath.Join(b.TempDir(), "grants.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := g.Create(fmt.Sprintf("other-%d", i), "orders-db", []policy.Class{policy.ClassDDL}, time.Hour, "bench", dba, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rules := benchRules()
+	if len(rules) != 20 {
+		b.Fatalf("%d rules", len(rules))
+	}
+	newBenchRelay := func(cacheSize int) *relay {
+		s := NewServer(Options{Recorder: discardRecorder{}, Policy: rulesPolicy(rules...), Grants: g,
+			Classifier: sql.New(sql.Options{CacheSize: cacheSize})})
+		r := newRelay(s, &Session{Target: policy.Target{Name: "orders-db"}}, nil, nil)
+		r.idents = []string{"app"}
+		return r
+	}
+	const q = "SELECT abalance FROM pgbench_accounts WHERE aid = 4242"
+	b.Run("cached", func(b *testing.B) {
+		r := newBenchRelay(0)
+		info := r.s.opts.Classifier.Classify(q)
+		for b.Loop() {
+			if v := r.judge(q, info); v.Action != policy.ActionAllow {
+				b.Fatal(v)
+			}
+		}
+	})
+	for _, bc := range []struct{ name, q string }{
+		{"decide-select", q},
+		{"decide-update", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7"},
+		{"decide-multi", "BEGIN; UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7; INSERT INTO pgbench_history VALUES (1, 2, 3, 4, now()); COMMIT"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := newBenchRelay(0)
+			info := r.s.opts.Classifier.Classify(bc.q)
+			for b.Loop() {
+				eng, hash := r.policy()
+				grants, gkey := r.activeGrants()
+				if v := r.decide(eng, hash, grants, gkey, info); v.Action != policy.ActionAllow {
+					b.Fatal(v)
+				}
+			}
+		})
+	}
+	b.Run("normalised", func(b *testing.B) {
+		// A new text each time that differs only in a literal: the
+		// classification and the verdict come from the normalised text.
+		r := newBenchRelay(0)
+		i := 0
+		for b.Loop() {
+			i++
+			text := "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i%100000)
+			if v := r.judge(text, r.s.opts.Classifier.Classify(text)); v.Action != policy.ActionAllow {
+				b.Fatal(v)
+			}
+		}
+	})
+	b.Run("uncached", func(b *testing.B) {
+		r := newBenchRelay(-1)
+		i := 0
+		for b.Loop() {
+			i++
+			text := "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i)
+			if v := r.judge(text, r.s.opts.Classifier.Classify(text)); v.Action != policy.ActionAllow {
+				b.Fatal(v)
+			}
+		}
+	})
 }

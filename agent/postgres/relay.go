@@ -58,8 +58,9 @@ type relay struct {
 	n     int64           // statements so far
 	// idents are the names of the configured identities the session
 	// matched, which rules and grants name.
-	idents   []string
-	verdicts map[string]verdict // by exact statement text
+	idents       []string
+	verdicts     map[string]verdict // by exact statement text
+	normVerdicts map[string]verdict // by normalised statement text
 	// discard is set from a refusal in the extended protocol to the
 	// client's next Sync: the server discards what comes in between.
 	discard bool
@@ -127,14 +128,15 @@ type exec struct {
 func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
 	return &relay{
 		s: s, sess: sess, client: client, upstream: upstream,
-		cr:         bufio.NewReaderSize(client, bufSize),
-		ur:         bufio.NewReaderSize(upstream, bufSize),
-		cw:         bufio.NewWriterSize(client, bufSize),
-		st:         newProtoState(),
-		verdicts:   map[string]verdict{},
-		resKick:    make(chan struct{}, 1),
-		resUrgent:  make(chan struct{}, 1),
-		resultsEnd: make(chan struct{}),
+		cr:           bufio.NewReaderSize(client, bufSize),
+		ur:           bufio.NewReaderSize(upstream, bufSize),
+		cw:           bufio.NewWriterSize(client, bufSize),
+		st:           newProtoState(),
+		verdicts:     map[string]verdict{},
+		normVerdicts: map[string]verdict{},
+		resKick:      make(chan struct{}, 1),
+		resUrgent:    make(chan struct{}, 1),
+		resultsEnd:   make(chan struct{}),
 	}
 }
 
