@@ -270,6 +270,25 @@ func (d *daemon) records() []*audit.Record {
 	return recs
 }
 
+// settledRecords returns every record once each started session has its
+// session.end: a session ends in the daemon shortly after its client
+// exits, and its end record is written after that.
+func (d *daemon) settledRecords() []*audit.Record {
+	d.t.Helper()
+	var recs []*audit.Record
+	waitFor(d.t, "every session's end record", func() bool {
+		recs = d.records()
+		starts, ends := sessionRecords(recs)
+		for id := range starts {
+			if ends[id] == nil {
+				return false
+			}
+		}
+		return true
+	})
+	return recs
+}
+
 // sessionRecords returns the session.start and session.end records by
 // session id.
 func sessionRecords(recs []*audit.Record) (starts, ends map[string]*audit.Record) {

@@ -234,7 +234,7 @@ func TestPostgresDifferential(t *testing.T) {
 
 	// Every session that ran has its start and end, and every statement
 	// record belongs to a started session.
-	recs := s.d.records()
+	recs := s.d.settledRecords()
 	starts, ends := sessionRecords(recs)
 	for id := range starts {
 		if ends[id] == nil {

@@ -116,7 +116,7 @@ func TestPostgresSmoke(t *testing.T) {
 	if want := "CREATE TABLE\nINSERT 0 1\n1|literal-hunter2|" + pgScramUser + "\n"; out != want {
 		t.Fatalf("psql output %q, want %q (stderr %s)", out, want, errOut)
 	}
-	recs := s.d.records()
+	recs := s.d.settledRecords()
 	if testing.Verbose() {
 		out, _ := runTollgate("audit", "tail", "--config", s.d.cfgPath, "-n", "100", "-o", "json")
 		t.Log(out)
