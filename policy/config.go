@@ -232,6 +232,8 @@ type Conditions struct {
 	Targets    []string `yaml:"targets,omitempty"`    // target names
 	Classes    []Class  `yaml:"classes,omitempty"`    // statement classes
 	Tables     []string `yaml:"tables,omitempty"`     // table names or patterns
+	// Time lists when the rule applies; empty means at any time.
+	Time []Window `yaml:"time,omitempty"`
 }
 
 // Approvers are who may approve a held statement, by identity or OIDC

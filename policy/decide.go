@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Request is one statement to judge: who runs it, where, and what it does.
@@ -26,6 +27,9 @@ type Request struct {
 	// Grants are the just-in-time grants in force for the session's
 	// identities on Target (Grants.Active).
 	Grants []Grant
+	// Time is when the statement runs, for rules with time windows; zero
+	// means now.
+	Time time.Time
 }
 
 // Decision is the verdict on a Request.
@@ -39,18 +43,56 @@ type Decision struct {
 	Reason string
 	// Approvers are the deciding review rule's approvers.
 	Approvers *Approvers
+	// ValidUntil, when not zero, is when a rule's time window next opens
+	// or closes: a cached decision must be made again from then on. It is
+	// zero when no rule has a time window.
+	ValidUntil time.Time
 }
 
 // Engine decides statements by a config's rules. It is immutable; build a
 // new one on reload.
 type Engine struct {
 	rules []Rule
+	// windows are the compiled time windows of each rule, by index.
+	windows [][]window
+	timed   bool // some rule has a time window
 }
 
 // NewEngine returns an engine over cfg's rules. cfg must have been
-// validated.
+// validated: a malformed time window (which validation reports) makes its
+// rule never apply.
 func NewEngine(cfg *Config) *Engine {
-	return &Engine{rules: slices.Clone(cfg.Rules)}
+	e := &Engine{rules: slices.Clone(cfg.Rules), windows: make([][]window, len(cfg.Rules))}
+	for i, r := range e.rules {
+		for _, w := range r.When.Time {
+			c, err := w.compile()
+			if err != nil {
+				c = window{loc: time.UTC} // no day: never open
+			}
+			e.windows[i] = append(e.windows[i], c)
+			e.timed = true
+		}
+	}
+	return e
+}
+
+// applies reports whether rule i's identity, target and time conditions
+// hold for req at t.
+func (e *Engine) applies(i int, req Request, t time.Time) bool {
+	return e.rules[i].When.matchesSubject(req) && inWindows(e.windows[i], t)
+}
+
+// validUntil is when a window of any rule next opens or closes after t.
+func (e *Engine) validUntil(t time.Time) time.Time {
+	var best time.Time
+	for _, ws := range e.windows {
+		for i := range ws {
+			if n := ws[i].next(t); !n.IsZero() && (best.IsZero() || n.Before(best)) {
+				best = n
+			}
+		}
+	}
+	return best
 }
 
 // Decide judges one statement. Rules are order-independent: a matching
@@ -62,6 +104,18 @@ func NewEngine(cfg *Config) *Engine {
 // default deny, and an unknown or unparseable statement is allowed only by a
 // rule that names the class unknown.
 func (e *Engine) Decide(req Request) Decision {
+	t := req.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	d := e.decide(req, t)
+	if e.timed {
+		d.ValidUntil = e.validUntil(t)
+	}
+	return d
+}
+
+func (e *Engine) decide(req Request, t time.Time) Decision {
 	classes := req.Classes
 	if len(classes) == 0 {
 		classes = []Class{ClassUnknown}
@@ -69,7 +123,7 @@ func (e *Engine) Decide(req Request) Decision {
 	var review *Rule
 	for i := range e.rules {
 		r := &e.rules[i]
-		if !r.When.matchesSubject(req) {
+		if !e.applies(i, req, t) {
 			continue
 		}
 		switch r.Action {
@@ -102,7 +156,7 @@ func (e *Engine) Decide(req Request) Decision {
 			if r.Action != ActionAllow && r.Action != ActionMask {
 				continue
 			}
-			if !r.When.matchesSubject(req) || !r.When.coversClass(c) || !r.When.allTables(req.Tables) {
+			if !e.applies(i, req, t) || !r.When.coversClass(c) || !r.When.allTables(req.Tables) {
 				continue
 			}
 			covered = true

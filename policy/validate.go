@@ -325,6 +325,11 @@ func (v *validator) rules() {
 				v.add(p+".when.tables["+strconv.Itoa(j)+"]", "empty table name")
 			}
 		}
+		for j, w := range r.When.Time {
+			if _, err := w.compile(); err != nil {
+				v.add(p+".when.time["+strconv.Itoa(j)+"]", "%w", err)
+			}
+		}
 		switch {
 		case r.Action == "":
 			v.add(p+".action", "required (allow, deny, review or mask)")

@@ -43,6 +43,13 @@ type verdict struct {
 	grants string         // ids of the grants in force, comma-separated
 }
 
+// current reports whether a cached verdict still holds: the same policy
+// and grants are in force, and no rule's time window opened or closed
+// since it was made.
+func (v *verdict) current(eng *policy.Engine, gkey string, now time.Time) bool {
+	return v.engine == eng && v.grants == gkey && (v.ValidUntil.IsZero() || now.Before(v.ValidUntil))
+}
+
 // noPolicy is the verdict when the server has no policy source: fail
 // closed.
 var noPolicy = policy.Decision{Action: policy.ActionDeny, Reason: "no policy is in force"}
@@ -59,13 +66,14 @@ func (r *relay) judge(text string, info sql.Statement) verdict {
 	grants, gkey := r.activeGrants()
 	exact := text != "" && len(text) <= maxVerdictKey
 	norm := info.Text != "" && !info.Truncated && !info.Withheld && info.Err == nil && len(info.Text) <= maxVerdictKey
+	now := time.Now()
 	if exact {
-		if v, ok := r.verdicts[text]; ok && v.engine == eng && v.grants == gkey {
+		if v, ok := r.verdicts[text]; ok && v.current(eng, gkey, now) {
 			return v
 		}
 	}
 	if norm {
-		if v, ok := r.normVerdicts[info.Text]; ok && v.engine == eng && v.grants == gkey {
+		if v, ok := r.normVerdicts[info.Text]; ok && v.current(eng, gkey, now) {
 			return v
 		}
 	}
