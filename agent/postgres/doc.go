@@ -50,4 +50,17 @@
 // Results are tracked with a queue of expected responses and recorded after
 // the fact. Malformed or oversized client messages end the session with
 // FATAL 08P01.
+//
+// # Policy
+//
+// Each Query (each statement of a multi-statement string), Parse, Execute
+// and FunctionCall is judged by the policy in force, with the grants in
+// force, and the decision is in its statement record. A refused message is
+// never forwarded: in its place the server is made to raise the refusal
+// (ERROR 42501 naming the rule and the record), by a DO block that raises,
+// so the transaction and the pipeline fail exactly as for the server's own
+// errors. A statement under review is held on the wire until approvers
+// decide in the shared approvals registry (approved: forwarded; denied:
+// 42501), its timeout passes or the client cancels it (57014); the
+// client's later messages wait behind it.
 package postgres
