@@ -288,4 +288,9 @@ func (p pgRecorder) Record(ctx context.Context, r *audit.Record) error {
 	return err
 }
 
+// RecordAll appends a burst of statement records in order, with one wait.
+func (p pgRecorder) RecordAll(ctx context.Context, rs []*audit.Record) error {
+	return p.a.alog.AppendAll(ctx, rs)
+}
+
 func (p pgRecorder) RecordEventually(r *audit.Record) { p.a.recordEventually(r) }

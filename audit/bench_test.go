@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // writes the same records with bbolt's DB.Batch, for 1, 16 and 256
 // concurrent producers. Both use a real file with fsync on. b.N records are
 // spread over the producers; each reports records/s and the p50 and p99
-// latency of one append.
+// latency of one append, and the CPU time of the process per record.
 func BenchmarkAppend(b *testing.B) {
 	for _, producers := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("impl=log/producers=%d", producers), func(b *testing.B) {
@@ -72,6 +73,7 @@ func benchProducers(b *testing.B, producers int, appendOne func(i int) error) {
 	lat := make([][]time.Duration, producers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	start := time.Now()
 	for p := range producers {
 		wg.Go(func() {
@@ -91,6 +93,7 @@ func benchProducers(b *testing.B, producers int, appendOne func(i int) error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 
 	all := slices.Concat(lat...)
@@ -104,6 +107,18 @@ func benchProducers(b *testing.B, producers int, appendOne func(i int) error) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rec/s")
 	b.ReportMetric(pct(0.50), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/rec")
+}
+
+// processCPU is the user plus system CPU time of this process so far: the
+// producers' and the writer's (encoding, bbolt, kernel time of the writes
+// and flushes).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchBatchDB creates a bbolt file with the same bucket layout as a Log.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,13 +32,33 @@ import (
 //
 //	go test -run '^$' -bench '^BenchmarkPostgres$' -benchtime 1x -timeout 60m ./test/
 //
-// TOLLGATE_PGBENCH_SECONDS sets the length of each run (default 8).
+// TOLLGATE_PGBENCH_SECONDS sets the length of each run (default 8). For a
+// focused run, comma-separated lists narrow the matrix:
+// TOLLGATE_PGBENCH_SCRIPTS (select-only, tpcb), TOLLGATE_PGBENCH_MODES
+// (simple, extended, prepared), TOLLGATE_PGBENCH_CLIENTS (1, 8, 32) and
+// TOLLGATE_PGBENCH_TARGETS (direct, tollgate, pgbouncer, tollgate-tmpfs,
+// connect); for example
+//
+//	TOLLGATE_PGBENCH_SCRIPTS=select-only TOLLGATE_PGBENCH_MODES=simple,prepared \
+//	TOLLGATE_PGBENCH_CLIENTS=1,8 TOLLGATE_PGBENCH_TARGETS=direct,tollgate,tollgate-tmpfs
 func BenchmarkPostgres(b *testing.B) {
 	requireRoot(b)
 	secs := 8
 	if v, err := strconv.Atoi(os.Getenv("TOLLGATE_PGBENCH_SECONDS")); err == nil && v > 0 {
 		secs = v
 	}
+	scripts := envList("TOLLGATE_PGBENCH_SCRIPTS", "select-only", "tpcb")
+	modes := envList("TOLLGATE_PGBENCH_MODES", "simple", "extended", "prepared")
+	var clientCounts []int
+	for _, c := range envList("TOLLGATE_PGBENCH_CLIENTS", "1", "8", "32") {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			b.Fatalf("TOLLGATE_PGBENCH_CLIENTS: bad count %q", c)
+		}
+		clientCounts = append(clientCounts, n)
+	}
+	targets := envList("TOLLGATE_PGBENCH_TARGETS", "direct", "tollgate", "pgbouncer", "tollgate-tmpfs", "connect")
+	want := func(t string) bool { return slices.Contains(targets, t) }
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	s := newPGSetup(b, "process", "")
@@ -107,10 +128,10 @@ func BenchmarkPostgres(b *testing.B) {
 			strings.Join(extra, " "), r.tps, r.latMS, r.cpuUS)
 		return r
 	}
-	scripts := []string{"select-only", "tpcb"}
-	modes := []string{"simple", "extended", "prepared"}
-	clientCounts := []int{1, 8, 32}
 	matrix := func(t target) {
+		if !want(t.name) {
+			return
+		}
 		for _, script := range scripts {
 			for _, mode := range modes {
 				for _, c := range clientCounts {
@@ -118,7 +139,9 @@ func BenchmarkPostgres(b *testing.B) {
 				}
 			}
 		}
-		results[key(t.name, "connect", "simple", 8)] = run(t, "select-only", "simple", 8, "-C")
+		if want("connect") {
+			results[key(t.name, "connect", "simple", 8)] = run(t, "select-only", "simple", 8, "-C")
+		}
 	}
 
 	b.ResetTimer()
@@ -126,19 +149,21 @@ func BenchmarkPostgres(b *testing.B) {
 	matrix(viaTollgate)
 	matrix(viaBouncer)
 
-	// The same daemon config with the audit log on tmpfs.
-	d.stop()
-	cfg := d.cfg
-	shm, err := os.MkdirTemp("/dev/shm", "tollgate-bench-")
-	if err != nil {
-		b.Fatal(err)
+	if want("tollgate-tmpfs") {
+		// The same daemon config with the audit log on tmpfs.
+		d.stop()
+		cfg := d.cfg
+		shm, err := os.MkdirTemp("/dev/shm", "tollgate-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(shm) })
+		cfg.StateDir = filepath.Join(shm, "state")
+		d = startDaemon(b, cfg)
+		viaTmpfs := viaTollgate
+		viaTmpfs.name = "tollgate-tmpfs"
+		matrix(viaTmpfs)
 	}
-	b.Cleanup(func() { os.RemoveAll(shm) })
-	cfg.StateDir = filepath.Join(shm, "state")
-	d = startDaemon(b, cfg)
-	viaTmpfs := viaTollgate
-	viaTmpfs.name = "tollgate-tmpfs"
-	matrix(viaTmpfs)
 	b.StopTimer()
 
 	// Report.
@@ -154,8 +179,11 @@ func BenchmarkPostgres(b *testing.B) {
 				tg := results[key("tollgate", script, mode, c)]
 				pb := results[key("pgbouncer", script, mode, c)]
 				tm := results[key("tollgate-tmpfs", script, mode, c)]
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t\n", script, mode, c,
-					dr.tps, tg.tps, tg.tps/dr.tps, pb.tps, pb.tps/dr.tps, tm.tps, tm.tps/dr.tps, tg.cpuUS, pb.cpuUS)
+				if dr.tps == 0 && tg.tps == 0 && pb.tps == 0 && tm.tps == 0 {
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t%.0f\t\n", script, mode, c,
+					dr.tps, tg.tps, tg.tps/dr.tps, pb.tps, pb.tps/dr.tps, tm.tps, tm.tps/dr.tps, tg.cpuUS, pb.cpuUS, tm.cpuUS)
 			}
 		}
 	}
@@ -258,4 +286,20 @@ logfile = %s/pgbouncer.log
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// envList is the comma-separated list in an environment variable, or def
+// when it is unset or empty.
+func envList(name string, def ...string) []string {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return def
+	}
+	var l []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			l = append(l, f)
+		}
+	}
+	return l
 }

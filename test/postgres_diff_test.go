@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -258,5 +259,18 @@ func TestPostgresDifferential(t *testing.T) {
 	}
 	if len(statements(recs)) == len(executions(recs)) {
 		t.Error("no Parse was recorded")
+	}
+	// A session's executions are in the log in the order the session ran
+	// them, pipelines included: detail "n" grows with seq.
+	lastN := map[string]int{}
+	for _, r := range executions(recs) {
+		n, err := strconv.Atoi(r.Detail["n"])
+		if err != nil {
+			t.Fatalf("statement record %d without n: %v", r.Seq, r.Detail)
+		}
+		if n <= lastN[r.Session] {
+			t.Errorf("session %s: statement n=%d (seq %d) after n=%d", r.Session, n, r.Seq, lastN[r.Session])
+		}
+		lastN[r.Session] = n
 	}
 }

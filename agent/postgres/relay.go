@@ -361,12 +361,16 @@ func (r *relay) commit() error {
 	return nil
 }
 
-// appendAll makes records durable. Several are appended concurrently, so
+// appendAll makes records durable. A BatchRecorder appends them in their
+// order with one wait. Otherwise several are appended concurrently, so
 // that the log commits them in one transaction; their order in the log may
 // then differ from their order in the session, which detail "n" keeps.
 func (r *relay) appendAll(recs []*audit.Record) error {
 	if len(recs) == 1 {
 		return r.s.opts.Recorder.Record(r.ctx, recs[0])
+	}
+	if br, ok := r.s.opts.Recorder.(BatchRecorder); ok {
+		return br.RecordAll(r.ctx, recs)
 	}
 	errs := make([]error, len(recs))
 	var wg sync.WaitGroup

@@ -43,6 +43,18 @@ type Recorder interface {
 	RecordEventually(r *audit.Record)
 }
 
+// BatchRecorder is a Recorder that also appends a burst of records at
+// once. The relay uses it, when the Recorder implements it, for the
+// statement records of a pipeline: they are appended in session order with
+// consecutive seqs and one wait, instead of one concurrent Record each.
+type BatchRecorder interface {
+	Recorder
+	// RecordAll appends rs in their order and returns once all are
+	// durable. On error some (a prefix) may be durable, and the handler
+	// forwards none of the statements.
+	RecordAll(ctx context.Context, rs []*audit.Record) error
+}
+
 // PolicySource gives the policy in force. The daemon swaps it on reload;
 // open sessions judge their next statements by the new one.
 type PolicySource interface {
