@@ -89,10 +89,15 @@ type Log struct {
 	db       *bolt.DB // nil while the file could not be reopened
 	dbClosed bool     // Close closed the file
 
-	// mu guards the queue and closed.
+	// mu guards the queue, closed and expect.
 	mu     sync.Mutex
 	queue  []*request
 	closed bool
+	// expect is how many records the writer expects in its next batch,
+	// and lastCommit how long its last commit took (written by the writer
+	// only).
+	expect     int
+	lastCommit time.Duration
 	// wake has room for one token: Append and Close leave one after
 	// changing the queue or closed.
 	wake chan struct{}

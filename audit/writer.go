@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -16,6 +17,10 @@ const (
 	maxBatchRecords = 1000
 	maxBatchBytes   = 1 << 20
 )
+
+// maxGather bounds how long the writer waits for the records it expects
+// before it commits a smaller batch (see Log.next).
+const maxGather = time.Millisecond
 
 // request is one queued Append.
 type request struct {
@@ -78,17 +83,60 @@ func (l *Log) run() {
 			l.commit(&batch{force: true})
 			return
 		}
+		start := time.Now()
 		l.commit(b)
+		l.lastCommit = time.Since(start)
+		// The producers of this batch are likely to append again soon
+		// (a client's next statement), and those queued meanwhile wait
+		// for the next commit: together they are the next batch.
+		l.mu.Lock()
+		l.expect = min(len(b.reqs)+len(l.queue), maxBatchRecords)
+		l.mu.Unlock()
 	}
 }
 
 // next waits for queued requests and takes a batch of them, or returns nil
 // when the Log is closed and the queue is drained. A batch may hold no
 // records when only a checkpoint was asked for.
+//
+// When fewer records are queued than the last batch and those queued
+// during its commit (l.expect), next waits for the rest, at most half as
+// long as the last commit took and at most maxGather. Without the wait,
+// producers that take turns settle into groups that alternate between
+// commits: each waits for two commits, and each commit carries a part of
+// them, paying the whole fixed cost (page writes, two flushes) for it. A
+// lone producer never waits (it expects only itself), and a wait that
+// times out lowers the expectation to what came.
 func (l *Log) next() *batch {
+	var deadline time.Time
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		l.mu.Lock()
 		if len(l.queue) > 0 || l.ckptWanted {
+			if len(l.queue) > 0 && len(l.queue) < l.expect && !l.closed && l.lastCommit > 0 {
+				if deadline.IsZero() {
+					deadline = time.Now().Add(min(l.lastCommit/2, maxGather))
+				}
+				if wait := time.Until(deadline); wait > 0 {
+					l.mu.Unlock()
+					if timer == nil {
+						timer = time.NewTimer(wait)
+					} else {
+						timer.Reset(wait)
+					}
+					select {
+					case <-l.wake:
+					case <-timer.C:
+					case <-l.closing:
+					}
+					continue
+				}
+			}
 			n, bytes := 0, 0
 			for n < len(l.queue) && n < maxBatchRecords {
 				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
