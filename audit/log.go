@@ -355,11 +355,11 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
-	head, tail, err := encodeSplit(r)
+	buf, n, err := encodeGap(r)
 	if err != nil {
 		return 0, fmt.Errorf("append: %w", err)
 	}
-	req := &request{head: head, tail: tail, done: make(chan result, 1)}
+	req := &request{buf: buf, head: n, done: make(chan result, 1)}
 
 	l.mu.Lock()
 	if l.closed {
@@ -404,11 +404,11 @@ func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 		if r.Time.IsZero() {
 			r.Time = now
 		}
-		head, tail, err := encodeSplit(r)
+		buf, n, err := encodeGap(r)
 		if err != nil {
 			return fmt.Errorf("append record %d of %d: %w", i+1, len(rs), err)
 		}
-		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
+		reqs[i] = &request{buf: buf, head: n, done: make(chan result, 1)}
 	}
 
 	l.mu.Lock()

@@ -5,7 +5,6 @@ package audit
 import (
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,8 +23,9 @@ const maxGather = time.Millisecond
 
 // request is one queued Append.
 type request struct {
-	head, tail []byte      // encodeSplit of the record
-	done       chan result // buffered, receives exactly one result
+	buf  []byte      // encodeGap of the record; the writer fills in seq
+	head int         // the length of its head, before the gap
+	done chan result // buffered, receives exactly one result
 }
 
 // result answers a request.
@@ -139,7 +139,7 @@ func (l *Log) next() *batch {
 			}
 			n, bytes := 0, 0
 			for n < len(l.queue) && n < maxBatchRecords {
-				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
+				bytes += len(l.queue[n].buf) - seqGap
 				if n > 0 && bytes > maxBatchBytes {
 					break
 				}
@@ -245,13 +245,16 @@ func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 	if err := checkTail(records, size); err != nil {
 		return 0, err
 	}
+	// bbolt keeps keys and values until the commit: one key buffer for
+	// the batch, and each record's own buffer (a request is put once:
+	// a failed commit fails it).
+	keys := make([]byte, 8*len(b.reqs))
 	for i, req := range b.reqs {
 		seq := size + uint64(i)
-		data := make([]byte, 0, len(req.head)+20+len(req.tail))
-		data = append(data, req.head...)
-		data = strconv.AppendUint(data, seq, 10)
-		data = append(data, req.tail...)
-		if err := records.Put(binary.BigEndian.AppendUint64(nil, seq), data); err != nil {
+		data := withSeq(req.buf, req.head, seq)
+		key := keys[8*i : 8*i+8 : 8*i+8]
+		binary.BigEndian.PutUint64(key, seq)
+		if err := records.Put(key, data); err != nil {
 			return 0, fmt.Errorf("put record %d: %w", seq, err)
 		}
 		if l.hook != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -348,4 +349,24 @@ func mustTime(s string) (t time.Time) {
 		panic(err)
 	}
 	return t
+}
+
+// TestWithSeq: the writer's in-place encoding with seq equals Encode for
+// seqs of every length, and a gap never leaks into the stored bytes.
+func TestWithSeq(t *testing.T) {
+	for _, seq := range []uint64{0, 7, 10, 99, 12345, 1 << 40, math.MaxUint64} {
+		r := benchRecord(int(seq % 1000))
+		r.Seq = seq
+		want, err := Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, n, err := encodeGap(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := withSeq(buf, n, seq); !bytes.Equal(got, want) {
+			t.Errorf("seq %d:\n got %s\nwant %s", seq, got, want)
+		}
+	}
 }
