@@ -98,6 +98,9 @@ type Log struct {
 	// only).
 	expect     int
 	lastCommit time.Duration
+	// gather is the longest the writer waits for expected records:
+	// maxGather (tests change it).
+	gather time.Duration
 	// wake has room for one token: Append and Close leave one after
 	// changing the queue or closed.
 	wake chan struct{}
@@ -187,6 +190,7 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		changed:    make(chan struct{}),
 		closing:    make(chan struct{}),
 		hook:       hook,
+		gather:     maxGather,
 	}
 	if t, ok := hook.(*merkleTree); ok {
 		l.tree = t

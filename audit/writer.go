@@ -18,7 +18,7 @@ const (
 )
 
 // maxGather bounds how long the writer waits for the records it expects
-// before it commits a smaller batch (see Log.next).
+// before it commits a smaller batch (see Log.next); Log.gather holds it.
 const maxGather = time.Millisecond
 
 // request is one queued Append.
@@ -100,13 +100,14 @@ func (l *Log) run() {
 // records when only a checkpoint was asked for.
 //
 // When fewer records are queued than the last batch and those queued
-// during its commit (l.expect), next waits for the rest, at most half as
-// long as the last commit took and at most maxGather. Without the wait,
-// producers that take turns settle into groups that alternate between
-// commits: each waits for two commits, and each commit carries a part of
-// them, paying the whole fixed cost (page writes, two flushes) for it. A
-// lone producer never waits (it expects only itself), and a wait that
-// times out lowers the expectation to what came.
+// during its commit (l.expect), next waits for the rest: at most half as
+// long as the last commit took, and at most l.gather (maxGather). Without
+// the wait, producers that take turns settle into groups that alternate
+// between commits: each waits for two commits, and each commit carries a
+// part of them, paying the whole fixed cost (page writes, two flushes) for
+// it. A lone producer never waits (it expects only itself), and a wait
+// that times out lowers the expectation to what came. The wait delays a
+// commit; it never answers a record before it is durable.
 func (l *Log) next() *batch {
 	var deadline time.Time
 	var timer *time.Timer
@@ -120,7 +121,7 @@ func (l *Log) next() *batch {
 		if len(l.queue) > 0 || l.ckptWanted {
 			if len(l.queue) > 0 && len(l.queue) < l.expect && !l.closed && l.lastCommit > 0 {
 				if deadline.IsZero() {
-					deadline = time.Now().Add(min(l.lastCommit/2, maxGather))
+					deadline = time.Now().Add(min(l.lastCommit/2, l.gather))
 				}
 				if wait := time.Until(deadline); wait > 0 {
 					l.mu.Unlock()

@@ -370,3 +370,61 @@ func TestWithSeq(t *testing.T) {
 		}
 	}
 }
+
+// TestNextGathers: the writer's next batch waits for the records it
+// expects (the producers of its last batch), a lone producer's record is
+// taken at once, and Close ends a wait. The wait bound is an hour, so a
+// wrong wait shows as a test timeout, never as a timing assertion.
+func TestNextGathers(t *testing.T) {
+	newLog := func(expect int) *Log {
+		return &Log{wake: make(chan struct{}, 1), closing: make(chan struct{}),
+			expect: expect, lastCommit: 4 * time.Hour, gather: time.Hour}
+	}
+	enqueue := func(l *Log, n int) {
+		l.mu.Lock()
+		for range n {
+			l.queue = append(l.queue, &request{done: make(chan result, 1)})
+		}
+		l.mu.Unlock()
+		l.signal()
+	}
+
+	t.Run("expected", func(t *testing.T) {
+		l := newLog(3)
+		enqueue(l, 1)
+		got := make(chan *batch, 1)
+		go func() { got <- l.next() }()
+		enqueue(l, 1)
+		enqueue(l, 1)
+		if b := <-got; len(b.reqs) != 3 {
+			t.Fatalf("batch of %d records, want the 3 expected", len(b.reqs))
+		}
+	})
+	t.Run("lone", func(t *testing.T) {
+		l := newLog(1)
+		enqueue(l, 1)
+		if b := l.next(); len(b.reqs) != 1 {
+			t.Fatalf("batch of %d records, want 1", len(b.reqs))
+		}
+	})
+	t.Run("more than expected", func(t *testing.T) {
+		l := newLog(2)
+		enqueue(l, 5)
+		if b := l.next(); len(b.reqs) != 5 {
+			t.Fatalf("batch of %d records, want all 5 queued", len(b.reqs))
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		l := newLog(8)
+		enqueue(l, 2)
+		got := make(chan *batch, 1)
+		go func() { got <- l.next() }()
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.closing)
+		if b := <-got; len(b.reqs) != 2 {
+			t.Fatalf("batch of %d records after Close, want the 2 queued", len(b.reqs))
+		}
+	})
+}
