@@ -132,13 +132,34 @@ func percentile(v []time.Duration, q float64) time.Duration {
 // statements and results), made once per process and size.
 var benchBundles sync.Map // n → path
 
+// Making a bundle of a million records takes a minute or more: with
+// TOLLGATE_BENCH_BUNDLE_DIR set, the bundle (and its key) is kept in that
+// directory and reused by later runs of the same size; without it, it is
+// made in a temporary directory that is removed when the benchmark ends.
 func benchBundle(b *testing.B, n int) string {
 	if p, ok := benchBundles.Load(n); ok {
 		return p.(string)
 	}
-	dir, err := os.MkdirTemp("", "tollgate-bench-bundle")
-	if err != nil {
-		b.Fatal(err)
+	var dir string
+	if keep := os.Getenv("TOLLGATE_BENCH_BUNDLE_DIR"); keep != "" {
+		dir = filepath.Join(keep, strconv.Itoa(n))
+		path := filepath.Join(dir, "bundle.tar")
+		if _, err := os.Stat(path); err == nil {
+			benchBundles.Store(n, path)
+			return path
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		var err error
+		if dir, err = os.MkdirTemp("", "tollgate-bench-bundle"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			benchBundles.Delete(n)
+			os.RemoveAll(dir)
+		})
 	}
 	key, err := LoadOrCreateHostKey(dir, "bench")
 	if err != nil {
@@ -189,17 +210,23 @@ func benchBundle(b *testing.B, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	path := filepath.Join(dir, "bundle.tar")
-	f, err := os.Create(path)
+	tmp := filepath.Join(dir, "bundle.tar.part")
+	f, err := os.Create(tmp)
 	if err != nil {
 		b.Fatal(err)
 	}
 	if _, err := ex.WriteTo(ctx, f); err != nil {
 		b.Fatal(err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
 	l.Close()
 	os.Remove(filepath.Join(dir, "audit.db"))
+	path := filepath.Join(dir, "bundle.tar")
+	if err := os.Rename(tmp, path); err != nil {
+		b.Fatal(err)
+	}
 	benchBundles.Store(n, path)
 	return path
 }
