@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -240,7 +241,7 @@ func TestVerifyRecordsAcrossChunks(t *testing.T) {
 		if i == 45 {
 			seq++ // a record is missing
 		}
-		r := &Record{V: SchemaVersion, Log: "tollgate/a/1", Seq: seq, Time: t0.Add(time.Duration(i) * time.Second), Kind: KindError, Error: strings.Repeat("e", i*7)}
+		r := &Record{V: SchemaVersion, Log: "tollgate/a/1", Seq: seq, Time: t0.Add(time.Duration(i) * time.Second), Kind: KindError, Session: "s" + strconv.Itoa(i), Error: strings.Repeat("e", i*7)}
 		if other[i] {
 			r.Log = "tollgate/b/1"
 		}
@@ -280,9 +281,23 @@ func TestVerifyRecordsAcrossChunks(t *testing.T) {
 					t.Fatalf("chunk %d, %d workers: failure %d is\n%s\nwant\n%s", chunk, workers, i, got[i], want[i])
 				}
 			}
-			if v.recs.lines != 50 || string(v.recs.lastSession) != "" {
-				t.Fatalf("chunk %d: %d lines", chunk, v.recs.lines)
+			if v.recs.lines != 50 || v.recs.firstSession != "s0" || string(v.recs.lastSession) != "s49" {
+				t.Fatalf("chunk %d: %d lines, sessions %q to %q", chunk, v.recs.lines, v.recs.firstSession, v.recs.lastSession)
 			}
+		}
+	}
+}
+
+// TestKindIndex checks that kindIndex and kinds agree.
+func TestKindIndex(t *testing.T) {
+	for i, k := range kinds {
+		if got := kindIndex([]byte(k)); got != i {
+			t.Errorf("kindIndex(%q) = %d, want %d", k, got, i)
+		}
+	}
+	for _, k := range []string{"", "statement ", "Statement", "session", "x"} {
+		if got := kindIndex([]byte(k)); got != -1 {
+			t.Errorf("kindIndex(%q) = %d, want -1", k, got)
 		}
 	}
 }

@@ -32,12 +32,35 @@ const verifyChunk = 256 << 10
 var kinds = []Kind{KindAgentStart, KindAgentStop, KindPolicyLoad, KindSessionStart, KindSessionEnd,
 	KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision, KindGrant, KindHeartbeat, KindError}
 
-// kindIndex returns the index of k in kinds, -1 if unknown.
+// kindIndex returns the index of k in kinds, -1 if unknown. A switch on
+// the string compiles to a few length and word comparisons, where a loop
+// over kinds compared them all.
 func kindIndex(k []byte) int {
-	for i, kk := range kinds {
-		if string(k) == string(kk) {
-			return i
-		}
+	switch Kind(k) {
+	case KindAgentStart:
+		return 0
+	case KindAgentStop:
+		return 1
+	case KindPolicyLoad:
+		return 2
+	case KindSessionStart:
+		return 3
+	case KindSessionEnd:
+		return 4
+	case KindStatement:
+		return 5
+	case KindResult:
+		return 6
+	case KindApprovalRequest:
+		return 7
+	case KindApprovalDecision:
+		return 8
+	case KindGrant:
+		return 9
+	case KindHeartbeat:
+		return 10
+	case KindError:
+		return 11
 	}
 	return -1
 }
@@ -48,6 +71,8 @@ type lineResult struct {
 	head recordHead
 	rec  *Record // decoded for kinds whose body the semantics need
 	err  error
+	// kind is the index of the record's kind in kinds, -1 if unknown.
+	kind int
 	// sameLog is true if the record names the same log as the first
 	// line of its batch, compared by the worker while the line is in
 	// its cache: the consumer then compares only the batch's first.
@@ -115,6 +140,7 @@ func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResu
 		// The record's strings alias line, which lives as long as the
 		// batch.
 		res.head = recordHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
+		res.kind = kindIndex(res.head.kind)
 		if r.Session != "" {
 			res.head.session = aliasBytes(r.Session)
 		}
@@ -128,7 +154,7 @@ func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResu
 	if err == nil {
 		err = errHeadNotCanonical
 	}
-	res.head, res.err = h, err
+	res.head, res.err, res.kind = h, err, -1
 }
 
 // aliasBytes returns the bytes of s without copying; they must not be
@@ -307,7 +333,7 @@ type recordState struct {
 	provedFrom    []uint64
 
 	// First and last record's session, for the manifest's claim
-	// (lastSession's storage is reused from record to record).
+	// (lastSession's storage is reused from batch to batch).
 	firstSession string
 	lastSession  []byte
 	// firstLogOK is whether the first record of the batch being
@@ -400,6 +426,14 @@ func (rs *recordState) consumeBatch(res []lineResult) {
 	for i := range res {
 		rs.consume(&res[i], i == 0)
 	}
+	// The last valid record's session, copied once per batch: the
+	// session bytes alias the batch.
+	for i := len(res) - 1; i >= 0; i-- {
+		if res[i].err == nil {
+			rs.lastSession = append(rs.lastSession[:0], res[i].head.session...)
+			break
+		}
+	}
 }
 
 // consume checks one line, in order.
@@ -461,8 +495,7 @@ func (rs *recordState) consume(res *lineResult, first bool) {
 		rs.firstSession = string(h.session)
 	}
 	rep.LastTime = h.time
-	rs.lastSession = append(rs.lastSession[:0], h.session...)
-	k := kindIndex(h.kind)
+	k := res.kind
 	if k < 0 {
 		rep.fail(at("record kind %q is unknown to this verifier", h.kind))
 		return
