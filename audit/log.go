@@ -89,10 +89,14 @@ type Log struct {
 	db       *bolt.DB // nil while the file could not be reopened
 	dbClosed bool     // Close closed the file
 
-	// mu guards the queue and closed.
+	// mu guards the queue, nextSeq and closed.
 	mu     sync.Mutex
 	queue  []*request
 	closed bool
+	// nextSeq is the seq the next queued record will get if every batch
+	// before it commits: size plus the records queued or being
+	// committed.
+	nextSeq uint64
 	// wake has room for one token: Append and Close leave one after
 	// changing the queue or closed.
 	wake chan struct{}
@@ -122,6 +126,11 @@ type Log struct {
 	// tree is hook when it is the Merkle tree (nil in tests with other
 	// hooks and in read-only logs).
 	tree *merkleTree
+	// hashLeaves has producers compute leaf hashes for the tree.
+	hashLeaves bool
+	// seqStale is set by the writer when a batch held a record prepared
+	// for another seq than it got: nextSeq is behind the file.
+	seqStale bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -225,6 +234,8 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	}
 	l.host, l.epoch, l.id = st.host, st.epoch, st.id
 	l.size.Store(st.size)
+	l.nextSeq = st.size
+	l.hashLeaves = l.tree != nil
 	l.db = db
 	if l.readOnly {
 		close(l.writerDone)
@@ -361,8 +372,13 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 		l.mu.Unlock()
 		return 0, fmt.Errorf("append: %w", ErrClosed)
 	}
+	req.seq = l.nextSeq
+	l.nextSeq++
 	l.queue = append(l.queue, req)
 	l.mu.Unlock()
+	// Prepared before the writer is woken, so that an idle writer finds
+	// it ready; a busy one may take it unprepared and build it itself.
+	l.prepare(req)
 	l.signal()
 
 	select {
@@ -411,8 +427,15 @@ func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 		l.mu.Unlock()
 		return fmt.Errorf("append: %w", ErrClosed)
 	}
+	for _, req := range reqs {
+		req.seq = l.nextSeq
+		l.nextSeq++
+	}
 	l.queue = append(l.queue, reqs...)
 	l.mu.Unlock()
+	for _, req := range reqs {
+		l.prepare(req)
+	}
 	l.signal()
 
 	for i, req := range reqs {

@@ -42,7 +42,7 @@ func (h *testHook) open(db *bolt.DB) error {
 
 func (h *testHook) sealDue(uint64) bool { return false }
 
-func (h *testHook) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
+func (h *testHook) leaf(tx *bolt.Tx, seq uint64, data []byte, hash *[HashSize]byte) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pending == nil {
@@ -50,6 +50,14 @@ func (h *testHook) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
 	}
 	if !bytes.Equal(tx.Bucket(bucketRecords).Get(u64(seq)), data) {
 		return fmt.Errorf("leaf %d: data is not what was put", seq)
+	}
+	// Records prepared by producers for a predicted seq must carry the
+	// seq they got, also after a failed batch shifted the seqs.
+	if r, err := Decode(data); err != nil || r.Seq != seq {
+		return fmt.Errorf("leaf %d: stored record says seq %v (%v)", seq, r, err)
+	}
+	if hash != nil && !bytes.Equal(hash[:], LeafHash(data)) {
+		return fmt.Errorf("leaf %d: wrong leaf hash", seq)
 	}
 	h.pending[seq] = append([]byte(nil), data...)
 	return nil
@@ -248,6 +256,14 @@ func TestFailedBatchConcurrent(t *testing.T) {
 		if e.Seq != uint64(i) || acked[e.Seq] != r.Statement.Text || failed[r.Statement.Text] {
 			t.Fatalf("seq %d holds %q, acknowledged %q", e.Seq, r.Statement.Text, acked[e.Seq])
 		}
+	}
+	// Failed batches shifted the seqs; the prediction producers prepare
+	// records for is back in step.
+	l.mu.Lock()
+	next := l.nextSeq
+	l.mu.Unlock()
+	if next != l.Size() {
+		t.Fatalf("next predicted seq %d, size %d", next, l.Size())
 	}
 }
 
