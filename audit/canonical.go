@@ -3,9 +3,8 @@
 package audit
 
 import (
-	"encoding/binary"
 	"errors"
-	"strconv"
+	"math/bits"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -88,14 +87,19 @@ func (p *canonParser) lit(s string) error {
 }
 
 // field reports whether the next bytes are `,"name":` and consumes them.
+// Most probes fail on the first letter: that test is inlined at the call,
+// the rest is not.
 func (p *canonParser) field(name string) bool {
-	n := len(name)
-	// Most probes fail on the first letter: test it before the rest.
-	if len(p.b)-p.i < n+4 || p.b[p.i+2] != name[0] || p.b[p.i] != ',' || p.b[p.i+1] != '"' ||
-		p.b[p.i+2:p.i+2+n] != name || p.b[p.i+2+n] != '"' || p.b[p.i+3+n] != ':' {
+	return len(p.b)-p.i > 2 && p.b[p.i+2] == name[0] && p.fieldRest(name)
+}
+
+// fieldRest is field once the first letter matched.
+func (p *canonParser) fieldRest(name string) bool {
+	b, i, n := p.b, p.i, len(name)
+	if len(b)-i < n+4 || b[i] != ',' || b[i+1] != '"' || b[i+2+n] != '"' || b[i+3+n] != ':' || b[i+2:i+2+n] != name {
 		return false
 	}
-	p.i += n + 4
+	p.i = i + n + 4
 	return true
 }
 
@@ -111,18 +115,22 @@ func (p *canonParser) firstField(name string) bool {
 }
 
 // uint parses a canonical decimal unsigned integer (no sign, no leading
-// zero) that fits in bits.
+// zero) that fits in bits (32 or 64).
 func (p *canonParser) uint(bits int) (uint64, error) {
-	start := p.i
-	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-		p.i++
+	b, i := p.b, p.i
+	start := i
+	var v uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		d := uint64(b[i] - '0')
+		// 20 digits may overflow 64 bits: check as they come.
+		if v > (1<<64-1)/10 || v*10 > 1<<64-1-d {
+			return 0, errNotCanonical
+		}
+		v = v*10 + d
 	}
-	s := p.b[start:p.i]
-	if len(s) == 0 || len(s) > 1 && s[0] == '0' {
-		return 0, errNotCanonical
-	}
-	v, err := strconv.ParseUint(s, 10, bits)
-	if err != nil {
+	p.i = i
+	n := i - start
+	if n == 0 || n > 1 && b[start] == '0' || bits < 64 && v >= 1<<bits {
 		return 0, errNotCanonical
 	}
 	return v, nil
@@ -141,31 +149,41 @@ func (p *canonParser) nonZeroUint(bits int) (uint64, error) {
 // UTF-8 except '"', '\' and control characters, which are escaped as
 // \" \\ \b \t \n \f \r or \u00xx (lower-case hex) and no other way.
 func (p *canonParser) str() (string, error) {
-	if p.i >= len(p.b) || p.b[p.i] != '"' {
+	b, i := p.b, p.i
+	if i >= len(b) || b[i] != '"' {
 		return "", errNotCanonical
 	}
-	p.i++
-	start := p.i
-	// Fast path: no escapes. Skip 8 bytes at a time while none of them
-	// is '"', '\\' or a control character.
-	for p.i+8 <= len(p.b) && plainWord(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(p.b[p.i:]), 8))) {
-		p.i += 8
-	}
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		if c == '"' {
-			// The whole record is valid UTF-8 (checked once in
-			// record), and a multi-byte sequence cannot contain '"',
-			// so the string is too.
-			s := p.b[start:p.i]
-			p.i++
-			return s, nil
-		}
-		if c == '\\' || c < 0x20 {
+	i++
+	start := i
+	// Fast path: find the first '"', '\\' or control character 8 bytes
+	// at a time; a string without escapes ends there.
+	for {
+		if len(b)-i < 8 {
+			for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+				i++
+			}
 			break
 		}
-		p.i++
+		if m := specialBytes(load64(b, i)); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			break
+		}
+		i += 8
 	}
+	if i < len(b) && b[i] == '"' {
+		// The whole record is valid UTF-8 (checked once in record),
+		// and a multi-byte sequence cannot contain '"', so the string
+		// is too.
+		p.i = i + 1
+		return b[start:i], nil
+	}
+	p.i = i
+	return p.escapedStr(start)
+}
+
+// escapedStr is the rest of str for a string with escapes: b[start:p.i]
+// has none.
+func (p *canonParser) escapedStr(start int) (string, error) {
 	buf := append([]byte(nil), p.b[start:p.i]...)
 	for p.i < len(p.b) {
 		c := p.b[p.i]
@@ -221,14 +239,25 @@ func (p *canonParser) str() (string, error) {
 	return "", errNotCanonical
 }
 
-// plainWord reports whether none of the 8 bytes of w is '"', '\\' or below
-// 0x20 (bit tricks from "Bit Twiddling Hacks": a byte of x is zero, or
-// below n, exactly where the result has its high bit set).
-func plainWord(w uint64) bool {
+// specialBytes has the high bit set in the byte of w (little-endian) that
+// is the first '"', '\\' or byte below 0x20, and possibly in later bytes,
+// none in earlier ones; zero if there is none. (Bit tricks from "Bit
+// Twiddling Hacks": a byte of x is zero, or below n, where the result has
+// its high bit set, exactly for the lowest such byte: borrows only carry
+// upwards.)
+func specialBytes(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote := w ^ (ones * '"')
 	backslash := w ^ (ones * '\\')
-	return ((quote-ones)&^quote|(backslash-ones)&^backslash|(w-ones*0x20)&^w)&highs == 0
+	return ((quote-ones)&^quote | (backslash-ones)&^backslash | (w-ones*0x20)&^w) & highs
+}
+
+// load64 returns the 8 bytes of s at i as a little-endian word (one load
+// where the architecture allows it).
+func load64(s string, i int) uint64 {
+	b := s[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // unhex decodes a lower-case hex digit, -1 for anything else.
@@ -377,20 +406,30 @@ func (p *canonParser) record(r *Record) error {
 		return err
 	}
 	r.Kind = Kind(kind)
-	if err := p.optStr("session", &r.Session, false); err != nil {
-		return err
+	if p.field("session") {
+		if r.Session, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
-	if err := p.optStr("target", &r.Target, false); err != nil {
-		return err
+	if p.field("target") {
+		if r.Target, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
-	if err := p.optStr("dst", &r.Dst, false); err != nil {
-		return err
+	if p.field("dst") {
+		if r.Dst, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
-	if err := p.optStr("client", &r.Client, false); err != nil {
-		return err
+	if p.field("client") {
+		if r.Client, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
-	if err := p.optStr("listener", &r.Listener, false); err != nil {
-		return err
+	if p.field("listener") {
+		if r.Listener, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
 	if p.field("process") {
 		if r.Process, err = p.process(); err != nil {
@@ -454,11 +493,15 @@ func (p *canonParser) record(r *Record) error {
 			return errNotCanonical
 		}
 	}
-	if err := p.optStr("close_reason", &r.CloseReason, false); err != nil {
-		return err
+	if p.field("close_reason") {
+		if r.CloseReason, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
-	if err := p.optStr("error", &r.Error, false); err != nil {
-		return err
+	if p.field("error") {
+		if r.Error, err = p.nonEmptyStr(); err != nil {
+			return err
+		}
 	}
 	if p.field("detail") {
 		if r.Detail, err = p.detail(); err != nil {
@@ -511,14 +554,20 @@ func (p *canonParser) process() (*Process, error) {
 		return nil, err
 	}
 	pr.GID = uint32(v)
-	if err := p.optStr("comm", &pr.Comm, false); err != nil {
-		return nil, err
+	if p.field("comm") {
+		if pr.Comm, err = p.nonEmptyStr(); err != nil {
+			return nil, err
+		}
 	}
-	if err := p.optStr("exe", &pr.Exe, false); err != nil {
-		return nil, err
+	if p.field("exe") {
+		if pr.Exe, err = p.nonEmptyStr(); err != nil {
+			return nil, err
+		}
 	}
-	if err := p.optStr("cgroup", &pr.Cgroup, false); err != nil {
-		return nil, err
+	if p.field("cgroup") {
+		if pr.Cgroup, err = p.nonEmptyStr(); err != nil {
+			return nil, err
+		}
 	}
 	if p.field("cgroup_id") {
 		if pr.CgroupID, err = p.nonZeroUint(64); err != nil {

@@ -167,6 +167,25 @@ func BenchmarkDecodeCanonical(b *testing.B) {
 			}
 		}
 	})
+	// The records of BenchmarkVerify's bundle.
+	br := benchRecord(15662)
+	br.Seq, br.Session = 100, "sess-1-1"
+	benc, err := Encode(br)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("check-bench-record", func(b *testing.B) {
+		b.SetBytes(int64(len(benc)))
+		var s canonScratch
+		c0 := cpuTime()
+		for b.Loop() {
+			if _, ok := checkCanonical(benc, &s); !ok {
+				b.Fatal("not canonical")
+			}
+		}
+		// The machine may be shared: CPU time is the stable figure.
+		b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	})
 	b.Run("decode", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := Decode(enc); err != nil {
@@ -174,4 +193,36 @@ func BenchmarkDecodeCanonical(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCanonicalUint checks the integer parser at the limits: the largest
+// value of each width is accepted, one more, a sign, a leading zero or no
+// digit at all is not.
+func TestCanonicalUint(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		bits int
+		want uint64
+		ok   bool
+	}{
+		{"0", 64, 0, true},
+		{"7", 32, 7, true},
+		{"4294967295", 32, 1<<32 - 1, true},
+		{"4294967296", 32, 0, false},
+		{"18446744073709551615", 64, 1<<64 - 1, true},
+		{"18446744073709551616", 64, 0, false},
+		{"99999999999999999999", 64, 0, false},
+		{"184467440737095516150", 64, 0, false},
+		{"01", 64, 0, false},
+		{"00", 64, 0, false},
+		{"", 64, 0, false},
+		{"-1", 64, 0, false},
+		{"+1", 64, 0, false},
+	} {
+		p := canonParser{b: c.in + ","}
+		v, err := p.uint(c.bits)
+		if (err == nil) != c.ok || c.ok && (v != c.want || p.i != len(c.in)) {
+			t.Errorf("uint(%q, %d) = %d, %v (at %d)", c.in, c.bits, v, err, p.i)
+		}
+	}
 }

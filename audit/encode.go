@@ -38,33 +38,17 @@ func Encode(r *Record) ([]byte, error) {
 // seq value: Encode(r) is head, then r.Seq in decimal, then tail. The writer
 // uses it to assign seq inside the commit without encoding there.
 func encodeSplit(r *Record) (head, tail []byte, err error) {
-	buf, n, err := encodeGap(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	return buf[:n:n], buf[n+seqGap:], nil
-}
-
-// seqGap is the room encodeGap leaves for seq: the longest decimal uint64.
-const seqGap = 20
-
-// encodeGap returns the canonical encoding of r in one buffer, with
-// seqGap bytes of room where the seq value goes: buf[:n] is the head and
-// buf[n+seqGap:] the tail of encodeSplit. withSeq fills the gap in place,
-// so that the writer stores a record without copying it again.
-func encodeGap(r *Record) (buf []byte, n int, err error) {
 	if err := r.validate(); err != nil {
-		return nil, 0, fmt.Errorf("encode record: %w", err)
+		return nil, nil, fmt.Errorf("encode record: %w", err)
 	}
-	// Most records fit: one allocation.
-	b := make([]byte, 0, 1024)
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, int64(r.V), 10)
-	b = append(b, `,"log":`...)
-	b = appendString(b, r.Log)
-	b = append(b, `,"seq":`...)
-	n = len(b)
-	b = append(b, make([]byte, seqGap)...)
+	head = make([]byte, 0, 32+len(r.Log))
+	head = append(head, `{"v":`...)
+	head = strconv.AppendInt(head, int64(r.V), 10)
+	head = append(head, `,"log":`...)
+	head = appendString(head, r.Log)
+	head = append(head, `,"seq":`...)
+
+	b := make([]byte, 0, 512)
 	b = append(b, `,"time":"`...)
 	b = r.Time.UTC().AppendFormat(b, timeLayout)
 	b = append(b, '"')
@@ -149,21 +133,11 @@ func encodeGap(r *Record) (buf []byte, n int, err error) {
 	}
 	b = append(b, '}')
 
-	if len(b) > MaxRecordSize {
-		return nil, 0, fmt.Errorf("encode record: %d bytes, limit %d: %w", len(b)-seqGap, MaxRecordSize, ErrInvalidRecord)
+	// 20 is the longest decimal uint64.
+	if len(head)+20+len(b) > MaxRecordSize {
+		return nil, nil, fmt.Errorf("encode record: %d bytes, limit %d: %w", len(head)+len(b), MaxRecordSize, ErrInvalidRecord)
 	}
-	return b, n, nil
-}
-
-// withSeq fills the gap of an encodeGap buffer with seq, moving the head
-// up to it, and returns the record's encoding: a suffix of buf.
-func withSeq(buf []byte, n int, seq uint64) []byte {
-	var d [seqGap]byte
-	digits := strconv.AppendUint(d[:0], seq, 10)
-	off := seqGap - len(digits)
-	copy(buf[off:], buf[:n])
-	copy(buf[off+n:], digits)
-	return buf[off:]
+	return head, b, nil
 }
 
 // validate checks what Encode needs and Decode guarantees.

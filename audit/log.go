@@ -89,7 +89,7 @@ type Log struct {
 	db       *bolt.DB // nil while the file could not be reopened
 	dbClosed bool     // Close closed the file
 
-	// mu guards the queue, closed and expect.
+	// mu guards the queue, nextSeq, closed and expect.
 	mu     sync.Mutex
 	queue  []*request
 	closed bool
@@ -101,6 +101,10 @@ type Log struct {
 	// gather is the longest the writer waits for expected records:
 	// maxGather (tests change it).
 	gather time.Duration
+	// nextSeq is the seq the next queued record will get if every batch
+	// before it commits: size plus the records queued or being
+	// committed.
+	nextSeq uint64
 	// wake has room for one token: Append and Close leave one after
 	// changing the queue or closed.
 	wake chan struct{}
@@ -130,6 +134,11 @@ type Log struct {
 	// tree is hook when it is the Merkle tree (nil in tests with other
 	// hooks and in read-only logs).
 	tree *merkleTree
+	// hashLeaves has producers compute leaf hashes for the tree.
+	hashLeaves bool
+	// seqStale is set by the writer when a batch held a record prepared
+	// for another seq than it got: nextSeq is behind the file.
+	seqStale bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -234,6 +243,8 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	}
 	l.host, l.epoch, l.id = st.host, st.epoch, st.id
 	l.size.Store(st.size)
+	l.nextSeq = st.size
+	l.hashLeaves = l.tree != nil
 	l.db = db
 	if l.readOnly {
 		close(l.writerDone)
@@ -359,19 +370,24 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
-	buf, n, err := encodeGap(r)
+	head, tail, err := encodeSplit(r)
 	if err != nil {
 		return 0, fmt.Errorf("append: %w", err)
 	}
-	req := &request{buf: buf, head: n, done: make(chan result, 1)}
+	req := &request{head: head, tail: tail, done: make(chan result, 1)}
 
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return 0, fmt.Errorf("append: %w", ErrClosed)
 	}
+	req.seq = l.nextSeq
+	l.nextSeq++
 	l.queue = append(l.queue, req)
 	l.mu.Unlock()
+	// Prepared before the writer is woken, so that an idle writer finds
+	// it ready; a busy one may take it unprepared and build it itself.
+	l.prepare(req)
 	l.signal()
 
 	select {
@@ -408,11 +424,11 @@ func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 		if r.Time.IsZero() {
 			r.Time = now
 		}
-		buf, n, err := encodeGap(r)
+		head, tail, err := encodeSplit(r)
 		if err != nil {
 			return fmt.Errorf("append record %d of %d: %w", i+1, len(rs), err)
 		}
-		reqs[i] = &request{buf: buf, head: n, done: make(chan result, 1)}
+		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
 	}
 
 	l.mu.Lock()
@@ -420,8 +436,15 @@ func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 		l.mu.Unlock()
 		return fmt.Errorf("append: %w", ErrClosed)
 	}
+	for _, req := range reqs {
+		req.seq = l.nextSeq
+		l.nextSeq++
+	}
 	l.queue = append(l.queue, reqs...)
 	l.mu.Unlock()
+	for _, req := range reqs {
+		l.prepare(req)
+	}
 	l.signal()
 
 	for i, req := range reqs {

@@ -237,7 +237,11 @@ func (b *ReportBuilder) Add(r *Record) {
 			if r.Statement != nil {
 				text = r.Statement.Text
 			}
-			rep.Denials = append(rep.Denials, event(fmt.Sprintf("denied by rule %s: %s", dash(d.Rule), text)))
+			by := "rule " + d.Rule
+			if d.Rule == "" {
+				by = "the default deny" // no rule allowed it
+			}
+			rep.Denials = append(rep.Denials, event(fmt.Sprintf("denied by %s: %s", by, text)))
 		}
 	case KindApprovalRequest:
 		row.ApprovalRequests++

@@ -97,6 +97,14 @@ func cloneRange(r *compact.Range) *compact.Range {
 	return c
 }
 
+// leafHashInto sets dst to the RFC 6962 leaf hash of data, H(0x00 ‖ data).
+func leafHashInto(dst *[HashSize]byte, data []byte) {
+	h := sha256.New()
+	h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+	h.Write(data)
+	h.Sum(dst[:0])
+}
+
 // writerHasher is RFC 6962 hashing for the single writer goroutine: it
 // reuses one SHA-256 state instead of allocating one per hash. Not safe for
 // concurrent use.
@@ -389,7 +397,7 @@ func computeNode(tx *bolt.Tx, id compact.NodeID) ([]byte, error) {
 
 // leaf appends a record's leaf hash to the staged range, storing the leaf
 // and every node that became perfect.
-func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
+func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte, hash *[HashSize]byte) error {
 	if t.staged == nil {
 		t.staged = t.wh.own(t.rng)
 		t.nodes = tx.Bucket(bucketNodes)
@@ -399,7 +407,13 @@ func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte) error {
 	if t.staged.End() != seq {
 		return fmt.Errorf("leaf %d appended to a tree of size %d: %w", seq, t.staged.End(), ErrCorrupt)
 	}
-	if err := t.staged.Append(t.wh.leaf(data), t.visitorFn); err != nil {
+	var h []byte
+	if hash != nil {
+		h = hash[:] // the producer's, for these very bytes
+	} else {
+		h = t.wh.leaf(data)
+	}
+	if err := t.staged.Append(h, t.visitorFn); err != nil {
 		return fmt.Errorf("append leaf %d: %w", seq, err)
 	}
 	return t.visitErr

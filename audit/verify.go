@@ -183,6 +183,9 @@ type verifier struct {
 
 	// Records.
 	recs *recordState
+	// chunk is the read size for records.jsonl (verifyChunk; tests set
+	// a small one to cross chunk boundaries often).
+	chunk int
 }
 
 // Verify reads an evidence bundle from r and checks it as VERIFY.md
@@ -202,7 +205,7 @@ func Verify(r io.Reader, opts VerifyOptions) (*VerifyReport, error) {
 	start := time.Now()
 	rep := &VerifyReport{Kinds: map[string]uint64{}, Failures: []Problem{}, Warnings: []Problem{},
 		Key: fmt.Sprintf("%s+%08x", opts.Key.Name(), opts.Key.KeyHash())}
-	v := &verifier{opts: opts, rep: rep, files: map[string]*bundleFile{}}
+	v := &verifier{opts: opts, rep: rep, files: map[string]*bundleFile{}, chunk: verifyChunk}
 
 	if opts.Trusted != nil {
 		cp, err := OpenCheckpoint(opts.Trusted, opts.Key)
@@ -646,8 +649,8 @@ func (v *verifier) checkFilters(m *Manifest, rs *recordState) {
 	if m.Session != "" && (m.Since != "" || m.Until != "") {
 		bad("claims both a session and a time filter, which export does not combine")
 	}
-	if m.Session != "" && rs.lines > 0 && (rs.firstSession != m.Session || rs.lastSession != m.Session) {
-		bad("claims the records of session %q, but the first and last records belong to %q and %q", m.Session, rs.firstSession, rs.lastSession)
+	if m.Session != "" && rs.lines > 0 && (rs.firstSession != m.Session || string(rs.lastSession) != m.Session) {
+		bad("claims the records of session %q, but the first and last records belong to %q and %q", m.Session, rs.firstSession, string(rs.lastSession))
 	}
 	for _, f := range []struct {
 		name, val string

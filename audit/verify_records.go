@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -21,20 +22,45 @@ import (
 const heartbeatGap = 3 * time.Minute
 
 // verifyChunk is how much of records.jsonl the reader hands a worker at a
-// time (whole lines: a chunk ends after its last newline).
-const verifyChunk = 1 << 20
+// time (whole lines: a chunk ends after its last newline). Small enough
+// that a chunk is still in the CPU's caches when the in-order consumer
+// reads what the worker found, large enough to amortise the hand-overs.
+const verifyChunk = 256 << 10
 
 // kinds lists the record kinds of schema version 1, the only ones the
 // verifier accepts.
 var kinds = []Kind{KindAgentStart, KindAgentStop, KindPolicyLoad, KindSessionStart, KindSessionEnd,
 	KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision, KindGrant, KindHeartbeat, KindError}
 
-// kindIndex returns the index of k in kinds, -1 if unknown.
+// kindIndex returns the index of k in kinds, -1 if unknown. A switch on
+// the string compiles to a few length and word comparisons, where a loop
+// over kinds compared them all.
 func kindIndex(k []byte) int {
-	for i, kk := range kinds {
-		if string(k) == string(kk) {
-			return i
-		}
+	switch Kind(k) {
+	case KindAgentStart:
+		return 0
+	case KindAgentStop:
+		return 1
+	case KindPolicyLoad:
+		return 2
+	case KindSessionStart:
+		return 3
+	case KindSessionEnd:
+		return 4
+	case KindStatement:
+		return 5
+	case KindResult:
+		return 6
+	case KindApprovalRequest:
+		return 7
+	case KindApprovalDecision:
+		return 8
+	case KindGrant:
+		return 9
+	case KindHeartbeat:
+		return 10
+	case KindError:
+		return 11
 	}
 	return -1
 }
@@ -45,23 +71,58 @@ type lineResult struct {
 	head recordHead
 	rec  *Record // decoded for kinds whose body the semantics need
 	err  error
+	// kind is the index of the record's kind in kinds, -1 if unknown.
+	kind int
+	// sameLog is true if the record names the same log as the first
+	// line of its batch, compared by the worker while the line is in
+	// its cache: the consumer then compares only the batch's first.
+	sameLog bool
 }
 
-// recordBatch is a run of whole lines processed by one worker.
+// recordBatch is one read of records.jsonl: the whole lines in it go to a
+// worker, all of it to the file hasher. Batches and their buffers are
+// reused: the reader (until it copied the partial line at the end into the
+// next batch), the file hasher and the consumer each hold a reference, and
+// the last to let go returns the batch to the free list.
 type recordBatch struct {
-	buf     []byte // lines, each ending in '\n'
+	data    []byte // the start of a line from the last read, then this read
+	fresh   int    // data[fresh:] was read for this batch
+	lines   []byte // whole lines, each ending in '\n'; a part of data
 	res     []lineResult
-	tooLong bool // instead of lines: a line longer than any record
+	tooLong bool // after the lines: a line longer than any record
 	done    chan struct{}
+	refs    atomic.Int32
+	free    chan *recordBatch
+}
+
+// release drops one reference; the last returns the batch for reuse.
+func (b *recordBatch) release() {
+	if b.refs.Add(-1) != 0 {
+		return
+	}
+	clear(b.res) // drop what the results point to
+	b.res, b.lines, b.tooLong = b.res[:0], nil, false
+	select {
+	case b.free <- b:
+	default: // enough spare batches
+	}
 }
 
 // process splits the batch into lines and checks each.
 func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
-	b.res = make([]lineResult, bytes.Count(b.buf, []byte{'\n'}))
-	rest := b.buf
+	n := bytes.Count(b.lines, []byte{'\n'})
+	if cap(b.res) < n {
+		b.res = make([]lineResult, n)
+	}
+	b.res = b.res[:n]
+	rest := b.lines
 	for i := range b.res {
 		j := bytes.IndexByte(rest, '\n')
-		checkLine(lh, scratch, rest[:j], &b.res[i])
+		res := &b.res[i]
+		checkLine(lh, scratch, rest[:j], res)
+		if i > 0 && res.err == nil && b.res[0].err == nil {
+			res.sameLog = bytes.Equal(res.head.log, b.res[0].head.log)
+		}
 		rest = rest[j+1:]
 	}
 }
@@ -69,6 +130,7 @@ func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
 // checkLine hashes and parses one line: the whole record must be in the
 // canonical encoding (checked without allocating, in scratch).
 func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResult) {
+	*res = lineResult{}
 	lh.sum(&res.leaf, line)
 	if len(line) > MaxRecordSize {
 		res.err = fmt.Errorf("line of %d bytes, longer than the largest record (%d bytes)", len(line), MaxRecordSize)
@@ -78,6 +140,7 @@ func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResu
 		// The record's strings alias line, which lives as long as the
 		// batch.
 		res.head = recordHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
+		res.kind = kindIndex(res.head.kind)
 		if r.Session != "" {
 			res.head.session = aliasBytes(r.Session)
 		}
@@ -91,7 +154,7 @@ func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResu
 	if err == nil {
 		err = errHeadNotCanonical
 	}
-	res.head, res.err = h, err
+	res.head, res.err, res.kind = h, err, -1
 }
 
 // aliasBytes returns the bytes of s without copying; they must not be
@@ -107,26 +170,45 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 	v.recs = rs
 	// Small files get small buffers (the tar header's size is a hint
 	// only: a short file just ends earlier).
-	chunk := int(min(max(size+1, 4096), verifyChunk))
+	chunk := int(min(max(size+1, 4096), int64(v.chunk)))
+
+	work := make(chan *recordBatch, 2*v.opts.Workers)
+	ordered := make(chan *recordBatch, 4*v.opts.Workers)
+	toHash := make(chan *recordBatch, 8)
+	// Room for every batch that can be in flight.
+	free := make(chan *recordBatch, cap(work)+cap(ordered)+cap(toHash)+v.opts.Workers+4)
+	newBatch := func(carry []byte) *recordBatch {
+		var b *recordBatch
+		select {
+		case b = <-free:
+		default:
+			b = &recordBatch{done: make(chan struct{}, 1), free: free}
+		}
+		if cap(b.data) < len(carry)+chunk {
+			b.data = make([]byte, 0, len(carry)+chunk)
+		}
+		b.data = append(b.data[:0], carry...)
+		b.fresh = len(carry)
+		b.refs.Store(3) // reader, file hasher, consumer
+		return b
+	}
 
 	fileHash := sha256.New()
-	toHash := make(chan []byte, 8)
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
 		for b := range toHash {
-			fileHash.Write(b)
+			fileHash.Write(b.data[b.fresh:])
+			b.release()
 		}
 	}()
-	work := make(chan *recordBatch, 2*v.opts.Workers)
-	ordered := make(chan *recordBatch, 4*v.opts.Workers)
 	for range v.opts.Workers {
 		go func() {
 			lh := newLeafHasher()
 			var scratch canonScratch
 			for b := range work {
 				b.process(lh, &scratch)
-				close(b.done)
+				b.done <- struct{}{}
 			}
 		}()
 	}
@@ -135,52 +217,52 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 		defer close(consumed)
 		for b := range ordered {
 			<-b.done
+			rs.consumeBatch(b.res)
 			if b.tooLong {
 				rs.tooLong()
-				continue
 			}
-			for i := range b.res {
-				rs.consume(&b.res[i])
-			}
+			b.release()
 		}
 	}()
 
+	var prev *recordBatch
 	var carry []byte // the start of a line whose end is not read yet
 	skipping := false
 	var readErr error
 	for readErr == nil {
-		buf := make([]byte, len(carry), len(carry)+chunk)
-		copy(buf, carry)
-		n, err := readFull(r, buf[len(carry):cap(buf)])
-		if n > 0 {
-			toHash <- buf[len(carry) : len(carry)+n]
+		b := newBatch(carry)
+		if prev != nil {
+			prev.release() // carry, which pointed into it, is copied
 		}
-		buf = buf[:len(carry)+n]
+		prev = b
+		n, err := readFull(r, b.data[len(carry):len(carry)+chunk])
+		b.data = b.data[:len(carry)+n]
 		if err != nil {
 			readErr = err
 		}
+		lines := b.data
 		if skipping {
 			// Drop the rest of an overlong line.
-			i := bytes.IndexByte(buf, '\n')
+			i := bytes.IndexByte(lines, '\n')
 			if i < 0 {
-				carry = nil
-				continue
+				lines = lines[len(lines):]
+			} else {
+				lines, skipping = lines[i+1:], false
 			}
-			buf, skipping = buf[i+1:], false
 		}
-		cut := bytes.LastIndexByte(buf, '\n') + 1
-		if cut > 0 {
-			b := &recordBatch{buf: buf[:cut], done: make(chan struct{})}
-			work <- b
-			ordered <- b
-		}
-		carry = buf[cut:]
+		cut := bytes.LastIndexByte(lines, '\n') + 1
+		b.lines, carry = lines[:cut], lines[cut:]
 		if len(carry) > MaxRecordSize {
-			b := &recordBatch{tooLong: true, done: make(chan struct{})}
-			close(b.done)
-			ordered <- b
+			b.tooLong = true
 			carry, skipping = nil, true
 		}
+		toHash <- b
+		if cut > 0 {
+			work <- b
+		} else {
+			b.done <- struct{}{}
+		}
+		ordered <- b
 	}
 	close(work)
 	close(ordered)
@@ -189,6 +271,9 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 	<-hashed
 	if len(carry) > 0 && !skipping {
 		rs.rep().failf(BundleRecords, "ends with %d bytes after the last newline (a partial record)", len(carry))
+	}
+	if prev != nil {
+		prev.release()
 	}
 	if !errors.Is(readErr, io.EOF) {
 		rs.rep().failf(BundleRecords, "cannot read: %v", readErr)
@@ -233,8 +318,10 @@ type recordState struct {
 	beyondRep bool
 
 	// Tree: acc is the compact range [0, begin+lines) once the range
-	// proof is known; before that, leaf hashes are kept in leaves.
-	acc        *compact.Range
+	// proof is known (planned); before that, leaf hashes are kept in
+	// leaves.
+	acc        leafAcc
+	planned    bool
 	leaves     [][HashSize]byte
 	checkSizes []uint64 // sizes to take roots at, ascending
 	next       int
@@ -245,8 +332,13 @@ type recordState struct {
 	trustedProved bool
 	provedFrom    []uint64
 
-	// First and last record's session, for the manifest's claim.
-	firstSession, lastSession string
+	// First and last record's session, for the manifest's claim
+	// (lastSession's storage is reused from batch to batch).
+	firstSession string
+	lastSession  []byte
+	// firstLogOK is whether the first record of the batch being
+	// consumed names the bundle's log.
+	firstLogOK bool
 
 	// Semantics.
 	kindCount     [16]uint64
@@ -276,15 +368,10 @@ func (v *verifier) newRecordState() *recordState {
 // planTree sets up the running tree once the range proof is known.
 func (rs *recordState) planTree() {
 	v := rs.v
-	if rs.acc != nil || v.rng == nil {
+	if rs.planned || v.rng == nil {
 		return
 	}
-	left := make([][]byte, len(v.rng.Left))
-	for i, h := range v.rng.Left {
-		left[i] = h
-	}
-	acc, err := rangeFactory.NewRange(0, v.rng.Begin, left)
-	if err != nil {
+	if err := rs.acc.init(v.rng.Begin, v.rng.Left); err != nil {
 		return // checkRangeProof already refused such a proof
 	}
 	for _, c := range v.earlier {
@@ -295,7 +382,7 @@ func (rs *recordState) planTree() {
 	}
 	slices.Sort(rs.checkSizes)
 	rs.checkSizes = slices.Compact(rs.checkSizes)
-	rs.acc = acc
+	rs.planned = true
 	rs.snapshot()
 	for _, h := range rs.leaves {
 		rs.addLeaf(h)
@@ -305,25 +392,23 @@ func (rs *recordState) planTree() {
 
 // addLeaf appends a leaf hash to the tree (or keeps it for later).
 func (rs *recordState) addLeaf(h [HashSize]byte) {
-	if rs.acc == nil {
+	if !rs.planned {
 		rs.leaves = append(rs.leaves, h)
 		return
 	}
-	if err := rs.acc.Append(bytes.Clone(h[:]), nil); err != nil {
-		panic(err) // appending a leaf to a valid range cannot fail
+	rs.acc.append(&h)
+	if rs.next < len(rs.checkSizes) {
+		rs.snapshot()
 	}
-	rs.snapshot()
 }
 
 // snapshot records the root when the tree reached a size to check.
 func (rs *recordState) snapshot() {
-	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.End() {
+	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.size {
 		rs.next++
 	}
-	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.End() {
-		if root, err := rangeRoot(rs.acc); err == nil {
-			rs.roots[rs.acc.End()] = root
-		}
+	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.size {
+		rs.roots[rs.acc.size] = rs.acc.root()
 		rs.next++
 	}
 }
@@ -336,8 +421,23 @@ func (rs *recordState) tooLong() {
 	rs.addLeaf([HashSize]byte{}) // keep positions: the root will not match
 }
 
+// consumeBatch checks a batch's lines, in order.
+func (rs *recordState) consumeBatch(res []lineResult) {
+	for i := range res {
+		rs.consume(&res[i], i == 0)
+	}
+	// The last valid record's session, copied once per batch: the
+	// session bytes alias the batch.
+	for i := len(res) - 1; i >= 0; i-- {
+		if res[i].err == nil {
+			rs.lastSession = append(rs.lastSession[:0], res[i].head.session...)
+			break
+		}
+	}
+}
+
 // consume checks one line, in order.
-func (rs *recordState) consume(res *lineResult) {
+func (rs *recordState) consume(res *lineResult, first bool) {
 	rs.lines++
 	line := rs.lines
 	rs.addLeaf(res.leaf)
@@ -355,7 +455,8 @@ func (rs *recordState) consume(res *lineResult) {
 	h := &res.head
 	seq := h.seq
 	at := func(msg string, args ...any) Problem {
-		return Problem{File: BundleRecords, Line: line, Seq: &seq, Message: fmt.Sprintf(msg, args...)}
+		s := seq // only failures pay for a pointer
+		return Problem{File: BundleRecords, Line: line, Seq: &s, Message: fmt.Sprintf(msg, args...)}
 	}
 	if !rs.seqKnown {
 		rs.expect, rs.seqKnown = seq, true
@@ -374,9 +475,19 @@ func (rs *recordState) consume(res *lineResult) {
 		}
 	}
 	rs.expect = seq + 1
-	if rs.origin == "" {
-		rs.origin = string(h.log)
-	} else if string(h.log) != rs.origin {
+	// A record the worker found to name the same log as its batch's
+	// first is right exactly when that one was.
+	logOK := rs.firstLogOK
+	if !res.sameLog {
+		if rs.origin == "" {
+			rs.origin = string(h.log)
+		}
+		logOK = string(h.log) == rs.origin
+		if first {
+			rs.firstLogOK = logOK
+		}
+	}
+	if !logOK {
 		rep.fail(at("record of log %q in a bundle of log %q", h.log, rs.origin))
 	}
 	if line == 1 {
@@ -384,10 +495,7 @@ func (rs *recordState) consume(res *lineResult) {
 		rs.firstSession = string(h.session)
 	}
 	rep.LastTime = h.time
-	if string(h.session) != rs.lastSession {
-		rs.lastSession = string(h.session)
-	}
-	k := kindIndex(h.kind)
+	k := res.kind
 	if k < 0 {
 		rep.fail(at("record kind %q is unknown to this verifier", h.kind))
 		return
@@ -547,7 +655,7 @@ func (rs *recordState) finishTree() {
 		rep.warn(Problem{File: BundleRecords, Seq: &rs.firstUnsynced,
 			Message: fmt.Sprintf("%d heartbeat(s) say the clock was not synchronised (first at this seq): record times may be off", rs.unsynced)})
 	}
-	if rs.acc == nil {
+	if !rs.planned {
 		return
 	}
 	want := v.rng.End - v.rng.Begin
@@ -585,7 +693,11 @@ func (rs *recordState) finishTree() {
 		rep.failf(BundleRangeProof, "right hashes: %v", err)
 		return
 	}
-	full := cloneRange(rs.acc)
+	full, err := rs.acc.compact()
+	if err != nil {
+		rep.failf(BundleRangeProof, "left hashes: %v", err)
+		return
+	}
 	if err := full.AppendRange(rr, nil); err != nil {
 		rep.failf(BundleRangeProof, "cannot merge: %v", err)
 		return
@@ -598,4 +710,72 @@ func (rs *recordState) finishTree() {
 		return
 	}
 	rs.treeOK = true
+}
+
+// leafAcc is the compact range [0, size) of a tree built leaf by leaf, as
+// compact.Range keeps it (the roots of the perfect subtrees that size
+// decomposes into, largest first), with RFC 6962 node hashing into fixed
+// arrays and one reused buffer: compact.Range allocates for every node,
+// which made the tree a fifth of the verifier's time.
+type leafAcc struct {
+	size   uint64
+	hashes [][HashSize]byte
+	buf    [1 + 2*HashSize]byte
+}
+
+// init starts the range [0, size) from its compact range hashes.
+func (a *leafAcc) init(size uint64, hashes []Hash) error {
+	if want := compact.RangeSize(0, size); len(hashes) != want {
+		return fmt.Errorf("%d hashes, [0, %d) needs %d", len(hashes), size, want)
+	}
+	a.size, a.hashes = size, make([][HashSize]byte, len(hashes), 64)
+	for i, h := range hashes {
+		if len(h) != HashSize {
+			return fmt.Errorf("hash %d is %d bytes", i, len(h))
+		}
+		a.hashes[i] = [HashSize]byte(h)
+	}
+	return nil
+}
+
+// children sets h to H(0x01 ‖ l ‖ h).
+func (a *leafAcc) children(l, h *[HashSize]byte) {
+	a.buf[0] = 1 // rfc6962.RFC6962NodeHashPrefix
+	copy(a.buf[1:], l[:])
+	copy(a.buf[1+HashSize:], h[:])
+	*h = sha256.Sum256(a.buf[:])
+}
+
+// append adds a leaf hash: every subtree the new leaf completes is merged.
+func (a *leafAcc) append(leaf *[HashSize]byte) {
+	h := *leaf
+	for s := a.size; s&1 == 1; s >>= 1 {
+		n := len(a.hashes) - 1
+		a.children(&a.hashes[n], &h)
+		a.hashes = a.hashes[:n]
+	}
+	a.hashes = append(a.hashes, h)
+	a.size++
+}
+
+// root returns the root hash of [0, size).
+func (a *leafAcc) root() []byte {
+	n := len(a.hashes)
+	if n == 0 {
+		return hasher.EmptyRoot()
+	}
+	h := a.hashes[n-1]
+	for i := n - 2; i >= 0; i-- {
+		a.children(&a.hashes[i], &h)
+	}
+	return h[:]
+}
+
+// compact returns the range as a compact.Range, to merge with others.
+func (a *leafAcc) compact() (*compact.Range, error) {
+	hs := make([][]byte, len(a.hashes))
+	for i := range a.hashes {
+		hs[i] = bytes.Clone(a.hashes[i][:])
+	}
+	return rangeFactory.NewRange(0, a.size, hs)
 }

@@ -5,6 +5,8 @@ package audit
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,9 +25,39 @@ const maxGather = time.Millisecond
 
 // request is one queued Append.
 type request struct {
-	buf  []byte      // encodeGap of the record; the writer fills in seq
-	head int         // the length of its head, before the gap
-	done chan result // buffered, receives exactly one result
+	head, tail []byte      // encodeSplit of the record
+	done       chan result // buffered, receives exactly one result
+
+	// The producer prepares the stored bytes, key and leaf hash for seq,
+	// the seq the record gets if every batch before it commits, after
+	// queueing it and in parallel with the writer, then sets ready. The
+	// writer uses them only if ready is set and seq is the record's
+	// actual seq; otherwise it builds them itself. So they save the
+	// single writer work without deciding anything.
+	seq   uint64
+	key   [8]byte
+	data  []byte
+	leaf  [HashSize]byte
+	ready atomic.Bool
+}
+
+// recordBytes returns the stored bytes of a record: head, seq, tail.
+func recordBytes(head []byte, seq uint64, tail []byte) []byte {
+	data := make([]byte, 0, len(head)+20+len(tail))
+	data = append(data, head...)
+	data = strconv.AppendUint(data, seq, 10)
+	return append(data, tail...)
+}
+
+// prepare builds what the writer needs for req at its predicted seq (see
+// request); called by the producer after queueing req.
+func (l *Log) prepare(req *request) {
+	req.data = recordBytes(req.head, req.seq, req.tail)
+	binary.BigEndian.PutUint64(req.key[:], req.seq)
+	if l.hashLeaves {
+		leafHashInto(&req.leaf, req.data)
+	}
+	req.ready.Store(true)
 }
 
 // result answers a request.
@@ -47,8 +79,10 @@ type txHook interface {
 	// rebuild in-memory state from committed data.
 	open(db *bolt.DB) error
 	// leaf is called for every record of a batch, in seq order, after the
-	// record was put. data is the exact stored bytes.
-	leaf(tx *bolt.Tx, seq uint64, data []byte) error
+	// record was put. data is the exact stored bytes; hash is their RFC
+	// 6962 leaf hash when the producer computed it (Log.hashLeaves), nil
+	// otherwise.
+	leaf(tx *bolt.Tx, seq uint64, data []byte, hash *[HashSize]byte) error
 	// seal is called once per batch after the last leaf, with the new log
 	// size. force asks for a checkpoint of any unsigned records now,
 	// whatever the checkpoint interval.
@@ -140,7 +174,7 @@ func (l *Log) next() *batch {
 			}
 			n, bytes := 0, 0
 			for n < len(l.queue) && n < maxBatchRecords {
-				bytes += len(l.queue[n].buf) - seqGap
+				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
 				if n > 0 && bytes > maxBatchBytes {
 					break
 				}
@@ -176,6 +210,7 @@ func (l *Log) commit(b *batch) {
 	if l.db == nil {
 		if err := l.reopen(); err != nil {
 			l.fail(b, err)
+			l.resyncSeq()
 			return
 		}
 	}
@@ -208,15 +243,31 @@ func (l *Log) commit(b *batch) {
 			l.logger.Debug("audit log reopen failed", "path", l.path, "error", err)
 		}
 		l.fail(b, err)
+		l.resyncSeq()
 		return
 	}
 	first := size - uint64(len(b.reqs))
 	l.setSize(size)
+	if l.seqStale {
+		// Records were prepared for other seqs than they got (a batch
+		// failed, or the file grew at a reopen): predict from here.
+		l.resyncSeq()
+	}
 	l.setHealthy()
 	for i, req := range b.reqs {
 		req.done <- result{seq: first + uint64(i)}
 	}
 	answer(b.waiters, nil)
+}
+
+// resyncSeq sets the seq predicted for the next queued record after a
+// batch failed (its seqs were not used, so the records queued behind it
+// were prepared for the wrong seqs and the writer builds them itself), or
+// the size changed at a reopen.
+func (l *Log) resyncSeq() {
+	l.mu.Lock()
+	l.nextSeq = l.size.Load() + uint64(len(l.queue))
+	l.mu.Unlock()
 }
 
 // answer sends err to every waiter (each has room for one value).
@@ -238,6 +289,7 @@ func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 	// Keys only ever grow: fill pages completely instead of splitting
 	// them half-empty (bbolt's default 0.5 doubles the file size).
 	records.FillPercent = 1.0
+	l.seqStale = false
 	size, err := readSize(meta)
 	if err != nil {
 		return 0, err
@@ -246,20 +298,28 @@ func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 	if err := checkTail(records, size); err != nil {
 		return 0, err
 	}
-	// bbolt keeps keys and values until the commit: one key buffer for
-	// the batch, and each record's own buffer (a request is put once:
-	// a failed commit fails it).
-	keys := make([]byte, 8*len(b.reqs))
 	for i, req := range b.reqs {
 		seq := size + uint64(i)
-		data := withSeq(req.buf, req.head, seq)
-		key := keys[8*i : 8*i+8 : 8*i+8]
-		binary.BigEndian.PutUint64(key, seq)
+		var key, data []byte
+		var leaf *[HashSize]byte
+		if req.seq != seq {
+			l.seqStale = true
+		}
+		if req.ready.Load() && req.seq == seq {
+			key, data = req.key[:], req.data
+			if l.hashLeaves {
+				leaf = &req.leaf
+			}
+		} else {
+			// Not prepared yet, or for another seq (a batch before it
+			// failed): build it here.
+			key, data = binary.BigEndian.AppendUint64(nil, seq), recordBytes(req.head, seq, req.tail)
+		}
 		if err := records.Put(key, data); err != nil {
 			return 0, fmt.Errorf("put record %d: %w", seq, err)
 		}
 		if l.hook != nil {
-			if err := l.hook.leaf(tx, seq, data); err != nil {
+			if err := l.hook.leaf(tx, seq, data, leaf); err != nil {
 				return 0, fmt.Errorf("record %d: %w", seq, err)
 			}
 		}

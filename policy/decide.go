@@ -150,6 +150,11 @@ func (e *Engine) decide(req Request, t time.Time) Decision {
 	var deciding string
 	masked := false
 	for _, c := range classes {
+		if c == ClassCopy && (slices.Contains(classes, ClassCopyIn) || slices.Contains(classes, ClassCopyOut)) {
+			// copy names both directions for rules; a COPY is covered
+			// by a rule for its own direction.
+			continue
+		}
 		covered := false
 		for i := range e.rules {
 			r := &e.rules[i]

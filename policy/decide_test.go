@@ -84,3 +84,32 @@ func TestDecideOrderIndependent(t *testing.T) {
 		t.Fatalf("truncate with ddl: %+v", want)
 	}
 }
+
+// TestDecideCopyDirection: the classifier gives a COPY both the class copy
+// and its direction; a rule for the direction alone allows it, a rule for
+// copy allows both, and a deny of one direction leaves the other alone.
+func TestDecideCopyDirection(t *testing.T) {
+	out := []policy.Class{policy.ClassCopy, policy.ClassCopyOut}
+	in := []policy.Class{policy.ClassCopy, policy.ClassCopyIn}
+	for _, tc := range []struct {
+		name    string
+		rules   []policy.Rule
+		classes []policy.Class
+		want    policy.Action
+	}{
+		{"copy_out rule, COPY TO", []policy.Rule{{ID: "r", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopyOut}}}}, out, policy.ActionAllow},
+		{"copy_out rule, COPY FROM", []policy.Rule{{ID: "r", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopyOut}}}}, in, policy.ActionDeny},
+		{"copy rule, COPY FROM", []policy.Rule{{ID: "r", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopy}}}}, in, policy.ActionAllow},
+		{"deny copy_in, COPY TO", []policy.Rule{
+			{ID: "d", Action: policy.ActionDeny, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopyIn}}},
+			{ID: "r", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopy}}}}, out, policy.ActionAllow},
+		{"deny copy, COPY TO", []policy.Rule{
+			{ID: "d", Action: policy.ActionDeny, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopy}}},
+			{ID: "r", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassCopyOut}}}}, out, policy.ActionDeny},
+	} {
+		e := policy.NewEngine(&policy.Config{Rules: tc.rules})
+		if d := e.Decide(policy.Request{Classes: tc.classes}); d.Action != tc.want {
+			t.Errorf("%s: %s (rule %q), want %s", tc.name, d.Action, d.Rule, tc.want)
+		}
+	}
+}

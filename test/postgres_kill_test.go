@@ -78,6 +78,12 @@ func TestPostgresKillUnderLoad(t *testing.T) {
 	}
 	total := 0
 	for text, n := range logged {
+		if text == "" {
+			// A comment alone runs nothing: pgconn's "-- ping", which
+			// tollgate's upstream login sends when the connection has
+			// unread input before it is hijacked.
+			continue
+		}
 		total += n
 		if recorded[text] < n {
 			t.Errorf("server ran %d × %q, only %d recorded", n, text, recorded[text])

@@ -99,7 +99,7 @@ func cachePut(m map[string]verdict, k string, v verdict) {
 func (r *relay) current(v verdict, info sql.Statement) verdict {
 	eng, hash := r.policy()
 	grants, gkey := r.activeGrants()
-	if v.engine == eng && v.grants == gkey && v.Action != "" {
+	if v.Action != "" && v.current(eng, gkey, time.Now()) {
 		return v
 	}
 	return r.decide(eng, hash, grants, gkey, info)
@@ -147,6 +147,7 @@ func (r *relay) decide(eng *policy.Engine, hash string, grants []policy.Grant, g
 	}
 	var review *policy.Decision
 	var rules []string
+	var until time.Time // the earliest time window change of any part
 	masked := false
 	for _, p := range info.Parts {
 		cs := p.Classes
@@ -156,6 +157,9 @@ func (r *relay) decide(eng *policy.Engine, hash string, grants []policy.Grant, g
 		req.Classes = append(slices.Clip(cs), policy.ClassMultiStatement)
 		req.Tables = p.Tables
 		d := eng.Decide(req)
+		if !d.ValidUntil.IsZero() && (until.IsZero() || d.ValidUntil.Before(until)) {
+			until = d.ValidUntil
+		}
 		switch d.Action {
 		case policy.ActionDeny:
 			v.Decision = d
@@ -179,6 +183,7 @@ func (r *relay) decide(eng *policy.Engine, hash string, grants []policy.Grant, g
 	default:
 		v.Decision = policy.Decision{Action: policy.ActionAllow, Rule: strings.Join(rules, ",")}
 	}
+	v.ValidUntil = until
 	return v
 }
 

@@ -630,3 +630,31 @@ func BenchmarkDecision(b *testing.B) {
 		}
 	})
 }
+
+// TestVerdictTimeWindows: a multi-statement verdict expires at the
+// earliest time window change of its statements, and a verdict kept with
+// a prepared statement is made again at Execute once its window passed.
+func TestVerdictTimeWindows(t *testing.T) {
+	always := []policy.Window{{From: "00:00", To: "24:00"}}
+	pol := rulesPolicy(
+		policy.Rule{ID: "reads", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassSelect}, Time: always}},
+		policy.Rule{ID: "multi", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassMultiStatement}}})
+	s := NewServer(Options{Recorder: discardRecorder{}, Policy: pol})
+	r := newRelay(s, &Session{Target: policy.Target{Name: "t"}}, nil, nil)
+	info := s.opts.Classifier.Classify("SELECT 1; SELECT 2")
+	v := r.judge("SELECT 1; SELECT 2", info)
+	if v.Action != policy.ActionAllow || v.ValidUntil.IsZero() {
+		t.Fatalf("verdict %+v", v.Decision)
+	}
+	stale := v
+	stale.Action, stale.Rule = policy.ActionDeny, "stale"
+	stale.ValidUntil = time.Now().Add(-time.Second)
+	if got := r.current(stale, info); got.Action != policy.ActionAllow || got.Rule != "reads" {
+		t.Fatalf("expired verdict reused: %+v", got.Decision)
+	}
+	fresh := stale
+	fresh.ValidUntil = time.Now().Add(time.Hour)
+	if got := r.current(fresh, info); got.Rule != "stale" {
+		t.Fatalf("valid verdict not reused: %+v", got.Decision)
+	}
+}

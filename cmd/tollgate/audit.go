@@ -112,6 +112,22 @@ func formatRecord(b []byte) string {
 			fmt.Fprintf(&sb, " cgroup=%s", p.Cgroup)
 		}
 	}
+	if id := r.Identity; id != nil && id.Name != "" {
+		fmt.Fprintf(&sb, " identity=%s", id.Name)
+	}
+	if d := r.Decision; d != nil {
+		fmt.Fprintf(&sb, " decision=%s", d.Action)
+		if d.Rule != "" {
+			fmt.Fprintf(&sb, " rule=%s", d.Rule)
+		}
+		if d.Reason != "" && d.Action != "allow" {
+			fmt.Fprintf(&sb, " why=%q", d.Reason)
+		}
+	}
+	if st := r.Statement; st != nil {
+		// Normalised text: literals were replaced before it was stored.
+		fmt.Fprintf(&sb, " classes=%s sql=%q", strings.Join(st.Classes, ","), st.Text)
+	}
 	if r.Bytes != nil {
 		fmt.Fprintf(&sb, " up=%d down=%d", r.Bytes.Up, r.Bytes.Down)
 	}
