@@ -188,19 +188,23 @@ func BenchmarkPostgres(b *testing.B) {
 		}
 	}
 	tw.Flush()
-	sb.WriteString("\nadded latency per transaction at 1 client (tollgate − direct, pgbench latency average):\n")
-	for _, script := range scripts {
-		for _, mode := range modes {
-			dr, tg, pb, tm := results[key("direct", script, mode, 1)], results[key("tollgate", script, mode, 1)],
-				results[key("pgbouncer", script, mode, 1)], results[key("tollgate-tmpfs", script, mode, 1)]
-			fmt.Fprintf(&sb, "  %-11s %-8s direct %.3f ms, tollgate +%.3f ms, tollgate-tmpfs +%.3f ms, pgbouncer +%.3f ms\n",
-				script, mode, dr.latMS, tg.latMS-dr.latMS, tm.latMS-dr.latMS, pb.latMS-dr.latMS)
+	if slices.Contains(clientCounts, 1) {
+		sb.WriteString("\nadded latency per transaction at 1 client (tollgate − direct, pgbench latency average):\n")
+		for _, script := range scripts {
+			for _, mode := range modes {
+				dr, tg, pb, tm := results[key("direct", script, mode, 1)], results[key("tollgate", script, mode, 1)],
+					results[key("pgbouncer", script, mode, 1)], results[key("tollgate-tmpfs", script, mode, 1)]
+				fmt.Fprintf(&sb, "  %-11s %-8s direct %.3f ms, tollgate +%.3f ms, tollgate-tmpfs +%.3f ms, pgbouncer +%.3f ms\n",
+					script, mode, dr.latMS, tg.latMS-dr.latMS, tm.latMS-dr.latMS, pb.latMS-dr.latMS)
+			}
 		}
 	}
-	sb.WriteString("\nconnect rate (pgbench -C -S -M simple -c 8: a new connection per transaction), tps:\n")
-	for _, t := range []string{"direct", "tollgate", "pgbouncer", "tollgate-tmpfs"} {
-		r := results[key(t, "connect", "simple", 8)]
-		fmt.Fprintf(&sb, "  %-15s %.0f\n", t, r.tps)
+	if want("connect") {
+		sb.WriteString("\nconnect rate (pgbench -C -S -M simple -c 8: a new connection per transaction), tps:\n")
+		for _, t := range []string{"direct", "tollgate", "pgbouncer", "tollgate-tmpfs"} {
+			r := results[key(t, "connect", "simple", 8)]
+			fmt.Fprintf(&sb, "  %-15s %.0f\n", t, r.tps)
+		}
 	}
 	b.Log("\n" + sb.String())
 	if p := os.Getenv("TOLLGATE_BENCH_REPORT"); p != "" {
