@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,6 +292,32 @@ func TestLeafAccMatchesCompactRange(t *testing.T) {
 		if !c.Equal(ref) {
 			t.Fatalf("begin %d: ranges differ", begin)
 		}
+	}
+	// The nodes appendVisit reports are those compact.Range reports
+	// (but the leaves).
+	type node struct {
+		level uint
+		index uint64
+		hash  string
+	}
+	var got, want []node
+	ref := rangeFactory.NewEmptyRange(0)
+	var va leafAcc
+	for i := range uint64(300) {
+		l := [HashSize]byte(leaf(i))
+		va.appendVisit(&l, func(level uint, index uint64, h *[HashSize]byte) {
+			got = append(got, node{level, index, string(h[:])})
+		})
+		if err := ref.Append(l[:], func(id compact.NodeID, h []byte) {
+			if id.Level > 0 {
+				want = append(want, node{id.Level, id.Index, string(h)})
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 300-4 || !slices.Equal(got, want) { // 300 leaves, 4 perfect subtrees left
+		t.Fatalf("appendVisit reported %d nodes, compact.Range %d (or others)", len(got), len(want))
 	}
 	var acc leafAcc
 	if err := acc.init(3, []Hash{make(Hash, HashSize)}); err == nil {
