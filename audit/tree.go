@@ -627,6 +627,9 @@ type leafAcc struct {
 	size   uint64
 	hashes [][HashSize]byte
 	buf    [1 + 2*HashSize]byte
+	// cur is the node being merged in append (a field, not a local,
+	// so that handing it to visit does not allocate).
+	cur [HashSize]byte
 }
 
 // init starts the range [0, size) from its compact range hashes.
@@ -659,19 +662,19 @@ func (a *leafAcc) append(leaf *[HashSize]byte) { a.appendVisit(leaf, nil) }
 // new leaf completes, bottom up (not for the leaf itself). h is valid only
 // during the call.
 func (a *leafAcc) appendVisit(leaf *[HashSize]byte, visit func(level uint, index uint64, h *[HashSize]byte)) {
-	h := *leaf
+	a.cur = *leaf
 	level := uint(0)
 	for s := a.size; s&1 == 1; s >>= 1 {
 		n := len(a.hashes) - 1
-		a.children(&a.hashes[n], &h)
+		a.children(&a.hashes[n], &a.cur)
 		a.hashes = a.hashes[:n]
 		level++
 		if visit != nil {
 			// The node covering the new leaf a.size at this level.
-			visit(level, a.size>>level, &h)
+			visit(level, a.size>>level, &a.cur)
 		}
 	}
-	a.hashes = append(a.hashes, h)
+	a.hashes = append(a.hashes, a.cur)
 	a.size++
 }
 
