@@ -280,22 +280,6 @@ func (p *canonParser) nonEmptyStr() (string, error) {
 	return s, err
 }
 
-// optStr reads an optional non-empty string field.
-func (p *canonParser) optStr(name string, dst *string, first bool) error {
-	ok := false
-	if first {
-		ok = p.firstField(name)
-	} else {
-		ok = p.field(name)
-	}
-	if !ok {
-		return nil
-	}
-	s, err := p.nonEmptyStr()
-	*dst = s
-	return err
-}
-
 // strs reads a non-empty array of strings, appending to out.
 func (p *canonParser) strs(out []string) ([]string, error) {
 	if err := p.lit("["); err != nil {
@@ -343,14 +327,19 @@ func (p *canonParser) optStrs(name string, dst *[]string, buf *[]string, first b
 // objStr reads an optional string field of an object; first is true until
 // the object's first field was read.
 func (p *canonParser) objStr(name string, dst *string, first *bool) error {
-	*dst = ""
-	if err := p.optStr(name, dst, *first); err != nil {
-		return err
+	var ok bool
+	if *first {
+		ok = p.firstField(name)
+	} else {
+		ok = p.field(name)
 	}
-	if *dst != "" {
-		*first = false
+	if !ok {
+		*dst = ""
+		return nil
 	}
-	return nil
+	s, err := p.nonEmptyStr()
+	*dst, *first = s, false
+	return err
 }
 
 // objStrs is objStr for string arrays.

@@ -49,13 +49,15 @@
 //
 // The log is an RFC 6962 Merkle tree (SHA-256; leaf = H(0x00 ‖ record
 // bytes), node = H(0x01 ‖ left ‖ right)) whose leaf i is the stored bytes of
-// record seq i. The writer appends each record's leaf hash to the tree in
-// the transaction that stores the record, writing every node of level 4 or
-// more that became perfect (one per 8 records on average) and the compact
-// range of the whole tree; no extra fsync. Roots at any size and inclusion,
-// consistency and range proofs are computed from the stored perfect nodes,
-// and nodes below level 4 (at most 8 leaves) from the records (Log.Root,
-// Log.InclusionProof, Log.ConsistencyProof, Log.RangeProof).
+// record seq i. The writer appends each record's leaf hash (computed by
+// the producer for the seq the record will get, or by the writer) to the
+// tree in the transaction that stores the record, writing every node of
+// level 8 or more that became perfect (one per 128 records on average) and
+// the compact range of the whole tree; no extra fsync. Roots at any size
+// and inclusion, consistency and range proofs are computed from the stored
+// perfect nodes, and nodes below level 8 (at most 128 leaves) from the
+// records (Log.Root, Log.InclusionProof, Log.ConsistencyProof,
+// Log.RangeProof).
 //
 // With Options.Key, the writer signs checkpoints (see Checkpoint): when a
 // batch commits and the last checkpoint is older than
@@ -121,8 +123,10 @@
 // Format 1 (the log before the tree) had the same buckets with nodes and
 // checkpoints empty and no meta/tree or meta/key. Opening it read-write
 // builds the tree for its records in one transaction (records are only
-// read) and sets format 2; read-only opens can read its records but
-// have no tree (ErrNoTree).
+// read) and sets format 3; read-only opens can read its records but
+// have no tree (ErrNoTree). Format 2 stored the tree's nodes from level 4
+// up; format 3 reads the ones from level 8 up it holds, and opening it
+// read-write sets format 3.
 //
 // The daemon holds bbolt's exclusive file lock while the log is open; a
 // read-only Open (for CLI reads while the daemon is stopped) takes a shared

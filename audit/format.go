@@ -14,11 +14,20 @@ import (
 
 // formatVersion is the on-disk format version stored under meta/format.
 // Version 1 (the foundation) had no Merkle tree; opening such a log
-// read-write builds the tree for its records once and sets version 2.
-const formatVersion = 2
+// read-write builds the tree for its records once and sets version 3.
+// Version 2 stored the tree's nodes from level 4 up, version 3 from level
+// 8 (storedLevel): a version 2 log holds every node version 3 reads, and
+// opening it read-write only sets version 3, after which a binary that
+// wants level 4 nodes refuses it by its version instead of finding nodes
+// missing.
+const formatVersion = 3
 
 // formatNoTree is the format version of logs written before the Merkle tree.
 const formatNoTree = 1
+
+// formatLevel4 is the format version of logs whose tree stores nodes from
+// level 4 up; read as they are.
+const formatLevel4 = 2
 
 // logIDPrefix starts every log id: "tollgate/<host-id>/<epoch>".
 const logIDPrefix = "tollgate/"
@@ -131,7 +140,7 @@ func loadState(tx *bolt.Tx) (logState, error) {
 		return st, fmt.Errorf("no format version: %w", ErrFormat)
 	}
 	st.format = binary.BigEndian.Uint64(f)
-	if st.format != formatVersion && st.format != formatNoTree {
+	if st.format != formatVersion && st.format != formatNoTree && st.format != formatLevel4 {
 		return st, fmt.Errorf("format version %d, want %d: %w", st.format, formatVersion, ErrFormat)
 	}
 	for _, name := range allBuckets {

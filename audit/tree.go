@@ -39,11 +39,14 @@ func EmptyRoot() []byte { return hasher.EmptyRoot() }
 
 // storedLevel is the lowest level of the nodes the log stores. Nodes below
 // it cover at most 2^(storedLevel-1) records and are recomputed from the
-// records when a proof needs them. Storing every leaf hash and every node
-// would add about two puts per record to each commit and a dirty page to
-// nearly every one; from level 4 up it is one put per 8 records, and a
-// commit of fewer than 16 records usually touches no node at all.
-const storedLevel = 4
+// records when a proof needs them (at most 255 leaf hashes per node of a
+// proof). Every commit that stores a node writes at least one more page
+// (the nodes bucket's tail), which is what the tree costs on the durable
+// path: from level 4 up (format 2) nearly every commit of 16 or more
+// records stored one, about a tenth of the bytes written at 256
+// producers; from level 8 up it is one node per 128 records, and most
+// commits touch no node at all.
+const storedLevel = 8
 
 // nodeKey is the key of a node in the nodes bucket: the end of the leaf
 // range the node covers ((index+1)·2^level) as 8-byte big-endian, then the
@@ -88,37 +91,15 @@ func decodeTree(v []byte) (*compact.Range, error) {
 	return r, nil
 }
 
-// cloneRange returns an independent copy of r.
-func cloneRange(r *compact.Range) *compact.Range {
-	c, err := rangeFactory.NewRange(r.Begin(), r.End(), append([][]byte(nil), r.Hashes()...))
-	if err != nil {
-		panic(err) // r is valid, so is its copy
-	}
-	return c
-}
-
-// leafHashInto sets dst to the RFC 6962 leaf hash of data, H(0x00 ‖ data).
-func leafHashInto(dst *[HashSize]byte, data []byte) {
-	h := sha256.New()
-	h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
-	h.Write(data)
-	h.Sum(dst[:0])
-}
-
-// writerHasher is RFC 6962 hashing for the single writer goroutine: it
-// reuses one SHA-256 state instead of allocating one per hash. Not safe for
-// concurrent use.
+// writerHasher is RFC 6962 leaf hashing for the single writer goroutine
+// (for records no producer prepared): it reuses one SHA-256 state instead
+// of allocating one per hash. Not safe for concurrent use.
 type writerHasher struct {
 	h   hash.Hash
-	rf  *compact.RangeFactory
 	pre [1]byte
 }
 
-func newWriterHasher() *writerHasher {
-	w := &writerHasher{h: sha256.New()}
-	w.rf = &compact.RangeFactory{Hash: w.children}
-	return w
-}
+func newWriterHasher() *writerHasher { return &writerHasher{h: sha256.New()} }
 
 // leaf returns H(0x00 ‖ data).
 func (w *writerHasher) leaf(data []byte) []byte {
@@ -127,25 +108,6 @@ func (w *writerHasher) leaf(data []byte) []byte {
 	w.h.Write(w.pre[:])
 	w.h.Write(data)
 	return w.h.Sum(make([]byte, 0, HashSize))
-}
-
-// children returns H(0x01 ‖ left ‖ right).
-func (w *writerHasher) children(l, r []byte) []byte {
-	w.h.Reset()
-	w.pre[0] = rfc6962.RFC6962NodeHashPrefix
-	w.h.Write(w.pre[:])
-	w.h.Write(l)
-	w.h.Write(r)
-	return w.h.Sum(make([]byte, 0, HashSize))
-}
-
-// own returns a copy of r that hashes with w.
-func (w *writerHasher) own(r *compact.Range) *compact.Range {
-	c, err := w.rf.NewRange(r.Begin(), r.End(), append([][]byte(nil), r.Hashes()...))
-	if err != nil {
-		panic(err) // r is valid, so is its copy
-	}
-	return c
 }
 
 // rangeRoot is the root of a compact range starting at 0, with the empty
@@ -169,23 +131,26 @@ type merkleTree struct {
 	interval time.Duration
 	now      func() time.Time
 
-	// wh hashes for the writer goroutine; rng and staged use it.
+	// wh hashes leaves the producers did not, for the writer goroutine.
 	wh *writerHasher
 
 	// origin is the log id, set by open.
 	origin string
 	// rng is the committed compact range [0, size).
-	rng *compact.Range
+	rng leafAcc
 	// lastSigned is when this process last signed (monotonic clock),
 	// zero before the first checkpoint it signs.
 	lastSigned time.Time
 
-	// Staged state of the open transaction.
-	staged    *compact.Range
+	// Staged state of the open transaction: staged is valid while
+	// stagedOn (its storage is reused from batch to batch).
+	staged    leafAcc
+	stagedOn  bool
 	stagedCP  *Checkpoint
 	nodes     *bolt.Bucket
 	visitErr  error
 	visitorFn compact.VisitFn
+	storeFn   func(level uint, index uint64, h *[HashSize]byte)
 
 	// last is the newest stored checkpoint (nil if none); read by any
 	// goroutine.
@@ -198,6 +163,7 @@ type merkleTree struct {
 func newMerkleTree(logger *slog.Logger, signer note.Signer, vkey string, interval time.Duration) *merkleTree {
 	t := &merkleTree{logger: logger, signer: signer, vkey: vkey, interval: interval, now: time.Now, wh: newWriterHasher()}
 	t.visitorFn = t.visit
+	t.storeFn = t.store
 	return t
 }
 
@@ -209,6 +175,14 @@ func (t *merkleTree) visit(id compact.NodeID, hash []byte) {
 	}
 	if err := t.nodes.Put(nodeKey(id), hash); err != nil {
 		t.visitErr = fmt.Errorf("put node %d/%d: %w", id.Level, id.Index, err)
+	}
+}
+
+// store is visit for the writer's leafAcc.
+func (t *merkleTree) store(level uint, index uint64, h *[HashSize]byte) {
+	if level >= storedLevel {
+		// bbolt keeps the value until the commit: not h's storage.
+		t.visit(compact.NewNodeID(level, index), bytes.Clone(h[:]))
 	}
 }
 
@@ -336,7 +310,9 @@ func (t *merkleTree) load(tx *bolt.Tx) error {
 		}
 	}
 	t.origin = st.id
-	t.rng = t.wh.own(rng)
+	if err := t.rng.setRange(rng); err != nil {
+		return fmt.Errorf("meta tree: %w: %w", ErrCorrupt, err)
+	}
 	t.last.Store(cp)
 	return nil
 }
@@ -398,49 +374,43 @@ func computeNode(tx *bolt.Tx, id compact.NodeID) ([]byte, error) {
 // leaf appends a record's leaf hash to the staged range, storing the leaf
 // and every node that became perfect.
 func (t *merkleTree) leaf(tx *bolt.Tx, seq uint64, data []byte, hash *[HashSize]byte) error {
-	if t.staged == nil {
-		t.staged = t.wh.own(t.rng)
+	if !t.stagedOn {
+		t.staged.copyFrom(&t.rng)
+		t.stagedOn = true
 		t.nodes = tx.Bucket(bucketNodes)
 		t.nodes.FillPercent = 1.0
 		t.visitErr = nil
 	}
-	if t.staged.End() != seq {
-		return fmt.Errorf("leaf %d appended to a tree of size %d: %w", seq, t.staged.End(), ErrCorrupt)
+	if t.staged.size != seq {
+		return fmt.Errorf("leaf %d appended to a tree of size %d: %w", seq, t.staged.size, ErrCorrupt)
 	}
-	var h []byte
-	if hash != nil {
-		h = hash[:] // the producer's, for these very bytes
-	} else {
-		h = t.wh.leaf(data)
+	if hash == nil {
+		// Not prepared by the producer: hash here.
+		hash = (*[HashSize]byte)(t.wh.leaf(data))
 	}
-	if err := t.staged.Append(h, t.visitorFn); err != nil {
-		return fmt.Errorf("append leaf %d: %w", seq, err)
-	}
+	t.staged.appendVisit(hash, t.storeFn)
 	return t.visitErr
 }
 
 // seal stores the tree state of the batch and, when due, a checkpoint.
 func (t *merkleTree) seal(tx *bolt.Tx, size uint64, force bool) error {
-	rng := t.staged
-	if rng == nil {
-		rng = t.rng
+	rng := &t.rng
+	if t.stagedOn {
+		rng = &t.staged
 	}
-	if rng.End() != size {
-		return fmt.Errorf("tree of size %d sealed at log size %d: %w", rng.End(), size, ErrCorrupt)
+	if rng.size != size {
+		return fmt.Errorf("tree of size %d sealed at log size %d: %w", rng.size, size, ErrCorrupt)
 	}
-	if t.staged != nil {
-		if err := tx.Bucket(bucketMeta).Put(metaTree, encodeTree(rng)); err != nil {
+	if t.stagedOn {
+		if err := tx.Bucket(bucketMeta).Put(metaTree, rng.encode()); err != nil {
 			return fmt.Errorf("put tree: %w", err)
 		}
 	}
 	if !t.due(size, force) {
 		return nil
 	}
-	root, err := rangeRoot(rng)
-	if err != nil {
-		return fmt.Errorf("root at %d: %w", size, err)
-	}
-	cp := &Checkpoint{Origin: t.origin, Size: size, Root: root, Time: t.now().UTC()}
+	cp := &Checkpoint{Origin: t.origin, Size: size, Root: rng.root(), Time: t.now().UTC()}
+	var err error
 	cp.Note, err = signCheckpoint(cp, t.signer)
 	if err != nil {
 		return err
@@ -492,8 +462,9 @@ func (t *merkleTree) sinceSigned() (time.Duration, bool) {
 // done swaps in the staged state after a commit, or drops it.
 func (t *merkleTree) done(committed bool) {
 	if committed {
-		if t.staged != nil {
-			t.rng = t.staged
+		if t.stagedOn {
+			// Swap, so that both keep their storage.
+			t.rng, t.staged = t.staged, t.rng
 		}
 		if t.stagedCP != nil {
 			t.last.Store(t.stagedCP)
@@ -502,7 +473,7 @@ func (t *merkleTree) done(committed bool) {
 			t.signedMu.Unlock()
 		}
 	}
-	t.staged, t.stagedCP, t.nodes, t.visitErr = nil, nil, nil, nil
+	t.stagedOn, t.stagedCP, t.nodes, t.visitErr = false, nil, nil, nil
 }
 
 // lastCheckpoint returns the newest stored checkpoint, nil if there is none.
@@ -644,4 +615,115 @@ func consistencyProof(tx *bolt.Tx, size1, size2 uint64) ([][]byte, error) {
 		return nil, err
 	}
 	return nodes.Rehash(hashes, hasher.HashChildren)
+}
+
+// leafAcc is the compact range [0, size) of a tree built leaf by leaf, as
+// compact.Range keeps it (the roots of the perfect subtrees that size
+// decomposes into, largest first), with RFC 6962 node hashing into fixed
+// arrays and one reused buffer: compact.Range allocates for every node,
+// which made the tree a fifth of the verifier's time and a good part of
+// its cost in the writer.
+type leafAcc struct {
+	size   uint64
+	hashes [][HashSize]byte
+	buf    [1 + 2*HashSize]byte
+	// cur is the node being merged in append (a field, not a local,
+	// so that handing it to visit does not allocate).
+	cur [HashSize]byte
+}
+
+// init starts the range [0, size) from its compact range hashes.
+func (a *leafAcc) init(size uint64, hashes []Hash) error {
+	if want := compact.RangeSize(0, size); len(hashes) != want {
+		return fmt.Errorf("%d hashes, [0, %d) needs %d", len(hashes), size, want)
+	}
+	a.size, a.hashes = size, make([][HashSize]byte, len(hashes), 64)
+	for i, h := range hashes {
+		if len(h) != HashSize {
+			return fmt.Errorf("hash %d is %d bytes", i, len(h))
+		}
+		a.hashes[i] = [HashSize]byte(h)
+	}
+	return nil
+}
+
+// children sets h to H(0x01 ‖ l ‖ h).
+func (a *leafAcc) children(l, h *[HashSize]byte) {
+	a.buf[0] = 1 // rfc6962.RFC6962NodeHashPrefix
+	copy(a.buf[1:], l[:])
+	copy(a.buf[1+HashSize:], h[:])
+	*h = sha256.Sum256(a.buf[:])
+}
+
+// append adds a leaf hash: every subtree the new leaf completes is merged.
+func (a *leafAcc) append(leaf *[HashSize]byte) { a.appendVisit(leaf, nil) }
+
+// appendVisit is append, calling visit (if not nil) for every node the
+// new leaf completes, bottom up (not for the leaf itself). h is valid only
+// during the call.
+func (a *leafAcc) appendVisit(leaf *[HashSize]byte, visit func(level uint, index uint64, h *[HashSize]byte)) {
+	a.cur = *leaf
+	level := uint(0)
+	for s := a.size; s&1 == 1; s >>= 1 {
+		n := len(a.hashes) - 1
+		a.children(&a.hashes[n], &a.cur)
+		a.hashes = a.hashes[:n]
+		level++
+		if visit != nil {
+			// The node covering the new leaf a.size at this level.
+			visit(level, a.size>>level, &a.cur)
+		}
+	}
+	a.hashes = append(a.hashes, a.cur)
+	a.size++
+}
+
+// copyFrom makes a a copy of b, reusing a's storage.
+func (a *leafAcc) copyFrom(b *leafAcc) {
+	a.size = b.size
+	a.hashes = append(a.hashes[:0], b.hashes...)
+}
+
+// setRange sets a to the compact range r, which must begin at 0.
+func (a *leafAcc) setRange(r *compact.Range) error {
+	if r.Begin() != 0 {
+		return fmt.Errorf("range begins at %d", r.Begin())
+	}
+	hs := make([]Hash, len(r.Hashes()))
+	for i, h := range r.Hashes() {
+		hs[i] = h
+	}
+	return a.init(r.End(), hs)
+}
+
+// encode is encodeTree of the range.
+func (a *leafAcc) encode() []byte {
+	b := make([]byte, 0, 8+HashSize*len(a.hashes))
+	b = binary.BigEndian.AppendUint64(b, a.size)
+	for i := range a.hashes {
+		b = append(b, a.hashes[i][:]...)
+	}
+	return b
+}
+
+// root returns the root hash of [0, size).
+func (a *leafAcc) root() []byte {
+	n := len(a.hashes)
+	if n == 0 {
+		return hasher.EmptyRoot()
+	}
+	h := a.hashes[n-1]
+	for i := n - 2; i >= 0; i-- {
+		a.children(&a.hashes[i], &h)
+	}
+	return h[:]
+}
+
+// compact returns the range as a compact.Range, to merge with others.
+func (a *leafAcc) compact() (*compact.Range, error) {
+	hs := make([][]byte, len(a.hashes))
+	for i := range a.hashes {
+		hs[i] = bytes.Clone(a.hashes[i][:])
+	}
+	return rangeFactory.NewRange(0, a.size, hs)
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,30 +112,111 @@ func TestMigrateFormat1(t *testing.T) {
 	}
 }
 
+// TestOpenFormat2 opens a log of format 2, whose tree stores nodes from
+// level 4 up (a superset of what format 3 reads): read-only it is read as
+// it is, read-write it only gets format 3 and goes on.
+func TestOpenFormat2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := Open(path, Options{HostID: "h", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 700
+	for i := range n {
+		if _, err := l.Append(context.Background(), rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := l.Root(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	// What format 2 wrote: also every node of levels 4 to 7.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		r := rangeFactory.NewEmptyRange(0)
+		records, nodes := tx.Bucket(bucketRecords), tx.Bucket(bucketNodes)
+		for seq := range uint64(n) {
+			err := r.Append(hasher.HashLeaf(records.Get(u64(seq))), func(id compact.NodeID, h []byte) {
+				if id.Level >= 4 && id.Level < storedLevel {
+					if err := nodes.Put(nodeKey(id), h); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(metaFormat, u64(formatLevel4))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of format 2: %v", err)
+	}
+	if got, err := ro.Root(n); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("root of the format 2 log = %x, %v; want %x", got, err, want)
+	}
+	ro.Close()
+	l, err = Open(path, Options{HostID: "h", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), rec(n)); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := l.ConsistencyProof(n, n+1); err != nil || len(p) == 0 {
+		t.Fatalf("consistency proof after the upgrade: %v", err)
+	}
+	l.Close()
+	db, _ = bolt.Open(path, 0o600, nil)
+	var format uint64
+	db.View(func(tx *bolt.Tx) error {
+		st, err := loadState(tx)
+		format = st.format
+		return err
+	})
+	db.Close()
+	if format != formatVersion {
+		t.Fatalf("format %d after a read-write open, want %d", format, formatVersion)
+	}
+}
+
 // TestTreeStateMismatchRefused damages derived state behind the log's back:
 // Open refuses a tree that does not match the records or a checkpoint that
 // does not match the tree.
 func TestTreeStateMismatchRefused(t *testing.T) {
+	// u records make one stored node of the lowest stored level.
+	const u = 1 << storedLevel
 	for _, tc := range []struct {
 		name   string
 		n      int
 		damage func(tx *bolt.Tx) error
 	}{
-		{"last record changed", 40, func(tx *bolt.Tx) error {
-			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(39)))
+		{"last record changed", 2*u + u/2, func(tx *bolt.Tx) error {
+			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(2*u + u/2 - 1)))
 			b[len(b)-3] ^= 1
-			return tx.Bucket(bucketRecords).Put(u64(39), b)
+			return tx.Bucket(bucketRecords).Put(u64(2*u+u/2-1), b)
 		}},
-		{"record in the last stored node changed", 48, func(tx *bolt.Tx) error {
-			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(40)))
+		{"record in the last stored node changed", 3 * u, func(tx *bolt.Tx) error {
+			b := bytes.Clone(tx.Bucket(bucketRecords).Get(u64(2*u + u/2)))
 			b[len(b)-3] ^= 1
-			return tx.Bucket(bucketRecords).Put(u64(40), b)
+			return tx.Bucket(bucketRecords).Put(u64(2*u+u/2), b)
 		}},
-		{"tree node changed", 40, func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketNodes).Put(nodeKey(compact.NewNodeID(5, 0)), make([]byte, 32))
+		{"tree node changed", 2*u + u/2, func(tx *bolt.Tx) error {
+			// [0, 2u) is in the compact range of [0, 2u+u/2).
+			return tx.Bucket(bucketNodes).Put(nodeKey(compact.NewNodeID(storedLevel+1, 0)), make([]byte, 32))
 		}},
-		{"tree larger than log", 40, func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(metaSize, u64(39))
+		{"tree larger than log", 2*u + u/2, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaSize, u64(2*u+u/2-1))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,7 +236,7 @@ func TestTreeStateMismatchRefused(t *testing.T) {
 			db, _ := bolt.Open(path, 0o600, nil)
 			if err := db.Update(func(tx *bolt.Tx) error {
 				if tc.name == "tree larger than log" {
-					tx.Bucket(bucketRecords).Delete(u64(39))
+					tx.Bucket(bucketRecords).Delete(u64(2*u + u/2 - 1))
 				}
 				return tc.damage(tx)
 			}); err != nil {
@@ -210,6 +292,32 @@ func TestLeafAccMatchesCompactRange(t *testing.T) {
 		if !c.Equal(ref) {
 			t.Fatalf("begin %d: ranges differ", begin)
 		}
+	}
+	// The nodes appendVisit reports are those compact.Range reports
+	// (but the leaves).
+	type node struct {
+		level uint
+		index uint64
+		hash  string
+	}
+	var got, want []node
+	ref := rangeFactory.NewEmptyRange(0)
+	var va leafAcc
+	for i := range uint64(300) {
+		l := [HashSize]byte(leaf(i))
+		va.appendVisit(&l, func(level uint, index uint64, h *[HashSize]byte) {
+			got = append(got, node{level, index, string(h[:])})
+		})
+		if err := ref.Append(l[:], func(id compact.NodeID, h []byte) {
+			if id.Level > 0 {
+				want = append(want, node{id.Level, id.Index, string(h)})
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 300-4 || !slices.Equal(got, want) { // 300 leaves, 4 perfect subtrees left
+		t.Fatalf("appendVisit reported %d nodes, compact.Range %d (or others)", len(got), len(want))
 	}
 	var acc leafAcc
 	if err := acc.init(3, []Hash{make(Hash, HashSize)}); err == nil {

@@ -74,7 +74,7 @@ func appendConcurrently(t testing.TB, l *audit.Log, n int) {
 // verify.
 func TestTreeMatchesTlog(t *testing.T) {
 	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
-	const n = 300
+	const n = 1100 // stored nodes of levels 8 to 10, and records above them
 	appendConcurrently(t, l, n)
 	entries, err := l.Read(0, n)
 	if err != nil || len(entries) != n {
@@ -99,7 +99,7 @@ func TestTreeMatchesTlog(t *testing.T) {
 	if _, err := l.Root(n + 1); !errors.Is(err, audit.ErrRange) {
 		t.Errorf("Root(size+1) = %v, want ErrRange", err)
 	}
-	for _, size := range []uint64{1, 2, 3, 7, 8, 9, 64, 100, 255, 256, 257, n} {
+	for _, size := range []uint64{1, 2, 3, 7, 8, 9, 64, 100, 255, 256, 257, 511, 512, 513, 1024, 1025, n} {
 		for _, idx := range []uint64{0, 1, size / 2, size - 1} {
 			if idx >= size {
 				continue

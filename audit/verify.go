@@ -689,10 +689,11 @@ func (v *verifier) checkHostPub() {
 	}
 }
 
-// hashPool is a per-worker leaf hasher.
+// leafHasher is a per-worker leaf hasher.
 type leafHasher struct {
 	h   hash.Hash
 	buf []byte
+	pre [1]byte // the leaf prefix, a field so that Write does not allocate
 }
 
 func newLeafHasher() *leafHasher { return &leafHasher{h: sha256.New(), buf: make([]byte, 0, HashSize)} }
@@ -700,7 +701,8 @@ func newLeafHasher() *leafHasher { return &leafHasher{h: sha256.New(), buf: make
 // sum returns the RFC 6962 leaf hash of data into dst.
 func (lh *leafHasher) sum(dst *[HashSize]byte, data []byte) {
 	lh.h.Reset()
-	lh.h.Write([]byte{0})
+	lh.pre[0] = 0 // rfc6962.RFC6962LeafHashPrefix
+	lh.h.Write(lh.pre[:])
 	lh.h.Write(data)
 	copy(dst[:], lh.h.Sum(lh.buf[:0]))
 }

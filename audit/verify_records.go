@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/transparency-dev/merkle/compact"
 )
 
 // heartbeatGap is the longest silence between heartbeats (written every
@@ -710,72 +708,4 @@ func (rs *recordState) finishTree() {
 		return
 	}
 	rs.treeOK = true
-}
-
-// leafAcc is the compact range [0, size) of a tree built leaf by leaf, as
-// compact.Range keeps it (the roots of the perfect subtrees that size
-// decomposes into, largest first), with RFC 6962 node hashing into fixed
-// arrays and one reused buffer: compact.Range allocates for every node,
-// which made the tree a fifth of the verifier's time.
-type leafAcc struct {
-	size   uint64
-	hashes [][HashSize]byte
-	buf    [1 + 2*HashSize]byte
-}
-
-// init starts the range [0, size) from its compact range hashes.
-func (a *leafAcc) init(size uint64, hashes []Hash) error {
-	if want := compact.RangeSize(0, size); len(hashes) != want {
-		return fmt.Errorf("%d hashes, [0, %d) needs %d", len(hashes), size, want)
-	}
-	a.size, a.hashes = size, make([][HashSize]byte, len(hashes), 64)
-	for i, h := range hashes {
-		if len(h) != HashSize {
-			return fmt.Errorf("hash %d is %d bytes", i, len(h))
-		}
-		a.hashes[i] = [HashSize]byte(h)
-	}
-	return nil
-}
-
-// children sets h to H(0x01 ‖ l ‖ h).
-func (a *leafAcc) children(l, h *[HashSize]byte) {
-	a.buf[0] = 1 // rfc6962.RFC6962NodeHashPrefix
-	copy(a.buf[1:], l[:])
-	copy(a.buf[1+HashSize:], h[:])
-	*h = sha256.Sum256(a.buf[:])
-}
-
-// append adds a leaf hash: every subtree the new leaf completes is merged.
-func (a *leafAcc) append(leaf *[HashSize]byte) {
-	h := *leaf
-	for s := a.size; s&1 == 1; s >>= 1 {
-		n := len(a.hashes) - 1
-		a.children(&a.hashes[n], &h)
-		a.hashes = a.hashes[:n]
-	}
-	a.hashes = append(a.hashes, h)
-	a.size++
-}
-
-// root returns the root hash of [0, size).
-func (a *leafAcc) root() []byte {
-	n := len(a.hashes)
-	if n == 0 {
-		return hasher.EmptyRoot()
-	}
-	h := a.hashes[n-1]
-	for i := n - 2; i >= 0; i-- {
-		a.children(&a.hashes[i], &h)
-	}
-	return h[:]
-}
-
-// compact returns the range as a compact.Range, to merge with others.
-func (a *leafAcc) compact() (*compact.Range, error) {
-	hs := make([][]byte, len(a.hashes))
-	for i := range a.hashes {
-		hs[i] = bytes.Clone(a.hashes[i][:])
-	}
-	return rangeFactory.NewRange(0, a.size, hs)
 }

@@ -3,12 +3,14 @@
 package audit
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/transparency-dev/merkle/rfc6962"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -52,11 +54,20 @@ func recordBytes(head []byte, seq uint64, tail []byte) []byte {
 // prepare builds what the writer needs for req at its predicted seq (see
 // request); called by the producer after queueing req.
 func (l *Log) prepare(req *request) {
-	req.data = recordBytes(req.head, req.seq, req.tail)
 	binary.BigEndian.PutUint64(req.key[:], req.seq)
-	if l.hashLeaves {
-		leafHashInto(&req.leaf, req.data)
+	if !l.hashLeaves {
+		req.data = recordBytes(req.head, req.seq, req.tail)
+		req.ready.Store(true)
+		return
 	}
+	// The leaf hash is H(0x00 ‖ data): build the bytes after a 0x00 in
+	// one buffer and hash it whole, without a hasher to allocate.
+	b := make([]byte, 1, 1+len(req.head)+20+len(req.tail))
+	b[0] = rfc6962.RFC6962LeafHashPrefix
+	b = append(b, req.head...)
+	b = strconv.AppendUint(b, req.seq, 10)
+	b = append(b, req.tail...)
+	req.data, req.leaf = b[1:], sha256.Sum256(b)
 	req.ready.Store(true)
 }
 
