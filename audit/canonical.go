@@ -723,9 +723,26 @@ func parseCanonicalTime(s string) (time.Time, bool) {
 		minute < 0 || minute > 59 || sec < 0 || sec > 59 || nsec < 0 {
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	if t.Day() != day || checkTime(t) != nil { // day beyond the month's end, zero time
+	// Beyond the month's end (time.Date would normalise it), or the zero
+	// time, which Encode refuses; four digits are always within the
+	// years Encode allows (checkTime).
+	if day > daysIn(month, year) || year == 1 && month == 1 && day == 1 && hour == 0 && minute == 0 && sec == 0 && nsec == 0 {
 		return time.Time{}, false
 	}
-	return t, true
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+// daysIn returns the number of days of month (1-12) in year, proleptic
+// Gregorian like package time.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }

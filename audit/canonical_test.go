@@ -226,3 +226,24 @@ func TestCanonicalUint(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCanonicalTime checks the time parser against package time at the
+// edges: month ends, leap years, the zero time and the years Encode allows.
+func TestParseCanonicalTime(t *testing.T) {
+	for _, s := range []string{
+		"2024-02-29T00:00:00.000000000Z", "2023-02-29T00:00:00.000000000Z", "1900-02-29T00:00:00.000000000Z",
+		"2000-02-29T00:00:00.000000000Z", "2026-04-31T12:00:00.000000000Z", "2026-04-30T23:59:59.999999999Z",
+		"2026-12-31T23:59:59.999999999Z", "2026-13-01T00:00:00.000000000Z", "2026-00-10T00:00:00.000000000Z",
+		"2026-01-00T00:00:00.000000000Z", "2026-01-32T00:00:00.000000000Z", "0001-01-01T00:00:00.000000000Z",
+		"0001-01-01T00:00:00.000000001Z", "0000-01-01T00:00:00.000000000Z", "9999-12-31T23:59:59.999999999Z",
+		"2026-01-01T24:00:00.000000000Z", "2026-01-01T00:60:00.000000000Z", "2026-01-01T00:00:60.000000000Z",
+		"2026-1-01T00:00:00.0000000000Z", "2026-01-01T00:00:00.00000000aZ",
+	} {
+		got, ok := parseCanonicalTime(s)
+		want, err := time.Parse(timeLayout, s)
+		wantOK := err == nil && checkTime(want) == nil && want.Format(timeLayout) == s
+		if ok != wantOK || ok && !got.Equal(want) {
+			t.Errorf("parseCanonicalTime(%q) = %v, %v; time.Parse gives %v, %v", s, got, ok, want, wantOK)
+		}
+	}
+}

@@ -109,8 +109,12 @@ func classify(text, norm string) Statement {
 		cs[policy.ClassMultiStatement] = true
 		st.Parts = parts(text, tree.Stmts)
 	}
+	var calls bool
+	st.Tables, calls = summarize(text)
+	if calls {
+		cs[policy.ClassFunctionCall] = true
+	}
 	st.Classes = cs.sorted()
-	st.Tables = tables(text)
 	return st
 }
 
@@ -121,34 +125,95 @@ func parts(text string, stmts []*pg_query.RawStmt) []Part {
 	for _, raw := range stmts {
 		cs := classSet{}
 		classifyNode(raw.Stmt, cs)
-		p := Part{Classes: cs.sorted()}
+		var p Part
 		start, end := int(raw.StmtLocation), len(text)
 		if raw.StmtLen > 0 {
 			end = start + int(raw.StmtLen)
 		}
 		if start >= 0 && start <= end && end <= len(text) {
-			p.Tables = tables(text[start:end])
+			var calls bool
+			p.Tables, calls = summarize(text[start:end])
+			if calls {
+				cs[policy.ClassFunctionCall] = true
+			}
 		}
+		p.Classes = cs.sorted()
 		out = append(out, p)
 	}
 	return out
 }
 
-// tables lists the tables a text names, sorted and without duplicates.
-func tables(text string) []string {
+// summarize lists the tables a text names, sorted and without
+// duplicates, and reports whether it calls a function with effects beyond
+// reading (sideEffects), anywhere in the statement: in a SELECT list, a
+// FROM clause or a subquery.
+func summarize(text string) (tables []string, calls bool) {
 	sum, err := pg_query.Summary(text, -1)
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	var out []string
 	for _, t := range sum.Tables {
-		if !slices.Contains(out, t.Name) {
-			out = append(out, t.Name)
+		if !slices.Contains(tables, t.Name) {
+			tables = append(tables, t.Name)
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(tables)
+	for _, f := range sum.Functions {
+		if f.SchemaName != "" && f.SchemaName != "pg_catalog" {
+			continue // a user function of that name: not the built-in
+		}
+		if sideEffects[strings.ToLower(f.FunctionName)] {
+			calls = true
+		}
+	}
+	return tables, calls
 }
+
+// sideEffects are the built-in functions that do more than compute a
+// value from their arguments and the tables a statement names: they signal
+// or reconfigure the server, read or write its files, change large
+// objects, sequences, replication state or statistics, take locks that
+// block other sessions, send notifications, or run SQL given as text
+// (which no table rule sees). A statement calling one of them, even from
+// a SELECT, has the class function_call as well. User-defined functions
+// are not known here; see the README.
+var sideEffects = func() map[string]bool {
+	m := map[string]bool{}
+	for _, f := range strings.Fields(`
+		pg_cancel_backend pg_terminate_backend pg_reload_conf pg_rotate_logfile
+		pg_log_backend_memory_contexts pg_promote pg_switch_wal pg_create_restore_point
+		pg_backup_start pg_backup_stop pg_start_backup pg_stop_backup
+		pg_wal_replay_pause pg_wal_replay_resume set_config
+		pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file pg_ls_logdir pg_ls_waldir
+		pg_ls_tmpdir pg_ls_archive_statusdir pg_ls_logicalsnapdir pg_ls_logicalmapdir
+		pg_ls_replslotdir pg_file_write pg_file_rename pg_file_unlink pg_file_sync
+		lo_import lo_export lo_unlink lo_create lo_creat lo_from_bytea lo_put lowrite lo_truncate
+		nextval setval
+		pg_create_physical_replication_slot pg_create_logical_replication_slot
+		pg_drop_replication_slot pg_copy_physical_replication_slot
+		pg_copy_logical_replication_slot pg_replication_slot_advance
+		pg_logical_slot_get_changes pg_logical_slot_get_binary_changes
+		pg_logical_slot_peek_changes pg_logical_slot_peek_binary_changes pg_logical_emit_message
+		pg_replication_origin_create pg_replication_origin_drop pg_replication_origin_advance
+		pg_replication_origin_session_setup pg_replication_origin_session_reset
+		pg_replication_origin_xact_setup pg_replication_origin_xact_reset
+		pg_stat_reset pg_stat_reset_shared pg_stat_reset_single_table_counters
+		pg_stat_reset_single_function_counters pg_stat_reset_slru pg_stat_reset_replication_slot
+		pg_stat_reset_subscription_stats pg_stat_statements_reset
+		pg_advisory_lock pg_advisory_lock_shared pg_advisory_xact_lock pg_advisory_xact_lock_shared
+		pg_try_advisory_lock pg_try_advisory_lock_shared pg_try_advisory_xact_lock
+		pg_try_advisory_xact_lock_shared pg_advisory_unlock pg_advisory_unlock_shared
+		pg_advisory_unlock_all pg_sleep pg_sleep_for pg_sleep_until pg_notify
+		query_to_xml query_to_xmlschema query_to_xml_and_xmlschema cursor_to_xml cursor_to_xmlschema
+		table_to_xml table_to_xmlschema table_to_xml_and_xmlschema
+		schema_to_xml schema_to_xmlschema schema_to_xml_and_xmlschema
+		database_to_xml database_to_xmlschema database_to_xml_and_xmlschema
+		dblink dblink_exec dblink_connect dblink_connect_u dblink_open dblink_fetch
+		dblink_send_query dblink_get_result pg_import_system_collations`) {
+		m[f] = true
+	}
+	return m
+}()
 
 // fingerprint is libpg_query's fingerprint of the normalised text, which
 // equals that of the original for ordinary statements. It is computed from

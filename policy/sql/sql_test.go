@@ -43,6 +43,13 @@ func TestClassify(t *testing.T) {
 		{"LISTEN chan", "LISTEN chan", cl(policy.ClassSet), nil},
 		{"VACUUM ANALYZE t", "VACUUM ANALYZE t", cl(policy.ClassDDL), []string{"t"}},
 		{"EXECUTE p(1)", "EXECUTE p($1)", cl(policy.ClassUnknown), nil},
+		// Functions with effects beyond reading, even from a SELECT.
+		{"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'x'", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", cl(policy.ClassSelect, policy.ClassFunctionCall), []string{"pg_stat_activity"}},
+		{"SELECT nextval('orders_id_seq')", "SELECT nextval($1)", cl(policy.ClassSelect, policy.ClassFunctionCall), nil},
+		{"SELECT * FROM t WHERE a IN (SELECT pg_catalog.set_config('role', 'admin', false))", "SELECT * FROM t WHERE a IN (SELECT pg_catalog.set_config($1, $2, false))", cl(policy.ClassSelect, policy.ClassFunctionCall), []string{"t"}},
+		{"SELECT * FROM query_to_xml('DELETE FROM t', true, true, '')", "SELECT * FROM query_to_xml($1, true, true, $2)", cl(policy.ClassSelect, policy.ClassFunctionCall), nil},
+		{"SELECT count(*), upper(name), now() FROM t", "SELECT count(*), upper(name), now() FROM t", cl(policy.ClassSelect), []string{"t"}},
+		{"SELECT app.nextval(1)", "SELECT app.nextval($1)", cl(policy.ClassSelect), nil},
 		{"BEGIN; UPDATE t SET a = a + -5 WHERE id = 7; END;", "BEGIN; UPDATE t SET a = a + -$1 WHERE id = $2; END;", cl(policy.ClassUpdate, policy.ClassTransaction, policy.ClassMultiStatement), []string{"t"}},
 		{"select $1::text, $3, 'x' /* token=abc */ -- and 'y'", "select $1::text, $3, $4", cl(policy.ClassSelect), nil},
 		{"SELECT E'\\x41', B'101', X'ff', 1.5e3, U&'d\\0061t'", "SELECT $1, $2, $3, $4, $5", cl(policy.ClassSelect), nil},
