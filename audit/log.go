@@ -407,8 +407,9 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 // for a burst: the records are queued together, so that they usually share
 // one commit, and no other producer's record comes between them. A burst
 // longer than a commit's limit spans consecutive commits; if one fails,
-// AppendAll returns its error and the records after the failure are not
-// stored (those before it may be). The rules of Append on ctx apply.
+// AppendAll returns its error, and the burst's records in the other
+// commits may be stored or not: a caller that acts only after AppendAll
+// returned nil never acts unrecorded. The rules of Append on ctx apply.
 func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 	if l.readOnly {
 		return fmt.Errorf("append: %w", ErrReadOnly)
