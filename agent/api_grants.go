@@ -194,7 +194,7 @@ func (a *Agent) handleGrantRevoke(w http.ResponseWriter, r *http.Request) {
 		a.refuse(w, c, fmt.Errorf("revoke %s: %w (%s)", id, ErrGrantEnded, st))
 		return
 	}
-	if !samePerson(g.By, ap.person) {
+	if !g.By.Same(ap.person) {
 		a.mu.Lock()
 		cfg := a.cfg
 		a.mu.Unlock()

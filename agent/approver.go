@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
@@ -66,10 +65,10 @@ func newApprover(c *postgres.Claims, ids []policy.Identity, proc *audit.Process)
 	p := policy.Person{Issuer: c.Issuer, Subject: c.Subject, Groups: slices.Clone(c.Groups)}
 	for i := range ids {
 		id := &ids[i]
-		if id.OIDC == nil || !oidcMatches(id.OIDC, c) {
+		if id.OIDC == nil || !id.OIDC.Matches(c) {
 			continue
 		}
-		if id.Process != nil && !processMatches(id.Process, proc) {
+		if id.Process != nil && (proc == nil || !id.Process.Matches(proc.UID, proc.Exe, proc.Cgroup)) {
 			continue
 		}
 		p.Identities = append(p.Identities, id.Name)
@@ -79,52 +78,4 @@ func newApprover(c *postgres.Claims, ids []policy.Identity, proc *audit.Process)
 	}
 	return approver{person: p, identity: &audit.Identity{Name: p.Name, Method: postgres.MethodOIDC,
 		Issuer: p.Issuer, Subject: p.Subject, Groups: p.Groups}}
-}
-
-// oidcMatches reports whether an identity's oidc section matches verified
-// claims; the same rules as for workloads (agent/postgres): same issuer,
-// subject if set, every listed claim, any listed group.
-func oidcMatches(oi *policy.OIDCIdentity, c *postgres.Claims) bool {
-	if oi.Issuer != c.Issuer {
-		return false
-	}
-	if oi.Subject != "" && oi.Subject != c.Subject {
-		return false
-	}
-	for k, want := range oi.Claims {
-		if got, ok := c.Strings[k]; !ok || got != want {
-			return false
-		}
-	}
-	return len(oi.Groups) == 0 || slices.ContainsFunc(oi.Groups, func(g string) bool { return slices.Contains(c.Groups, g) })
-}
-
-// processMatches reports whether an identity's process section matches the
-// calling process, as for workloads.
-func processMatches(pi *policy.ProcessIdentity, p *audit.Process) bool {
-	if p == nil {
-		return false
-	}
-	if pi.UID != nil && *pi.UID != p.UID {
-		return false
-	}
-	if pi.Exe != "" && pi.Exe != p.Exe {
-		return false
-	}
-	if pi.Cgroup != "" && p.Cgroup != pi.Cgroup && !strings.HasPrefix(p.Cgroup, strings.TrimSuffix(pi.Cgroup, "/")+"/") {
-		return false
-	}
-	if pi.Unit != "" && !slices.Contains(strings.Split(p.Cgroup, "/"), pi.Unit) {
-		return false
-	}
-	return true
-}
-
-// samePerson reports whether two people are the same principal, as
-// policy's self-approval check compares them.
-func samePerson(p, o policy.Person) bool {
-	if p.Subject != "" || o.Subject != "" {
-		return p.Subject == o.Subject && p.Issuer == o.Issuer
-	}
-	return p.Name != "" && p.Name == o.Name
 }

@@ -47,7 +47,11 @@ type Person struct {
 
 // same reports whether two people are the same principal. Process-only
 // identities (no subject) compare by name.
-func (p Person) same(o Person) bool {
+func (p Person) same(o Person) bool { return p.Same(o) }
+
+// Same reports whether p and o are the same principal: the same issuer and
+// subject when either has a subject, else the same non-empty name.
+func (p Person) Same(o Person) bool {
 	if p.Subject != "" || o.Subject != "" {
 		return p.Subject == o.Subject && p.Issuer == o.Issuer
 	}

@@ -32,15 +32,7 @@ const (
 const maxTokenLen = 64 << 10
 
 // Claims is what a verified OIDC ID token says about its subject.
-type Claims struct {
-	Issuer  string
-	Subject string
-	// Groups are the values of the issuer's groups claim.
-	Groups []string
-	// Strings are the token's string-valued claims, for identities that
-	// match on claims.
-	Strings map[string]string
-}
+type Claims = policy.Claims
 
 // TokenVerifier verifies OIDC ID tokens.
 type TokenVerifier interface {
@@ -188,43 +180,11 @@ func unverifiedIssuer(raw string) (string, error) {
 
 // matchProcess reports whether a process identity matches the process.
 func matchProcess(pi *policy.ProcessIdentity, p *audit.Process) bool {
-	if p == nil {
-		return false
-	}
-	if pi.UID != nil && *pi.UID != p.UID {
-		return false
-	}
-	if pi.Exe != "" && pi.Exe != p.Exe {
-		return false
-	}
-	if pi.Cgroup != "" && p.Cgroup != pi.Cgroup && !strings.HasPrefix(p.Cgroup, strings.TrimSuffix(pi.Cgroup, "/")+"/") {
-		return false
-	}
-	if pi.Unit != "" && !slices.Contains(strings.Split(p.Cgroup, "/"), pi.Unit) {
-		// A unit's processes live in its cgroup or below it.
-		return false
-	}
-	return true
+	return p != nil && pi.Matches(p.UID, p.Exe, p.Cgroup)
 }
 
 // matchOIDC reports whether an OIDC identity matches verified claims.
-func matchOIDC(oi *policy.OIDCIdentity, c *Claims) bool {
-	if c == nil || oi.Issuer != c.Issuer {
-		return false
-	}
-	if oi.Subject != "" && oi.Subject != c.Subject {
-		return false
-	}
-	for k, want := range oi.Claims {
-		if got, ok := c.Strings[k]; !ok || got != want {
-			return false
-		}
-	}
-	if len(oi.Groups) > 0 && !slices.ContainsFunc(oi.Groups, func(g string) bool { return slices.Contains(c.Groups, g) }) {
-		return false
-	}
-	return true
-}
+func matchOIDC(oi *policy.OIDCIdentity, c *Claims) bool { return oi.Matches(c) }
 
 // resolveIdentity names the client: the first identity in config order
 // whose set sections all match. With claims (client_auth oidc) the
