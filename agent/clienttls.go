@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 
+	"github.com/tollgate-dev/tollgate/internal/secretfile"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -37,29 +37,14 @@ func loadClientTLS(t *policy.ClientTLS) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// maxKeyFile bounds a PEM private key file.
+const maxKeyFile = 1 << 20
+
 // readKeyFile reads a private key file that only root can read.
 func readKeyFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	b, err := secretfile.Read(path, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("tls key_file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("tls key_file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("tls key_file %s: %w: not a regular file", path, ErrKeyFile)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("tls key_file %s: %w: mode %#o, want 0600 or stricter (chmod 600)", path, ErrKeyFile, perm)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 {
-		return nil, fmt.Errorf("tls key_file %s: %w: not owned by root (chown root)", path, ErrKeyFile)
-	}
-	b, err := os.ReadFile(f.Name())
-	if err != nil {
-		return nil, fmt.Errorf("tls key_file: %w", err)
+		return nil, fmt.Errorf("tls key_file %s: %w: %w", path, ErrKeyFile, err)
 	}
 	return b, nil
 }

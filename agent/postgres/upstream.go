@@ -14,12 +14,12 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/tollgate-dev/tollgate/internal/secretfile"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -38,30 +38,9 @@ func CheckPasswordFile(path string) error {
 // ReadPasswordFile reads an upstream password file after CheckPasswordFile's
 // checks. The password is the first line, without its line ending.
 func ReadPasswordFile(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	b, err := secretfile.Read(path, maxSecretFile)
 	if err != nil {
 		return "", fmt.Errorf("upstream password file %s: %w: %w", path, ErrSecretFile, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("upstream password file %s: %w: %w", path, ErrSecretFile, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("upstream password file %s: %w: not a regular file", path, ErrSecretFile)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("upstream password file %s: %w: mode %#o, want 0600 or stricter (chmod 600)", path, ErrSecretFile, perm)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 {
-		return "", fmt.Errorf("upstream password file %s: %w: not owned by root (chown root)", path, ErrSecretFile)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("upstream password file %s: %w: %w", path, ErrSecretFile, err)
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("upstream password file %s: %w: larger than %d bytes", path, ErrSecretFile, maxSecretFile)
 	}
 	line, _, _ := bytes.Cut(b, []byte{'\n'})
 	pw := strings.TrimSuffix(string(line), "\r")

@@ -38,12 +38,11 @@ package mask
 import (
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 
+	"github.com/tollgate-dev/tollgate/internal/secretfile"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -214,33 +213,18 @@ func (m *Masker) oversizeKind() int { return len(m.kinds) - 1 }
 // Target returns the target the Masker was built for.
 func (m *Masker) Target() string { return m.target }
 
+// maxKeyFile bounds a hash key file.
+const maxKeyFile = 64 << 10
+
 // ReadKeyFile reads a hash key from path. The file must be a regular file
 // (not a symlink) owned by root with no group or other permissions, since
 // whoever holds the key can confirm guesses of masked values. The key is
 // the file's content without surrounding whitespace, at least MinKeyLen
 // bytes.
 func ReadKeyFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	b, err := secretfile.Read(path, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read hash key: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read hash key: %w", err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKeyFile, path)
-	case !ok || st.Uid != 0:
-		return nil, fmt.Errorf("%w: %s is not owned by root", ErrKeyFile, path)
-	case fi.Mode().Perm()&0o077 != 0:
-		return nil, fmt.Errorf("%w: %s has mode %v, want 0600 or 0400", ErrKeyFile, path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read hash key: %w", err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrKeyFile, path, err)
 	}
 	k := []byte(strings.TrimSpace(string(b)))
 	if len(k) < MinKeyLen {
