@@ -273,9 +273,11 @@ func TestExportVerify(t *testing.T) {
 	if rep.Begin != 0 || rep.End != e.l.Size() || rep.Records != e.l.Size() || rep.TreeSize != e.l.Size() {
 		t.Errorf("report range [%d,%d) of %d, %d records; log size %d", rep.Begin, rep.End, rep.TreeSize, rep.Records, e.l.Size())
 	}
-	// One at the first append after open, one every 7 sessions.
-	if rep.Checkpoints != 6 || rep.ConsistencyProofs != 6 {
-		t.Errorf("%d checkpoints, %d consistency proofs; want 6, 6", rep.Checkpoints, rep.ConsistencyProofs)
+	// One every 7 sessions, and one when the first records after open
+	// were stored, unless the indexer stored them together with the
+	// first forced one.
+	if rep.Checkpoints < 5 || rep.Checkpoints > 6 || rep.ConsistencyProofs != rep.Checkpoints {
+		t.Errorf("%d checkpoints, %d consistency proofs; want 5 or 6 of each", rep.Checkpoints, rep.ConsistencyProofs)
 	}
 	if rep.Sessions.Started != 40 || rep.Sessions.Ended != 40 || rep.Sessions.Statements != 120 || rep.Sessions.Open != 0 {
 		t.Errorf("sessions %+v", rep.Sessions)
@@ -519,7 +521,13 @@ func TestVerifyRollback(t *testing.T) {
 	e.start(t)
 	e.sessions(t, 10, 0)
 	e.l.Close()
+	// The rollback restores the log file and its journal, which would
+	// otherwise store the later records again.
 	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	savedJournal, err := os.ReadFile(path + audit.JournalSuffix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,6 +550,9 @@ func TestVerifyRollback(t *testing.T) {
 
 	// Roll back: restore the copy and grow again.
 	if err := os.WriteFile(path, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+audit.JournalSuffix, savedJournal, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.open(t)

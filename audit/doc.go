@@ -36,14 +36,24 @@
 //
 // A Log is identified by "tollgate/<host-id>/<epoch>", where the epoch is 64
 // random bits fixed when the log is created. Append queues a record to the
-// writer goroutine and returns once the transaction holding it committed
-// with fsync. The writer takes everything queued at that moment (up to 1000
-// records or 1 MiB) into one bbolt Update, without any delay, and assigns
-// seq inside the transaction from the stored size, so seq is contiguous from
-// 0 with no gaps. If a commit fails (for example ENOSPC), every Append of the
-// batch gets ErrUnwritable, nothing is acknowledged, the size does not move,
-// the writer reopens the file, and the next Append tries again (fail closed,
-// recover by itself).
+// writer goroutine and returns once it is durable. The writer takes
+// everything queued at that moment (up to 1000 records or 1 MiB, waiting
+// at most briefly for records it expects), assigns seqs contiguous from
+// the log's size, appends them as checksummed frames to the journal (the
+// log file's path plus ".journal", preallocated and zero-filled, so one
+// write and one fdatasync make a group durable) and answers. The indexer
+// goroutine then stores journaled records in bbolt with the Merkle tree,
+// in transactions at most every 20 ms unless someone waits (a checkpoint,
+// a tree read, a full journal). Until then readers get them from memory;
+// after a crash Open stores what the journal holds beyond the bbolt file
+// (a read-only Open reads it from the journal). The journal starts a new
+// pass when bbolt holds all of the current one; a reader of the journal
+// stops at the first frame that fails its checksum or does not carry the
+// next seq. If bbolt cannot store records (for example ENOSPC), the
+// records journaled are kept, the log reports ErrUnwritable in Healthy,
+// and Appends fail with it until a store succeeds again (each Append has
+// the indexer try first): fail closed, recover by itself. At most 512 KiB
+// of acknowledged records wait for bbolt at any time.
 //
 // # Merkle tree and checkpoints
 //

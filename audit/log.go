@@ -58,6 +58,13 @@ type Options struct {
 	// ErrKeyMismatch. Ignored when ReadOnly.
 	Key *HostKey
 
+	// JournalSize is the size of the journal file next to the log
+	// (path + JournalSuffix), where records become durable before the
+	// indexer stores them in bbolt. Zero means DefaultJournalSize; it must
+	// be at least MinJournalSize. It applies when the journal is created;
+	// an existing journal keeps its size.
+	JournalSize int64
+
 	// CheckpointInterval is the shortest time between two checkpoints
 	// while records keep arriving; unsigned records are signed within
 	// about this long even if no more arrive. Zero means
@@ -120,16 +127,43 @@ type Log struct {
 
 	// healthMu guards health and dbFailed.
 	healthMu sync.Mutex
-	health   error // nil, or the last commit failure (wraps ErrUnwritable)
-	dbFailed bool  // the last reopen failed
+	health   [2]error // per source (healthJournal, healthStore): nil, or the last failure (wraps ErrUnwritable)
+	dbFailed bool     // the last reopen failed
 
 	// ckptWanted asks the writer for a checkpoint of unsigned records
 	// (guarded by mu); ckptWaiters are answered when it committed.
 	ckptWanted  bool
 	ckptWaiters []chan error
 
+	// jrnl is the journal (nil when read-only); only the writer uses it.
+	jrnl *journal
+	// indexed is how many records bbolt holds; the indexer is the only
+	// goroutine that moves it (under idxMu).
+	indexed atomic.Uint64
+	// idxMu guards the indexer's state below; idxCond is broadcast after
+	// each of its attempts and when it exits.
+	idxMu   sync.Mutex
+	idxCond *sync.Cond
+	// unindexed are the acknowledged records bbolt does not hold yet, in
+	// seq order: the indexer's queue, and what readers see beyond bbolt.
+	unindexed []jrec
+	// unindexedBytes is the size of their data.
+	unindexedBytes int
+	idxForce       bool
+	idxWaiters     []chan error
+	// idxErr is the cause of the indexer's last attempt failing, nil
+	// after a success; idxRuns counts attempts.
+	idxErr  error
+	idxRuns uint64
+	idxStop bool
+	// idxHurry asks for a transaction now, not after indexInterval.
+	idxHurry  bool
+	idxExited bool
+	idxWake   chan struct{}
+	idxDone   chan struct{}
+
 	// hook extends the append transaction (Merkle tree, checkpoints).
-	// Only the writer uses it; it is set before the writer starts.
+	// Only the indexer uses it; it is set before the indexer starts.
 	hook txHook
 	// tree is hook when it is the Merkle tree (nil in tests with other
 	// hooks and in read-only logs).
@@ -200,6 +234,16 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		closing:    make(chan struct{}),
 		hook:       hook,
 		gather:     maxGather,
+		idxWake:    make(chan struct{}, 1),
+		idxDone:    make(chan struct{}),
+	}
+	l.idxCond = sync.NewCond(&l.idxMu)
+	jsize := opts.JournalSize
+	if jsize == 0 {
+		jsize = DefaultJournalSize
+	}
+	if jsize < MinJournalSize {
+		return nil, fmt.Errorf("open audit log %s: journal size %d below the minimum %d", path, jsize, MinJournalSize)
 	}
 	if t, ok := hook.(*merkleTree); ok {
 		l.tree = t
@@ -230,25 +274,51 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		if opts.HostID != "" && opts.HostID != st.host {
 			return nil, fmt.Errorf("open audit log %s: created for host %q, not %q: %w", path, st.host, opts.HostID, ErrHostMismatch)
 		}
-		// bbolt does not sync the directory: without this a crash
-		// could lose a new file, with every record acknowledged in it.
-		if err := syncDir(filepath.Dir(path)); err != nil {
-			return nil, fmt.Errorf("open audit log %s: %w", path, err)
-		}
 		if hook != nil {
 			if err := hook.open(db); err != nil {
 				return nil, fmt.Errorf("open audit log %s: %w", path, err)
 			}
 		}
+		var recs []jrec
+		l.jrnl, recs, err = loadJournal(path+JournalSuffix, st.id, st.size, jsize, opts.NoSync)
+		if err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		}
+		defer func() {
+			if err != nil {
+				_ = l.jrnl.close()
+			}
+		}()
+		// bbolt does not sync the directory: without this a crash
+		// could lose a new file, with every record acknowledged in it.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		}
+		l.unindexed = recs
+		for _, r := range recs {
+			l.unindexedBytes += len(r.data)
+		}
+		if len(recs) > 0 {
+			logger.Info("audit records from the journal to store", "path", path, "stored", st.size, "journaled", len(recs))
+		}
+	} else {
+		l.unindexed, err = readOnlyJournal(path+JournalSuffix, st.id, st.size)
+		if err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		}
 	}
 	l.host, l.epoch, l.id = st.host, st.epoch, st.id
-	l.size.Store(st.size)
-	l.nextSeq = st.size
+	l.indexed.Store(st.size)
+	size := st.size + uint64(len(l.unindexed))
+	l.size.Store(size)
+	l.nextSeq = size
 	l.hashLeaves = l.tree != nil
 	l.db = db
 	if l.readOnly {
 		close(l.writerDone)
+		close(l.idxDone)
 	} else {
+		go l.indexLoop()
 		go l.run()
 		if l.tree != nil && l.tree.signer != nil {
 			go l.checkpointLoop(l.tree.interval)
@@ -342,7 +412,7 @@ func (l *Log) Healthy() error {
 	}
 	l.healthMu.Lock()
 	defer l.healthMu.Unlock()
-	return l.health
+	return l.healthLocked()
 }
 
 // Append writes r to the log and returns its seq once it is durable: the

@@ -128,11 +128,14 @@ func (l *Log) VerifierKey() (string, error) {
 // Root returns the RFC 6962 root of the tree of the first size records.
 func (l *Log) Root(size uint64) ([]byte, error) {
 	var root []byte
-	err := l.view(func(tx *bolt.Tx) error {
-		var err error
-		root, err = rootAt(tx, size)
-		return err
-	})
+	err := l.awaitStored(size)
+	if err == nil {
+		err = l.view(func(tx *bolt.Tx) error {
+			var err error
+			root, err = rootAt(tx, size)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("root at %d: %w", size, err)
 	}
@@ -143,11 +146,14 @@ func (l *Log) Root(size uint64) ([]byte, error) {
 // seq index in the tree of size records.
 func (l *Log) InclusionProof(index, size uint64) ([][]byte, error) {
 	var p [][]byte
-	err := l.view(func(tx *bolt.Tx) error {
-		var err error
-		p, err = inclusionProof(tx, index, size)
-		return err
-	})
+	err := l.awaitStored(size)
+	if err == nil {
+		err = l.view(func(tx *bolt.Tx) error {
+			var err error
+			p, err = inclusionProof(tx, index, size)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("inclusion proof of %d in %d: %w", index, size, err)
 	}
@@ -159,11 +165,14 @@ func (l *Log) InclusionProof(index, size uint64) ([][]byte, error) {
 // size1 == size2).
 func (l *Log) ConsistencyProof(size1, size2 uint64) ([][]byte, error) {
 	var p [][]byte
-	err := l.view(func(tx *bolt.Tx) error {
-		var err error
-		p, err = consistencyProof(tx, size1, size2)
-		return err
-	})
+	err := l.awaitStored(max(size1, size2))
+	if err == nil {
+		err = l.view(func(tx *bolt.Tx) error {
+			var err error
+			p, err = consistencyProof(tx, size1, size2)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("consistency proof from %d to %d: %w", size1, size2, err)
 	}
@@ -175,6 +184,9 @@ func (l *Log) ConsistencyProof(size1, size2 uint64) ([][]byte, error) {
 // [0, begin) (left) and of [end, size) (right), each left to right. Merging
 // left, the leaf hashes of the records and right gives the tree's root.
 func (l *Log) RangeProof(begin, end, size uint64) (left, right [][]byte, err error) {
+	if err := l.awaitStored(size); err != nil {
+		return nil, nil, fmt.Errorf("range proof: %w", err)
+	}
 	err = l.view(func(tx *bolt.Tx) error {
 		if begin > end || end > size {
 			return fmt.Errorf("range [%d, %d) in size %d: %w", begin, end, size, ErrRange)

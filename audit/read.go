@@ -47,37 +47,55 @@ func (l *Log) view(fn func(tx *bolt.Tx) error) error {
 
 // Read returns up to max records with seq >= from, in seq order, with their
 // exact stored bytes. It returns no entries if from >= Size(). Each call is
-// one short read transaction; read large ranges in chunks.
+// one short read transaction; read large ranges in chunks. Records that
+// are durable in the journal but not yet in bbolt are read from memory.
 func (l *Log) Read(from uint64, max int) ([]Entry, error) {
 	if max <= 0 {
 		return nil, nil
 	}
-	var entries []Entry
-	err := l.view(func(tx *bolt.Tx) error {
-		size, err := readSize(tx.Bucket(bucketMeta))
-		if err != nil {
-			return err
-		}
-		if from >= size {
+	size, stored, pending := l.overlay()
+	if from >= size {
+		return nil, nil
+	}
+	n := min(uint64(max), size-from)
+	entries := make([]Entry, 0, n)
+	if from < stored {
+		err := l.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketRecords).Cursor()
+			for k, v := c.Seek(u64(from)); k != nil && len(entries) < int(n); k, v = c.Next() {
+				e, err := entry(k, v)
+				if err != nil {
+					return err
+				}
+				if e.Seq >= stored {
+					break
+				}
+				if e.Seq != from+uint64(len(entries)) {
+					return fmt.Errorf("record %d where %d belongs: %w", e.Seq, from+uint64(len(entries)), ErrCorrupt)
+				}
+				entries = append(entries, e)
+			}
 			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read audit log from %d: %w", from, err)
 		}
-		n := min(uint64(max), size-from)
-		entries = make([]Entry, 0, n)
-		c := tx.Bucket(bucketRecords).Cursor()
-		for k, v := c.Seek(u64(from)); k != nil && len(entries) < int(n); k, v = c.Next() {
-			e, err := entry(k, v)
-			if err != nil {
-				return err
-			}
-			if e.Seq >= size {
-				return fmt.Errorf("record %d beyond size %d: %w", e.Seq, size, ErrCorrupt)
-			}
-			entries = append(entries, e)
+	}
+	for _, r := range pending {
+		next := from + uint64(len(entries))
+		if len(entries) == int(n) {
+			break
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read audit log from %d: %w", from, err)
+		if r.seq < next {
+			continue
+		}
+		if r.seq != next {
+			return nil, fmt.Errorf("read audit log from %d: journaled record %d where %d belongs: %w", from, r.seq, next, ErrCorrupt)
+		}
+		entries = append(entries, Entry{Seq: r.seq, Bytes: append([]byte(nil), r.data...)})
+	}
+	if len(entries) != int(n) {
+		return nil, fmt.Errorf("read audit log from %d: records end at %d, size is %d: %w", from, from+uint64(len(entries)), size, ErrCorrupt)
 	}
 	return entries, nil
 }
@@ -88,23 +106,14 @@ func (l *Log) Tail(n int) ([]Entry, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	var entries []Entry
-	err := l.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecords).Cursor()
-		for k, v := c.Last(); k != nil && len(entries) < n; k, v = c.Prev() {
-			e, err := entry(k, v)
-			if err != nil {
-				return err
-			}
-			entries = append(entries, e)
-		}
-		return nil
-	})
+	size := l.Size()
+	from := uint64(0)
+	if size > uint64(n) {
+		from = size - uint64(n)
+	}
+	entries, err := l.Read(from, n)
 	if err != nil {
 		return nil, fmt.Errorf("tail audit log: %w", err)
-	}
-	for i, j := 0, len(entries)-1; i < j; i, j = i+1, j-1 {
-		entries[i], entries[j] = entries[j], entries[i]
 	}
 	return entries, nil
 }

@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -117,15 +118,25 @@ type batch struct {
 	waiters []chan error
 }
 
-// run is the writer goroutine: it owns all writes to the file.
+// run is the writer goroutine: it owns the journal.
 func (l *Log) run() {
 	defer close(l.writerDone)
 	for {
 		b := l.next()
 		if b == nil {
-			// Closed and drained: sign what is still unsigned, so that
-			// a clean stop leaves every record under a checkpoint.
-			l.commit(&batch{force: true})
+			// Closed and drained: have the indexer store everything
+			// and sign what is still unsigned, so that a clean stop
+			// leaves every record in bbolt under a checkpoint.
+			done := make(chan error, 1)
+			l.toIndexer(nil, true, []chan error{done})
+			if err := <-done; err != nil {
+				l.logger.Error("audit records left in the journal at close; they are stored at the next open",
+					"path", l.path, "records", l.unindexedCount(), "error", err)
+			}
+			l.stopIndexer()
+			if err := l.jrnl.close(); err != nil {
+				l.logger.Warn("audit journal close failed", "path", l.jrnl.path, "error", err)
+			}
 			return
 		}
 		start := time.Now()
@@ -210,65 +221,74 @@ func (l *Log) next() *batch {
 	}
 }
 
-// commit writes a batch in one transaction and answers every request in it.
+// commit makes a batch durable in the journal, answers every request in
+// it, and hands the records to the indexer.
 func (l *Log) commit(b *batch) {
-	if len(b.reqs) == 0 && (l.hook == nil || !l.hook.sealDue(l.size.Load())) {
-		// Nothing to write: a checkpoint was asked for, but every
-		// record is signed already.
-		answer(b.waiters, nil)
+	if len(b.reqs) == 0 {
+		// Only a checkpoint was asked for: the indexer signs after the
+		// records before it.
+		l.toIndexer(nil, b.force, b.waiters)
 		return
 	}
-	if l.db == nil {
-		if err := l.reopen(); err != nil {
-			l.fail(b, err)
-			l.resyncSeq()
-			return
-		}
-	}
-	var size uint64
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		size, err = l.put(tx, b)
-		return err
-	})
-	if l.hook != nil {
-		l.hook.done(err == nil)
+	// While bbolt cannot store records, take none: they would pile up in
+	// the journal only, and the next records must see the failure.
+	err := l.indexHealthy()
+	if err == nil {
+		err = l.waitBacklog()
 	}
 	if err != nil {
-		// What bbolt v1.5.0 leaves behind after a failed commit (tx.go,
-		// db.go): a failed spill, freelist allocation, file grow, page
-		// write or fsync rolls the transaction back and reloads the
-		// freelist from the last committed meta page, and the new pages
-		// went only to free or never-used page ids, so the committed tree
-		// is intact. But a failed mmap remap during allocation leaves the
-		// DB unmapped (every later transaction fails with
-		// ErrInvalidMapping and the freelist cannot be reloaded), and when
-		// only the final fdatasync of the meta page fails, the new meta
-		// page is already in the page cache (which bbolt reads through
-		// its shared mmap), so later transactions build on the commit that
-		// reported failure. Reopening rebuilds all in-memory state from
-		// the file in every case, and openChecked continues after
-		// whatever the file holds. It happens before the batch is
-		// answered, so callers see the state after it.
-		if err := l.reopen(); err != nil {
-			l.logger.Debug("audit log reopen failed", "path", l.path, "error", err)
-		}
-		l.fail(b, err)
+		l.fail(b, err, false)
 		l.resyncSeq()
 		return
 	}
-	first := size - uint64(len(b.reqs))
-	l.setSize(size)
+	size := l.size.Load()
+	recs := make([]jrec, len(b.reqs))
+	var n int64
+	l.seqStale = false
+	for i, req := range b.reqs {
+		seq := size + uint64(i)
+		if req.ready.Load() && req.seq == seq {
+			recs[i] = jrec{seq: seq, data: req.data}
+			if l.hashLeaves {
+				recs[i].leaf = &req.leaf
+			}
+		} else {
+			// Not prepared yet, or for another seq (a batch before it
+			// failed): build it here.
+			recs[i] = jrec{seq: seq, data: recordBytes(req.head, seq, req.tail)}
+		}
+		if req.seq != seq {
+			l.seqStale = true
+		}
+		n += frameSize(len(recs[i].data))
+	}
+	if !l.jrnl.fits(n) {
+		// The pass is full: start a new one once bbolt holds all of it.
+		if err := l.drainIndex(); err != nil {
+			l.fail(b, err, false)
+			l.resyncSeq()
+			return
+		}
+		l.jrnl.rewind()
+	}
+	if err := l.jrnl.write(recs); err != nil {
+		l.fail(b, err, true)
+		l.resyncSeq()
+		return
+	}
+	// Durable. Readers find the records in the indexer's queue until
+	// bbolt has them, so they are queued before the size moves.
+	l.toIndexer(recs, b.force, b.waiters)
+	l.setSize(size + uint64(len(recs)))
 	if l.seqStale {
 		// Records were prepared for other seqs than they got (a batch
 		// failed, or the file grew at a reopen): predict from here.
 		l.resyncSeq()
 	}
-	l.setHealthy()
+	l.setHealth(healthJournal, nil)
 	for i, req := range b.reqs {
-		req.done <- result{seq: first + uint64(i)}
+		req.done <- result{seq: size + uint64(i)}
 	}
-	answer(b.waiters, nil)
 }
 
 // resyncSeq sets the seq predicted for the next queued record after a
@@ -288,10 +308,11 @@ func answer(waiters []chan error, err error) {
 	}
 }
 
-// put stores a batch inside the write transaction and returns the new size.
-// seq is assigned here, from the size stored in the same transaction, so
-// records are contiguous from 0 whatever failed before.
-func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
+// put stores journaled records and the tree inside the write transaction
+// and returns the new size. Records bbolt has already (a commit that
+// reported failure became visible, see index) are checked and skipped;
+// the first one it lacks must be the next seq.
+func (l *Log) put(tx *bolt.Tx, recs []jrec, force bool) (uint64, error) {
 	records := tx.Bucket(bucketRecords)
 	meta := tx.Bucket(bucketMeta)
 	if records == nil || meta == nil {
@@ -300,7 +321,6 @@ func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 	// Keys only ever grow: fill pages completely instead of splitting
 	// them half-empty (bbolt's default 0.5 doubles the file size).
 	records.FillPercent = 1.0
-	l.seqStale = false
 	size, err := readSize(meta)
 	if err != nil {
 		return 0, err
@@ -309,40 +329,31 @@ func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 	if err := checkTail(records, size); err != nil {
 		return 0, err
 	}
-	for i, req := range b.reqs {
-		seq := size + uint64(i)
-		var key, data []byte
-		var leaf *[HashSize]byte
-		if req.seq != seq {
-			l.seqStale = true
-		}
-		if req.ready.Load() && req.seq == seq {
-			key, data = req.key[:], req.data
-			if l.hashLeaves {
-				leaf = &req.leaf
+	for _, r := range recs {
+		if r.seq < size {
+			if !bytes.Equal(records.Get(u64(r.seq)), r.data) {
+				return 0, fmt.Errorf("record %d stored differs from the journal: %w", r.seq, ErrCorrupt)
 			}
-		} else {
-			// Not prepared yet, or for another seq (a batch before it
-			// failed): build it here.
-			key, data = binary.BigEndian.AppendUint64(nil, seq), recordBytes(req.head, seq, req.tail)
+			continue
 		}
-		if err := records.Put(key, data); err != nil {
-			return 0, fmt.Errorf("put record %d: %w", seq, err)
+		if r.seq != size {
+			return 0, fmt.Errorf("journaled record %d after stored size %d: %w", r.seq, size, ErrCorrupt)
+		}
+		if err := records.Put(u64(r.seq), r.data); err != nil {
+			return 0, fmt.Errorf("put record %d: %w", r.seq, err)
 		}
 		if l.hook != nil {
-			if err := l.hook.leaf(tx, seq, data, leaf); err != nil {
-				return 0, fmt.Errorf("record %d: %w", seq, err)
+			if err := l.hook.leaf(tx, r.seq, r.data, r.leaf); err != nil {
+				return 0, fmt.Errorf("record %d: %w", r.seq, err)
 			}
 		}
+		size++
 	}
-	if len(b.reqs) > 0 {
-		size += uint64(len(b.reqs))
-		if err := meta.Put(metaSize, u64(size)); err != nil {
-			return 0, fmt.Errorf("put size: %w", err)
-		}
+	if err := meta.Put(metaSize, u64(size)); err != nil {
+		return 0, fmt.Errorf("put size: %w", err)
 	}
 	if l.hook != nil {
-		if err := l.hook.seal(tx, size, b.force); err != nil {
+		if err := l.hook.seal(tx, size, force); err != nil {
 			return 0, fmt.Errorf("seal batch: %w", err)
 		}
 	}
@@ -350,10 +361,14 @@ func (l *Log) put(tx *bolt.Tx, b *batch) (uint64, error) {
 }
 
 // fail answers every request of a batch with an error wrapping
-// ErrUnwritable and cause, and marks the log unhealthy.
-func (l *Log) fail(b *batch, cause error) {
+// ErrUnwritable and cause. A journal failure marks the log unhealthy;
+// a refusal because bbolt cannot store records does not, since the
+// indexer reports that itself and clears it when a store succeeds.
+func (l *Log) fail(b *batch, cause error, journalFailed bool) {
 	err := fmt.Errorf("commit %d audit records: %w: %w", len(b.reqs), ErrUnwritable, cause)
-	l.setUnhealthy(err)
+	if journalFailed {
+		l.setHealth(healthJournal, err)
+	}
 	for _, req := range b.reqs {
 		req.done <- result{err: err}
 	}
@@ -406,9 +421,12 @@ func (l *Log) openChecked() (err error) {
 	if st.id != l.id {
 		return fmt.Errorf("reopen audit log %s: log id changed from %q to %q: %w", l.path, l.id, st.id, ErrCorrupt)
 	}
-	acked := l.size.Load()
-	if st.size < acked {
-		return fmt.Errorf("reopen audit log %s: size %d below acknowledged %d: %w", l.path, st.size, acked, ErrCorrupt)
+	stored := l.indexed.Load()
+	if st.size < stored {
+		return fmt.Errorf("reopen audit log %s: size %d below stored %d: %w", l.path, st.size, stored, ErrCorrupt)
+	}
+	if acked := l.size.Load(); st.size > acked {
+		return fmt.Errorf("reopen audit log %s: size %d beyond the %d records acknowledged: %w", l.path, st.size, acked, ErrCorrupt)
 	}
 	if l.hook != nil {
 		if err := l.hook.open(db); err != nil {
@@ -416,13 +434,12 @@ func (l *Log) openChecked() (err error) {
 		}
 	}
 	l.db = db
-	if st.size > acked {
+	if st.size > stored {
 		// A commit reported failure after writing its meta page (the
-		// final fdatasync failed): its records are visible, but their
-		// Appends got errors. Continue after them, never overwrite.
-		l.logger.Error("failed audit commit is visible after reopen; its records were not acknowledged",
-			"path", l.path, "acknowledged", acked, "size", st.size)
-		l.setSize(st.size)
+		// final fdatasync failed): its records, journaled and
+		// acknowledged before, are stored after all. put skips them.
+		l.logger.Warn("failed audit index commit is visible after reopen", "path", l.path, "stored", stored, "size", st.size)
+		l.indexed.Store(st.size)
 	}
 	return nil
 }
@@ -436,26 +453,34 @@ func (l *Log) setSize(size uint64) {
 	l.changedMu.Unlock()
 }
 
-// setUnhealthy records a commit failure, logging only the change from
-// healthy to unwritable.
-func (l *Log) setUnhealthy(err error) {
+// health sources: the writer's journal and the indexer's bbolt store.
+const (
+	healthJournal = iota
+	healthStore
+)
+
+// setHealth records the outcome of the last journal write (src
+// healthJournal) or bbolt store (healthStore): nil or an error wrapping
+// ErrUnwritable. The log is healthy when both are nil; only changes of
+// that are logged.
+func (l *Log) setHealth(src int, err error) {
 	l.healthMu.Lock()
-	was := l.health
-	l.health = err
+	was := l.healthLocked()
+	l.health[src] = err
+	now := l.healthLocked()
 	l.healthMu.Unlock()
-	if was == nil {
-		l.logger.Error("audit log unwritable, refusing records", "path", l.path, "size", l.size.Load(), "error", err)
+	switch {
+	case was == nil && now != nil:
+		l.logger.Error("audit log unwritable, refusing records", "path", l.path, "size", l.size.Load(), "error", now)
+	case was != nil && now == nil:
+		l.logger.Info("audit log writable again", "path", l.path, "size", l.size.Load())
 	}
 }
 
-// setHealthy records a successful commit, logging only the change from
-// unwritable to healthy.
-func (l *Log) setHealthy() {
-	l.healthMu.Lock()
-	was := l.health
-	l.health = nil
-	l.healthMu.Unlock()
-	if was != nil {
-		l.logger.Info("audit log writable again", "path", l.path, "size", l.size.Load())
+// healthLocked is the first failure of the two sources; healthMu is held.
+func (l *Log) healthLocked() error {
+	if l.health[healthJournal] != nil {
+		return l.health[healthJournal]
 	}
+	return l.health[healthStore]
 }

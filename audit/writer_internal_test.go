@@ -134,7 +134,32 @@ func rec(i int) *Record {
 	return &Record{Kind: KindStatement, Session: "s", Statement: &Statement{Text: fmt.Sprint("SELECT ", i)}}
 }
 
-func TestAppendFailureFailsClosed(t *testing.T) {
+// waitStored waits until bbolt holds n records.
+func waitStored(t *testing.T, l *Log, n uint64) {
+	t.Helper()
+	l.idxMu.Lock()
+	defer l.idxMu.Unlock()
+	for l.indexed.Load() < n {
+		l.idxCond.Wait()
+	}
+}
+
+// waitIndexFailed waits until the indexer's last attempt failed.
+func waitIndexFailed(t *testing.T, l *Log) {
+	t.Helper()
+	l.idxMu.Lock()
+	defer l.idxMu.Unlock()
+	for l.idxErr == nil {
+		l.idxCond.Wait()
+	}
+}
+
+// TestIndexFailureFailsClosed: a record durable in the journal is
+// acknowledged even if bbolt then fails to store it; while bbolt fails, new
+// records are refused (each Append has the indexer try again first); reads
+// keep working, the journaled record included; and the log recovers by
+// itself.
+func TestIndexFailureFailsClosed(t *testing.T) {
 	h := &testHook{}
 	logs := &syncBuffer{}
 	l := openWithHook(t, filepath.Join(t.TempDir(), "audit.db"), h, logs)
@@ -144,34 +169,37 @@ func TestAppendFailureFailsClosed(t *testing.T) {
 			t.Fatalf("Append = %d, %v", seq, err)
 		}
 	}
+	waitStored(t, l, 3)
 
 	h.failNext(2)
-	for i := range 2 {
-		seq, err := l.Append(ctx, rec(100+i))
-		if !errors.Is(err, ErrUnwritable) || !errors.Is(err, errInjected) {
-			t.Fatalf("Append during failure = %d, %v; want ErrUnwritable wrapping the cause", seq, err)
-		}
-		if l.Size() != 3 {
-			t.Fatalf("Size() = %d after failed commit, want 3", l.Size())
-		}
-		if err := l.Healthy(); !errors.Is(err, ErrUnwritable) || !errors.Is(err, errInjected) {
-			t.Fatalf("Healthy() = %v during failure", err)
-		}
-		// Reads keep working while appends fail.
-		if es, err := l.Read(0, 10); err != nil || len(es) != 3 {
-			t.Fatalf("Read during failure = %d entries, %v", len(es), err)
-		}
+	if seq, err := l.Append(ctx, rec(3)); err != nil || seq != 3 {
+		t.Fatalf("Append of a journaled record = %d, %v; want 3", seq, err)
+	}
+	waitIndexFailed(t, l)
+	if err := l.Healthy(); !errors.Is(err, ErrUnwritable) || !errors.Is(err, errInjected) {
+		t.Fatalf("Healthy() = %v while bbolt fails", err)
+	}
+	seq, err := l.Append(ctx, rec(100))
+	if !errors.Is(err, ErrUnwritable) || !errors.Is(err, errInjected) {
+		t.Fatalf("Append while bbolt fails = %d, %v; want ErrUnwritable wrapping the cause", seq, err)
+	}
+	if l.Size() != 4 {
+		t.Fatalf("Size() = %d after a refused record, want 4", l.Size())
+	}
+	if es, err := l.Read(0, 10); err != nil || len(es) != 4 {
+		t.Fatalf("Read while bbolt fails = %d entries, %v", len(es), err)
 	}
 
-	seq, err := l.Append(ctx, rec(3))
-	if err != nil || seq != 3 {
-		t.Fatalf("Append after failure = %d, %v; want 3", seq, err)
+	seq, err = l.Append(ctx, rec(4))
+	if err != nil || seq != 4 {
+		t.Fatalf("Append after the failure = %d, %v; want 4", seq, err)
 	}
 	if err := l.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v after recovery", err)
 	}
+	waitStored(t, l, 5)
 	es, err := l.Read(0, 10)
-	if err != nil || len(es) != 4 {
+	if err != nil || len(es) != 5 {
 		t.Fatalf("Read = %d entries, %v", len(es), err)
 	}
 	for i, e := range es {
@@ -180,15 +208,15 @@ func TestAppendFailureFailsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		if want := fmt.Sprint("SELECT ", i); r.Statement.Text != want {
-			t.Errorf("seq %d holds %q, want %q (a failed record was stored?)", i, r.Statement.Text, want)
+			t.Errorf("seq %d holds %q, want %q (a refused record was stored?)", i, r.Statement.Text, want)
 		}
 	}
 
-	// The hook saw every committed leaf once, and was reloaded after each
+	// The hook saw every stored leaf once, and was reloaded after each
 	// failure (open + 2 reopens).
 	h.mu.Lock()
-	if len(h.leaves) != 4 || h.aborted != 2 || h.loads != 3 {
-		t.Errorf("hook: %d leaves, %d aborted, %d loads; want 4, 2, 3", len(h.leaves), h.aborted, h.loads)
+	if len(h.leaves) != 5 || h.aborted != 2 || h.loads != 3 {
+		t.Errorf("hook: %d leaves, %d aborted, %d loads; want 5, 2, 3", len(h.leaves), h.aborted, h.loads)
 	}
 	for _, e := range es {
 		if !bytes.Equal(h.leaves[e.Seq], e.Bytes) {
@@ -267,7 +295,7 @@ func TestFailedBatchConcurrent(t *testing.T) {
 	}
 }
 
-// TestReopenFailureRecovers makes the reopen after a failed commit fail
+// TestReopenFailureRecovers makes the reopen after a failed store fail
 // too (the file is locked by a reader) and checks that the log recovers once
 // the lock is gone.
 func TestReopenFailureRecovers(t *testing.T) {
@@ -279,14 +307,10 @@ func TestReopenFailureRecovers(t *testing.T) {
 	if _, err := l.Append(ctx, rec(0)); err != nil {
 		t.Fatal(err)
 	}
+	waitStored(t, l, 1)
 
-	// Fail one commit; the reopen after it succeeds (nobody holds the lock).
-	h.failNext(1)
-	if _, err := l.Append(ctx, rec(1)); !errors.Is(err, ErrUnwritable) {
-		t.Fatalf("Append = %v", err)
-	}
-	// Now force the writer into the "no file" state: close the file the
-	// way a failed reopen leaves it, with a reader holding the lock.
+	// Put the indexer into the "no file" state a failed reopen leaves,
+	// with a reader holding the lock.
 	l.dbMu.Lock()
 	if err := l.db.Close(); err != nil {
 		t.Fatal(err)
@@ -297,29 +321,38 @@ func TestReopenFailureRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Append(ctx, rec(1)); !errors.Is(err, ErrUnwritable) || !errors.Is(err, ErrLocked) {
+	// Journaled, so acknowledged; the indexer then fails to reopen.
+	if seq, err := l.Append(ctx, rec(1)); err != nil || seq != 1 {
+		t.Fatalf("Append = %d, %v; want 1", seq, err)
+	}
+	waitIndexFailed(t, l)
+	if _, err := l.Append(ctx, rec(2)); !errors.Is(err, ErrUnwritable) || !errors.Is(err, ErrLocked) {
 		t.Fatalf("Append with file locked = %v, want ErrUnwritable wrapping ErrLocked", err)
 	}
 	if _, err := l.Read(0, 1); !errors.Is(err, ErrUnwritable) {
 		t.Errorf("Read without file = %v, want ErrUnwritable", err)
 	}
+	if es, err := l.Read(1, 1); err != nil || len(es) != 1 {
+		t.Errorf("Read of the journaled record without file = %d entries, %v", len(es), err)
+	}
 	if err := reader.Close(); err != nil {
 		t.Fatal(err)
 	}
-	seq, err := l.Append(ctx, rec(1))
-	if err != nil || seq != 1 {
-		t.Fatalf("Append after lock released = %d, %v; want 1", seq, err)
+	seq, err := l.Append(ctx, rec(2))
+	if err != nil || seq != 2 {
+		t.Fatalf("Append after lock released = %d, %v; want 2", seq, err)
 	}
 	if err := l.Healthy(); err != nil {
 		t.Errorf("Healthy() = %v", err)
 	}
+	waitStored(t, l, 3)
 }
 
-// TestReopenSeesFailedCommit simulates a commit that reported failure after
-// its meta page was written (failed final fsync): after the reopen the
-// records are visible, and appends continue after them instead of
-// overwriting them.
-func TestReopenSeesFailedCommit(t *testing.T) {
+// TestStoredAfterFailure simulates a store that reported failure after its
+// meta page was written (failed final fsync): bbolt then holds journaled
+// records the indexer still has queued. It skips them, after checking they
+// are the same bytes, and goes on after them.
+func TestStoredAfterFailure(t *testing.T) {
 	h := &testHook{}
 	path := filepath.Join(t.TempDir(), "audit.db")
 	l := openWithHook(t, path, h, &syncBuffer{})
@@ -327,14 +360,20 @@ func TestReopenSeesFailedCommit(t *testing.T) {
 	if _, err := l.Append(ctx, rec(0)); err != nil {
 		t.Fatal(err)
 	}
-	// Write a record behind the writer's back, as the "failed" commit did.
+	waitStored(t, l, 1)
+	h.failNext(1)
+	if seq, err := l.Append(ctx, rec(1)); err != nil || seq != 1 {
+		t.Fatalf("Append = %d, %v; want 1", seq, err)
+	}
+	waitIndexFailed(t, l)
+	es, err := l.Read(1, 1)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("Read(1) = %v, %v", es, err)
+	}
+	// Store record 1 behind the indexer's back, as the "failed" commit did.
 	l.dbMu.Lock()
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		b, err := Encode(&Record{V: 1, Log: l.id, Seq: 1, Time: goldenTimeInternal, Kind: KindError})
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketRecords).Put(u64(1), b); err != nil {
+	err = l.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketRecords).Put(u64(1), es[0].Bytes); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketMeta).Put(metaSize, u64(2))
@@ -343,16 +382,14 @@ func TestReopenSeesFailedCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.failNext(1)
-	if _, err := l.Append(ctx, rec(2)); !errors.Is(err, ErrUnwritable) {
-		t.Fatalf("Append = %v", err)
-	}
-	if l.Size() != 2 {
-		t.Fatalf("Size() = %d after reopen, want 2", l.Size())
-	}
 	seq, err := l.Append(ctx, rec(2))
 	if err != nil || seq != 2 {
 		t.Fatalf("Append = %d, %v; want 2", seq, err)
+	}
+	waitStored(t, l, 3)
+	got, err := l.Read(0, 10)
+	if err != nil || len(got) != 3 || !bytes.Equal(got[1].Bytes, es[0].Bytes) {
+		t.Fatalf("Read = %v, %v", got, err)
 	}
 }
 

@@ -18,8 +18,10 @@ import (
 	"github.com/tollgate-dev/tollgate/audit"
 )
 
-// TestAuditDiskFull fills a small tmpfs under a Log until a commit fails
-// with ENOSPC. The failed Appends get ErrUnwritable and advance nothing,
+// TestAuditDiskFull fills a small tmpfs under a Log until storing records
+// in the log file fails with ENOSPC. The records journaled before that
+// stay acknowledged; the Appends after it get ErrUnwritable and advance
+// nothing,
 // every acknowledged record survives (also across a reopen while the disk
 // is still full), the open Log keeps serving reads and reports the failure
 // in Healthy, and when space returns the next Append succeeds with the next
@@ -32,7 +34,9 @@ func TestAuditDiskFull(t *testing.T) {
 		t.Skip("needs root to mount a tmpfs")
 	}
 	mnt := t.TempDir()
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=4m"); err != nil {
+	// 10 MiB: the smallest journal (about 4 MiB), two ballasts and the
+	// log file.
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=10m"); err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
@@ -41,11 +45,14 @@ func TestAuditDiskFull(t *testing.T) {
 		}
 	})
 	// Ballast taken before the log exists, freed later as "space returns".
-	ballast1 := auditDiskFullBallast(t, filepath.Join(mnt, "ballast1"), 512<<10)
-	ballast2 := auditDiskFullBallast(t, filepath.Join(mnt, "ballast2"), 512<<10)
+	// Each is larger than what the log may have acknowledged and not
+	// stored in the log file yet (audit's backlog limit, 512 KiB), which
+	// is stored first when space returns.
+	ballast1 := auditDiskFullBallast(t, filepath.Join(mnt, "ballast1"), 1<<20)
+	ballast2 := auditDiskFullBallast(t, filepath.Join(mnt, "ballast2"), 1<<20)
 
 	path := filepath.Join(mnt, "audit.db")
-	opts := audit.Options{HostID: "diskfull-test", Logger: auditDiskFullLogger(t)}
+	opts := audit.Options{HostID: "diskfull-test", Logger: auditDiskFullLogger(t), JournalSize: audit.MinJournalSize}
 	l, err := audit.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)

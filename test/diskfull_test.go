@@ -24,7 +24,8 @@ func TestDiskFullRefusesSessions(t *testing.T) {
 	s.echo4 = echoServer(t, "tcp4", "127.0.0.2:0", "echo4")
 
 	mnt := t.TempDir()
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=4m"); err != nil {
+	// 16 MiB: the audit journal (8 MiB, preallocated) and the log file.
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })

@@ -365,7 +365,12 @@ func TestEvidenceRollback(t *testing.T) {
 	db := filepath.Join(s.d.cfg.StateDir, agent.LogFile)
 	evidenceSessions(t, s, 3)
 	s.d.stop()
+	// The store is the log file and its journal.
 	saved, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	savedJournal, err := os.ReadFile(db + audit.JournalSuffix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,6 +386,9 @@ func TestEvidenceRollback(t *testing.T) {
 	// Roll back and let the log grow a different history, past the
 	// trusted size.
 	if err := os.WriteFile(db, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+audit.JournalSuffix, savedJournal, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.d.start()
