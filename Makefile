@@ -57,6 +57,7 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 60s ./audit/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanFrames$$' -fuzztime 60s ./audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzNegotiate$$' -fuzztime 60s ./agent/postgres/
 	$(GO) test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime 60s ./agent/postgres/
