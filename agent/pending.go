@@ -5,6 +5,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
@@ -38,6 +39,44 @@ func (a *Agent) recordEventually(r *audit.Record) {
 		a.pending = a.addPending(a.pending, r)
 		a.pendingMu.Unlock()
 		a.log.Warn("audit log unwritable, keeping record to retry", "kind", string(r.Kind), "session", r.Session, "error", err)
+	}
+}
+
+// recordAllEventually is recordEventually for a burst of records: they are
+// queued together (one commit, usually), and each that the log could not
+// take is kept and retried like recordEventually's. A record that can never
+// be encoded goes to the operational log instead.
+func (a *Agent) recordAllEventually(rs []*audit.Record) {
+	now := time.Now().UTC()
+	for _, r := range rs {
+		if r.Time.IsZero() {
+			r.Time = now
+		}
+	}
+	a.pendingMu.Lock()
+	queued := len(a.pending) > 0
+	if queued {
+		for _, r := range rs {
+			a.pending = a.addPending(a.pending, r)
+		}
+	}
+	a.pendingMu.Unlock()
+	if queued {
+		return
+	}
+	errs := a.alog.AppendEach(rs)
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, audit.ErrInvalidRecord):
+			b, _ := json.Marshal(rs[i])
+			a.log.Error("audit record dropped: it cannot be encoded", "error", err, "record", string(b))
+		default:
+			a.pendingMu.Lock()
+			a.pending = a.addPending(a.pending, rs[i])
+			a.pendingMu.Unlock()
+			a.log.Warn("audit log unwritable, keeping record to retry", "kind", string(rs[i].Kind), "session", rs[i].Session, "error", err)
+		}
 	}
 }
 

@@ -294,3 +294,6 @@ func (p pgRecorder) RecordAll(ctx context.Context, rs []*audit.Record) error {
 }
 
 func (p pgRecorder) RecordEventually(r *audit.Record) { p.a.recordEventually(r) }
+
+// RecordAllEventually appends result records in one go.
+func (p pgRecorder) RecordAllEventually(rs []*audit.Record) { p.a.recordAllEventually(rs) }

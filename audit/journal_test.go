@@ -238,3 +238,28 @@ func TestJournalOtherLog(t *testing.T) {
 		t.Fatalf("read-only Open with another log's journal = %v, want ErrCorrupt", err)
 	}
 }
+
+// TestAppendEach: a record that cannot be encoded fails alone; the others
+// of the burst are durable with consecutive seqs.
+func TestAppendEach(t *testing.T) {
+	l, err := audit.Open(filepath.Join(t.TempDir(), "audit.db"), audit.Options{HostID: "h", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rs := []*audit.Record{
+		{Kind: audit.KindResult, Session: "s", Detail: map[string]string{"tag": "SELECT 1"}},
+		{Kind: audit.KindResult, Session: "s", Detail: map[string]string{"tag": strings.Repeat("x", audit.MaxRecordSize)}},
+		{Kind: audit.KindResult, Session: "s", Detail: map[string]string{"tag": "SELECT 2"}},
+	}
+	errs := l.AppendEach(rs)
+	if len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], audit.ErrInvalidRecord) || errs[2] != nil {
+		t.Fatalf("AppendEach = %v", errs)
+	}
+	if rs[0].Seq != 0 || rs[2].Seq != 1 || l.Size() != 2 {
+		t.Fatalf("seqs %d, %d; size %d", rs[0].Seq, rs[2].Seq, l.Size())
+	}
+	if errs := l.AppendEach(rs[:1]); errs != nil {
+		t.Fatalf("AppendEach of a valid record = %v", errs)
+	}
+}

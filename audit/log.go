@@ -481,43 +481,10 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 // commits may be stored or not: a caller that acts only after AppendAll
 // returned nil never acts unrecorded. The rules of Append on ctx apply.
 func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
-	if l.readOnly {
-		return fmt.Errorf("append: %w", ErrReadOnly)
-	}
-	if err := ctx.Err(); err != nil {
+	reqs, err := l.enqueue(ctx, rs, nil)
+	if err != nil {
 		return err
 	}
-	reqs := make([]*request, len(rs))
-	now := time.Now().UTC()
-	for i, r := range rs {
-		r.V = SchemaVersion
-		r.Log = l.id
-		if r.Time.IsZero() {
-			r.Time = now
-		}
-		head, tail, err := encodeSplit(r)
-		if err != nil {
-			return fmt.Errorf("append record %d of %d: %w", i+1, len(rs), err)
-		}
-		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
-	}
-
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return fmt.Errorf("append: %w", ErrClosed)
-	}
-	for _, req := range reqs {
-		req.seq = l.nextSeq
-		l.nextSeq++
-	}
-	l.queue = append(l.queue, reqs...)
-	l.mu.Unlock()
-	for _, req := range reqs {
-		l.prepare(req)
-	}
-	l.signal()
-
 	for i, req := range reqs {
 		select {
 		case res := <-req.done:
@@ -530,6 +497,93 @@ func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 		}
 	}
 	return nil
+}
+
+// AppendEach is AppendAll for records that are appended whatever happens
+// to the others: it waits for every record and returns one error per
+// record, nil for each that is durable (its Seq set); a record that cannot
+// be encoded gets its error and the others are appended. A nil slice means
+// all are durable. It does not take a context: it waits until each record
+// was committed or failed.
+func (l *Log) AppendEach(rs []*Record) []error {
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(rs))
+		}
+		errs[i] = err
+	}
+	reqs, err := l.enqueue(context.Background(), rs, fail)
+	if err != nil {
+		for i := range rs {
+			fail(i, err)
+		}
+		return errs
+	}
+	for i, req := range reqs {
+		if req == nil {
+			continue
+		}
+		res := <-req.done
+		if res.err != nil {
+			fail(i, res.err)
+			continue
+		}
+		rs[i].Seq = res.seq
+	}
+	return errs
+}
+
+// enqueue encodes rs and queues them together for the writer. A record
+// that cannot be encoded fails the whole call, unless invalid is set: then
+// invalid gets it and its request is nil.
+func (l *Log) enqueue(ctx context.Context, rs []*Record, invalid func(int, error)) ([]*request, error) {
+	if l.readOnly {
+		return nil, fmt.Errorf("append: %w", ErrReadOnly)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	reqs := make([]*request, len(rs))
+	now := time.Now().UTC()
+	for i, r := range rs {
+		r.V = SchemaVersion
+		r.Log = l.id
+		if r.Time.IsZero() {
+			r.Time = now
+		}
+		head, tail, err := encodeSplit(r)
+		if err != nil {
+			err = fmt.Errorf("append record %d of %d: %w", i+1, len(rs), err)
+			if invalid == nil {
+				return nil, err
+			}
+			invalid(i, err)
+			continue
+		}
+		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
+	}
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("append: %w", ErrClosed)
+	}
+	for _, req := range reqs {
+		if req != nil {
+			req.seq = l.nextSeq
+			l.nextSeq++
+			l.queue = append(l.queue, req)
+		}
+	}
+	l.mu.Unlock()
+	for _, req := range reqs {
+		if req != nil {
+			l.prepare(req)
+		}
+	}
+	l.signal()
+	return reqs, nil
 }
 
 // signal wakes the writer without blocking.

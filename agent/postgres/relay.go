@@ -1019,13 +1019,20 @@ func (r *relay) writeResults() {
 	}
 }
 
-// flushResults writes the pending result records, concurrently so that the
+// flushResults writes the pending result records, together so that the
 // log commits them together.
 func (r *relay) flushResults() {
 	r.resMu.Lock()
 	batch := r.pending
 	r.pending = nil
 	r.resMu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if br, ok := r.s.opts.Recorder.(EventualBatchRecorder); ok {
+		br.RecordAllEventually(batch)
+		return
+	}
 	var wg sync.WaitGroup
 	for _, b := range batch {
 		wg.Go(func() { r.s.opts.Recorder.RecordEventually(b) })

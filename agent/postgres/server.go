@@ -55,6 +55,15 @@ type BatchRecorder interface {
 	RecordAll(ctx context.Context, rs []*audit.Record) error
 }
 
+// EventualBatchRecorder is implemented by Recorders that also append a
+// burst of records of things that already happened in one go, with
+// RecordEventually's promise for each. The relay uses it, when the
+// Recorder implements it, for its result records, instead of one
+// concurrent RecordEventually each.
+type EventualBatchRecorder interface {
+	RecordAllEventually(rs []*audit.Record)
+}
+
 // PolicySource gives the policy in force. The daemon swaps it on reload;
 // open sessions judge their next statements by the new one.
 type PolicySource interface {
