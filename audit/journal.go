@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,32 +90,47 @@ func journalHeader(id string) []byte {
 
 // createJournal creates a zero-filled journal of size bytes for the log id.
 // It writes zeros rather than allocating, so that later writes overwrite
-// allocated, written blocks and fdatasync has no metadata to flush.
-func createJournal(path, id string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+// allocated, written blocks and fdatasync has no metadata to flush. The
+// file is made under a temporary name and renamed into place once flushed,
+// so a crash leaves either no journal or a whole one.
+func createJournal(path, id string, size int64) (err error) {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create journal: %w", err)
 	}
-	defer f.Close()
-	fail := func(err error) error {
-		_ = os.Remove(path)
-		return fmt.Errorf("create journal %s: %w", path, err)
-	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			_ = os.Remove(tmp)
+			err = fmt.Errorf("create journal %s: %w", path, err)
+		}
+	}()
 	zero := make([]byte, 1<<20)
 	copy(zero, journalHeader(id))
 	for off := int64(0); off < size; off += int64(len(zero)) {
 		n := min(int64(len(zero)), size-off)
 		if _, err := f.WriteAt(zero[:n], off); err != nil {
-			return fail(err)
+			return err
 		}
 		if off == 0 {
 			clear(zero[:journalHeaderSize])
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return fail(err)
+		return err
 	}
-	return nil
+	if err := f.Close(); err != nil {
+		f = nil
+		return err
+	}
+	f = nil
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // readJournal reads the journal at path for the log id: its size and the
