@@ -61,9 +61,12 @@ type LogStatus struct {
 	Path    string `json:"path"`
 	ID      string `json:"id"`
 	Records uint64 `json:"records"`
-	Bytes   int64  `json:"bytes"`
-	Healthy bool   `json:"healthy"`
-	Error   string `json:"error,omitempty"`
+	// Unstored counts the durable records that are only in the journal
+	// so far (audit.Log.Unstored).
+	Unstored int    `json:"unstored"`
+	Bytes    int64  `json:"bytes"`
+	Healthy  bool   `json:"healthy"`
+	Error    string `json:"error,omitempty"`
 	// LastCheckpoint describes the newest signed checkpoint ("size N,
 	// signed T"); CheckpointSize and CheckpointTime are the same as data.
 	LastCheckpoint string    `json:"last_checkpoint"`
@@ -121,7 +124,7 @@ func (a *Agent) status() Status {
 		st.Sessions = append(st.Sessions, *s)
 	}
 	path := filepath.Join(a.cfg.StateDir, LogFile)
-	st.Log = LogStatus{Path: path, ID: a.alog.ID(), Records: a.alog.Size(), Healthy: true,
+	st.Log = LogStatus{Path: path, ID: a.alog.ID(), Records: a.alog.Size(), Unstored: a.alog.Unstored(), Healthy: true,
 		LastCheckpoint: "none yet", ShippingLag: "not shipping (no ship.url)"}
 	if cp, err := a.alog.LastCheckpoint(); err == nil {
 		st.Log.CheckpointSize, st.Log.CheckpointTime = cp.Size, cp.Time

@@ -267,6 +267,13 @@ func (l *Log) stopIndexer() {
 	l.idxMu.Unlock()
 }
 
+// Unstored returns how many durable records are only in the journal: the
+// indexer has not stored them in the log file yet. It stays near zero
+// while the file takes records, and grows (up to about 512 KiB of records)
+// while it cannot, for example on a full disk; they are stored when it
+// can again, or at the next Open.
+func (l *Log) Unstored() int { return l.unindexedCount() }
+
 // unindexedCount is how many acknowledged records bbolt does not hold yet.
 func (l *Log) unindexedCount() int {
 	l.idxMu.Lock()

@@ -117,4 +117,7 @@ func TestDiskFullRefusesSessions(t *testing.T) {
 	if !s.d.status().Log.Healthy {
 		t.Fatal("log still unhealthy after recovery")
 	}
+	// What the journal held while the log file could not take it is
+	// stored once it can.
+	waitFor(t, "the journal's records stored in the log file", func() bool { return s.d.status().Log.Unstored == 0 })
 }

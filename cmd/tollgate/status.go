@@ -111,7 +111,7 @@ func printStatus(w io.Writer, st agent.Status) error {
 	if !st.Log.Healthy {
 		health = "UNWRITABLE: " + st.Log.Error
 	}
-	fmt.Fprintf(tw, "audit log\t%s: %d records, %d bytes, %s\n", st.Log.Path, st.Log.Records, st.Log.Bytes, health)
+	fmt.Fprintf(tw, "audit log\t%s: %d records (%d only in the journal so far), %d bytes, %s\n", st.Log.Path, st.Log.Records, st.Log.Unstored, st.Log.Bytes, health)
 	fmt.Fprintf(tw, "log id\t%s\n", st.Log.ID)
 	fmt.Fprintf(tw, "host key\t%s\n", st.HostKey)
 	fmt.Fprintf(tw, "last checkpoint\t%s\n", st.Log.LastCheckpoint)
