@@ -244,12 +244,7 @@ func (j *journal) write(recs []jrec) error {
 	}
 	buf := j.buf[:0]
 	for _, r := range recs {
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.data)))
-		crc := crc32.Update(0, crcTable, binary.BigEndian.AppendUint64(nil, r.seq))
-		crc = crc32.Update(crc, crcTable, r.data)
-		buf = binary.BigEndian.AppendUint32(buf, crc)
-		buf = binary.BigEndian.AppendUint64(buf, r.seq)
-		buf = append(buf, r.data...)
+		buf = appendFrame(buf, r)
 	}
 	if cap(buf) <= 4<<20 {
 		j.buf = buf
@@ -267,6 +262,17 @@ func (j *journal) write(recs []jrec) error {
 	}
 	j.off += int64(len(buf))
 	return nil
+}
+
+// appendFrame appends r's frame to b.
+func appendFrame(b []byte, r jrec) []byte {
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], r.seq)
+	crc := crc32.Update(crc32.Update(0, crcTable, seq[:]), crcTable, r.data)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.data)))
+	b = binary.BigEndian.AppendUint32(b, crc)
+	b = append(b, seq[:]...)
+	return append(b, r.data...)
 }
 
 // zero overwrites [from, to) with zeros and flushes.

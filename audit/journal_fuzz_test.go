@@ -3,8 +3,6 @@
 package audit
 
 import (
-	"encoding/binary"
-	"hash/crc32"
 	"testing"
 )
 
@@ -12,11 +10,7 @@ import (
 func frameBytes(recs ...jrec) []byte {
 	var b []byte
 	for _, r := range recs {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(r.data)))
-		crc := crc32.Update(0, crcTable, binary.BigEndian.AppendUint64(nil, r.seq))
-		b = binary.BigEndian.AppendUint32(b, crc32.Update(crc, crcTable, r.data))
-		b = binary.BigEndian.AppendUint64(b, r.seq)
-		b = append(b, r.data...)
+		b = appendFrame(b, r)
 	}
 	return b
 }
