@@ -72,9 +72,10 @@ type Options struct {
 	CheckpointInterval time.Duration
 }
 
-// Log is a host's append-only audit log in a bbolt file. One Log owns the
-// file: a single writer goroutine group-commits appended records. All methods
-// are safe for concurrent use.
+// Log is a host's append-only audit log in a bbolt file and its journal.
+// One Log owns both: a single writer goroutine group-commits appended
+// records to the journal, and a single indexer goroutine stores them in the
+// bbolt file. All methods are safe for concurrent use.
 type Log struct {
 	path     string
 	opts     Options
@@ -85,12 +86,12 @@ type Log struct {
 	epoch string
 	id    string
 
-	// size is the number of committed records.
+	// size is the number of durable (acknowledged) records.
 	size atomic.Uint64
 
 	// dbMu guards db against being swapped or closed while a read
-	// transaction uses it; the writer takes it exclusively to reopen the
-	// file and readers share it. The writer itself reads db without it:
+	// transaction uses it; the indexer takes it exclusively to reopen the
+	// file and readers share it. The indexer itself reads db without it:
 	// it is the only goroutine that changes db.
 	dbMu     sync.RWMutex
 	db       *bolt.DB // nil while the file could not be reopened
@@ -416,14 +417,15 @@ func (l *Log) Healthy() error {
 }
 
 // Append writes r to the log and returns its seq once it is durable: the
-// transaction holding it committed with fsync. It sets r.V and r.Log, sets
+// journal write holding it was flushed (fdatasync). It sets r.V and r.Log, sets
 // r.Time to the current time if it is zero, and on success sets r.Seq. The
 // record is encoded when Append is called; later changes to r do not affect
 // what is stored.
 //
-// If the commit fails, Append returns an error wrapping ErrUnwritable and
-// the cause; nothing of the batch was acknowledged and seq did not advance,
-// and the next Append tries again. Once r is queued it will be written even
+// If the journal write fails, or the bbolt file cannot store records (see
+// Healthy), Append returns an error wrapping ErrUnwritable and the cause;
+// nothing of the batch was acknowledged and seq did not advance, and the
+// next Append tries again. Once r is queued it will be written even
 // if ctx ends: ctx only bounds the wait, so Append may return ctx.Err() for
 // a record that is (or later becomes) durable under the next seq. Callers
 // that must not act unrecorded treat ctx.Err() like any other error.
