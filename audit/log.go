@@ -401,9 +401,10 @@ func (l *Log) Epoch() string { return l.epoch }
 // Size returns the number of durable records; the next Append gets this seq.
 func (l *Log) Size() uint64 { return l.size.Load() }
 
-// Healthy returns nil if the last commit succeeded (or none was tried yet),
-// an error wrapping ErrUnwritable and its cause while the log cannot be
-// written, and ErrClosed after Close.
+// Healthy returns nil if the last journal write and the last store in the
+// bbolt file succeeded (or none was tried yet), an error wrapping
+// ErrUnwritable and its cause while either fails, and ErrClosed after
+// Close.
 func (l *Log) Healthy() error {
 	l.mu.Lock()
 	closed := l.closed
