@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
+	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/redirect"
 	"golang.org/x/sys/unix"
@@ -110,6 +111,10 @@ func HostChecks(configPath string) []Check {
 		}
 		werr := dirWritable(cfg.StateDir)
 		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
+		if werr == nil {
+			out = append(out, Check{Name: "state_dir free space", Err: stateDirSpace(cfg.StateDir),
+				Fix: "free space on its file system or move state_dir: when the audit log cannot grow, new sessions are refused"})
+		}
 	}
 	parent := filepath.Dir(pin)
 	var bpffsErr error
@@ -138,6 +143,35 @@ func effectiveCaps() (uint64, error) {
 		}
 	}
 	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+// minStateFree is the free space doctor wants in state_dir besides the
+// journal: room for the audit log file to grow.
+const minStateFree = 64 << 20
+
+// stateDirSpace checks that state_dir's file system has room for the audit
+// journal, which the daemon creates at its first start, and for the log.
+func stateDirSpace(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	_, err := os.Stat(filepath.Join(dir, LogFile+audit.JournalSuffix))
+	return checkSpace(uint64(st.Bavail)*uint64(st.Bsize), err == nil)
+}
+
+// checkSpace says whether free bytes are enough, given whether the journal
+// exists already.
+func checkSpace(free uint64, journal bool) error {
+	need := uint64(minStateFree)
+	if !journal {
+		need += audit.DefaultJournalSize
+	}
+	if free < need {
+		return fmt.Errorf("%d MiB free, want at least %d MiB (the audit journal takes %d MiB at the first start, and the log grows with every record)",
+			free>>20, need>>20, audit.DefaultJournalSize>>20)
+	}
+	return nil
 }
 
 func dirWritable(dir string) error {
