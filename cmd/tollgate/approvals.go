@@ -33,22 +33,8 @@ func approvalsCommand() *cli.Command {
 }
 
 func approvalsList(c *cli.Context) error {
-	sock, _, err := apiSocket(c)
-	if err != nil {
-		return err
-	}
-	hs, err := agent.NewClient(sock).Approvals(c.Context)
-	if err != nil {
-		return controlError(c, sock, err)
-	}
-	if c.String("output") == "json" {
-		return writeJSONOut(c.App.Writer, hs)
-	}
-	if len(hs) == 0 {
-		fmt.Fprintln(c.App.ErrWriter, "no statements held for approval")
-		return nil
-	}
-	return printHolds(c.App.Writer, hs, time.Now())
+	return listOut(c, func(cl *agent.Client) ([]policy.Hold, error) { return cl.Approvals(c.Context) },
+		"no statements held for approval", func(w io.Writer, hs []policy.Hold) error { return printHolds(w, hs, time.Now()) })
 }
 
 func printHolds(w io.Writer, hs []policy.Hold, now time.Time) error {
@@ -123,15 +109,11 @@ func decide(c *cli.Context, approve bool) error {
 	if !approve && strings.TrimSpace(c.String("reason")) == "" {
 		return errors.New("deny needs --reason: the requester and the audit log are told why")
 	}
-	sock, cfg, err := apiSocket(c)
+	cl, sock, tok, err := approverClient(c)
 	if err != nil {
 		return err
 	}
-	tok, err := approverToken(c, cfg)
-	if err != nil {
-		return err
-	}
-	res, err := agent.NewClient(sock).Decide(c.Context, id, approve, c.String("reason"), tok)
+	res, err := cl.Decide(c.Context, id, approve, c.String("reason"), tok)
 	if err != nil {
 		return controlError(c, sock, err)
 	}

@@ -67,15 +67,11 @@ func grantCreate(c *cli.Context) error {
 			}
 		}
 	}
-	sock, cfg, err := apiSocket(c)
+	cl, sock, tok, err := approverClient(c)
 	if err != nil {
 		return err
 	}
-	tok, err := approverToken(c, cfg)
-	if err != nil {
-		return err
-	}
-	g, err := agent.NewClient(sock).CreateGrant(c.Context, agent.GrantRequest{Identity: c.String("identity"), Target: c.String("target"),
+	g, err := cl.CreateGrant(c.Context, agent.GrantRequest{Identity: c.String("identity"), Target: c.String("target"),
 		Classes: classes, For: d, Reason: c.String("reason")}, tok)
 	if err != nil {
 		return controlError(c, sock, err)
@@ -89,22 +85,7 @@ func grantCreate(c *cli.Context) error {
 }
 
 func grantList(c *cli.Context) error {
-	sock, _, err := apiSocket(c)
-	if err != nil {
-		return err
-	}
-	gs, err := agent.NewClient(sock).Grants(c.Context)
-	if err != nil {
-		return controlError(c, sock, err)
-	}
-	if c.String("output") == "json" {
-		return writeJSONOut(c.App.Writer, gs)
-	}
-	if len(gs) == 0 {
-		fmt.Fprintln(c.App.ErrWriter, "no grants")
-		return nil
-	}
-	return printGrants(c.App.Writer, gs)
+	return listOut(c, func(cl *agent.Client) ([]agent.GrantInfo, error) { return cl.Grants(c.Context) }, "no grants", printGrants)
 }
 
 func printGrants(w io.Writer, gs []agent.GrantInfo) error {
@@ -125,15 +106,11 @@ func grantRevoke(c *cli.Context) error {
 	if len(args) != 1 {
 		return errors.New("want one grant ID (see tollgate grant list)")
 	}
-	sock, cfg, err := apiSocket(c)
+	cl, sock, tok, err := approverClient(c)
 	if err != nil {
 		return err
 	}
-	tok, err := approverToken(c, cfg)
-	if err != nil {
-		return err
-	}
-	g, err := agent.NewClient(sock).RevokeGrant(c.Context, args[0], c.String("reason"), tok)
+	g, err := cl.RevokeGrant(c.Context, args[0], c.String("reason"), tok)
 	if err != nil {
 		return controlError(c, sock, err)
 	}

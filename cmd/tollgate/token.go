@@ -105,6 +105,42 @@ func configIssuers(path string, cfg *policy.Config) []policy.Issuer {
 
 // controlError turns the daemon's refusals into messages that say what to
 // do, and exit status 3 for a daemon that is not running (as status does).
+// approverClient returns the daemon's API client, its socket (for
+// controlError) and the approver's ID token, for the calls that change
+// state.
+func approverClient(c *cli.Context) (*agent.Client, string, string, error) {
+	sock, cfg, err := apiSocket(c)
+	if err != nil {
+		return nil, "", "", err
+	}
+	tok, err := approverToken(c, cfg)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return agent.NewClient(sock), sock, tok, nil
+}
+
+// listOut fetches a list from the daemon and prints it: as JSON with
+// -o json, none as a note on stderr, else with print.
+func listOut[T any](c *cli.Context, fetch func(*agent.Client) ([]T, error), none string, print func(io.Writer, []T) error) error {
+	sock, _, err := apiSocket(c)
+	if err != nil {
+		return err
+	}
+	items, err := fetch(agent.NewClient(sock))
+	if err != nil {
+		return controlError(c, sock, err)
+	}
+	if c.String("output") == "json" {
+		return writeJSONOut(c.App.Writer, items)
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(c.App.ErrWriter, none)
+		return nil
+	}
+	return print(c.App.Writer, items)
+}
+
 func controlError(c *cli.Context, sock string, err error) error {
 	switch {
 	case errors.Is(err, agent.ErrDaemonNotRunning):
