@@ -303,6 +303,22 @@ func mergeCounts(dst, add []mask.ColumnCount) []mask.ColumnCount {
 	return dst
 }
 
+// front returns the oldest expected response, under the relay's lock.
+func (r *relay) front() *expect {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.front()
+}
+
+// frontExec is the execution the oldest expected response belongs to, nil
+// if none.
+func (r *relay) frontExec() *exec {
+	if f := r.front(); f != nil {
+		return f.exec
+	}
+	return nil
+}
+
 // maskServer handles a server message when masking is on. It reports
 // whether it handled the message (read it, forwarded it or not); when it
 // did not, the relay's usual path does, with nothing of the message read
@@ -320,9 +336,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			reason, err := r.serverReadEnd(err)
 			return true, reason, err
 		}
-		r.mu.Lock()
-		f := r.st.front()
-		r.mu.Unlock()
+		f := r.front()
 		if f != nil && f.kind == expectQuery && f.exec != nil {
 			if err := r.startResult(f.exec, body); err != nil {
 				return true, "", r.refuseResult(f.exec, err)
@@ -365,13 +379,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 	case 'D':
 		res, perr := r.currentResult()
 		if perr != nil {
-			r.mu.Lock()
-			f := r.st.front()
-			r.mu.Unlock()
-			var e *exec
-			if f != nil {
-				e = f.exec
-			}
+			e := r.frontExec()
 			if err := r.refuseResult(e, perr); err != nil {
 				return true, ReasonClientError, err
 			}
@@ -411,13 +419,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			reason, err := r.serverReadEnd(err)
 			return true, reason, err
 		}
-		r.mu.Lock()
-		f := r.st.front()
-		r.mu.Unlock()
-		var e *exec
-		if f != nil {
-			e = f.exec
-		}
+		e := r.frontExec()
 		if err := r.startCopy(e, body); err != nil {
 			return true, "", r.refuseResult(e, err)
 		}
@@ -448,7 +450,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			return true, ReasonClientError, err
 		}
 		return true, "", nil
-	case 'E', 'N':
+	case 'E', 'N', 'A':
 		body, err := readBody(r.ur, &r.ubuf, n)
 		if err != nil {
 			reason, err := r.serverReadEnd(err)
@@ -467,14 +469,6 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			case !forward:
 				return true, "", nil
 			}
-		}
-		reason, err = r.forwardMasked(typ, body)
-		return true, reason, err
-	case 'A':
-		body, err := readBody(r.ur, &r.ubuf, n)
-		if err != nil {
-			reason, err := r.serverReadEnd(err)
-			return true, reason, err
 		}
 		reason, err = r.forwardMasked(typ, body)
 		return true, reason, err
