@@ -66,23 +66,7 @@ func grantableBy(r *policy.Rule, p policy.Person, identity, target string, c pol
 	}) {
 		return false
 	}
-	return isApprover(r.Approvers, p)
-}
-
-// isApprover reports whether p is among approvers, by configured identity
-// or OIDC group, as policy.Approvals decides eligibility.
-func isApprover(ap policy.Approvers, p policy.Person) bool {
-	for _, n := range ap.Identities {
-		if slices.Contains(p.Identities, n) || p.Name == n {
-			return true
-		}
-	}
-	for _, g := range ap.Groups {
-		if slices.Contains(p.Groups, g) {
-			return true
-		}
-	}
-	return false
+	return r.Approvers.Includes(p)
 }
 
 // grantRecord describes a grant event. Identity is who acted: the grantor

@@ -208,7 +208,7 @@ func (a *Approvals) Decide(id string, by Person, approve bool, reason string) (*
 	if hd == nil || hd.ended || !hd.open {
 		return nil, fmt.Errorf("decide %s: %w", id, ErrNoSuchApproval)
 	}
-	if !eligible(hd.Approvers, by) {
+	if !hd.Approvers.Includes(by) {
 		return nil, fmt.Errorf("decide %s: %w", id, ErrNotApprover)
 	}
 	if by.same(hd.Requester) {
@@ -238,9 +238,9 @@ func (a *Approvals) Decide(id string, by Person, approve bool, reason string) (*
 	return &v, nil
 }
 
-// eligible reports whether p may decide under approvers: by configured
+// Includes reports whether p is one of the approvers: by configured
 // identity name or by OIDC group.
-func eligible(ap Approvers, p Person) bool {
+func (ap Approvers) Includes(p Person) bool {
 	for _, n := range ap.Identities {
 		if slices.Contains(p.Identities, n) || p.Name == n {
 			return true
