@@ -4,13 +4,9 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,49 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/coreos/go-oidc/v3/oidc/oidctest"
-
 	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/testoidc"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
-// testIssuer is an OIDC provider on loopback (go-oidc's oidctest).
-type testIssuer struct {
-	url string
-	key *rsa.PrivateKey
-}
+// testIssuer is the shared test OIDC provider.
+type testIssuer = testoidc.Issuer
 
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "k", Algorithm: oidc.RS256}}}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	srv.SetIssuer(hs.URL)
-	return &testIssuer{url: hs.URL, key: key}
-}
-
-// token signs a valid token for audience tollgate with extra claims; a
-// nil value removes a claim.
-func (is *testIssuer) token(t *testing.T, claims map[string]any) string {
-	t.Helper()
-	c := map[string]any{"iss": is.url, "aud": "tollgate", "iat": time.Now().Add(-time.Minute).Unix(),
-		"exp": time.Now().Add(time.Hour).Unix()}
-	for k, v := range claims {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	b, _ := json.Marshal(c)
-	return oidctest.SignIDToken(is.key, "k", oidc.RS256, string(b))
-}
+func newTestIssuer(t *testing.T) *testIssuer { return testoidc.NewIssuer(t) }
 
 // controlPolicy has a single-approver review rule for ddl by deploy, a
 // two-approver rule for truncate, and a deny rule for grant statements.
@@ -108,7 +71,7 @@ func newTestAgent(t *testing.T) *testAgent {
 
 func startTestAgent(t *testing.T, is *testIssuer, dir string) *testAgent {
 	t.Helper()
-	cfg, err := policy.Parse(fmt.Appendf(nil, controlPolicy, is.url, dir))
+	cfg, err := policy.Parse(fmt.Appendf(nil, controlPolicy, is.URL, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +149,7 @@ func (ta *testAgent) hold(t *testing.T, rule string) (string, <-chan policy.Verd
 			ap = r.Approvers
 		}
 	}
-	requester := policy.Person{Name: "deploy", Issuer: ta.is.url, Subject: "ci", Identities: []string{"deploy"}}
+	requester := policy.Person{Name: "deploy", Issuer: ta.is.URL, Subject: "ci", Identities: []string{"deploy"}}
 	ids := make(chan string, 1)
 	verdicts := make(chan policy.Verdict, 1)
 	go func() {
@@ -215,7 +178,7 @@ func (ta *testAgent) hold(t *testing.T, rule string) (string, <-chan policy.Verd
 func TestAPIApproveAndDeny(t *testing.T) {
 	ta := newTestAgent(t)
 	ctx := context.Background()
-	alice := ta.is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}})
+	alice := ta.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}})
 
 	id, verdicts := ta.hold(t, "ddl-review")
 	hs, err := ta.client.Approvals(ctx)
@@ -264,8 +227,8 @@ func TestAPIApproveAndDeny(t *testing.T) {
 func TestAPIPartialVote(t *testing.T) {
 	ta := newTestAgent(t)
 	ctx := context.Background()
-	alice := ta.is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}})
-	bob := ta.is.token(t, map[string]any{"sub": "bob", "groups": []string{"dba", "ops"}})
+	alice := ta.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}})
+	bob := ta.is.Token(t, map[string]any{"sub": "bob", "groups": []string{"dba", "ops"}})
 
 	id, verdicts := ta.hold(t, "truncate-four-eyes")
 	res, err := ta.client.Decide(ctx, id, true, "ok by me", alice)
@@ -276,7 +239,7 @@ func TestAPIPartialVote(t *testing.T) {
 	if rec.Kind != audit.KindApprovalDecision || rec.Session != "S1" || rec.Detail["final"] != "false" ||
 		rec.Detail[audit.DetailApproval] != id || rec.Decision == nil || rec.Decision.Action != "allow" ||
 		rec.Decision.Rule != "truncate-four-eyes" || rec.Decision.Policy != ta.a.cfgHash || rec.Decision.Reason != "ok by me" ||
-		rec.Identity == nil || rec.Identity.Subject != "alice" || rec.Identity.Issuer != ta.is.url {
+		rec.Identity == nil || rec.Identity.Subject != "alice" || rec.Identity.Issuer != ta.is.URL {
 		t.Fatalf("partial vote record %+v", rec)
 	}
 	// SO_PEERCRED names this very process as the caller.
@@ -312,15 +275,15 @@ func TestAPIRefusals(t *testing.T) {
 		token string
 		want  error
 	}{
-		{"self-approval", id, ta.is.token(t, map[string]any{"sub": "ci", "groups": []string{"dba"}}), policy.ErrSelfApproval},
-		{"outside-group", id, ta.is.token(t, map[string]any{"sub": "mallory", "groups": []string{"staff"}}), policy.ErrNotApprover},
+		{"self-approval", id, ta.is.Token(t, map[string]any{"sub": "ci", "groups": []string{"dba"}}), policy.ErrSelfApproval},
+		{"outside-group", id, ta.is.Token(t, map[string]any{"sub": "mallory", "groups": []string{"staff"}}), policy.ErrNotApprover},
 		{"no-token", id, "", ErrBadToken},
 		{"garbage", id, "not.a.jwt", ErrBadToken},
-		{"expired", id, ta.is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}, "exp": time.Now().Add(-time.Minute).Unix()}), ErrTokenExpired},
-		{"wrong-audience", id, ta.is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}, "aud": "other"}), ErrBadToken},
-		{"untrusted-issuer", id, other.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}), ErrBadToken},
-		{"forged", id, other.token(t, map[string]any{"iss": ta.is.url, "sub": "alice", "groups": []string{"dba"}}), ErrBadToken},
-		{"no-such-approval", "ap-0000000000000000", ta.is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}), policy.ErrNoSuchApproval},
+		{"expired", id, ta.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}, "exp": time.Now().Add(-time.Minute).Unix()}), ErrTokenExpired},
+		{"wrong-audience", id, ta.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}, "aud": "other"}), ErrBadToken},
+		{"untrusted-issuer", id, other.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}), ErrBadToken},
+		{"forged", id, other.Token(t, map[string]any{"iss": ta.is.URL, "sub": "alice", "groups": []string{"dba"}}), ErrBadToken},
+		{"no-such-approval", "ap-0000000000000000", ta.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}), policy.ErrNoSuchApproval},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,9 +21,9 @@ import (
 func TestAPIGrants(t *testing.T) {
 	ta := newTestAgent(t)
 	ctx := context.Background()
-	alice := ta.is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}})
-	bob := ta.is.token(t, map[string]any{"sub": "bob", "groups": []string{"dba"}})
-	mallory := ta.is.token(t, map[string]any{"sub": "mallory", "groups": []string{"staff"}})
+	alice := ta.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}})
+	bob := ta.is.Token(t, map[string]any{"sub": "bob", "groups": []string{"dba"}})
+	mallory := ta.is.Token(t, map[string]any{"sub": "mallory", "groups": []string{"staff"}})
 	ddl := GrantRequest{Identity: "deploy", Target: "db", Classes: []policy.Class{policy.ClassDDL},
 		For: policy.Duration(30 * time.Minute), Reason: "migration 42"}
 
@@ -35,7 +35,7 @@ func TestAPIGrants(t *testing.T) {
 	}{
 		{"not-an-approver", ddl, mallory, ErrNotGrantor},
 		{"bad-token", ddl, "x.y.z", ErrBadToken},
-		{"self-grant", ddl, ta.is.token(t, map[string]any{"sub": "ci", "groups": []string{"dba"}}), ErrSelfGrant},
+		{"self-grant", ddl, ta.is.Token(t, map[string]any{"sub": "ci", "groups": []string{"dba"}}), ErrSelfGrant},
 		{"uncovered-class", GrantRequest{Identity: "deploy", Target: "db", Classes: []policy.Class{policy.ClassDDL, policy.ClassSelect},
 			For: ddl.For, Reason: "x"}, alice, ErrNotGrantor},
 		{"four-eyes-rule", GrantRequest{Identity: "deploy", Target: "db", Classes: []policy.Class{policy.ClassTruncate},
@@ -129,7 +129,7 @@ func expiredRecords(t *testing.T, ta *testAgent, id string) int {
 func TestGrantExpiryOnce(t *testing.T) {
 	is := newTestIssuer(t)
 	dir := t.TempDir()
-	by := policy.Person{Name: "dba", Issuer: is.url, Subject: "alice"}
+	by := policy.Person{Name: "dba", Issuer: is.URL, Subject: "alice"}
 	marksPath := filepath.Join(dir, GrantsExpiredFile)
 
 	// "Run" 1: two grants already past their window, one in force.

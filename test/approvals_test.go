@@ -5,13 +5,10 @@ package test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,11 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/coreos/go-oidc/v3/oidc/oidctest"
-
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/testoidc"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -69,12 +64,12 @@ func newApprovalSetup(t *testing.T, reviewTimeout string) *approvalSetup {
 func newApprovalSetupWith(t *testing.T, is *testIssuer, reviewTimeout string) *approvalSetup {
 	t.Helper()
 	pol := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(pol, fmt.Appendf(nil, approvalPolicy, is.url, reviewTimeout), 0o600); err != nil {
+	if err := os.WriteFile(pol, fmt.Appendf(nil, approvalPolicy, is.URL, reviewTimeout), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	extra := fmt.Sprintf("oidc:\n  issuers:\n    - url: %q\n      audience: tollgate\npolicy_file: %s\n", is.url, pol)
+	extra := fmt.Sprintf("oidc:\n  issuers:\n    - url: %q\n      audience: tollgate\npolicy_file: %s\n", is.URL, pol)
 	s := &approvalSetup{pgSetup: newPGSetup(t, "oidc", extra), is: is, policyPath: pol}
-	s.deploy = is.token(t, map[string]any{"sub": "ci"})
+	s.deploy = is.Token(t, map[string]any{"sub": "ci"})
 	return s
 }
 
@@ -82,7 +77,7 @@ func newApprovalSetupWith(t *testing.T, is *testIssuer, reviewTimeout string) *a
 func (s *approvalSetup) tokenFile(t *testing.T, claims map[string]any) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(p, []byte(s.is.token(t, claims)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(s.is.Token(t, claims)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -523,42 +518,33 @@ func TestPolicyFileReload(t *testing.T) {
 // after the CLI's first poll; the token is for subject alice in group dba.
 func newDeviceIssuer(t *testing.T) (*testIssuer, *atomic.Int32) {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := &testIssuer{key: key}
-	keys := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "test-key", Algorithm: oidc.RS256}}}
 	var polls atomic.Int32
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "/keys",
-			"authorization_endpoint": is.url + "/auth", "token_endpoint": is.url + "/token",
-			"device_authorization_endpoint": is.url + "/device", "id_token_signing_alg_values_supported": []string{"RS256"}})
+	is := testoidc.NewIssuerWith(t, func(mux *http.ServeMux, is *testoidc.Issuer) {
+		mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+			json.NewEncoder(w).Encode(map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/keys",
+				"authorization_endpoint": is.URL + "/auth", "token_endpoint": is.URL + "/token",
+				"device_authorization_endpoint": is.URL + "/device", "id_token_signing_alg_values_supported": []string{"RS256"}})
+		})
+		mux.HandleFunc("POST /device", func(w http.ResponseWriter, r *http.Request) {
+			if r.FormValue("client_id") != "tollgate" || !strings.Contains(r.FormValue("scope"), "openid") {
+				http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+				return
+			}
+			fmt.Fprintf(w, `{"device_code":"dc","user_code":"BDWP-HQPK","verification_uri":"%s/activate","expires_in":120,"interval":1}`, is.URL)
+		})
+		mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+			if r.FormValue("device_code") != "dc" || r.FormValue("client_id") != "tollgate" {
+				http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+				return
+			}
+			if polls.Add(1) == 1 {
+				http.Error(w, `{"error":"authorization_pending"}`, http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintf(w, `{"access_token":"x","token_type":"Bearer","id_token":%q}`,
+				is.Token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}))
+		})
 	})
-	mux.Handle("GET /keys", keys)
-	mux.HandleFunc("POST /device", func(w http.ResponseWriter, r *http.Request) {
-		if r.FormValue("client_id") != "tollgate" || !strings.Contains(r.FormValue("scope"), "openid") {
-			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
-			return
-		}
-		fmt.Fprintf(w, `{"device_code":"dc","user_code":"BDWP-HQPK","verification_uri":"%s/activate","expires_in":120,"interval":1}`, is.url)
-	})
-	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
-		if r.FormValue("device_code") != "dc" || r.FormValue("client_id") != "tollgate" {
-			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-			return
-		}
-		if polls.Add(1) == 1 {
-			http.Error(w, `{"error":"authorization_pending"}`, http.StatusBadRequest)
-			return
-		}
-		fmt.Fprintf(w, `{"access_token":"x","token_type":"Bearer","id_token":%q}`,
-			is.token(t, map[string]any{"sub": "alice", "groups": []string{"dba"}}))
-	})
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	is.url = hs.URL
 	return is, &polls
 }
 
@@ -572,7 +558,7 @@ func TestDeviceFlowCLI(t *testing.T) {
 	s := newApprovalSetupWith(t, is, "5m")
 	out, err := s.cli("grant", "create", "--identity", "deploy", "--target", "pg", "--allow", "ddl", "--for", "10m",
 		"--reason", "device flow", "--device")
-	if err != nil || !strings.Contains(out, "BDWP-HQPK") || !strings.Contains(out, is.url+"/activate") ||
+	if err != nil || !strings.Contains(out, "BDWP-HQPK") || !strings.Contains(out, is.URL+"/activate") ||
 		!strings.Contains(out, "deploy may run ddl on pg") {
 		t.Fatalf("grant create --device: %v: %s", err, out)
 	}
@@ -580,7 +566,7 @@ func TestDeviceFlowCLI(t *testing.T) {
 		t.Fatalf("%d polls: the pending sign-in was not waited for", polls.Load())
 	}
 	rec := waitForRecord(t, s.d, "grant record", func(r *audit.Record) bool { return r.Kind == audit.KindGrant })
-	if rec.Identity == nil || rec.Identity.Subject != "alice" || rec.Identity.Issuer != is.url {
+	if rec.Identity == nil || rec.Identity.Subject != "alice" || rec.Identity.Issuer != is.URL {
 		t.Fatalf("grant by %+v", rec.Identity)
 	}
 }

@@ -4,63 +4,23 @@ package test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/coreos/go-oidc/v3/oidc/oidctest"
-
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/testoidc"
 )
 
-// testIssuer is an OIDC provider on loopback (go-oidc's oidctest) whose
-// tokens the tests sign.
-type testIssuer struct {
-	url string
-	key *rsa.PrivateKey
-}
+// testIssuer is the shared test OIDC provider.
+type testIssuer = testoidc.Issuer
 
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "test-key", Algorithm: oidc.RS256}}}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	srv.SetIssuer(hs.URL)
-	return &testIssuer{url: hs.URL, key: key}
-}
-
-// token signs claims with the issuer's key; iss, aud, iat and exp default
-// to a valid token for audience "tollgate".
-func (is *testIssuer) token(t *testing.T, claims map[string]any) string {
-	t.Helper()
-	c := map[string]any{"iss": is.url, "aud": "tollgate", "iat": time.Now().Add(-time.Minute).Unix(),
-		"exp": time.Now().Add(time.Hour).Unix()}
-	for k, v := range claims {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return oidctest.SignIDToken(is.key, "test-key", oidc.RS256, string(b))
-}
+func newTestIssuer(t *testing.T) *testIssuer { return testoidc.NewIssuer(t) }
 
 // unsignedToken is a JWT with "alg": "none" and no signature.
 func unsignedToken(t *testing.T, claims map[string]any) string {
@@ -80,29 +40,29 @@ func TestPostgresOIDC(t *testing.T) {
 	extra := fmt.Sprintf("oidc:\n  issuers:\n    - url: %q\n      audience: tollgate\n"+
 		"identities:\n"+
 		"  - name: ci-deploy\n    oidc:\n      issuer: %q\n      claims: {repository: org/app}\n"+
-		"  - name: dba\n    oidc:\n      issuer: %q\n      groups: [dba]\n", is.url, is.url, is.url)
+		"  - name: dba\n    oidc:\n      issuer: %q\n      groups: [dba]\n", is.URL, is.URL, is.URL)
 	s := newPGSetup(t, "oidc", extra)
 	bin := pgclientBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	other := newTestIssuer(t) // a real issuer tollgate does not trust
 
-	good := is.token(t, map[string]any{"sub": "repo:org/app:ref:main", "repository": "org/app"})
-	u, _ := url.Parse(is.url)
+	good := is.Token(t, map[string]any{"sub": "repo:org/app:ref:main", "repository": "org/app"})
+	u, _ := url.Parse(is.URL)
 	cases := []struct {
 		name, token, want string
 	}{
 		{"valid", good, "select: 1 " + pgScramUser + " ok"},
-		{"dba-group", is.token(t, map[string]any{"sub": "alice", "groups": []string{"staff", "dba"}}), "select: 2 " + pgScramUser + " ok"},
-		{"expired", is.token(t, map[string]any{"sub": "x", "repository": "org/app", "exp": time.Now().Add(-time.Hour).Unix()}), "FATAL 28P01"},
-		{"wrong-audience", is.token(t, map[string]any{"sub": "x", "repository": "org/app", "aud": "someone-else"}), "FATAL 28P01"},
-		{"alg-none", unsignedToken(t, map[string]any{"iss": is.url, "aud": "tollgate", "sub": "x", "repository": "org/app",
+		{"dba-group", is.Token(t, map[string]any{"sub": "alice", "groups": []string{"staff", "dba"}}), "select: 2 " + pgScramUser + " ok"},
+		{"expired", is.Token(t, map[string]any{"sub": "x", "repository": "org/app", "exp": time.Now().Add(-time.Hour).Unix()}), "FATAL 28P01"},
+		{"wrong-audience", is.Token(t, map[string]any{"sub": "x", "repository": "org/app", "aud": "someone-else"}), "FATAL 28P01"},
+		{"alg-none", unsignedToken(t, map[string]any{"iss": is.URL, "aud": "tollgate", "sub": "x", "repository": "org/app",
 			"exp": time.Now().Add(time.Hour).Unix()}), "FATAL 28P01"},
-		{"wrong-issuer", other.token(t, map[string]any{"sub": "x", "repository": "org/app"}), "FATAL 28P01"},
-		{"forged-key", other.token(t, map[string]any{"iss": is.url, "sub": "x", "repository": "org/app"}), "FATAL 28P01"},
-		{"issuer-host-variant", is.token(t, map[string]any{"iss": "http://localhost:" + u.Port(), "sub": "x", "repository": "org/app"}), "FATAL 28P01"},
+		{"wrong-issuer", other.Token(t, map[string]any{"sub": "x", "repository": "org/app"}), "FATAL 28P01"},
+		{"forged-key", other.Token(t, map[string]any{"iss": is.URL, "sub": "x", "repository": "org/app"}), "FATAL 28P01"},
+		{"issuer-host-variant", is.Token(t, map[string]any{"iss": "http://localhost:" + u.Port(), "sub": "x", "repository": "org/app"}), "FATAL 28P01"},
 		{"not-a-jwt", "password123", "FATAL 28P01"},
-		{"unknown-identity", is.token(t, map[string]any{"sub": "repo:org/other", "repository": "org/other"}), "FATAL 28000"},
+		{"unknown-identity", is.Token(t, map[string]any{"sub": "repo:org/other", "repository": "org/other"}), "FATAL 28000"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,7 +98,7 @@ func TestPostgresOIDC(t *testing.T) {
 				}
 				return
 			}
-			if start == nil || start.Identity == nil || start.Identity.Method != "oidc" || start.Identity.Issuer != is.url {
+			if start == nil || start.Identity == nil || start.Identity.Method != "oidc" || start.Identity.Issuer != is.URL {
 				t.Fatalf("session.start identity: %+v", start)
 			}
 			wantName := map[string]string{"valid": "ci-deploy", "dba-group": "dba"}[tc.name]
