@@ -272,10 +272,7 @@ func (l *Log) stopIndexer() {
 // while the file takes records, and grows (up to about 512 KiB of records)
 // while it cannot, for example on a full disk; they are stored when it
 // can again, or at the next Open.
-func (l *Log) Unstored() int { return l.unindexedCount() }
-
-// unindexedCount is how many acknowledged records bbolt does not hold yet.
-func (l *Log) unindexedCount() int {
+func (l *Log) Unstored() int {
 	l.idxMu.Lock()
 	defer l.idxMu.Unlock()
 	return len(l.unindexed)

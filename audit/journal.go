@@ -225,9 +225,6 @@ func frameSize(n int) int64 { return frameHeaderSize + int64(n) }
 // fits reports whether n more bytes of frames fit after the current pass.
 func (j *journal) fits(n int64) bool { return j.off+n <= j.size }
 
-// capacity is the most frame bytes one pass holds.
-func (j *journal) capacity() int64 { return j.size - journalHeaderSize }
-
 // rewind starts a new pass at the first frame. Only when every record of
 // the pass is stored in bbolt and flushed.
 func (j *journal) rewind() { j.off = journalHeaderSize }

@@ -131,7 +131,7 @@ func (l *Log) run() {
 			l.toIndexer(nil, true, []chan error{done})
 			if err := <-done; err != nil {
 				l.logger.Error("audit records left in the journal at close; they are stored at the next open",
-					"path", l.path, "records", l.unindexedCount(), "error", err)
+					"path", l.path, "records", l.Unstored(), "error", err)
 			}
 			l.stopIndexer()
 			if err := l.jrnl.close(); err != nil {
