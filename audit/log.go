@@ -432,39 +432,13 @@ func (l *Log) Healthy() error {
 // that must not act unrecorded treat ctx.Err() like any other error.
 // After Close, Append returns ErrClosed.
 func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
-	if l.readOnly {
-		return 0, fmt.Errorf("append: %w", ErrReadOnly)
-	}
-	if err := ctx.Err(); err != nil {
+	rs := [1]*Record{r}
+	reqs, err := l.enqueue(ctx, rs[:], nil)
+	if err != nil {
 		return 0, err
 	}
-	r.V = SchemaVersion
-	r.Log = l.id
-	if r.Time.IsZero() {
-		r.Time = time.Now().UTC()
-	}
-	head, tail, err := encodeSplit(r)
-	if err != nil {
-		return 0, fmt.Errorf("append: %w", err)
-	}
-	req := &request{head: head, tail: tail, done: make(chan result, 1)}
-
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return 0, fmt.Errorf("append: %w", ErrClosed)
-	}
-	req.seq = l.nextSeq
-	l.nextSeq++
-	l.queue = append(l.queue, req)
-	l.mu.Unlock()
-	// Prepared before the writer is woken, so that an idle writer finds
-	// it ready; a busy one may take it unprepared and build it itself.
-	l.prepare(req)
-	l.signal()
-
 	select {
-	case res := <-req.done:
+	case res := <-reqs[0].done:
 		if res.err != nil {
 			return 0, res.err
 		}
@@ -557,7 +531,10 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, invalid func(int, error
 		}
 		head, tail, err := encodeSplit(r)
 		if err != nil {
-			err = fmt.Errorf("append record %d of %d: %w", i+1, len(rs), err)
+			if len(rs) > 1 {
+				err = fmt.Errorf("record %d of %d: %w", i+1, len(rs), err)
+			}
+			err = fmt.Errorf("append: %w", err)
 			if invalid == nil {
 				return nil, err
 			}
@@ -580,6 +557,8 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, invalid func(int, error
 		}
 	}
 	l.mu.Unlock()
+	// Prepared before the writer is woken, so that an idle writer finds
+	// them ready; a busy one may take them unprepared and build them.
 	for _, req := range reqs {
 		if req != nil {
 			l.prepare(req)
