@@ -396,6 +396,11 @@ const (
 	ClassSet                Class = "set"
 	ClassMultiStatement     Class = "multi_statement"
 	ClassUnknown            Class = "unknown"
+	// ClassEmpty is a text with no statement in it: empty, only
+	// semicolons, or only comments (pgx's "-- ping" health check). It has
+	// no effect, so it is allowed unless a rule names this class
+	// explicitly; a rule without classes does not cover it.
+	ClassEmpty Class = "empty"
 )
 
 // Classes returns every known statement class.
@@ -404,7 +409,7 @@ func Classes() []Class {
 		ClassSelect, ClassInsert, ClassUpdate, ClassDelete,
 		ClassUpdateWithoutWhere, ClassDeleteWithoutWhere, ClassDDL, ClassTruncate,
 		ClassGrant, ClassCopyIn, ClassCopyOut, ClassCopy, ClassFunctionCall,
-		ClassTransaction, ClassSet, ClassMultiStatement, ClassUnknown,
+		ClassTransaction, ClassSet, ClassMultiStatement, ClassUnknown, ClassEmpty,
 	}
 }
 

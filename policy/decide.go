@@ -102,7 +102,9 @@ func (e *Engine) validUntil(t time.Time) time.Time {
 // every table, and the statement is allowed only when each of its classes is
 // covered by some matching allow rule. Anything not allowed is denied:
 // default deny, and an unknown or unparseable statement is allowed only by a
-// rule that names the class unknown.
+// rule that names the class unknown. An empty statement (class empty alone)
+// is the exception: it has no effect, so only rules that name the class
+// empty judge it, and it is allowed when none of them matches.
 func (e *Engine) Decide(req Request) Decision {
 	t := req.Time
 	if t.IsZero() {
@@ -119,6 +121,9 @@ func (e *Engine) decide(req Request, t time.Time) Decision {
 	classes := req.Classes
 	if len(classes) == 0 {
 		classes = []Class{ClassUnknown}
+	}
+	if len(classes) == 1 && classes[0] == ClassEmpty {
+		return e.decideEmpty(req, t)
 	}
 	var review *Rule
 	for i := range e.rules {
@@ -180,6 +185,41 @@ func (e *Engine) decide(req Request, t time.Time) Decision {
 		return Decision{Action: ActionMask, Rule: deciding}
 	}
 	return Decision{Action: ActionAllow, Rule: deciding}
+}
+
+// decideEmpty judges an empty statement: by the rules that name the class
+// empty (deny beats review beats allow), and allowed when none matches,
+// since it has no effect and clients send it as a health check.
+func (e *Engine) decideEmpty(req Request, t time.Time) Decision {
+	var review, allow *Rule
+	for i := range e.rules {
+		r := &e.rules[i]
+		if !slices.Contains(r.When.Classes, ClassEmpty) || !e.applies(i, req, t) {
+			continue
+		}
+		switch r.Action {
+		case ActionDeny:
+			return Decision{Action: ActionDeny, Rule: r.ID, Reason: denyReason(r)}
+		case ActionReview:
+			if review == nil {
+				review = r
+			}
+		default:
+			if allow == nil {
+				allow = r
+			}
+		}
+	}
+	switch {
+	case review != nil:
+		if g := grantCovering(req.Grants, []Class{ClassEmpty}); g != "" {
+			return Decision{Action: ActionAllow, Rule: g}
+		}
+		return Decision{Action: ActionReview, Rule: review.ID, Reason: review.Reason, Approvers: &review.Approvers}
+	case allow != nil:
+		return Decision{Action: ActionAllow, Rule: allow.ID}
+	}
+	return Decision{Action: ActionAllow, Reason: "empty statement: no effect"}
 }
 
 // grantCovering returns "grant:<id>" of a grant covering every class, or "".

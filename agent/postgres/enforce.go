@@ -231,6 +231,70 @@ func cleanMessage(s string) string {
 	return s
 }
 
+// unparsedReason is the decision's reason for a text tollgate's parser
+// rejects: it is never run, whatever the rules say.
+const unparsedReason = "tollgate's parser does not accept this statement"
+
+// unparsed is the verdict on a text tollgate's parser rejects.
+func (r *relay) unparsed() verdict {
+	_, hash := r.policy()
+	return verdict{Decision: policy.Decision{Action: policy.ActionDeny, Reason: unparsedReason}, hash: hash}
+}
+
+// probe handles a statement text that tollgate's parser rejects (a Query's
+// or a Parse's; p is the Parse to send). Such text never runs: the server
+// is only asked to parse it, with a Parse message, which executes nothing.
+// When the server rejects it too (almost always: a syntax error), the
+// client gets the server's own error, with its SQLSTATE, message and
+// position, and the server's own transaction state. When the server
+// accepts it, the statement is refused with 42501 as a denial is, and what
+// the Parse created is dropped: a named statement is closed, the unnamed
+// one is replaced by the raise. The statement record is durable before the
+// Parse is sent.
+func (r *relay) probe(kind expectKind, info sql.Statement, protocol string, detail map[string]string, p *pgproto3.Parse) error {
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	detail["probe"] = "parse"
+	v := r.unparsed()
+	var e *exec
+	if kind != expectParse {
+		e = r.newExec(protocol)
+	}
+	rec := r.appendStatement(e, info, v, protocol, detail)
+	if err := r.commit(); err != nil {
+		return err
+	}
+	f := refusal{code: codeInsufficientPrivilege, message: "tollgate: statement denied: " + unparsedReason}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// The server's answer to the Parse is the client's only when it is an
+	// error; a ParseComplete is not.
+	r.out, _ = p.Encode(r.out)
+	r.st.push(&expect{kind: expectParse, injected: true})
+	if p.Name != "" {
+		r.out, _ = (&pgproto3.Close{ObjectType: 'S', Name: p.Name}).Encode(r.out)
+		r.st.push(&expect{kind: expectClose, injected: true})
+	}
+	if kind == expectParse {
+		r.appendRaise(kind, e, f, rec.Seq)
+		return nil
+	}
+	// A Query: the raise runs in the same extended-protocol exchange, which
+	// tollgate's own Sync ends, so that a failed Parse skips it; the Sync's
+	// ReadyForQuery answers the client's Query.
+	stmt := raiseSQL(f.code, f.text(rec.Seq))
+	r.out, _ = (&pgproto3.Parse{Query: stmt}).Encode(r.out)
+	r.out, _ = (&pgproto3.Bind{}).Encode(r.out)
+	r.out, _ = (&pgproto3.Execute{}).Encode(r.out)
+	r.out, _ = (&pgproto3.Sync{}).Encode(r.out)
+	r.st.push(&expect{kind: expectParse, injected: true})
+	r.st.push(&expect{kind: expectBind, injected: true})
+	r.st.push(&expect{kind: expectExecute, exec: e, raise: true})
+	r.st.push(&expect{kind: expectSync})
+	return nil
+}
+
 // refusal is why a statement is refused, for the client's message.
 type refusal struct {
 	code     string // SQLSTATE

@@ -393,6 +393,9 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 			return false, malformed("Query", err)
 		}
 		info := r.s.opts.Classifier.Classify(q.String)
+		if info.Err != nil {
+			return false, r.probe(expectQuery, info, "simple", nil, &pgproto3.Parse{Query: q.String})
+		}
 		fwd, err := r.execute(expectQuery, info, r.judge(q.String, info), "simple", nil)
 		if fwd && err == nil {
 			r.maskStatement(info, q.String)
@@ -504,11 +507,22 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 // it is held.
 func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
 	info := r.s.opts.Classifier.Classify(p.Query)
-	v := r.judge(p.Query, info)
 	detail := map[string]string{}
 	if p.Name != "" {
 		detail["statement"] = p.Name
 	}
+	if info.Err != nil {
+		r.mu.Lock()
+		r.st.refusedParse(p.Name)
+		r.mu.Unlock()
+		if r.discard {
+			detail["discarded"] = "true"
+			r.appendStatement(nil, info, r.unparsed(), "parse", detail)
+			return false, nil
+		}
+		return false, r.probe(expectParse, info, "parse", detail, p)
+	}
+	v := r.judge(p.Query, info)
 	if v.Action != policy.ActionDeny {
 		r.appendStatement(nil, info, v, "parse", detail)
 		r.mu.Lock()
@@ -835,7 +849,9 @@ func (r *relay) serverState(typ byte) bool {
 		st.pop(kind)
 		return f != nil && f.kind == kind && f.injected
 	case '3':
+		f := st.front()
 		st.pop(expectClose)
+		return f != nil && f.kind == expectClose && f.injected
 	case 'n':
 		st.pop(expectDescribe)
 	case 'I':

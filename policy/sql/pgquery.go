@@ -101,6 +101,12 @@ func classify(text, norm string) Statement {
 		return st
 	}
 	st.Count = len(tree.Stmts)
+	if st.Count == 0 {
+		// Nothing but blanks, semicolons and comments: the server
+		// answers EmptyQueryResponse and nothing runs.
+		st.Classes = []policy.Class{policy.ClassEmpty}
+		return st
+	}
 	cs := classSet{}
 	for _, raw := range tree.Stmts {
 		classifyNode(raw.Stmt, cs)
