@@ -163,7 +163,7 @@ func TestParseErrors(t *testing.T) {
 			`listen_address (line 1): "0.0.0.0" is not a loopback address: the proxy listens only on loopback`,
 			`workloads[0].name (line 3): required`,
 			`workloads[0].cgroup (line 3): "system.slice" must start with / (paths are relative to the cgroup2 mount, like /system.slice/cron.service)`,
-			`rules[0].when.classes[0] (line 7): unknown class "selct" (want one of select, insert, update, delete, update_without_where, delete_without_where, ddl, truncate, grant, copy_in, copy_out, copy, function_call, transaction, set, multi_statement, unknown)`,
+			`rules[0].when.classes[0] (line 7): unknown class "selct" (want one of select, insert, update, delete, update_without_where, delete_without_where, ddl, truncate, grant, copy_in, copy_out, copy, function_call, transaction, set, multi_statement, unknown, empty)`,
 			`rules[0].approvers (line 5): review needs approvers: identities, groups or both`,
 			`rules[0].approvers (line 5): approvers prove who they are with OIDC tokens: add oidc.issuers`,
 			`rules[0].approvers.timeout (line 5): review needs a positive timeout, like 15m`,
