@@ -34,6 +34,10 @@ const (
 	// DetailFinal is "false" on an approval.decision that records one
 	// approver's vote without ending the hold.
 	DetailFinal = "final"
+	// DetailPrepared is, on the statement record of an SQL EXECUTE, the
+	// normalised PREPARE text of what the name may hold (several, joined
+	// by "; ", while a PREPARE of the name was in flight), or "unknown".
+	DetailPrepared = "prepared"
 )
 
 // AccessRow summarises one identity's access to one target.

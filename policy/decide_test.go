@@ -113,3 +113,28 @@ func TestDecideCopyDirection(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideEmpty: an empty statement is allowed even by default deny and
+// by a rule without classes that denies; only rules naming the class empty
+// judge it.
+func TestDecideEmpty(t *testing.T) {
+	empty := []policy.Class{policy.ClassEmpty}
+	e := policy.NewEngine(&policy.Config{Rules: []policy.Rule{
+		{ID: "deny-all-for-bot", When: policy.Conditions{Identities: []string{"bot"}}, Action: policy.ActionDeny},
+	}})
+	for _, ids := range [][]string{nil, {"bot"}} {
+		if d := e.Decide(policy.Request{Identities: ids, Classes: empty}); d.Action != policy.ActionAllow || d.Rule != "" {
+			t.Errorf("%v: %+v", ids, d)
+		}
+	}
+	e = policy.NewEngine(&policy.Config{Rules: []policy.Rule{
+		{ID: "no-pings-for-bot", When: policy.Conditions{Identities: []string{"bot"}, Classes: empty}, Action: policy.ActionDeny},
+		{ID: "pings", When: policy.Conditions{Classes: empty}, Action: policy.ActionAllow},
+	}})
+	if d := e.Decide(policy.Request{Identities: []string{"bot"}, Classes: empty}); d.Action != policy.ActionDeny || d.Rule != "no-pings-for-bot" {
+		t.Errorf("named deny: %+v", d)
+	}
+	if d := e.Decide(policy.Request{Identities: []string{"app"}, Classes: empty}); d.Action != policy.ActionAllow || d.Rule != "pings" {
+		t.Errorf("named allow: %+v", d)
+	}
+}

@@ -64,8 +64,11 @@ var noPolicy = policy.Decision{Action: policy.ActionDeny, Reason: "no policy is 
 func (r *relay) judge(text string, info sql.Statement) verdict {
 	eng, hash := r.policy()
 	grants, gkey := r.activeGrants()
-	exact := text != "" && len(text) <= maxVerdictKey
-	norm := info.Text != "" && !info.Truncated && !info.Withheld && info.Err == nil && len(info.Text) <= maxVerdictKey
+	// The verdict on an SQL EXECUTE depends on the session's PREPAREs, not
+	// on its text alone: never cached.
+	cacheable := !info.Executes()
+	exact := cacheable && text != "" && len(text) <= maxVerdictKey
+	norm := cacheable && info.Text != "" && !info.Truncated && !info.Withheld && info.Err == nil && len(info.Text) <= maxVerdictKey
 	now := time.Now()
 	if exact {
 		if v, ok := r.verdicts[text]; ok && v.current(eng, gkey, now) {

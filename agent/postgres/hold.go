@@ -106,6 +106,7 @@ func (r *relay) review(kind expectKind, info sql.Statement, v verdict, protocol 
 		e := r.newExec(protocol)
 		r.appendStatement(e, info, v, protocol, detail)
 		r.mu.Lock()
+		e.sqlOps = r.sqlp.sent(info)
 		r.st.push(&expect{kind: kind, exec: e})
 		r.mu.Unlock()
 		return true, nil

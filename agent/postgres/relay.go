@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -87,6 +88,9 @@ type relay struct {
 	// mk is the session's masking; nil when no masking rule applies.
 	mk *maskState
 
+	// sqlp is what the session's SQL-level PREPAREs hold; guarded by mu.
+	sqlp sqlPrepared
+
 	up, down atomic.Int64
 
 	// Result records wait in pending and are written together every
@@ -121,6 +125,9 @@ type exec struct {
 	masked  []mask.ColumnCount // what was masked, per column
 	refused string             // why the result was refused
 	ddl     bool               // it may change the catalog
+	// sqlOps are its PREPAREs and DEALLOCATEs, applied to relay.sqlp when
+	// the server answers.
+	sqlOps []sqlOp
 	copies  []copySpec         // its COPY ... TO STDOUT statements
 	copyIdx int                // the next of copies
 }
@@ -396,7 +403,8 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		if info.Err != nil {
 			return false, r.probe(expectQuery, info, "simple", nil, &pgproto3.Parse{Query: q.String})
 		}
-		fwd, err := r.execute(expectQuery, info, r.judge(q.String, info), "simple", nil)
+		info, detail := r.resolvePrepared(info)
+		fwd, err := r.execute(expectQuery, info, r.judge(q.String, info), "simple", detail)
 		if fwd && err == nil {
 			r.maskStatement(info, q.String)
 		}
@@ -443,9 +451,17 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		var v verdict
 		if pt != nil && pt.stmt != nil {
 			info = pt.stmt.info
-			// The verdict made at Parse, unless the policy or the
-			// grants in force changed since.
-			v = r.current(pt.stmt.verdict, info)
+			if info.Executes() {
+				// What an SQL EXECUTE runs is known only now.
+				var used map[string]string
+				info, used = r.resolvePrepared(info)
+				maps.Copy(detail, used)
+				v = r.judge("", info)
+			} else {
+				// The verdict made at Parse, unless the policy or
+				// the grants in force changed since.
+				v = r.current(pt.stmt.verdict, info)
+			}
 			if pt.stmtName != "" {
 				detail["statement"] = pt.stmtName
 			}
@@ -522,6 +538,8 @@ func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
 		}
 		return false, r.probe(expectParse, info, "parse", detail, p)
 	}
+	info, used := r.resolvePrepared(info)
+	maps.Copy(detail, used)
 	v := r.judge(p.Query, info)
 	if v.Action != policy.ActionDeny {
 		r.appendStatement(nil, info, v, "parse", detail)
@@ -604,8 +622,25 @@ func (r *relay) statement(kind expectKind, info sql.Statement, v verdict, protoc
 	e := r.newExec(protocol)
 	r.appendStatement(e, info, v, protocol, detail)
 	r.mu.Lock()
+	e.sqlOps = r.sqlp.sent(info)
 	r.st.push(&expect{kind: kind, exec: e})
 	r.mu.Unlock()
+}
+
+// resolvePrepared judges each SQL EXECUTE in info by what its name may
+// hold (see sqlPrepared.resolve), and returns the record detail naming
+// those statements.
+func (r *relay) resolvePrepared(info sql.Statement) (sql.Statement, map[string]string) {
+	if !info.Executes() {
+		return info, nil
+	}
+	r.mu.Lock()
+	out, texts := r.sqlp.resolve(info)
+	r.mu.Unlock()
+	if len(texts) == 0 {
+		return out, map[string]string{audit.DetailPrepared: "unknown"}
+	}
+	return out, map[string]string{audit.DetailPrepared: preparedDetail(texts)}
 }
 
 // statementRecord is the record's view of a classified statement.
@@ -951,6 +986,11 @@ func (r *relay) finish(e *exec) {
 		return
 	}
 	e.done = true
+	if len(e.sqlOps) > 0 {
+		// Each statement that completed took effect; an error ends a
+		// text at the statement that failed.
+		r.sqlp.done(e.sqlOps, len(e.tags))
+	}
 	rec := r.sess.Base
 	rec.Kind = audit.KindResult
 	now := time.Now()

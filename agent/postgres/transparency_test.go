@@ -175,3 +175,73 @@ func TestEmptyStatementAllowed(t *testing.T) {
 	h2.send(t, &pgproto3.Query{String: "-- ping"})
 	expectRaise(t, expectServer(t, h2, "Query")[0].(*pgproto3.Query).String, "42501", lastStatement(t, rec2))
 }
+
+// simple sends a Query, expects it (or a raise in its place) at the server,
+// answers it with msgs and returns the statement record and what the
+// client got.
+func (h *relayHarness) simple(t *testing.T, rec *fakeRecorder, text string, msgs ...pgproto3.BackendMessage) (*audit.Record, string, []pgproto3.BackendMessage) {
+	t.Helper()
+	h.send(t, &pgproto3.Query{String: text})
+	q := expectServer(t, h, "Query")[0].(*pgproto3.Query)
+	st := lastStatement(t, rec)
+	h.serve(t, append(msgs, &pgproto3.ReadyForQuery{TxStatus: 'I'})...)
+	return st, q.String, receiveClient[*pgproto3.ReadyForQuery](t, h)
+}
+
+// TestSQLPrepareExecute: an SQL-level EXECUTE is judged by what its name
+// was prepared as (once the server confirmed the PREPARE), and recorded
+// with that statement's classes, tables and text; a PREPARE the server
+// refused and a DEALLOCATE are followed.
+func TestSQLPrepareExecute(t *testing.T) {
+	rules := policy.Rule{ID: "rw", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{
+		policy.ClassSelect, policy.ClassDelete, policy.ClassSet, policy.ClassMultiStatement}}}
+	rec := &fakeRecorder{}
+	h := newPolicyHarness(t, rec, Options{Policy: rulesPolicy(rules)}, nil)
+	complete := func(tag string) *pgproto3.CommandComplete { return &pgproto3.CommandComplete{CommandTag: []byte(tag)} }
+
+	// Unknown name: judged unknown, denied.
+	st, sent, _ := h.simple(t, rec, "EXECUTE p(7)", serverRaise("42501", "denied"))
+	if st.Decision.Action != "deny" || st.Detail[audit.DetailPrepared] != "unknown" {
+		t.Fatalf("unknown execute: %+v %+v", st.Decision, st.Detail)
+	}
+	expectRaise(t, sent, "42501", st)
+
+	h.simple(t, rec, "PREPARE p AS SELECT $1::int", complete("PREPARE"))
+	st, sent, _ = h.simple(t, rec, "EXECUTE p(7)", complete("SELECT 1"))
+	if st.Decision.Action != "allow" || sent != "EXECUTE p(7)" || strings.Join(st.Statement.Classes, ",") != "select" ||
+		st.Detail[audit.DetailPrepared] != "PREPARE p AS SELECT $1::int" {
+		t.Fatalf("execute: %+v %+v %+v", st.Decision, st.Statement, st.Detail)
+	}
+	// A PREPARE the server refuses (the name exists) changes nothing.
+	h.simple(t, rec, "PREPARE p AS DELETE FROM orders WHERE id = $1",
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P05", Message: `prepared statement "p" already exists`})
+	st, _, _ = h.simple(t, rec, "EXPLAIN ANALYZE EXECUTE p(1)", complete("EXPLAIN"))
+	if strings.Join(st.Statement.Classes, ",") != "select" || len(st.Statement.Tables) != 0 {
+		t.Fatalf("after a refused PREPARE: %+v", st.Statement)
+	}
+	// A PREPARE and its EXECUTE in one text, and in one burst.
+	st, _, _ = h.simple(t, rec, "PREPARE d AS DELETE FROM orders WHERE id = $1; EXECUTE d(1)", complete("PREPARE"), complete("DELETE 1"))
+	if st.Decision.Action != "allow" || strings.Join(st.Statement.Classes, ",") != "delete,multi_statement" ||
+		strings.Join(st.Statement.Tables, ",") != "orders" {
+		t.Fatalf("prepare and execute in one text: %+v %+v", st.Decision, st.Statement)
+	}
+	h.send(t, &pgproto3.Query{String: "PREPARE e AS DELETE FROM items WHERE id = 1"}, &pgproto3.Query{String: "EXECUTE e"})
+	expectServer(t, h, "Query", "Query")
+	st = lastStatement(t, rec)
+	if st.Decision.Action != "allow" || strings.Join(st.Statement.Tables, ",") != "items" {
+		t.Fatalf("pipelined: %+v %+v", st.Decision, st.Statement)
+	}
+	h.serve(t, complete("PREPARE"), &pgproto3.ReadyForQuery{TxStatus: 'I'}, complete("DELETE 1"), &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+
+	// DEALLOCATE forgets the name; DISCARD ALL forgets every name.
+	h.simple(t, rec, "DEALLOCATE p", complete("DEALLOCATE"))
+	if st, _, _ = h.simple(t, rec, "EXECUTE p(7)", serverRaise("42501", "denied")); st.Decision.Action != "deny" {
+		t.Fatalf("after DEALLOCATE: %+v", st.Decision)
+	}
+	h.simple(t, rec, "DISCARD ALL", complete("DISCARD ALL"))
+	if st, _, _ = h.simple(t, rec, "EXECUTE d(1)", serverRaise("42501", "denied")); st.Decision.Action != "deny" {
+		t.Fatalf("after DISCARD ALL: %+v", st.Decision)
+	}
+}

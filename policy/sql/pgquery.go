@@ -114,6 +114,8 @@ func classify(text, norm string) Statement {
 	if st.Count > 1 {
 		cs[policy.ClassMultiStatement] = true
 		st.Parts = parts(text, tree.Stmts)
+	} else {
+		st.Prepared = preparedOp(tree.Stmts[0].Stmt)
 	}
 	var calls bool
 	st.Tables, calls = summarize(text)
@@ -144,9 +146,40 @@ func parts(text string, stmts []*pg_query.RawStmt) []Part {
 			}
 		}
 		p.Classes = cs.sorted()
+		p.Prepared = preparedOp(raw.Stmt)
 		out = append(out, p)
 	}
 	return out
+}
+
+// preparedOp tells what a statement node does to the session's SQL-level
+// prepared statements.
+func preparedOp(n *pg_query.Node) PreparedOp {
+	switch x := n.GetNode().(type) {
+	case *pg_query.Node_PrepareStmt:
+		return PreparedOp{Kind: Prepare, Name: x.PrepareStmt.GetName()}
+	case *pg_query.Node_ExecuteStmt:
+		return PreparedOp{Kind: Execute, Name: x.ExecuteStmt.GetName()}
+	case *pg_query.Node_ExplainStmt:
+		// EXPLAIN ANALYZE EXECUTE runs it.
+		if op := preparedOp(x.ExplainStmt.GetQuery()); op.Kind == Execute {
+			return op
+		}
+	case *pg_query.Node_CreateTableAsStmt:
+		if op := preparedOp(x.CreateTableAsStmt.GetQuery()); op.Kind == Execute {
+			return op
+		}
+	case *pg_query.Node_DeallocateStmt:
+		if x.DeallocateStmt.GetIsall() || x.DeallocateStmt.GetName() == "" {
+			return PreparedOp{Kind: DeallocateAll}
+		}
+		return PreparedOp{Kind: Deallocate, Name: x.DeallocateStmt.GetName()}
+	case *pg_query.Node_DiscardStmt:
+		if x.DiscardStmt.GetTarget() == pg_query.DiscardMode_DISCARD_ALL {
+			return PreparedOp{Kind: DeallocateAll}
+		}
+	}
+	return PreparedOp{}
 }
 
 // summarize lists the tables a text names, sorted and without

@@ -60,6 +60,51 @@ type Statement struct {
 	// Err wraps ErrUnparsed when the text did not parse; the other fields
 	// then describe the best effort.
 	Err error
+	// Prepared is what a single statement does to the session's SQL-level
+	// prepared statements; Parts carry their own.
+	Prepared PreparedOp
+}
+
+// PreparedKind is what a statement does to the SQL-level prepared
+// statements of a session (PREPARE, EXECUTE, DEALLOCATE), which the text
+// of an EXECUTE does not show: the caller keeps them per session.
+type PreparedKind uint8
+
+// Kinds of PreparedOp.
+const (
+	// PreparedNone: the statement does not use them.
+	PreparedNone PreparedKind = iota
+	// Prepare is PREPARE name AS statement; the Statement's (or Part's)
+	// Classes and Tables are those of the statement prepared.
+	Prepare
+	// Execute is EXECUTE name, also inside EXPLAIN or CREATE TABLE AS: what
+	// runs is what name was prepared as, so its classes are unknown here.
+	Execute
+	// Deallocate is DEALLOCATE name.
+	Deallocate
+	// DeallocateAll is DEALLOCATE ALL or DISCARD ALL.
+	DeallocateAll
+)
+
+// PreparedOp is a statement's use of an SQL-level prepared statement.
+type PreparedOp struct {
+	Kind PreparedKind
+	// Name is the prepared statement's name, as the server folds it.
+	Name string
+}
+
+// Executes reports whether a statement of the text runs an SQL-level
+// prepared statement (EXECUTE).
+func (s *Statement) Executes() bool {
+	if s.Prepared.Kind == Execute {
+		return true
+	}
+	for _, p := range s.Parts {
+		if p.Prepared.Kind == Execute {
+			return true
+		}
+	}
+	return false
 }
 
 // Part is one statement of a multi-statement text.
@@ -69,6 +114,9 @@ type Part struct {
 	Classes []policy.Class
 	// Tables are the tables the statement names, sorted.
 	Tables []string
+	// Prepared is what the statement does to the session's SQL-level
+	// prepared statements.
+	Prepared PreparedOp
 }
 
 // A Classifier classifies statement texts. Implementations are safe for

@@ -196,3 +196,45 @@ func TestParts(t *testing.T) {
 		t.Fatalf("dollar quote split: %+v", one)
 	}
 }
+
+// TestClassifyEmptyAndPrepared: texts with no statement are class empty;
+// PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL say what they do to the
+// session's prepared statements.
+func TestClassifyEmptyAndPrepared(t *testing.T) {
+	c := sql.New(sql.Options{})
+	for _, in := range []string{"", ";", " ; ; ", "-- ping", "--;", "/* x */", "/* a */ -- b\n;"} {
+		st := c.Classify(in)
+		if st.Err != nil || !slices.Equal(st.Classes, cl(policy.ClassEmpty)) || st.Count != 0 {
+			t.Errorf("%q: %+v", in, st)
+		}
+	}
+	cases := []struct {
+		in   string
+		op   sql.PreparedOp
+		cls  []policy.Class
+		tabs []string
+	}{
+		{"PREPARE p AS DELETE FROM t WHERE id = $1", sql.PreparedOp{Kind: sql.Prepare, Name: "p"}, cl(policy.ClassDelete), []string{"t"}},
+		{"EXECUTE P(7)", sql.PreparedOp{Kind: sql.Execute, Name: "p"}, cl(policy.ClassUnknown), nil},
+		{`EXECUTE "P"`, sql.PreparedOp{Kind: sql.Execute, Name: "P"}, cl(policy.ClassUnknown), nil},
+		{"EXPLAIN ANALYZE EXECUTE p(1)", sql.PreparedOp{Kind: sql.Execute, Name: "p"}, cl(policy.ClassUnknown), nil},
+		{"CREATE TABLE x AS EXECUTE p(1)", sql.PreparedOp{Kind: sql.Execute, Name: "p"}, cl(policy.ClassDDL, policy.ClassUnknown), []string{"x"}},
+		{"DEALLOCATE p", sql.PreparedOp{Kind: sql.Deallocate, Name: "p"}, cl(policy.ClassSet), nil},
+		{"DEALLOCATE ALL", sql.PreparedOp{Kind: sql.DeallocateAll}, cl(policy.ClassSet), nil},
+		{"DISCARD ALL", sql.PreparedOp{Kind: sql.DeallocateAll}, cl(policy.ClassSet), nil},
+		{"DISCARD PLANS", sql.PreparedOp{}, cl(policy.ClassSet), nil},
+	}
+	for _, tc := range cases {
+		st := c.Classify(tc.in)
+		if st.Prepared != tc.op || !slices.Equal(st.Classes, tc.cls) || !slices.Equal(st.Tables, tc.tabs) {
+			t.Errorf("%q: %+v", tc.in, st)
+		}
+		if st.Executes() != (tc.op.Kind == sql.Execute) {
+			t.Errorf("%q: Executes %v", tc.in, st.Executes())
+		}
+	}
+	st := c.Classify("PREPARE q AS SELECT 1; EXECUTE q")
+	if len(st.Parts) != 2 || st.Parts[0].Prepared.Kind != sql.Prepare || st.Parts[1].Prepared != (sql.PreparedOp{Kind: sql.Execute, Name: "q"}) || !st.Executes() {
+		t.Errorf("parts: %+v", st)
+	}
+}
