@@ -127,9 +127,9 @@ type exec struct {
 	ddl     bool               // it may change the catalog
 	// sqlOps are its PREPAREs and DEALLOCATEs, applied to relay.sqlp when
 	// the server answers.
-	sqlOps []sqlOp
-	copies  []copySpec         // its COPY ... TO STDOUT statements
-	copyIdx int                // the next of copies
+	sqlOps  []sqlOp
+	copies  []copySpec // its COPY ... TO STDOUT statements
+	copyIdx int        // the next of copies
 }
 
 func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
