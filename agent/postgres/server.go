@@ -393,13 +393,15 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 		return finish(Stats{Reason: ReasonUnsafe, Err: err})
 	}
 
+	// The session speaks what the server agreed to, never more.
+	st.Minor = up.minor
 	ct := &cancelTarget{session: sess.Base.Session, dst: sess.Dst, tls: up.tls, pid: up.pid, realKey: up.secretKey}
 	clientKey := s.cancels.add(ct, st.Minor)
 	defer s.cancels.remove(ct)
 
 	// The client's view of the login: what the server said, with
 	// tollgate's cancel key.
-	var hello []byte
+	hello := negotiation(st)
 	hello, _ = (&pgproto3.AuthenticationOk{}).Encode(hello)
 	for _, k := range slices.Sorted(maps.Keys(up.params)) {
 		hello, _ = (&pgproto3.ParameterStatus{Name: k, Value: up.params[k]}).Encode(hello)

@@ -21,10 +21,10 @@ const (
 	sslRequestCode    = 80877103
 	gssEncRequestCode = 80877104
 	cancelRequestCode = 80877102
-	// newestMinor is the newest 3.x protocol the client side speaks. 3.2
+	// newestMinor is the newest 3.x protocol tollgate speaks. 3.2
 	// (PostgreSQL 18) differs from 3.0 only in the length of the cancel
-	// key, which tollgate makes up itself, so it does not depend on what
-	// the upstream server speaks.
+	// key. The client is never promised more than the upstream server
+	// gives: the session speaks the minor version the server agreed to.
 	newestMinor = 2
 	// maxNegotiation bounds SSLRequest/GSSENCRequest rounds.
 	maxNegotiation = 4
@@ -37,8 +37,14 @@ const (
 // Startup is what a client said in its startup phase.
 type Startup struct {
 	// Minor is the minor version of protocol 3 the session speaks: the
-	// client's, capped at 2.
+	// client's, capped at newestMinor, until the upstream server answers
+	// the same request; then what the server agreed to.
 	Minor uint32
+	// Requested is the minor version the client asked for.
+	Requested uint32
+	// Unrecognized are the _pq_ protocol options the client asked for;
+	// none is supported.
+	Unrecognized []string
 	// Params are the startup parameters in the order received, without
 	// _pq_ options.
 	Params []Param
@@ -142,16 +148,28 @@ func negotiate(conn net.Conn, tlsConf *tls.Config) (net.Conn, *Startup, error) {
 			return conn, nil, err
 		}
 		st.TLS = tlsState
+		st.Requested = minor
 		st.Minor = min(minor, newestMinor)
-		if minor > newestMinor || len(unrecognized) > 0 {
-			msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: newestMinor, UnrecognizedOptions: unrecognized}
-			b, _ := msg.Encode(nil)
-			if _, err := conn.Write(b); err != nil {
-				return conn, nil, &Error{Message: "client closed during startup", Err: err}
-			}
-		}
+		st.Unrecognized = unrecognized
+		// NegotiateProtocolVersion, when due, is sent once the upstream
+		// server said which version it speaks (see negotiation).
 		return conn, st, nil
 	}
+}
+
+// negotiation returns the NegotiateProtocolVersion the client is owed, or
+// nil: when the session speaks an older minor version than the client
+// asked for (capped by tollgate or by the upstream server), or when the
+// client asked for _pq_ options, none of which is supported. A server
+// would send it at once; tollgate sends it before AuthenticationOk, once
+// the upstream server answered, which clients accept at any point of the
+// startup phase.
+func negotiation(st *Startup) []byte {
+	if st.Requested <= st.Minor && len(st.Unrecognized) == 0 {
+		return nil
+	}
+	b, _ := (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: st.Minor, UnrecognizedOptions: st.Unrecognized}).Encode(nil)
+	return b
 }
 
 // serverTLS runs the server side of a TLS handshake. ALPN "postgresql" is

@@ -129,27 +129,75 @@ func TestNegotiate(t *testing.T) {
 	}
 }
 
-// TestNegotiateProtocolVersion: a newer minor or _pq_ options get
-// NegotiateProtocolVersion with 3.2 and the options listed.
+// TestNegotiateProtocolVersion: a newer minor or _pq_ options are owed
+// NegotiateProtocolVersion, sent only once the upstream server said which
+// version it speaks (which negotiation then names), never at startup.
 func TestNegotiateProtocolVersion(t *testing.T) {
 	c := &fakeConn{in: bytes.NewReader(startupPacket(3<<16|7, "user", "u", "_pq_.compression", "on"))}
 	_, st, err := negotiate(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Minor != 2 {
-		t.Fatalf("minor %d", st.Minor)
+	if st.Minor != 2 || st.Requested != 7 {
+		t.Fatalf("minor %d, requested %d", st.Minor, st.Requested)
 	}
-	out := c.out.Bytes()
-	if len(out) < 5 || out[0] != 'v' {
-		t.Fatalf("wrote %q", out)
+	if out := c.out.Bytes(); len(out) != 0 {
+		t.Fatalf("wrote %q at startup", out)
 	}
-	var m pgproto3.NegotiateProtocolVersion
-	if err := m.Decode(out[5:]); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		requested, server uint32
+		options           []string
+		want              int // the newest minor announced; -1 for none
+	}{
+		{7, 2, []string{"_pq_.compression"}, 2},
+		{2, 0, nil, 0}, // a 3.2 client, a server that speaks 3.0
+		{2, 2, nil, -1},
+		{0, 0, nil, -1},
+		{0, 0, []string{"_pq_.x"}, 0},
+	} {
+		st := &Startup{Requested: tc.requested, Minor: tc.server, Unrecognized: tc.options}
+		out := negotiation(st)
+		if tc.want < 0 {
+			if out != nil {
+				t.Errorf("%+v: wrote %q", tc, out)
+			}
+			continue
+		}
+		if len(out) < 5 || out[0] != 'v' {
+			t.Fatalf("%+v: wrote %q", tc, out)
+		}
+		var m pgproto3.NegotiateProtocolVersion
+		if err := m.Decode(out[5:]); err != nil {
+			t.Fatal(err)
+		}
+		if m.NewestMinorProtocol != uint32(tc.want) || len(m.UnrecognizedOptions) != len(tc.options) {
+			t.Errorf("%+v: got %+v", tc, m)
+		}
 	}
-	if m.NewestMinorProtocol != 2 || len(m.UnrecognizedOptions) != 1 || m.UnrecognizedOptions[0] != "_pq_.compression" {
-		t.Fatalf("got %+v", m)
+}
+
+// TestVersionWatch: the server's NegotiateProtocolVersion is found in the
+// login's message stream however the reads cut it.
+func TestVersionWatch(t *testing.T) {
+	var stream []byte
+	stream, _ = (&pgproto3.AuthenticationOk{}).Encode(stream)
+	stream, _ = (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: []string{"_pq_.a"}}).Encode(stream)
+	stream, _ = (&pgproto3.ParameterStatus{Name: "a", Value: "b"}).Encode(stream)
+	for cut := 1; cut <= len(stream); cut++ {
+		w := &versionWatch{}
+		for b := stream; len(b) > 0; {
+			n := min(cut, len(b))
+			w.scan(b[:n])
+			b = b[n:]
+		}
+		if v, ok := w.negotiated(); !ok || v != 0 || w.hn != 0 || w.left != 0 {
+			t.Fatalf("cut %d: %d %v (state %d %d)", cut, v, ok, w.hn, w.left)
+		}
+	}
+	w := &versionWatch{}
+	w.scan(stream[:9])
+	if _, ok := w.negotiated(); ok {
+		t.Fatal("negotiated without the message")
 	}
 }
 

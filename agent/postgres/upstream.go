@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -121,6 +122,8 @@ type upstreamConn struct {
 	txStatus  byte
 	notices   []*pgconn.Notice
 	tls       *tls.Config
+	// minor is the minor protocol version the server agreed to.
+	minor uint32
 }
 
 // dialUpstream logs in to the real server at dst as the target's upstream
@@ -135,6 +138,18 @@ func dialUpstream(ctx context.Context, t policy.Target, dst netip.AddrPort, host
 	}
 	var notices []*pgconn.Notice
 	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
+	// Ask the server for the version the client asked for, and learn
+	// whether it speaks an older one: pgconn does not tell.
+	cfg.MinProtocolVersion = "3.0"
+	cfg.MaxProtocolVersion = "3.0"
+	if st.Minor >= 2 {
+		cfg.MaxProtocolVersion = "3.2"
+	}
+	watch := &versionWatch{}
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		watch.r = r
+		return pgproto3.NewFrontend(watch, w)
+	}
 
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -151,9 +166,72 @@ func dialUpstream(ctx context.Context, t policy.Target, dst netip.AddrPort, host
 	}
 	// pgconn may have left a deadline from its context watcher.
 	hc.Conn.SetDeadline(time.Time{})
+	minor := uint32(0)
+	if st.Minor >= 2 {
+		minor = 2
+	}
+	if v, ok := watch.negotiated(); ok {
+		minor = min(minor, v)
+	}
 	return &upstreamConn{conn: hc.Conn, pid: hc.PID, secretKey: hc.SecretKey, params: hc.ParameterStatuses,
-		txStatus: hc.TxStatus, notices: notices, tls: hc.TLSConfig}, nil
+		txStatus: hc.TxStatus, notices: notices, tls: hc.TLSConfig, minor: minor}, nil
 }
+
+// versionWatch reads the server's messages during the login on behalf of
+// pgconn and notes the newest minor version of a NegotiateProtocolVersion,
+// which the server sends when it speaks an older protocol than asked.
+type versionWatch struct {
+	r     io.Reader
+	hdr   [5]byte
+	hn    int  // header bytes seen of the current message
+	left  int  // body bytes of the current message still to come
+	isV   bool // the current message is a NegotiateProtocolVersion
+	vbuf  [4]byte
+	vn    int
+	minor uint32
+	seen  bool
+}
+
+func (w *versionWatch) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	w.scan(p[:n])
+	return n, err
+}
+
+// scan follows the message framing over b.
+func (w *versionWatch) scan(b []byte) {
+	for len(b) > 0 {
+		if w.hn < len(w.hdr) {
+			c := copy(w.hdr[w.hn:], b)
+			w.hn += c
+			b = b[c:]
+			if w.hn == len(w.hdr) {
+				w.left = int(int32(binary.BigEndian.Uint32(w.hdr[1:]))) - 4
+				w.isV, w.vn = w.hdr[0] == 'v', 0
+				if w.left <= 0 {
+					w.hn, w.left = 0, 0 // pgconn reports a bad length
+				}
+			}
+			continue
+		}
+		c := min(len(b), w.left)
+		if w.isV && w.vn < len(w.vbuf) {
+			w.vn += copy(w.vbuf[w.vn:], b[:c])
+			if w.vn == len(w.vbuf) {
+				w.minor, w.seen = binary.BigEndian.Uint32(w.vbuf[:]), true
+			}
+		}
+		w.left -= c
+		b = b[c:]
+		if w.left == 0 {
+			w.hn = 0
+		}
+	}
+}
+
+// negotiated returns the newest minor version the server named, if it
+// sent a NegotiateProtocolVersion.
+func (w *versionWatch) negotiated() (uint32, bool) { return w.minor, w.seen }
 
 // upstreamConfig is the pgconn config of a login to the real server at
 // dst as the target's upstream user, with the client's allowed startup
