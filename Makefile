@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime 60s ./agent/postgres/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRows$$' -fuzztime 60s ./agent/postgres/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 60s ./policy/sql/
+	$(GO) test -run '^$$' -fuzz '^FuzzEscapeStrings$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRow$$' -fuzztime 60s ./policy/mask/
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
