@@ -38,7 +38,7 @@
 // random bits fixed when the log is created. Append queues a record to the
 // writer goroutine and returns once it is durable. The writer takes
 // everything queued at that moment (up to 1000 records or 1 MiB, waiting
-// at most briefly for records it expects), assigns seqs contiguous from
+// at most briefly for producers it expects), assigns seqs contiguous from
 // the log's size, appends them as checksummed frames to the journal (the
 // log file's path plus ".journal", preallocated and zero-filled, so one
 // write and one fdatasync make a group durable) and answers. The indexer

@@ -97,11 +97,13 @@ type Log struct {
 	db       *bolt.DB // nil while the file could not be reopened
 	dbClosed bool     // Close closed the file
 
-	// mu guards the queue, nextSeq, closed and expect.
+	// mu guards the queue, producers, nextSeq, closed and expect.
 	mu     sync.Mutex
 	queue  []*request
 	closed bool
-	// expect is how many records the writer expects in its next batch,
+	// producers is how many requests in the queue are marked producer.
+	producers int
+	// expect is how many producers the writer expects in its next batch,
 	// and lastCommit how long its last commit took (written by the writer
 	// only).
 	expect     int
@@ -433,7 +435,7 @@ func (l *Log) Healthy() error {
 // After Close, Append returns ErrClosed.
 func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 	rs := [1]*Record{r}
-	reqs, err := l.enqueue(ctx, rs[:], nil)
+	reqs, err := l.enqueue(ctx, rs[:], true, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -458,7 +460,7 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 // commits may be stored or not: a caller that acts only after AppendAll
 // returned nil never acts unrecorded. The rules of Append on ctx apply.
 func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
-	reqs, err := l.enqueue(ctx, rs, nil)
+	reqs, err := l.enqueue(ctx, rs, true, nil)
 	if err != nil {
 		return err
 	}
@@ -490,7 +492,7 @@ func (l *Log) AppendEach(rs []*Record) []error {
 		}
 		errs[i] = err
 	}
-	reqs, err := l.enqueue(context.Background(), rs, fail)
+	reqs, err := l.enqueue(context.Background(), rs, false, fail)
 	if err != nil {
 		for i := range rs {
 			fail(i, err)
@@ -513,8 +515,9 @@ func (l *Log) AppendEach(rs []*Record) []error {
 
 // enqueue encodes rs and queues them together for the writer. A record
 // that cannot be encoded fails the whole call, unless invalid is set: then
-// invalid gets it and its request is nil.
-func (l *Log) enqueue(ctx context.Context, rs []*Record, invalid func(int, error)) ([]*request, error) {
+// invalid gets it and its request is nil. producer marks the call as one
+// producer the writer expects back (see request.producer).
+func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid func(int, error)) ([]*request, error) {
 	if l.readOnly {
 		return nil, fmt.Errorf("append: %w", ErrReadOnly)
 	}
@@ -553,6 +556,10 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, invalid func(int, error
 		if req != nil {
 			req.seq = l.nextSeq
 			l.nextSeq++
+			if producer {
+				req.producer, producer = true, false
+				l.producers++
+			}
 			l.queue = append(l.queue, req)
 		}
 	}

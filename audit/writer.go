@@ -30,6 +30,13 @@ const maxGather = time.Millisecond
 type request struct {
 	head, tail []byte      // encodeSplit of the record
 	done       chan result // buffered, receives exactly one result
+	// producer marks the first record of an Append or AppendAll call:
+	// one producer that waits for its records and is expected back
+	// with its next ones (a session's next statement), however many
+	// records the call queued. The writer's gathering counts these (see
+	// Log.next). AppendEach's records (results, written in bulk by a
+	// background flusher) carry none: nothing waits on them to send more.
+	producer bool
 
 	// The producer prepares the stored bytes, key and leaf hash for seq,
 	// the seq the record gets if every batch before it commits, after
@@ -112,6 +119,8 @@ type txHook interface {
 // batch is what the writer commits in one transaction.
 type batch struct {
 	reqs []*request
+	// producers is how many of reqs are marked producer.
+	producers int
 	// force asks the hook to sign a checkpoint of any unsigned records.
 	force bool
 	// waiters are Checkpoint calls, answered once the batch committed.
@@ -142,28 +151,41 @@ func (l *Log) run() {
 		start := time.Now()
 		l.commit(b)
 		l.lastCommit = time.Since(start)
-		// The producers of this batch are likely to append again soon
-		// (a client's next statement), and those queued meanwhile wait
-		// for the next commit: together they are the next batch.
-		l.mu.Lock()
-		l.expect = min(len(b.reqs)+len(l.queue), maxBatchRecords)
-		l.mu.Unlock()
+		l.took(b)
 	}
+}
+
+// took sets the writer's expectation after committing b: the producers of
+// b are likely to append again soon (a client's next statement), and those
+// queued meanwhile wait for the next commit: together they are the next
+// batch. Producers are counted, not records: a session that sent two
+// statement records in one AppendAll (an extended-protocol Parse and
+// Execute) comes back with one or two, and waiting for a second record
+// from it would only delay its next one.
+func (l *Log) took(b *batch) {
+	l.mu.Lock()
+	l.expect = min(b.producers+l.producers, maxBatchRecords)
+	l.mu.Unlock()
 }
 
 // next waits for queued requests and takes a batch of them, or returns nil
 // when the Log is closed and the queue is drained. A batch may hold no
 // records when only a checkpoint was asked for.
 //
-// When fewer records are queued than the last batch and those queued
+// When fewer producers are queued than the last batch's and those queued
 // during its commit (l.expect), next waits for the rest: at most half as
 // long as the last commit took, and at most l.gather (maxGather). Without
 // the wait, producers that take turns settle into groups that alternate
 // between commits: each waits for two commits, and each commit carries a
 // part of them, paying the whole fixed cost (page writes, two flushes) for
-// it. A lone producer never waits (it expects only itself), and a wait
-// that times out lowers the expectation to what came. The wait delays a
-// commit; it never answers a record before it is durable.
+// it. A lone producer never waits (it expects only itself), whatever the
+// number of records it queues each time, and a wait that times out lowers
+// the expectation to what came. The wait delays a commit; it never
+// answers a record before it is durable. A wait that times out costs
+// more than it says when nothing else runs: the idle runtime sleeps in
+// epoll_wait, whose timeout is in whole milliseconds (runtime/
+// netpoll_epoll.go rounds a shorter delay up to 1 ms), so it lasts about
+// a millisecond, twice a small log's commit.
 func (l *Log) next() *batch {
 	var deadline time.Time
 	var timer *time.Timer
@@ -175,7 +197,7 @@ func (l *Log) next() *batch {
 	for {
 		l.mu.Lock()
 		if len(l.queue) > 0 || l.ckptWanted {
-			if len(l.queue) > 0 && len(l.queue) < l.expect && !l.closed && l.lastCommit > 0 {
+			if len(l.queue) > 0 && l.producers < l.expect && !l.closed && l.lastCommit > 0 {
 				if deadline.IsZero() {
 					deadline = time.Now().Add(min(l.lastCommit/2, l.gather))
 				}
@@ -194,15 +216,19 @@ func (l *Log) next() *batch {
 					continue
 				}
 			}
-			n, bytes := 0, 0
+			n, bytes, producers := 0, 0, 0
 			for n < len(l.queue) && n < maxBatchRecords {
 				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
 				if n > 0 && bytes > maxBatchBytes {
 					break
 				}
+				if l.queue[n].producer {
+					producers++
+				}
 				n++
 			}
-			b := &batch{reqs: l.queue[:n:n], force: l.ckptWanted, waiters: l.ckptWaiters}
+			l.producers -= producers
+			b := &batch{reqs: l.queue[:n:n], producers: producers, force: l.ckptWanted, waiters: l.ckptWaiters}
 			if n == len(l.queue) {
 				l.queue = nil
 			} else {

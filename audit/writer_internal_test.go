@@ -403,22 +403,35 @@ func mustTime(s string) (t time.Time) {
 	return t
 }
 
-// TestNextGathers: the writer's next batch waits for the records it
-// expects (the producers of its last batch), a lone producer's record is
-// taken at once, and Close ends a wait. The wait bound is an hour, so a
-// wrong wait shows as a test timeout, never as a timing assertion.
+// TestNextGathers: the writer's next batch waits for the producers it
+// expects (those of its last batch), a lone producer's records are taken
+// at once however many it queues, records appended in bulk (AppendEach)
+// are not waited for afterwards, and Close ends a wait. The wait bound is
+// an hour, so a wrong wait shows as a test timeout, never as a timing
+// assertion.
 func TestNextGathers(t *testing.T) {
 	newLog := func(expect int) *Log {
 		return &Log{wake: make(chan struct{}, 1), closing: make(chan struct{}),
 			expect: expect, lastCommit: 4 * time.Hour, gather: time.Hour}
 	}
-	enqueue := func(l *Log, n int) {
+	// burst queues n records as one call: of one producer (Append,
+	// AppendAll) or of none (AppendEach).
+	burst := func(l *Log, n int, producer bool) {
 		l.mu.Lock()
-		for range n {
-			l.queue = append(l.queue, &request{done: make(chan result, 1)})
+		for i := range n {
+			l.queue = append(l.queue, &request{done: make(chan result, 1), producer: producer && i == 0})
+		}
+		if producer && n > 0 {
+			l.producers++
 		}
 		l.mu.Unlock()
 		l.signal()
+	}
+	// enqueue queues n records of n producers.
+	enqueue := func(l *Log, n int) {
+		for range n {
+			burst(l, 1, true)
+		}
 	}
 
 	t.Run("expected", func(t *testing.T) {
@@ -434,6 +447,38 @@ func TestNextGathers(t *testing.T) {
 	})
 	t.Run("lone", func(t *testing.T) {
 		l := newLog(1)
+		enqueue(l, 1)
+		if b := l.next(); len(b.reqs) != 1 {
+			t.Fatalf("batch of %d records, want 1", len(b.reqs))
+		}
+	})
+	t.Run("burst", func(t *testing.T) {
+		// A session's extended-protocol Parse and Execute (two records,
+		// one AppendAll), then its next statement alone: the writer
+		// expects one producer back, not two records.
+		l := newLog(1)
+		burst(l, 2, true)
+		b := l.next()
+		if len(b.reqs) != 2 || b.producers != 1 {
+			t.Fatalf("batch of %d records of %d producers, want 2 of 1", len(b.reqs), b.producers)
+		}
+		l.took(b)
+		enqueue(l, 1)
+		if b := l.next(); len(b.reqs) != 1 {
+			t.Fatalf("batch of %d records, want 1", len(b.reqs))
+		}
+	})
+	t.Run("eventual", func(t *testing.T) {
+		// Result records written in bulk with a statement: the next
+		// statement alone is not held for them.
+		l := newLog(1)
+		burst(l, 5, false)
+		enqueue(l, 1)
+		b := l.next()
+		if len(b.reqs) != 6 || b.producers != 1 {
+			t.Fatalf("batch of %d records of %d producers, want 6 of 1", len(b.reqs), b.producers)
+		}
+		l.took(b)
 		enqueue(l, 1)
 		if b := l.next(); len(b.reqs) != 1 {
 			t.Fatalf("batch of %d records, want 1", len(b.reqs))

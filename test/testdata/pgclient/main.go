@@ -13,6 +13,8 @@
 //	pgclient bad ADDR USER DB K  a malformed message of kind K after login; prints the first answer to it
 //	pgclient deny-tx DSN STMT    a refused statement inside BEGIN, in a pgconn pipeline and in a pgx batch
 //	pgclient held-cancel DSN     statements held for approval, ended by the client's CancelRequest
+//	pgclient switch DSN          protocol switches (simple/extended) and a pgx transaction mixing them, every message traced
+//	pgclient switch-bench DSN N  N timed rounds of each protocol switch and of that transaction; medians in µs
 package main
 
 import (
@@ -60,6 +62,12 @@ func main() {
 		err = denyTx(ctx, os.Args[2], os.Args[3])
 	case "held-cancel":
 		err = heldCancel(ctx, os.Args[2])
+	case "switch":
+		err = switchTrace(ctx, os.Args[2])
+	case "switch-bench":
+		var n int
+		fmt.Sscan(os.Args[3], &n)
+		err = switchBench(ctx, os.Args[2], max(n, 1))
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
