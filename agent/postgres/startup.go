@@ -168,7 +168,9 @@ func negotiation(st *Startup) []byte {
 	if st.Requested <= st.Minor && len(st.Unrecognized) == 0 {
 		return nil
 	}
-	b, _ := (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: st.Minor, UnrecognizedOptions: st.Unrecognized}).Encode(nil)
+	// The server sends its whole newest version, 3 << 16 | minor, and
+	// libpq compares it with the whole version it asked for.
+	b, _ := (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 3<<16 | st.Minor, UnrecognizedOptions: st.Unrecognized}).Encode(nil)
 	return b
 }
 

@@ -170,7 +170,7 @@ func TestNegotiateProtocolVersion(t *testing.T) {
 		if err := m.Decode(out[5:]); err != nil {
 			t.Fatal(err)
 		}
-		if m.NewestMinorProtocol != uint32(tc.want) || len(m.UnrecognizedOptions) != len(tc.options) {
+		if m.NewestMinorProtocol != 3<<16|uint32(tc.want) || len(m.UnrecognizedOptions) != len(tc.options) {
 			t.Errorf("%+v: got %+v", tc, m)
 		}
 	}
@@ -181,7 +181,7 @@ func TestNegotiateProtocolVersion(t *testing.T) {
 func TestVersionWatch(t *testing.T) {
 	var stream []byte
 	stream, _ = (&pgproto3.AuthenticationOk{}).Encode(stream)
-	stream, _ = (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: []string{"_pq_.a"}}).Encode(stream)
+	stream, _ = (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 3 << 16, UnrecognizedOptions: []string{"_pq_.a"}}).Encode(stream)
 	stream, _ = (&pgproto3.ParameterStatus{Name: "a", Value: "b"}).Encode(stream)
 	for cut := 1; cut <= len(stream); cut++ {
 		w := &versionWatch{}

@@ -218,7 +218,8 @@ func (w *versionWatch) scan(b []byte) {
 		if w.isV && w.vn < len(w.vbuf) {
 			w.vn += copy(w.vbuf[w.vn:], b[:c])
 			if w.vn == len(w.vbuf) {
-				w.minor, w.seen = binary.BigEndian.Uint32(w.vbuf[:]), true
+				// The server sends its whole version (3 << 16 | minor).
+				w.minor, w.seen = binary.BigEndian.Uint32(w.vbuf[:])&0xffff, true
 			}
 		}
 		w.left -= c
