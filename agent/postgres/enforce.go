@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -206,12 +207,11 @@ func grantIDs(rule string) string {
 // code and msg: a DO block, so that the transaction, the implicit
 // transaction of a simple query and an extended-protocol pipeline fail
 // exactly as for the server's own errors, with the server's own
-// ReadyForQuery status. msg is written as a string literal inside a
-// dollar-quoted body whose tag does not occur in it; the session's
-// standard_conforming_strings is on (checked at login and on every
-// change), so only quotes need doubling.
+// ReadyForQuery status. msg is written as an escape string literal
+// (E'...', read the same whatever standard_conforming_strings says) inside a
+// dollar-quoted body whose tag does not occur in it.
 func raiseSQL(code, msg string) string {
-	lit := "'" + strings.ReplaceAll(cleanMessage(msg), "'", "''") + "'"
+	lit := "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(cleanMessage(msg)) + "'"
 	tag := "$tollgate$"
 	for i := 0; strings.Contains(lit, tag); i++ {
 		tag = "$tollgate" + strconv.Itoa(i) + "$"
@@ -365,4 +365,41 @@ func stripContext(body []byte) []byte {
 		return nil
 	}
 	return b
+}
+
+// classify classifies a statement text as the server will read it. With
+// standard_conforming_strings off the server reads backslashes in plain
+// string literals as escapes, which can change where a literal ends, so
+// the text is classified as sql.EscapeStrings rewrites it. While responses
+// are outstanding a statement in flight may change the setting (SET,
+// RESET, set_config, a ROLLBACK undoing a SET): then a text must read the
+// same both ways, or it is treated as text tollgate cannot parse (never
+// run: see probe). A text without a backslash reads the same either way.
+func (r *relay) classify(text string) sql.Statement {
+	c := r.s.opts.Classifier
+	if !strings.Contains(text, `\`) {
+		return c.Classify(text)
+	}
+	r.mu.Lock()
+	off, settled := r.scsOff, r.st.front() == nil
+	r.mu.Unlock()
+	if settled && !off {
+		return c.Classify(text)
+	}
+	offInfo := sql.Statement{Classes: unknownClasses, Withheld: true}
+	if conv, err := sql.EscapeStrings(text); err != nil {
+		offInfo.Err = fmt.Errorf("%w: %w", sql.ErrUnparsed, err)
+	} else {
+		offInfo = c.Classify(conv)
+	}
+	if settled {
+		return offInfo
+	}
+	on := c.Classify(text)
+	if on.Err == nil && offInfo.Err == nil && on.Count == offInfo.Count &&
+		slices.Equal(on.Classes, offInfo.Classes) && slices.Equal(on.Tables, offInfo.Tables) {
+		return on
+	}
+	return sql.Statement{Classes: unknownClasses, Withheld: true,
+		Err: fmt.Errorf("%w: it reads differently with standard_conforming_strings on and off while a change of the setting may be in flight", sql.ErrUnparsed)}
 }

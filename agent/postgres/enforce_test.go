@@ -292,8 +292,8 @@ func TestDenyFunctionCall(t *testing.T) {
 // TestRaiseSQLQuoting: messages with quotes and dollar tags stay inside
 // the literal.
 func TestRaiseSQLQuoting(t *testing.T) {
-	got := raiseSQL("42501", "it's $tollgate$ and\x00 $tollgate0$")
-	want := "DO $tollgate1$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'it''s $tollgate$ and $tollgate0$'; END $tollgate1$"
+	got := raiseSQL("42501", `it's $tollgate$ and\x00 $tollgate0$ \`)
+	want := `DO $tollgate1$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = E'it''s $tollgate$ and\\x00 $tollgate0$ \\'; END $tollgate1$`
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}

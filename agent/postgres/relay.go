@@ -90,6 +90,9 @@ type relay struct {
 
 	// sqlp is what the session's SQL-level PREPAREs hold; guarded by mu.
 	sqlp sqlPrepared
+	// scsOff is the server's last word on standard_conforming_strings
+	// being off; guarded by mu.
+	scsOff bool
 
 	up, down atomic.Int64
 
@@ -399,7 +402,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		if err := q.Decode(body); err != nil {
 			return false, malformed("Query", err)
 		}
-		info := r.s.opts.Classifier.Classify(q.String)
+		info := r.classify(q.String)
 		if info.Err != nil {
 			return false, r.probe(expectQuery, info, "simple", nil, &pgproto3.Parse{Query: q.String})
 		}
@@ -522,7 +525,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 // review rule matches is forwarded (it runs nothing) and each Execute of
 // it is held.
 func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
-	info := r.s.opts.Classifier.Classify(p.Query)
+	info := r.classify(p.Query)
 	detail := map[string]string{}
 	if p.Name != "" {
 		detail["statement"] = p.Name
@@ -850,6 +853,9 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 	case 'S':
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(body) == nil {
+			if ps.Name == "standard_conforming_strings" {
+				r.scsOff = !isOn(ps.Value)
+			}
 			if err := checkParams(map[string]string{ps.Name: ps.Value}); err != nil {
 				return nil, true, err
 			}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -319,19 +320,38 @@ func TestRelayMalformed(t *testing.T) {
 	}
 }
 
-// TestRelayUnsafeSetting: the session ends when the server reports that
-// statement text is read differently from how tollgate parses it.
-func TestRelayUnsafeSetting(t *testing.T) {
-	h := newRelayHarness(t, &fakeRecorder{})
+// TestRelayStandardConformingStringsOff: once the server reports the
+// setting off, a text is classified as the server then reads it: a plain
+// literal with a backslash that hides a DROP under the setting on does
+// not hide it.
+func TestRelayStandardConformingStringsOff(t *testing.T) {
+	rec := &fakeRecorder{}
+	h := newRelayHarness(t, rec)
 	h.send(t, &pgproto3.Query{String: "SET standard_conforming_strings = off"})
 	h.receiveServer(t)
 	h.serve(t, &pgproto3.ParameterStatus{Name: "standard_conforming_strings", Value: "off"},
 		&pgproto3.CommandComplete{CommandTag: []byte("SET")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
-	got := receiveClient[*pgproto3.ErrorResponse](t, h)
-	if e := got[len(got)-1].(*pgproto3.ErrorResponse); e.Code != "0A000" || e.Severity != "FATAL" {
-		t.Fatalf("got %+v", e)
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+	h.send(t, &pgproto3.Query{String: `SELECT 'a\', $$'; DROP TABLE t; --$$`})
+	h.receiveServer(t)
+	st := lastStatement(t, rec)
+	if !slices.Contains(st.Statement.Classes, "ddl") || !slices.Contains(st.Statement.Tables, "t") {
+		t.Fatalf("classified as %+v", st.Statement)
 	}
-	<-h.done
+	h.serve(t, &pgproto3.CommandComplete{CommandTag: []byte("DROP TABLE")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+	// While a SET is in flight, a text that reads differently both ways
+	// is never sent for execution: the server is asked to parse it.
+	h.send(t, &pgproto3.Query{String: "SET standard_conforming_strings = on"}, &pgproto3.Query{String: `SELECT 'a\', $$'; DROP TABLE t; --$$`})
+	if q := h.receiveServer(t).(*pgproto3.Query); q.String != "SET standard_conforming_strings = on" {
+		t.Fatalf("server got %q", q.String)
+	}
+	if _, ok := h.receiveServer(t).(*pgproto3.Parse); !ok {
+		t.Fatal("ambiguous text not probed")
+	}
+	if st := lastStatement(t, rec); st.Detail["probe"] != "parse" || st.Statement.Text != "" {
+		t.Fatalf("record %+v %+v", st.Detail, st.Statement)
+	}
 }
 
 // FuzzRelay feeds arbitrary bytes as the client's and the server's

@@ -419,6 +419,9 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	keepAlive(up.conn)
 
 	r := newRelay(s, sess, c, up.conn)
+	if v, ok := up.params["standard_conforming_strings"]; ok {
+		r.scsOff = !isOn(v)
+	}
 	r.idents = sess.matched
 	r.holds = &ct.hold
 	if ms != nil && ms.Active() {
@@ -434,9 +437,6 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 // checkParams fails closed when the session reads statement text
 // differently from the parser tollgate uses.
 func checkParams(params map[string]string) error {
-	if v, ok := params["standard_conforming_strings"]; ok && !isOn(v) {
-		return fatalf(codeFeatureUnsupported, ErrNotAllowed, "standard_conforming_strings must stay on through tollgate")
-	}
 	if v, ok := params["client_encoding"]; ok && unsafeClientEncodings[normEncoding(v)] {
 		return fatalf(codeFeatureUnsupported, ErrNotAllowed, "client_encoding %s is not supported through tollgate (use UTF8)", v)
 	}

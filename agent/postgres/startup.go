@@ -276,8 +276,8 @@ func cstring(b []byte) (string, []byte, bool) {
 // with -c in options). They change formatting, timeouts and planner
 // behaviour of the client's own session; settings that change who the
 // session acts as (role, session_authorization), disable triggers
-// (session_replication_role) or change how statement text is read
-// (standard_conforming_strings off) are not here.
+// (session_replication_role) are not here. standard_conforming_strings
+// off is followed (see relay.classify).
 var allowedGUCs = map[string]bool{
 	"application_name": true, "client_encoding": true, "datestyle": true, "timezone": true,
 	"intervalstyle": true, "extra_float_digits": true, "search_path": true, "statement_timeout": true,
@@ -330,10 +330,6 @@ func checkGUC(name, val string) error {
 		return fatalf(codeFeatureUnsupported, ErrNotAllowed, "startup parameter %q is not allowed through tollgate", name)
 	}
 	switch lname {
-	case "standard_conforming_strings":
-		if !isOn(val) {
-			return fatalf(codeFeatureUnsupported, ErrNotAllowed, "standard_conforming_strings must stay on through tollgate")
-		}
 	case "client_encoding":
 		if unsafeClientEncodings[normEncoding(val)] {
 			return fatalf(codeFeatureUnsupported, ErrNotAllowed, "client_encoding %s is not supported through tollgate (use UTF8)", val)
