@@ -98,9 +98,50 @@ func truncateLog(s string) string {
 	return s
 }
 
-// lineDiff shows the first differing lines of two outputs.
+// lineDiff shows where two outputs differ: the lines only the direct run
+// printed ("-") and only the tollgate run printed ("+"), numbered, around
+// their longest common subsequence of lines, so that one missing or extra
+// line does not make every later line differ. At most 60 lines are shown.
 func lineDiff(a, b string) string {
 	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	if len(al)*len(bl) > 16<<20 {
+		return positionalDiff(al, bl)
+	}
+	// lcs[i][j] is the length of the longest common subsequence of
+	// al[i:] and bl[j:].
+	lcs := make([][]int32, len(al)+1)
+	for i := range lcs {
+		lcs[i] = make([]int32, len(bl)+1)
+	}
+	for i := len(al) - 1; i >= 0; i-- {
+		for j := len(bl) - 1; j >= 0; j-- {
+			if al[i] == bl[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var out []string
+	i, j := 0, 0
+	for (i < len(al) || j < len(bl)) && len(out) < 60 {
+		switch {
+		case i < len(al) && j < len(bl) && al[i] == bl[j]:
+			i, j = i+1, j+1
+		case i < len(al) && (j == len(bl) || lcs[i+1][j] >= lcs[i][j+1]):
+			out = append(out, fmt.Sprintf("- direct   %d: %q", i+1, al[i]))
+			i++
+		default:
+			out = append(out, fmt.Sprintf("+ tollgate %d: %q", j+1, bl[j]))
+			j++
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// positionalDiff shows the first lines that differ at the same position,
+// for outputs too long for lineDiff.
+func positionalDiff(al, bl []string) string {
 	var out []string
 	for i := 0; i < max(len(al), len(bl)) && len(out) < 20; i++ {
 		var x, y string

@@ -13,6 +13,7 @@ Nothing here prints a PID, a time, an OID or a database name: where a PID
 matters, only whether it is the one expected is printed."""
 import logging
 import sys
+import threading
 import time
 
 import psycopg
@@ -386,6 +387,46 @@ with psycopg.connect(dsn) as conn:
     run(cur, "notice in extended", "SELECT %s::int AS v FROM (SELECT set_config('client_min_messages', 'notice', true)) s", (5,))
     conn.rollback()
 
+    print("-- plans, timeouts, parameters, cancel")
+    conn.autocommit = True
+    cur.execute("CREATE TABLE g (a int)")
+    cur.execute("INSERT INTO g VALUES (1)")
+    for i in range(2):
+        run(cur, f"prepared star {i}", "SELECT * FROM g WHERE a = %s", (1,), prepare=True)
+    cur.execute("ALTER TABLE g ADD COLUMN b text")
+    run(cur, "prepared star after alter", "SELECT * FROM g WHERE a = %s", (1,), prepare=True)
+    run(cur, "statement timeout", "SET statement_timeout = '50ms'")
+    run(cur, "timed out", "SELECT pg_sleep(2)")
+    run(cur, "timed out, extended", "SELECT pg_sleep(%s)", (2,))
+    run(cur, "reset timeout", "RESET statement_timeout")
+    for setting in ["application_name = 'tollgate differential'", "TimeZone = 'Asia/Kolkata'",
+                    "DateStyle = 'SQL, DMY'", "client_encoding = 'LATIN1'", "IntervalStyle = 'iso_8601'"]:
+        run(cur, f"set {setting}", f"SET {setting}")
+        name = setting.split(" ")[0]
+        print("parameter status:", name, conn.info.parameter_status(name))
+    run(cur, "values under the settings", "SELECT '2026-01-02 03:04:05+00'::timestamptz::text, '1 day 2 hours'::interval::text, 'caf\u00e9'")
+    run(cur, "reset all", "RESET ALL")
+    print("parameter status after reset:", conn.info.parameter_status("TimeZone"),
+          conn.info.parameter_status("DateStyle"), conn.info.parameter_status("client_encoding"))
+    big = bytes(range(256)) * 4096
+    cur.execute("SELECT length(%b::bytea), md5(%b::bytea)", (big, big))
+    print("large binary parameter:", cur.fetchone())
+    timer = threading.Timer(0.5, conn.cancel)
+    timer.start()
+    run(cur, "cancelled", "SELECT pg_sleep(10)")
+    timer.join()
+    run(cur, "after cancel", "SELECT 'still usable'")
+    with conn.pipeline():
+        cur.executemany("INSERT INTO g (a, b) VALUES (%s, %s) RETURNING a * 10", [(i, f"b{i}") for i in range(5)],
+                        returning=True)
+        got = []
+        while True:
+            got.append(cur.fetchone())
+            if not cur.nextset():
+                break
+    print("executemany returning in a pipeline:", got)
+    conn.autocommit = False
+
     print("-- escape strings, standard_conforming_strings on")
     run(cur, "escape strings", "SELECT E'tab\\there', E'quote\\'s', E'back\\\\slash', 'a\\b', U&'\\0041'")
     run(cur, "escape string parameter", "SELECT %s || E'\\\\'", ("x\\y",))
@@ -442,5 +483,20 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     run(cur, "set on", "SET standard_conforming_strings = on")
     print("parameter:", conn.info.parameter_status("standard_conforming_strings"))
     run(cur, "after", "SELECT 'a\\b'")
+
+print("-- client_encoding where a multibyte character may end in a backslash")
+with psycopg.connect(dsn, autocommit=True) as conn:
+    cur = conn.cursor()
+    run(cur, "set sjis", "SET client_encoding = 'SJIS'")
+    print("parameter:", conn.info.parameter_status("client_encoding"))
+    run(cur, "after sjis", "SELECT 'x' AS v")
+
+print("-- the server ends the session (idle in transaction timeout)")
+with psycopg.connect(dsn) as conn:
+    cur = conn.cursor()
+    run(cur, "set timeout", "SET idle_in_transaction_session_timeout = '100ms'")
+    time.sleep(1)
+    run(cur, "after the timeout", "SELECT 1")
+    print("closed:", conn.closed)
 
 print("done")

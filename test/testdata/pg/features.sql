@@ -210,10 +210,17 @@ COPY f (id, name) FROM STDIN;
 60	missing id next
 	no id
 \.
+CREATE FUNCTION note_row() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'copying %', NEW.id; RETURN NEW; END$$;
+CREATE TRIGGER note BEFORE INSERT ON f FOR EACH ROW EXECUTE FUNCTION note_row();
 COPY f FROM STDIN;
 70	good	7
 71	good	7
 \.
+COPY f FROM STDIN;
+72	noticed, then	7
+73	bad	x
+\.
+DROP TRIGGER note ON f;
 BEGIN;
 COPY f FROM STDIN;
 80	bad	x
@@ -261,6 +268,21 @@ SELECT 1 AS x FROM generate_series(1, 3);
 \echo encoding :ENCODING
 \echo server :SERVER_VERSION_NUM
 \echo user :USER
+
+-- Plans, timeouts and a flood of notices
+CREATE TABLE g (a int);
+INSERT INTO g VALUES (1);
+PREPARE star AS SELECT * FROM g;
+EXECUTE star;
+ALTER TABLE g ADD COLUMN b text;
+EXECUTE star;
+DEALLOCATE star;
+SET statement_timeout = '50ms';
+SELECT pg_sleep(2);
+RESET statement_timeout;
+DO $$BEGIN FOR i IN 1..300 LOOP RAISE NOTICE 'flood % %', i, repeat('n', 200); END LOOP; END$$;
+SELECT length(string_agg(repeat('r', 1000), '')) FROM generate_series(1, 2000);
+DO $$BEGIN RAISE EXCEPTION '%', repeat('long error ', 2000); END$$;
 
 SELECT id, name, amount FROM f ORDER BY id;
 \echo done
