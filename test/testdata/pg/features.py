@@ -404,7 +404,11 @@ with psycopg.connect(dsn) as conn:
         run(cur, f"set {setting}", f"SET {setting}")
         name = setting.split(" ")[0]
         print("parameter status:", name, conn.info.parameter_status(name))
-    run(cur, "values under the settings", "SELECT '2026-01-02 03:04:05+00'::timestamptz::text, '1 day 2 hours'::interval::text, 'caf\u00e9'")
+    run(cur, "values under the settings", "SELECT '2026-01-02 03:04:05+00'::timestamptz::text, '1 day 2 hours'::interval::text")
+    # Under LATIN1 the text psycopg sends is LATIN1 bytes: a non-ASCII
+    # literal is not UTF-8; as a parameter it is not statement text.
+    run(cur, "latin1 literal", "SELECT 'caf\u00e9' AS v, length('caf\u00e9') AS n")
+    run(cur, "latin1 parameter", "SELECT %s::text AS v, length(%s)", ("caf\u00e9", "caf\u00e9"))
     run(cur, "reset all", "RESET ALL")
     print("parameter status after reset:", conn.info.parameter_status("TimeZone"),
           conn.info.parameter_status("DateStyle"), conn.info.parameter_status("client_encoding"))
@@ -428,6 +432,12 @@ with psycopg.connect(dsn) as conn:
     conn.autocommit = False
 
     print("-- escape strings, standard_conforming_strings on")
+    # SYSTEM_USER is a reserved word from PostgreSQL 16 on; this server
+    # (15) accepts it as a table name.
+    run(cur, "PostgreSQL 15 name", "CREATE TABLE system_user (x int)")
+    run(cur, "PostgreSQL 15 name, quoted", "INSERT INTO \"system_user\" VALUES (1)")
+    run(cur, "PostgreSQL 15 name, select", "SELECT x FROM system_user")
+    conn.rollback()
     run(cur, "escape strings", "SELECT E'tab\\there', E'quote\\'s', E'back\\\\slash', 'a\\b', U&'\\0041'")
     run(cur, "escape string parameter", "SELECT %s || E'\\\\'", ("x\\y",))
     conn.rollback()

@@ -269,6 +269,12 @@ SELECT 1 AS x FROM generate_series(1, 3);
 \echo server :SERVER_VERSION_NUM
 \echo user :USER
 
+-- Names this server (PostgreSQL 15) accepts that later grammars reserve
+CREATE TABLE system_user (x int);
+INSERT INTO "system_user" VALUES (1);
+SELECT x FROM system_user;
+SELECT 1 AS system_user;
+
 -- Plans, timeouts and a flood of notices
 CREATE TABLE g (a int);
 INSERT INTO g VALUES (1);
