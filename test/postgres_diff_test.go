@@ -54,7 +54,8 @@ func (s *pgSetup) createDB(t testing.TB, name string) {
 // runBoth runs the same client directly against database d_<name> and
 // through tollgate against p_<name>, and fails the test if stdout, stderr
 // or the exit status differ. clean removes what legitimately differs
-// (timings). It returns the proxied run's stdout.
+// (timings). It returns the proxied run's stdout. With TOLLGATE_DIFF_DIR
+// set, both runs' outputs are written there, named after the test.
 func (s *pgSetup) runBoth(t *testing.T, name string, clean func(string) string, run func(through bool, db string) (string, string, error)) string {
 	t.Helper()
 	s.createDB(t, "d_"+name)
@@ -65,6 +66,16 @@ func (s *pgSetup) runBoth(t *testing.T, name string, clean func(string) string, 
 		clean = func(s string) string { return s }
 	}
 	dOut, pOut, dErr, pErr = clean(dOut), clean(pOut), clean(dErr), clean(pErr)
+	if dir := os.Getenv("TOLLGATE_DIFF_DIR"); dir != "" {
+		// Both runs' outputs, whole, for a diff tool.
+		base := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+		for suffix, s := range map[string]string{".direct.stdout": dOut, ".direct.stderr": dErr,
+			".through.stdout": pOut, ".through.stderr": pErr} {
+			if err := os.WriteFile(base+suffix, []byte(s), 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
 	if (dRunErr == nil) != (pRunErr == nil) {
 		t.Errorf("%s: exit status differs: direct %v, through tollgate %v", name, dRunErr, pRunErr)
 	}
@@ -87,9 +98,50 @@ func truncateLog(s string) string {
 	return s
 }
 
-// lineDiff shows the first differing lines of two outputs.
+// lineDiff shows where two outputs differ: the lines only the direct run
+// printed ("-") and only the tollgate run printed ("+"), numbered, around
+// their longest common subsequence of lines, so that one missing or extra
+// line does not make every later line differ. At most 60 lines are shown.
 func lineDiff(a, b string) string {
 	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	if len(al)*len(bl) > 16<<20 {
+		return positionalDiff(al, bl)
+	}
+	// lcs[i][j] is the length of the longest common subsequence of
+	// al[i:] and bl[j:].
+	lcs := make([][]int32, len(al)+1)
+	for i := range lcs {
+		lcs[i] = make([]int32, len(bl)+1)
+	}
+	for i := len(al) - 1; i >= 0; i-- {
+		for j := len(bl) - 1; j >= 0; j-- {
+			if al[i] == bl[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var out []string
+	i, j := 0, 0
+	for (i < len(al) || j < len(bl)) && len(out) < 60 {
+		switch {
+		case i < len(al) && j < len(bl) && al[i] == bl[j]:
+			i, j = i+1, j+1
+		case i < len(al) && (j == len(bl) || lcs[i+1][j] >= lcs[i][j+1]):
+			out = append(out, fmt.Sprintf("- direct   %d: %q", i+1, al[i]))
+			i++
+		default:
+			out = append(out, fmt.Sprintf("+ tollgate %d: %q", j+1, bl[j]))
+			j++
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// positionalDiff shows the first lines that differ at the same position,
+// for outputs too long for lineDiff.
+func positionalDiff(al, bl []string) string {
 	var out []string
 	for i := 0; i < max(len(al), len(bl)) && len(out) < 20; i++ {
 		var x, y string
@@ -123,22 +175,10 @@ func TestPostgresDifferential(t *testing.T) {
 	s := newPGSetup(t, "process", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cg := func(through bool) string {
-		if through {
-			return s.cgroup
-		}
-		return ""
-	}
+	cg := s.clientCgroup
 
 	t.Run("psql", func(t *testing.T) {
-		script, err := filepath.Abs("testdata/pg/script.sql")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := s.runBoth(t, "psql", nil, func(through bool, db string) (string, string, error) {
-			_, env := clientEnv(through)
-			return runClient(t, ctx, cg(through), env, "", "psql", "-X", "-d", s.pg.dsn(pgScramUser, db), "-f", script)
-		})
+		out := s.diffPsql(t, ctx, "psql", "script.sql")
 		if !strings.Contains(out, "done") || !strings.Contains(out, "COPY 2") {
 			t.Fatalf("psql script did not run through: %s", truncateLog(out))
 		}
@@ -181,18 +221,15 @@ func TestPostgresDifferential(t *testing.T) {
 	})
 
 	t.Run("psycopg", func(t *testing.T) {
-		if _, err := os.Stat(python3); err != nil {
-			t.Skip("no system python3")
-		}
-		script, _ := filepath.Abs("testdata/pg/client.py")
-		out := s.runBoth(t, "psycopg", nil, func(through bool, db string) (string, string, error) {
-			_, env := clientEnv(through)
-			return runClient(t, ctx, cg(through), env, "", python3, script, s.pg.dsn(pgScramUser, db))
-		})
+		out := s.diffPython(t, ctx, "psycopg", "client.py")
 		if !strings.HasSuffix(out, "done\n") {
 			t.Fatalf("psycopg script did not finish: %s", out)
 		}
 	})
+
+	// The second client family of issue 12: psql's and psycopg's own
+	// features and the server's error paths.
+	s.diffFeatures(t, ctx)
 
 	t.Run("pgbench", func(t *testing.T) {
 		// Timings differ between runs; everything else must not.
@@ -273,4 +310,96 @@ func TestPostgresDifferential(t *testing.T) {
 		}
 		lastN[r.Session] = n
 	}
+}
+
+// diffPsql runs psql on testdata/pg/<script> directly and through
+// tollgate (runBoth), with env added to the client's environment, and
+// returns the proxied run's stdout.
+func (s *pgSetup) diffPsql(t *testing.T, ctx context.Context, name, script string, env ...string) string {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("testdata/pg", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.runBoth(t, name, nil, func(through bool, db string) (string, string, error) {
+		_, penv := clientEnv(through)
+		return runClient(t, ctx, s.clientCgroup(through), append(penv, env...), "", "psql", "-X", "-d", s.pg.dsn(pgScramUser, db), "-f", path)
+	})
+}
+
+// diffPython runs the psycopg script testdata/pg/<script> with the system
+// python3 directly and through tollgate (runBoth) and returns the proxied
+// run's stdout.
+func (s *pgSetup) diffPython(t *testing.T, ctx context.Context, name, script string) string {
+	t.Helper()
+	if _, err := os.Stat(python3); err != nil {
+		t.Skip("no system python3")
+	}
+	path, err := filepath.Abs(filepath.Join("testdata/pg", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.runBoth(t, name, nil, func(through bool, db string) (string, string, error) {
+		_, env := clientEnv(through)
+		return runClient(t, ctx, s.clientCgroup(through), env, "", python3, path, s.pg.dsn(pgScramUser, db))
+	})
+}
+
+// clientCgroup is the cgroup a client runs in: the workload's through
+// tollgate, none directly.
+func (s *pgSetup) clientCgroup(through bool) string {
+	if through {
+		return s.cgroup
+	}
+	return ""
+}
+
+// diffFeatures runs the second client family of issue 12 as subtests:
+// features.sql (\gset, \gdesc, \copy, SQL PREPARE/EXECUTE/DEALLOCATE/
+// DISCARD, notices, RAISE, errors mid-transaction, savepoints, syntax
+// errors, empty statements, escape strings, COPY FROM STDIN with bad
+// rows), scs.sql (standard_conforming_strings off), the same set at login,
+// and features.py (psycopg: server-side cursors, pipeline mode, COPY,
+// LISTEN/NOTIFY, binary parameters, the same error paths). Each is diffed
+// against the direct run, under whatever policy s's daemon has.
+func (s *pgSetup) diffFeatures(t *testing.T, ctx context.Context) {
+	t.Run("psql-features", func(t *testing.T) {
+		out := s.diffPsql(t, ctx, "psqlfeatures", "features.sql")
+		if !strings.HasSuffix(out, "\\echo done\ndone\n") {
+			t.Errorf("features.sql did not run to its end: %s", truncateLog(out))
+		}
+	})
+	t.Run("psql-scs", func(t *testing.T) {
+		s.diffPsql(t, ctx, "psqlscs", "scs.sql")
+	})
+	t.Run("psql-scs-startup", func(t *testing.T) {
+		// standard_conforming_strings off from the start, as the
+		// startup packet's options (libpq's PGOPTIONS) set it.
+		s.diffPsql(t, ctx, "psqlscsstartup", "scs.sql", "PGOPTIONS=-c standard_conforming_strings=off")
+	})
+	t.Run("psycopg-features", func(t *testing.T) {
+		out := s.diffPython(t, ctx, "pyfeatures", "features.py")
+		if !strings.HasSuffix(out, "done\n") {
+			t.Errorf("features.py did not finish: %s", truncateLog(out))
+		}
+	})
+}
+
+// TestPostgresDifferentialRealisticPolicy runs the differential scripts
+// under a policy a deployment would have: every class allowed, but not
+// unknown (no allow-unknown rule, unlike pgAllowAll). Statements that do
+// not parse, empty and comment-only statements and SQL-level EXECUTE must
+// still behave exactly as direct: the server's syntax error, its
+// EmptyQueryResponse, the prepared statement's result.
+func TestPostgresDifferentialRealisticPolicy(t *testing.T) {
+	s := newPGSetup(t, "process", "rules:\n  - id: allow-all\n    action: allow\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	t.Run("psql", func(t *testing.T) {
+		s.diffPsql(t, ctx, "psql", "script.sql")
+	})
+	t.Run("psycopg", func(t *testing.T) {
+		s.diffPython(t, ctx, "psycopg", "client.py")
+	})
+	s.diffFeatures(t, ctx)
 }
