@@ -38,6 +38,10 @@ const (
 	// normalised PREPARE text of what the name may hold (several, joined
 	// by "; ", while a PREPARE of the name was in flight), or "unknown".
 	DetailPrepared = "prepared"
+	// DetailProbe is "parse" on the statement record of a text tollgate's
+	// parser rejected: the server was only asked to parse it, never to run
+	// it.
+	DetailProbe = "probe"
 )
 
 // AccessRow summarises one identity's access to one target.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/sql"
 )
@@ -258,14 +259,9 @@ func (r *relay) probe(kind expectKind, info sql.Statement, protocol string, deta
 	if detail == nil {
 		detail = map[string]string{}
 	}
-	detail["probe"] = "parse"
-	v := r.unparsed()
-	var e *exec
-	if kind != expectParse {
-		e = r.newExec(protocol)
-	}
-	rec := r.appendStatement(e, info, v, protocol, detail)
-	if err := r.commit(); err != nil {
+	detail[audit.DetailProbe] = "parse"
+	e, rec, err := r.recordRefused(kind, info, r.unparsed(), protocol, detail)
+	if err != nil {
 		return err
 	}
 	f := refusal{code: codeInsufficientPrivilege, message: "tollgate: statement denied: " + unparsedReason}

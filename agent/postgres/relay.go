@@ -592,18 +592,29 @@ func (r *relay) execute(kind expectKind, info sql.Statement, v verdict, protocol
 // it, and queues in its place what makes the server raise the refusal,
 // which names the record.
 func (r *relay) refuse(kind expectKind, info sql.Statement, v verdict, protocol string, detail map[string]string, f refusal) error {
-	var e *exec
-	if kind != expectParse {
-		e = r.newExec(protocol)
-	}
-	rec := r.appendStatement(e, info, v, protocol, detail)
-	if err := r.commit(); err != nil {
+	e, rec, err := r.recordRefused(kind, info, v, protocol, detail)
+	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.appendRaise(kind, e, f, rec.Seq)
 	r.mu.Unlock()
 	return nil
+}
+
+// recordRefused makes the record of a statement that will not run durable,
+// with what preceded it, and returns its execution (nil for a Parse) and
+// the record, whose seq the refusal names.
+func (r *relay) recordRefused(kind expectKind, info sql.Statement, v verdict, protocol string, detail map[string]string) (*exec, *audit.Record, error) {
+	var e *exec
+	if kind != expectParse {
+		e = r.newExec(protocol)
+	}
+	rec := r.appendStatement(e, info, v, protocol, detail)
+	if err := r.commit(); err != nil {
+		return nil, nil, err
+	}
+	return e, rec, nil
 }
 
 func malformed(what string, err error) error {
