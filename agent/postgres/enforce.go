@@ -282,7 +282,7 @@ func (r *relay) probe(kind expectKind, info sql.Statement, protocol string, deta
 	// A Query: the raise runs in the same extended-protocol exchange, which
 	// tollgate's own Sync ends, so that a failed Parse skips it; the Sync's
 	// ReadyForQuery answers the client's Query.
-	stmt := raiseSQL(f.code, f.text(rec.Seq))
+	stmt := r.enc.encode(raiseSQL(f.code, f.text(rec.Seq)))
 	r.out, _ = (&pgproto3.Parse{Query: stmt}).Encode(r.out)
 	r.out, _ = (&pgproto3.Bind{}).Encode(r.out)
 	r.out, _ = (&pgproto3.Execute{}).Encode(r.out)
@@ -330,7 +330,9 @@ func (f refusal) text(seq uint64) string {
 // the client's Sync, as if the refused message had failed. Called with mu
 // held.
 func (r *relay) appendRaise(kind expectKind, e *exec, f refusal, seq uint64) {
-	stmt := raiseSQL(f.code, f.text(seq))
+	// The server reads the raise in the client's encoding, as it reads
+	// the statement it stands for.
+	stmt := r.enc.encode(raiseSQL(f.code, f.text(seq)))
 	switch kind {
 	case expectQuery, expectFunction:
 		r.out, _ = (&pgproto3.Query{String: stmt}).Encode(r.out)
@@ -363,23 +365,63 @@ func stripContext(body []byte) []byte {
 	return b
 }
 
-// classify classifies a statement text as the server will read it. With
-// standard_conforming_strings off the server reads backslashes in plain
-// string literals as escapes, which can change where a literal ends, so
-// the text is classified as sql.EscapeStrings rewrites it. While responses
-// are outstanding a statement in flight may change the setting (SET,
-// RESET, set_config, a ROLLBACK undoing a SET): then a text must read the
-// same both ways, or it is treated as text tollgate cannot parse (never
-// run: see probe). A text without a backslash reads the same either way.
-func (r *relay) classify(text string) sql.Statement {
-	c := r.s.opts.Classifier
-	if !strings.Contains(text, `\`) {
-		return c.Classify(text)
-	}
+// classify classifies a statement text as the server will read it: in
+// the session's client_encoding (see textCodec), with
+// standard_conforming_strings as the server has it. While an answer is
+// outstanding, a statement in flight may change either setting (SET,
+// RESET, set_config, a ROLLBACK undoing a SET, a function): then a text
+// must read the same under each value the setting may take, or it is
+// treated as text tollgate cannot parse (never run: see probe). A text of
+// ASCII only reads the same in every client encoding, and a text without
+// a backslash the same with standard_conforming_strings on and off.
+func (r *relay) classify(raw string) sql.Statement {
 	r.mu.Lock()
-	off, settled := r.scsOff, r.st.front() == nil
+	enc, off, settled := r.enc, r.scsOff, r.settled()
 	r.mu.Unlock()
-	if settled && !off {
+	if enc.name != r.verdictsEnc {
+		// The same bytes may now say something else.
+		clear(r.verdicts)
+		r.verdictsEnc = enc.name
+	}
+	text, err := enc.decode(raw)
+	if err != nil {
+		return sql.Statement{Classes: unknownClasses, Withheld: true, Err: fmt.Errorf("%w: %w", sql.ErrUnparsed, err)}
+	}
+	info := r.classifySCS(text, off, settled)
+	if settled || info.Err != nil || isASCII(raw) {
+		return info
+	}
+	// Bytes that split into characters differently in another encoding
+	// can end a literal elsewhere there: each encoding the text is valid
+	// in must read it the same.
+	for _, s := range append(readings(raw), charmapReading(raw)) {
+		if s == text {
+			continue
+		}
+		if !sameReading(info, r.classifySCS(s, off, false)) {
+			return sql.Statement{Classes: unknownClasses, Withheld: true,
+				Err: fmt.Errorf("%w: it reads differently in another client_encoding while a change of the setting may be in flight", sql.ErrUnparsed)}
+		}
+	}
+	return info
+}
+
+// charmapReading is text as every encoding without multibyte characters
+// splits it (LATIN1 standing for them all): one byte, one character.
+func charmapReading(text string) string {
+	s, _ := textCodec{name: "LATIN1", enc: clientEncodings["latin1"]}.decode(text)
+	return s
+}
+
+// classifySCS classifies a statement text (in UTF-8) with
+// standard_conforming_strings off or on; unless settled, the text must
+// read the same both ways. With the setting off the server reads
+// backslashes in plain string literals as escapes, which can change where
+// a literal ends, so the text is classified as sql.EscapeStrings rewrites
+// it.
+func (r *relay) classifySCS(text string, off, settled bool) sql.Statement {
+	c := r.s.opts.Classifier
+	if !strings.Contains(text, `\`) || settled && !off {
 		return c.Classify(text)
 	}
 	offInfo := sql.Statement{Classes: unknownClasses, Withheld: true}

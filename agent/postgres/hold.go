@@ -247,7 +247,11 @@ func personName(p policy.Person) string {
 
 // notice sends the client a NoticeResponse between two server messages.
 func (r *relay) notice(msg string) error {
-	b, err := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: cleanMessage(msg)}).Encode(nil)
+	r.mu.Lock()
+	enc := r.enc
+	r.mu.Unlock()
+	// The client reads it in its client_encoding, as the server's own.
+	b, err := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: enc.encode(cleanMessage(msg))}).Encode(nil)
 	if err != nil {
 		return err
 	}

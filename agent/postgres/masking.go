@@ -99,16 +99,25 @@ func (r *relay) maskStatement(info sql.Statement, text string) {
 	if r.mk == nil {
 		return
 	}
-	var copies []copySpec
-	if slices.Contains(info.Classes, policy.ClassCopyOut) {
-		copies = copySpecs(text)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var copies []copySpec
+	if slices.Contains(info.Classes, policy.ClassCopyOut) {
+		copies = copySpecs(r.readText(text))
+	}
 	if f := r.st.last(); f != nil && f.kind == expectQuery && f.exec != nil {
 		f.exec.ddl = changesCatalog(info)
 		f.exec.copies = copies
 	}
+}
+
+// readText is a statement text as the server reads it (it was classified
+// so, see relay.classify). Called with mu held.
+func (r *relay) readText(raw string) string {
+	if text, err := r.enc.decode(raw); err == nil {
+		return text
+	}
+	return raw
 }
 
 // maskParse keeps the COPY specs of a prepared COPY ... TO STDOUT, once
@@ -118,7 +127,7 @@ func (r *relay) maskParse(name, text string) {
 		return
 	}
 	if ps := r.st.stmts[name]; ps != nil && slices.Contains(ps.info.Classes, policy.ClassCopyOut) {
-		ps.copies = copySpecs(text)
+		ps.copies = copySpecs(r.readText(text))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,16 @@ type relay struct {
 	// scsOff is the server's last word on standard_conforming_strings
 	// being off; guarded by mu.
 	scsOff bool
+	// enc reads statement text in the server's last word on
+	// client_encoding; guarded by mu.
+	enc textCodec
+	// unsynced is set while an Execute was sent that no ReadyForQuery
+	// has followed yet: a setting it changed is reported only then.
+	// Guarded by mu.
+	unsynced bool
+	// verdictsEnc is the client_encoding the exact-text verdicts were
+	// read in; owned by the client goroutine.
+	verdictsEnc string
 
 	up, down atomic.Int64
 
@@ -142,6 +153,7 @@ func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
 		ur:           bufio.NewReaderSize(upstream, bufSize),
 		cw:           bufio.NewWriterSize(client, bufSize),
 		st:           newProtoState(),
+		enc:          textCodec{name: "UTF8", checkUTF8: true},
 		verdicts:     map[string]verdict{},
 		normVerdicts: map[string]verdict{},
 		resKick:      make(chan struct{}, 1),
@@ -638,6 +650,9 @@ func (r *relay) statement(kind expectKind, info sql.Statement, v verdict, protoc
 	r.mu.Lock()
 	e.sqlOps = r.sqlp.sent(info)
 	r.st.push(&expect{kind: kind, exec: e})
+	if kind == expectExecute {
+		r.unsynced = true
+	}
 	r.mu.Unlock()
 }
 
@@ -864,11 +879,15 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 	case 'S':
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(body) == nil {
-			if ps.Name == "standard_conforming_strings" {
+			switch ps.Name {
+			case "standard_conforming_strings":
 				r.scsOff = !isOn(ps.Value)
-			}
-			if err := checkParams(map[string]string{ps.Name: ps.Value}); err != nil {
-				return nil, true, err
+			case "client_encoding":
+				c, ok := codecFor(ps.Value)
+				if !ok {
+					return nil, true, fatalf(codeFeatureUnsupported, ErrNotAllowed, "client_encoding %s is not supported through tollgate", ps.Value)
+				}
+				r.enc = c
 			}
 		}
 	case 'K':
@@ -981,6 +1000,10 @@ func (r *relay) failed(code string) {
 // ready handles ReadyForQuery.
 func (r *relay) ready() {
 	st := &r.st
+	defer func() {
+		// The Executes sent after this Sync are still to be answered.
+		r.unsynced = slices.ContainsFunc(st.queue[st.head:], func(q *expect) bool { return q.kind == expectExecute })
+	}()
 	for {
 		f := st.front()
 		if f == nil {
@@ -994,6 +1017,13 @@ func (r *relay) ready() {
 			return
 		}
 	}
+}
+
+// settled reports whether the server has reported every setting the
+// statements sent so far changed: nothing is awaiting an answer, and a
+// ReadyForQuery followed the last Execute. Called with mu held.
+func (r *relay) settled() bool {
+	return r.st.front() == nil && !r.unsynced
 }
 
 // finish queues the result record of an execution, once. Called with mu

@@ -422,6 +422,7 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	if v, ok := up.params["standard_conforming_strings"]; ok {
 		r.scsOff = !isOn(v)
 	}
+	r.enc, _ = codecFor(up.params["client_encoding"]) // checked by checkParams
 	r.idents = sess.matched
 	r.holds = &ct.hold
 	if ms != nil && ms.Active() {
@@ -434,11 +435,13 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	return finish(r.run(ctx))
 }
 
-// checkParams fails closed when the session reads statement text
-// differently from the parser tollgate uses.
+// checkParams fails closed when the session's statement text is in an
+// encoding tollgate cannot read (PostgreSQL has none such today).
 func checkParams(params map[string]string) error {
-	if v, ok := params["client_encoding"]; ok && unsafeClientEncodings[normEncoding(v)] {
-		return fatalf(codeFeatureUnsupported, ErrNotAllowed, "client_encoding %s is not supported through tollgate (use UTF8)", v)
+	if v, ok := params["client_encoding"]; ok {
+		if _, known := codecFor(v); !known {
+			return fatalf(codeFeatureUnsupported, ErrNotAllowed, "client_encoding %s is not supported through tollgate", v)
+		}
 	}
 	return nil
 }

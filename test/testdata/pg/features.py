@@ -403,6 +403,7 @@ with psycopg.connect(dsn) as conn:
     run(cur, "values under the settings", "SELECT '2026-01-02 03:04:05+00'::timestamptz::text, '1 day 2 hours'::interval::text")
     # Under LATIN1 the text psycopg sends is LATIN1 bytes: a non-ASCII
     # literal is not UTF-8; as a parameter it is not statement text.
+    run(cur, "latin1 literal", "SELECT 'caf\u00e9' AS v, length('caf\u00e9') AS n")
     run(cur, "latin1 parameter", "SELECT %s::text AS v, length(%s)", ("caf\u00e9", "caf\u00e9"))
     run(cur, "reset all", "RESET ALL")
     print("parameter status after reset:", conn.info.parameter_status("TimeZone"),
@@ -486,6 +487,23 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     run(cur, "set on", "SET standard_conforming_strings = on")
     print("parameter:", conn.info.parameter_status("standard_conforming_strings"))
     run(cur, "after", "SELECT 'a\\b'")
+
+print("-- client_encoding where a multibyte character may end in a backslash")
+with psycopg.connect(dsn, autocommit=True) as conn:
+    cur = conn.cursor()
+    run(cur, "set sjis", "SET client_encoding = 'SJIS'")
+    print("parameter:", conn.info.parameter_status("client_encoding"))
+    run(cur, "after sjis", "SELECT 'x' AS v")
+    # \u8868 is 0x95 0x5c in Shift-JIS: read as bytes, the escape string
+    # would end in a backslash escaping its quote.
+    run(cur, "sjis literal", "SELECT '\u8868' AS v, length('\u8868') AS n")
+    run(cur, "sjis escape string", "SELECT E'\u8868' AS v, E'\u8868\\n' AS w")
+    run(cur, "sjis identifier", "SELECT 1 AS \"\u8868\"")
+    run(cur, "sjis invalid", b"SELECT '\x81\x27' AS v")
+    run(cur, "set big5", "SET client_encoding = 'BIG5'")
+    run(cur, "big5 literal", "SELECT '\u529f' AS v")
+    run(cur, "set latin1", "SET client_encoding = 'LATIN1'")
+    run(cur, "latin1 literal", "SELECT 'd\u00e9j\u00e0' AS v")
 
 print("-- the server ends the session (idle in transaction timeout)")
 with psycopg.connect(dsn) as conn:
