@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzNegotiate$$' -fuzztime 60s ./agent/postgres/
 	$(GO) test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime 60s ./agent/postgres/
+	$(GO) test -run '^$$' -fuzz '^FuzzTextCodec$$' -fuzztime 60s ./agent/postgres/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRows$$' -fuzztime 60s ./agent/postgres/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeStrings$$' -fuzztime 60s ./policy/sql/

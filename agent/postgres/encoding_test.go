@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -147,4 +148,36 @@ func TestRelaySettingUnsynced(t *testing.T) {
 	if st.Detail[audit.DetailProbe] != "parse" || st.Decision.Action != "deny" {
 		t.Fatalf("Parse %q sent as %+v %+v", p.Query, st.Detail, st.Decision)
 	}
+}
+
+// FuzzTextCodec: whatever bytes a client sends, reading them in any
+// client encoding never panics, and what is read is valid UTF-8 that
+// keeps every ASCII byte where no multibyte character took it.
+func FuzzTextCodec(f *testing.F) {
+	f.Add("SELECT E'\x95\x5c'; DROP TABLE t; --'", "SJIS")
+	f.Add("SELECT '\x81\x30\x81\x30'", "GB18030")
+	f.Add("SELECT 'caf\xe9'", "LATIN1")
+	f.Add("SELECT E'ā\\'", "UTF8")
+	f.Fuzz(func(t *testing.T, text, enc string) {
+		c, ok := codecFor(enc)
+		if !ok {
+			return
+		}
+		s, err := c.decode(text)
+		if err != nil {
+			return
+		}
+		if !utf8.ValidString(s) && normEncoding(enc) != "sqlascii" {
+			t.Fatalf("%s %q read as invalid UTF-8 %q", enc, text, s)
+		}
+		if isASCII(text) && s != text {
+			t.Fatalf("%s changed ASCII %q to %q", enc, text, s)
+		}
+		_ = c.encode(s)
+		for _, r := range readings(text) {
+			if !utf8.ValidString(r) {
+				t.Fatalf("reading %q invalid", r)
+			}
+		}
+	})
 }
