@@ -40,7 +40,8 @@ const (
 	DetailPrepared = "prepared"
 	// DetailProbe is "parse" on the statement record of a text tollgate's
 	// parser rejected: the server was only asked to parse it, never to run
-	// it.
+	// it; "describe" on that of an SQL EXECUTE of a name tollgate knows
+	// nothing of: the server was only asked whether the name exists.
 	DetailProbe = "probe"
 )
 

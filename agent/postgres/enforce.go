@@ -279,10 +279,48 @@ func (r *relay) probe(kind expectKind, info sql.Statement, protocol string, deta
 		r.appendRaise(kind, e, f, rec.Seq)
 		return nil
 	}
-	// A Query: the raise runs in the same extended-protocol exchange, which
-	// tollgate's own Sync ends, so that a failed Parse skips it; the Sync's
-	// ReadyForQuery answers the client's Query.
-	stmt := r.enc.encode(raiseSQL(f.code, f.text(rec.Seq)))
+	// A Query: a failed Parse skips the raise.
+	r.appendSyncedRaise(e, f, rec.Seq)
+	return nil
+}
+
+// probeName refuses an SQL EXECUTE of a name tollgate knows nothing of
+// (kind is the Query, Parse or Execute that carries it) the way the server
+// would have: it asks the server to describe the statement of that name,
+// which runs nothing. When there is none (almost always: the name was
+// never prepared, or deallocated), the client gets the server's own
+// error, 26000 "prepared statement does not exist", and its transaction
+// state. When there is one (prepared where tollgate could not see it, in
+// a function), its description is dropped and the statement is refused
+// with 42501 as a denial is. The statement record is durable before the
+// Describe is sent.
+func (r *relay) probeName(kind expectKind, info sql.Statement, v verdict, protocol string, detail map[string]string, name string) error {
+	detail[audit.DetailProbe] = "describe"
+	e, rec, err := r.recordRefused(kind, info, v, protocol, detail)
+	if err != nil {
+		return err
+	}
+	f := denied(v)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out, _ = (&pgproto3.Describe{ObjectType: 'S', Name: name}).Encode(r.out)
+	r.st.push(&expect{kind: expectDescribe, injected: true})
+	if kind != expectQuery {
+		// A failed Describe makes the server skip the raise, and all
+		// else, to the client's Sync.
+		r.appendRaise(kind, e, f, rec.Seq)
+		return nil
+	}
+	r.appendSyncedRaise(e, f, rec.Seq)
+	return nil
+}
+
+// appendSyncedRaise ends what tollgate sent in place of a Query with a
+// raise in the same extended-protocol exchange, which tollgate's own Sync
+// ends: a failure before it skips the raise, and the Sync's ReadyForQuery
+// answers the client's Query. Called with mu held.
+func (r *relay) appendSyncedRaise(e *exec, f refusal, seq uint64) {
+	stmt := r.enc.encode(raiseSQL(f.code, f.text(seq)))
 	r.out, _ = (&pgproto3.Parse{Query: stmt}).Encode(r.out)
 	r.out, _ = (&pgproto3.Bind{}).Encode(r.out)
 	r.out, _ = (&pgproto3.Execute{}).Encode(r.out)
@@ -291,7 +329,6 @@ func (r *relay) probe(kind expectKind, info sql.Statement, protocol string, deta
 	r.st.push(&expect{kind: expectBind, injected: true})
 	r.st.push(&expect{kind: expectExecute, exec: e, raise: true})
 	r.st.push(&expect{kind: expectSync})
-	return nil
 }
 
 // refusal is why a statement is refused, for the client's message.

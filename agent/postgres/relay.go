@@ -572,6 +572,9 @@ func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
 		r.appendStatement(nil, info, v, "parse", detail)
 		return false, nil
 	}
+	if name, ok := unknownExecute(info, detail); ok {
+		return false, r.probeName(expectParse, info, v, "parse", detail, name)
+	}
 	return false, r.refuse(expectParse, info, v, "parse", detail, denied(v))
 }
 
@@ -596,6 +599,9 @@ func (r *relay) execute(kind expectKind, info sql.Statement, v verdict, protocol
 	}
 	if v.Action == policy.ActionReview {
 		return r.review(kind, info, v, protocol, detail)
+	}
+	if name, ok := unknownExecute(info, detail); ok {
+		return false, r.probeName(kind, info, v, protocol, detail, name)
 	}
 	return false, r.refuse(kind, info, v, protocol, detail, denied(v))
 }
@@ -664,12 +670,23 @@ func (r *relay) resolvePrepared(info sql.Statement) (sql.Statement, map[string]s
 		return info, nil
 	}
 	r.mu.Lock()
-	out, texts := r.sqlp.resolve(info)
+	out, texts := r.sqlp.resolve(info, r.protocolPrepared)
 	r.mu.Unlock()
 	if len(texts) == 0 {
-		return out, map[string]string{audit.DetailPrepared: "unknown"}
+		return out, map[string]string{audit.DetailPrepared: preparedUnknown}
 	}
 	return out, map[string]string{audit.DetailPrepared: preparedDetail(texts)}
+}
+
+// protocolPrepared is what a statement prepared with a Parse of the name
+// holds: an SQL EXECUTE runs those too (one namespace). Called with mu
+// held.
+func (r *relay) protocolPrepared(name string) *sqlDef {
+	ps := r.st.stmts[name]
+	if name == "" || ps == nil {
+		return nil
+	}
+	return &sqlDef{classes: ps.info.Classes, tables: ps.info.Tables, text: ps.info.Text}
 }
 
 // statementRecord is the record's view of a classified statement.
@@ -855,6 +872,10 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 	switch typ {
 	case 'T':
 		if f := st.front(); f != nil && f.kind == expectDescribe {
+			if f.injected {
+				st.pop(expectDescribe)
+				return nil, false, nil // tollgate's probe of a name
+			}
 			st.described(f, body)
 			st.pop(expectDescribe)
 			if f.ownDescribe {
@@ -923,8 +944,15 @@ func (r *relay) serverState(typ byte) bool {
 		f := st.front()
 		st.pop(expectClose)
 		return f != nil && f.kind == expectClose && f.injected
+	case 't':
+		// A ParameterDescription is the first of two answers to a
+		// Describe of a statement.
+		f := st.front()
+		return f != nil && f.kind == expectDescribe && f.injected
 	case 'n':
+		f := st.front()
 		st.pop(expectDescribe)
+		return f != nil && f.kind == expectDescribe && f.injected
 	case 'I':
 		r.completed("")
 	case 's':

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/sql"
 )
@@ -122,10 +123,12 @@ func (p *sqlPrepared) done(ops []sqlOp, ok int) {
 // resolve returns info with each EXECUTE judged as what its name may hold:
 // the EXECUTE's own classes (without unknown) and tables joined with those
 // of every candidate; a PREPARE earlier in the same text counts as a
-// candidate. An EXECUTE of a name tollgate knows nothing of stays unknown.
-// It also returns the texts of the prepared statements used, for the
-// record. info itself, which the classifier shares, is not changed.
-func (p *sqlPrepared) resolve(info sql.Statement) (sql.Statement, []string) {
+// candidate, and so does a statement prepared with a Parse of the name
+// (protocol returns it, nil if none). An EXECUTE of a name tollgate knows
+// nothing of stays unknown. It also returns the texts of the prepared
+// statements used, for the record. info itself, which the classifier
+// shares, is not changed.
+func (p *sqlPrepared) resolve(info sql.Statement, protocol func(name string) *sqlDef) (sql.Statement, []string) {
 	if !info.Executes() {
 		return info, nil
 	}
@@ -141,6 +144,11 @@ func (p *sqlPrepared) resolve(info sql.Statement) (sql.Statement, []string) {
 			return classes, tables
 		}
 		defs := append(p.candidates(op.Name), local[op.Name]...)
+		if protocol != nil {
+			if d := protocol(op.Name); d != nil {
+				defs = append(defs, d)
+			}
+		}
 		if len(defs) == 0 {
 			return classes, tables
 		}
@@ -194,6 +202,19 @@ func sortedUnique(s []string) []string {
 	slices.Sort(s)
 	return slices.Compact(s)
 }
+
+// unknownExecute reports whether info is one SQL EXECUTE of a name
+// tollgate knows nothing of (see relay.resolvePrepared), and the name.
+func unknownExecute(info sql.Statement, detail map[string]string) (string, bool) {
+	if len(info.Parts) != 0 || info.Prepared.Kind != sql.Execute || detail[audit.DetailPrepared] != preparedUnknown {
+		return "", false
+	}
+	return info.Prepared.Name, true
+}
+
+// preparedUnknown is the record's DetailPrepared for an EXECUTE of a name
+// tollgate knows nothing of.
+const preparedUnknown = "unknown"
 
 // preparedDetail is the record's view of the prepared statements an
 // EXECUTE used: their PREPARE texts, normalised.

@@ -35,6 +35,9 @@ func expectServer(t *testing.T, h *relayHarness, want ...string) []pgproto3.Fron
 		case *pgproto3.Query:
 			c := *x
 			m = &c
+		case *pgproto3.Describe:
+			c := *x
+			m = &c
 		}
 		got = append(got, m)
 	}
@@ -199,15 +202,15 @@ func TestSQLPrepareExecute(t *testing.T) {
 	h := newPolicyHarness(t, rec, Options{Policy: rulesPolicy(rules)}, nil)
 	complete := func(tag string) *pgproto3.CommandComplete { return &pgproto3.CommandComplete{CommandTag: []byte(tag)} }
 
-	// Unknown name: judged unknown, denied.
-	st, sent, _ := h.simple(t, rec, "EXECUTE p(7)", serverRaise("42501", "denied"))
+	// Unknown name: judged unknown, denied; the server says whether the
+	// name exists (see TestSQLExecuteUnknownName).
+	st := h.probeName(t, rec, "EXECUTE p(7)", "p", false)
 	if st.Decision.Action != "deny" || st.Detail[audit.DetailPrepared] != "unknown" {
 		t.Fatalf("unknown execute: %+v %+v", st.Decision, st.Detail)
 	}
-	expectRaise(t, sent, "42501", st)
 
 	h.simple(t, rec, "PREPARE p AS SELECT $1::int", complete("PREPARE"))
-	st, sent, _ = h.simple(t, rec, "EXECUTE p(7)", complete("SELECT 1"))
+	st, sent, _ := h.simple(t, rec, "EXECUTE p(7)", complete("SELECT 1"))
 	if st.Decision.Action != "allow" || sent != "EXECUTE p(7)" || strings.Join(st.Statement.Classes, ",") != "select" ||
 		st.Detail[audit.DetailPrepared] != "PREPARE p AS SELECT $1::int" {
 		t.Fatalf("execute: %+v %+v %+v", st.Decision, st.Statement, st.Detail)
@@ -237,11 +240,81 @@ func TestSQLPrepareExecute(t *testing.T) {
 
 	// DEALLOCATE forgets the name; DISCARD ALL forgets every name.
 	h.simple(t, rec, "DEALLOCATE p", complete("DEALLOCATE"))
-	if st, _, _ = h.simple(t, rec, "EXECUTE p(7)", serverRaise("42501", "denied")); st.Decision.Action != "deny" {
+	if st = h.probeName(t, rec, "EXECUTE p(7)", "p", false); st.Decision.Action != "deny" {
 		t.Fatalf("after DEALLOCATE: %+v", st.Decision)
 	}
 	h.simple(t, rec, "DISCARD ALL", complete("DISCARD ALL"))
-	if st, _, _ = h.simple(t, rec, "EXECUTE d(1)", serverRaise("42501", "denied")); st.Decision.Action != "deny" {
+	if st = h.probeName(t, rec, "EXECUTE d(1)", "d", false); st.Decision.Action != "deny" {
 		t.Fatalf("after DISCARD ALL: %+v", st.Decision)
+	}
+
+	// A name prepared with a Parse is the same namespace: EXECUTE runs
+	// what the Parse prepared.
+	h.send(t, &pgproto3.Parse{Name: "ps", Query: "DELETE FROM orders WHERE id = 1"}, &pgproto3.Sync{})
+	expectServer(t, h, "Parse", "Sync")
+	h.serve(t, &pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	receiveClient[*pgproto3.ReadyForQuery](t, h)
+	st, sent, _ = h.simple(t, rec, "EXECUTE ps", complete("DELETE 1"))
+	if st.Decision.Action != "allow" || sent != "EXECUTE ps" || strings.Join(st.Statement.Tables, ",") != "orders" {
+		t.Fatalf("execute of a protocol statement: %+v %+v", st.Decision, st.Statement)
+	}
+}
+
+// probeName sends a Query with an SQL EXECUTE of a name tollgate knows
+// nothing of, expects the server to be asked to describe the name in its
+// place, answers as the server does when the name exists or not, and
+// checks the client gets what the server would have said: its own 26000,
+// or 42501 when the name exists.
+func (h *relayHarness) probeName(t *testing.T, rec *fakeRecorder, text, name string, exists bool) *audit.Record {
+	t.Helper()
+	h.send(t, &pgproto3.Query{String: text})
+	got := expectServer(t, h, "Describe", "Parse", "Bind", "Execute", "Sync")
+	if d := got[0].(*pgproto3.Describe); d.ObjectType != 'S' || d.Name != name {
+		t.Fatalf("describe %+v", d)
+	}
+	st := lastStatement(t, rec)
+	expectRaise(t, got[1].(*pgproto3.Parse).Query, "42501", st)
+	if st.Detail[audit.DetailProbe] != "describe" {
+		t.Fatalf("record detail %+v", st.Detail)
+	}
+	want := "26000"
+	if exists {
+		want = "42501"
+		h.serve(t, &pgproto3.ParameterDescription{ParameterOIDs: []uint32{23}}, &pgproto3.NoData{},
+			&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, serverRaise("42501", "tollgate: statement denied"),
+			&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	} else {
+		h.serve(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "26000", Message: `prepared statement "` + name + `" does not exist`},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	}
+	msgs := receiveClient[*pgproto3.ReadyForQuery](t, h)
+	if len(msgs) != 2 || msgs[0].(*pgproto3.ErrorResponse).Code != want {
+		t.Fatalf("client got %#v, want %s", msgs, want)
+	}
+	return st
+}
+
+// TestSQLExecuteUnknownName: an EXECUTE of a name prepared where tollgate
+// could not see it is refused with 42501 (the server's description of it
+// never reaches the client); in the extended protocol the same probe
+// stands for the Parse.
+func TestSQLExecuteUnknownName(t *testing.T) {
+	selects := policy.Rule{ID: "reads", Action: policy.ActionAllow, When: policy.Conditions{Classes: []policy.Class{policy.ClassSelect}}}
+	rec := &fakeRecorder{}
+	h := newPolicyHarness(t, rec, Options{Policy: rulesPolicy(selects)}, nil)
+	if st := h.probeName(t, rec, "EXECUTE hidden", "hidden", true); st.Decision.Action != "deny" {
+		t.Fatalf("decision %+v", st.Decision)
+	}
+	h.send(t, &pgproto3.Parse{Query: "EXECUTE nosuch(1)"}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	got := expectServer(t, h, "Describe", "Parse", "Bind", "Execute", "Bind", "Describe", "Sync")
+	if d := got[0].(*pgproto3.Describe); d.ObjectType != 'S' || d.Name != "nosuch" {
+		t.Fatalf("describe %+v", d)
+	}
+	h.serve(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "26000", Message: `prepared statement "nosuch" does not exist`},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	msgs := receiveClient[*pgproto3.ReadyForQuery](t, h)
+	if len(msgs) != 2 || msgs[0].(*pgproto3.ErrorResponse).Code != "26000" {
+		t.Fatalf("client got %#v", msgs)
 	}
 }

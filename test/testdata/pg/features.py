@@ -154,12 +154,22 @@ with psycopg.connect(dsn) as conn:
     run(cur, "execute insert duplicate", "EXECUTE ins(10, 'ten')")
     run(cur, "prepared statements", "SELECT name, statement FROM pg_prepared_statements ORDER BY name")
     run(cur, "deallocate", "DEALLOCATE p")
+    run(cur, "execute deallocated", "EXECUTE p(7)")
     run(cur, "deallocate unknown", "DEALLOCATE p")
     run(cur, "prepare again", "PREPARE p AS SELECT 'second' AS v")
     run(cur, "execute again", "EXECUTE p")
     run(cur, "discard all", "DISCARD ALL")
+    run(cur, "execute discarded", "EXECUTE p")
+    run(cur, "execute discarded insert", "EXECUTE ins(11, 'eleven')")
     run(cur, "prepare for deallocate all", "PREPARE q AS SELECT 1")
     run(cur, "deallocate all", "DEALLOCATE ALL")
+    run(cur, "execute after deallocate all", "EXECUTE q")
+    # A name prepared at protocol level is the same namespace.
+    cur.execute("SELECT 'protocol' AS v", prepare=True)
+    names = [r[0] for r in cur.execute("SELECT name FROM pg_prepared_statements WHERE NOT from_sql").fetchall()]
+    print("protocol-level prepared statements:", len(names))
+    if names:
+        run(cur, "execute protocol-level name", f'EXECUTE "{names[0]}"')
     run(cur, "prepare syntax error", "PREPARE bad AS SELEC 1")
     run(cur, "execute in multi-statement", "PREPARE m AS SELECT 'm' AS v; EXECUTE m; DEALLOCATE m")
     # psycopg's own prepared statements (protocol level) after a DISCARD
@@ -428,8 +438,7 @@ with psycopg.connect(dsn) as conn:
     conn.autocommit = False
 
     print("-- escape strings, standard_conforming_strings on")
-    # Names reserved since PostgreSQL 16 (SYSTEM_USER), non-UTF-8 statement
-    # text (a LATIN1 literal) and client_encoding SJIS differ through
+    # Names reserved since PostgreSQL 16 (SYSTEM_USER) differ through
     # tollgate: see docs/TRANSPARENCY.md.
     conn.rollback()
     run(cur, "escape strings", "SELECT E'tab\\there', E'quote\\'s', E'back\\\\slash', 'a\\b', U&'\\0041'")

@@ -53,26 +53,28 @@ EXECUTE sel(7);
 EXECUTE sel(1);
 SELECT 1 AS id \gset
 EXECUTE sel(:id);
--- An EXECUTE of a name tollgate does not know as prepared (never prepared,
--- deallocated, discarded) differs under a policy without allow-unknown, and
--- names reserved since PostgreSQL 16 (system_user) differ: both are listed
--- in docs/TRANSPARENCY.md and not exercised here.
+EXECUTE nosuch(1);
+-- Names reserved since PostgreSQL 16 (system_user) differ: listed in
+-- docs/TRANSPARENCY.md and not exercised here.
 PREPARE ins(int) AS SELECT 1;
 PREPARE bad AS SELEC 1;
 PREPARE bad2 AS SELECT * FROM nosuchtable;
 SELECT name, statement, parameter_types::text, from_sql FROM pg_prepared_statements ORDER BY name;
 DEALLOCATE sel;
+EXECUTE sel(1);
 DEALLOCATE sel;
 DEALLOCATE PREPARE ins;
 PREPARE cnt AS SELECT count(*) FROM f;
 PREPARE two AS SELECT 2;
 EXECUTE cnt;
 DEALLOCATE ALL;
+EXECUTE cnt;
 PREPARE cnt AS SELECT count(*) AS c FROM f;
 EXECUTE cnt;
 SET search_path TO pg_catalog, public;
 SHOW search_path;
 DISCARD ALL;
+EXECUTE cnt;
 SHOW search_path;
 SELECT count(*) FROM pg_prepared_statements;
 BEGIN;
