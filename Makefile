@@ -23,9 +23,7 @@ generate:
 # tests (root, real kernel, real cgroups, real eBPF, real PostgreSQL).
 test: test-unit test-e2e
 
-test-unit:
-	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+test-unit: lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
 
 test-e2e:
@@ -51,9 +49,11 @@ bench:
 demo: build
 	bash scripts/demo.sh
 
+# Hygiene: each failing check names the command that fixes it.
 lint:
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "lint: run gofmt -w on the files above"; exit 1; }
+	$(GO) tool -modfile=tools.mod staticcheck ./... || { echo "lint: fix what staticcheck reports above"; exit 1; }
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/

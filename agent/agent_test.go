@@ -27,7 +27,7 @@ func TestSessionIDSortsByTime(t *testing.T) {
 }
 
 func TestStableID(t *testing.T) {
-	if stableID("target", "a") != stableID("target", "a") || stableID("target", "a") == stableID("workload", "a") {
+	if a, b := stableID("target", "a"), stableID("target", "a"); a != b || a == stableID("workload", "a") {
 		t.Fatal("ids not stable or not separated by kind")
 	}
 	if stableID("target", "a") == 0 {

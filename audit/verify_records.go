@@ -298,7 +298,7 @@ type sessionState struct {
 	started, ended, cut       bool
 	statements, results       uint64
 	requests, decisions       uint64
-	startedBefore, reportedAt bool
+	startedBefore             bool
 	// approvals are the ids of the session's approval requests: each
 	// decision (partial votes and the final one) names one of them.
 	approvals map[string]bool

@@ -393,16 +393,6 @@ func TestStoredAfterFailure(t *testing.T) {
 	}
 }
 
-var goldenTimeInternal = mustTime("2026-11-26T14:00:00.123456789Z")
-
-func mustTime(s string) (t time.Time) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		panic(err)
-	}
-	return t
-}
-
 // TestNextGathers: the writer's next batch waits for the producers it
 // expects (those of its last batch), a lone producer's records are taken
 // at once however many it queues, records appended in bulk (AppendEach)

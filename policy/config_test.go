@@ -186,7 +186,7 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name: "not a mapping",
 		yaml: "- host_id: a\n",
-		want: []string{"config line 1: want a mapping of keys like listen_address: and targets:"},
+		want: []string{"config line 1: want a mapping with keys such as listen_address and targets"},
 	}, {
 		name: "two documents",
 		yaml: "host_id: a\n---\nhost_id: b\n",

@@ -130,7 +130,7 @@ func parse(data []byte) (Config, error) {
 		return Config{}, ErrEmpty
 	}
 	if root.Kind != yaml.MappingNode {
-		return Config{}, &FieldError{Line: root.Line, Err: errors.New("want a mapping of keys like listen_address: and targets:")}
+		return Config{}, &FieldError{Line: root.Line, Err: errors.New("want a mapping with keys such as listen_address and targets")}
 	}
 	ix := indexLines(&doc)
 

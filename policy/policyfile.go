@@ -104,7 +104,7 @@ func parsePolicy(data []byte) (policyDoc, map[string]int, error) {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return policyDoc{}, nil, &FieldError{Line: root.Line, Err: errors.New("want a mapping of identities:, rules: and masking:")}
+		return policyDoc{}, nil, &FieldError{Line: root.Line, Err: errors.New("want a mapping with the keys identities, rules and masking")}
 	}
 	ix := indexLines(&doc)
 	var pd policyDoc

@@ -333,9 +333,8 @@ func (r *relay) appendSyncedRaise(e *exec, f refusal, seq uint64) {
 
 // refusal is why a statement is refused, for the client's message.
 type refusal struct {
-	code     string // SQLSTATE
-	message  string // without the record id
-	approval string // the approval id, if the statement was held
+	code    string // SQLSTATE
+	message string // without the record id
 }
 
 // denied is the refusal of a verdict that denies.
