@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/metrics"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/redirect"
@@ -47,8 +49,9 @@ type Options struct {
 	ConfigPath string
 	// Logger receives the daemon's operational log.
 	Logger *slog.Logger
-	// Version is reported in agent.start records and status.
-	Version string
+	// Version is reported in agent.start records and status; Commit with
+	// it in tollgate_build_info.
+	Version, Commit string
 	// Signals, when set, replaces the process signals (tests).
 	Signals <-chan os.Signal
 }
@@ -87,6 +90,11 @@ type Agent struct {
 
 	pendingMu sync.Mutex
 	pending   []*audit.Record // records to retry while the log is unwritable
+
+	// metrics are read off the audit log's records and the counters
+	// below; attached is set once the redirect programs are attached.
+	metrics  *metrics.Daemon
+	attached atomic.Bool
 
 	// counters for status
 	accepted   atomic.Uint64
@@ -154,8 +162,18 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if a.hostKey, err = audit.LoadOrCreateHostKey(cfg.StateDir, a.hostID); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	// The sources are read when scraped, which starts after the log,
+	// the approvals and the redirect exist.
+	a.metrics = metrics.NewDaemon(metrics.Build{Version: opts.Version, Commit: opts.Commit}, metrics.Sources{
+		LogSize:          func() uint64 { return a.alog.Size() },
+		Accepted:         a.accepted.Load,
+		LookupMisses:     a.lookupMiss.Load,
+		Refused:          a.refused.Load,
+		RedirectAttached: a.attached.Load,
+		HoldsPending:     func() int { return len(a.approvals.List()) },
+	})
 	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log,
-		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval)})
+		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval), Observer: a.metrics})
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
@@ -206,6 +224,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 	defer a.redir.Close()
 	if err := a.syncMaps(); err != nil {
 		return fmt.Errorf("start: %w", err)
+	}
+	a.attached.Store(true)
+	defer a.attached.Store(false)
+
+	if cfg.Metrics.Listen != "" {
+		stop, err := a.serveMetrics(cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+		defer stop()
 	}
 
 	api, err := a.serveAPI(cfg.APISocket)
@@ -615,5 +643,29 @@ func (a *Agent) checkReload(cfg policy.Config) error {
 	if cfg.HostID != old.HostID {
 		errs = append(errs, errors.New("host_id cannot change without a restart"))
 	}
+	if cfg.Metrics.Listen != old.Metrics.Listen {
+		errs = append(errs, errors.New("metrics.listen cannot change without a restart"))
+	}
 	return errors.Join(errs...)
+}
+
+// serveMetrics serves /metrics on addr (loopback) until stop is called.
+func (a *Agent) serveMetrics(addr string) (stop func(), err error) {
+	ln, err := metrics.Listener(addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := a.metrics.Server()
+	srv.ErrorLog = slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics endpoint stopped", "listen", addr, "error", err)
+		}
+	}()
+	a.log.Info("serving metrics", "listen", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }

@@ -70,6 +70,22 @@ type Options struct {
 	// about this long even if no more arrive. Zero means
 	// DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
+
+	// Observer, when set, is told of each group commit (for metrics).
+	Observer Observer
+}
+
+// Observer watches the log, for metrics. Its methods must return at
+// once: they are called on the writer goroutine (Committed) and on the
+// appending goroutines (Durable).
+type Observer interface {
+	// Committed reports one group commit: the records it made durable
+	// and how long writing and syncing the journal took.
+	Committed(records int, took time.Duration)
+	// Durable reports records once durable, in their order. waited is
+	// how long the caller of Append or AppendAll waited for them; it is
+	// negative for AppendEach's, which nothing waits for.
+	Durable(rs []*Record, waited time.Duration)
 }
 
 // Log is a host's append-only audit log in a bbolt file and its journal.
@@ -434,6 +450,7 @@ func (l *Log) Healthy() error {
 // that must not act unrecorded treat ctx.Err() like any other error.
 // After Close, Append returns ErrClosed.
 func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
+	start := time.Now()
 	rs := [1]*Record{r}
 	reqs, err := l.enqueue(ctx, rs[:], true, nil)
 	if err != nil {
@@ -445,6 +462,9 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 			return 0, res.err
 		}
 		r.Seq = res.seq
+		if l.opts.Observer != nil {
+			l.opts.Observer.Durable(rs[:], time.Since(start))
+		}
 		return res.seq, nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
@@ -460,6 +480,7 @@ func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 // commits may be stored or not: a caller that acts only after AppendAll
 // returned nil never acts unrecorded. The rules of Append on ctx apply.
 func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
+	start := time.Now()
 	reqs, err := l.enqueue(ctx, rs, true, nil)
 	if err != nil {
 		return err
@@ -474,6 +495,9 @@ func (l *Log) AppendAll(ctx context.Context, rs []*Record) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	if l.opts.Observer != nil {
+		l.opts.Observer.Durable(rs, time.Since(start))
 	}
 	return nil
 }
@@ -509,6 +533,9 @@ func (l *Log) AppendEach(rs []*Record) []error {
 			continue
 		}
 		rs[i].Seq = res.seq
+		if l.opts.Observer != nil {
+			l.opts.Observer.Durable(rs[i:i+1], -1)
+		}
 	}
 	return errs
 }

@@ -294,11 +294,11 @@ func readFull(r io.Reader, b []byte) (int, error) {
 
 // sessionState is what the records said about one session so far.
 type sessionState struct {
-	start, end                uint64 // seqs
-	started, ended, cut       bool
-	statements, results       uint64
-	requests, decisions       uint64
-	startedBefore             bool
+	start, end          uint64 // seqs
+	started, ended, cut bool
+	statements, results uint64
+	requests, decisions uint64
+	startedBefore       bool
 	// approvals are the ids of the session's approval requests: each
 	// decision (partial votes and the final one) names one of them.
 	approvals map[string]bool

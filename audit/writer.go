@@ -297,10 +297,14 @@ func (l *Log) commit(b *batch) {
 		}
 		l.jrnl.rewind()
 	}
+	start := time.Now()
 	if err := l.jrnl.write(recs); err != nil {
 		l.fail(b, err, true)
 		l.resyncSeq()
 		return
+	}
+	if l.opts.Observer != nil {
+		l.opts.Observer.Committed(len(recs), time.Since(start))
 	}
 	// Durable. Readers find the records in the indexer's queue until
 	// bbolt has them, so they are queued before the size moves.

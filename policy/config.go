@@ -42,6 +42,7 @@ type Config struct {
 	Rules      []Rule     `yaml:"rules,omitempty"`      // decisions per statement
 	Masking    []Masking  `yaml:"masking,omitempty"`    // what is masked in results
 	Audit      Audit      `yaml:"audit"`                // the audit log and its shipping
+	Metrics    Metrics    `yaml:"metrics,omitempty"`    // the Prometheus endpoint
 
 	// raw is the file as Parse read it, for Hash.
 	raw []byte
@@ -483,3 +484,10 @@ const SyncAlways SyncMode = "always"
 
 // Valid reports whether m is a known mode.
 func (m SyncMode) Valid() bool { return m == SyncAlways }
+
+// Metrics configures the daemon's Prometheus endpoint.
+type Metrics struct {
+	// Listen is the loopback address and port /metrics is served on;
+	// empty (the default) serves no metrics.
+	Listen string `yaml:"listen,omitempty"`
+}

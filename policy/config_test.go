@@ -432,6 +432,10 @@ func TestValidate(t *testing.T) {
 			`audit.ship.url: bad URL "https://collector.example/ingest?x=1": user info, query and fragment are not allowed`},
 		{"ship url loopback http", func(c *policy.Config) { c.Audit.Ship.URL = "http://[::1]:8443"; c.Audit.Ship.CA = "ca.pem" },
 			`audit.ship.ca: "ca.pem" is not an absolute path`},
+		{"metrics not loopback", func(c *policy.Config) { c.Metrics.Listen = "0.0.0.0:9464" },
+			`metrics.listen: 0.0.0.0 is not a loopback address: the endpoint has no authentication (put a TLS proxy in front to scrape it from elsewhere)`},
+		{"metrics host name", func(c *policy.Config) { c.Metrics.Listen = "localhost:9464" },
+			`metrics.listen: want a loopback address and port such as 127.0.0.1:9464, not "localhost:9464"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()

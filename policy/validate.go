@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 	v.rules()
 	v.masking()
 	v.audit()
+	v.metrics()
 	return errors.Join(v.errs...)
 }
 
@@ -512,6 +513,22 @@ func (v *validator) audit() {
 		v.url("audit.ship.url", a.Ship.URL)
 	}
 	v.absPath("audit.ship.ca", a.Ship.CA, false)
+}
+
+func (v *validator) metrics() {
+	l := v.c.Metrics.Listen
+	if l == "" {
+		return
+	}
+	ap, err := netip.ParseAddrPort(l)
+	switch {
+	case err != nil:
+		v.add("metrics.listen", "want a loopback address and port such as 127.0.0.1:9464, not %q", l)
+	case !ap.Addr().IsLoopback():
+		v.add("metrics.listen", "%s is not a loopback address: the endpoint has no authentication (put a TLS proxy in front to scrape it from elsewhere)", ap.Addr())
+	case ap.Port() == 0:
+		v.add("metrics.listen", "want a port")
+	}
 }
 
 func (v *validator) targetRefs(p string, names []string) {

@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -114,6 +117,7 @@ type daemonConfig struct {
 	PinPath   string
 	Workloads string // YAML list items, indented by two spaces
 	Targets   string // YAML list items, indented by two spaces
+	Metrics   string // metrics.listen; empty: no metrics endpoint
 }
 
 const configTemplate = `host_id: e2e-test
@@ -125,6 +129,10 @@ workloads:
 {{.Workloads}}
 targets:
 {{.Targets}}
+{{- if .Metrics}}
+metrics:
+  listen: {{.Metrics}}
+{{- end}}
 `
 
 // newDaemonConfig returns a config with private state, socket and pin path.
@@ -386,4 +394,48 @@ func (s *syncBuffer) String() string {
 func runTollgate(args ...string) (string, error) {
 	out, err := exec.Command(tollgateBin, args...).CombinedOutput()
 	return string(out), err
+}
+
+// freeLoopbackAddr returns a loopback address with a port free now.
+func freeLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrapeMetrics reads the daemon's /metrics on addr: each sample, by its
+// name and labels as exposed ("name{a=\"x\"}"), with its value.
+func scrapeMetrics(t testing.TB, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("scrape: bad line %q", line)
+		}
+		out[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return out
 }

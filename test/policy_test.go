@@ -179,11 +179,19 @@ func TestPolicyStatements(t *testing.T) {
 		if d.Reason == "" {
 			t.Errorf("%q: denial without a reason", tc.sql)
 		}
-		if rec.Detail["probe"] == "parse" {
+		switch rec.Detail["probe"] {
+		case "parse":
 			// Text tollgate cannot parse is never run: the server
 			// only parsed it, and the client has the server's error.
 			if !strings.Contains(o.errOut, "ERROR:  42601: syntax error at or near") {
 				t.Errorf("%q: client saw %q, want the server's syntax error", tc.sql, o.errOut)
+			}
+			continue
+		case "describe":
+			// An EXECUTE of a name nothing prepared (the PREPARE was
+			// denied): the server says the name does not exist.
+			if !strings.Contains(o.errOut, `ERROR:  26000: prepared statement "p" does not exist`) {
+				t.Errorf("%q: client saw %q, want the server's 26000", tc.sql, o.errOut)
 			}
 			continue
 		}
@@ -198,6 +206,24 @@ func TestPolicyStatements(t *testing.T) {
 			t.Errorf("%q: %q", tc.sql, o.errOut)
 		}
 	}
+	checkStatementMetrics(t, s, recs, len(cases))
+	denials := 0
+	for _, tc := range cases {
+		if tc.action == deny {
+			denials++
+		}
+	}
+	m := scrapeMetrics(t, s.metrics)
+	got := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "tollgate_statements_total{") && strings.Contains(k, `decision="deny"`) {
+			got += v
+		}
+	}
+	if got != float64(denials) {
+		t.Errorf("metrics count %v denied statements, the table %d", got, denials)
+	}
+
 	// Nothing denied reached the data: of ids 1 to 9, the allowed CTE
 	// deleted 9, the allowed transaction added 12.
 	if got := strings.TrimSpace(s.pg.psqlSuper(t, pgDatabase, "SELECT string_agg(id::text, ',' ORDER BY id) FROM items")); got != "1,2,3,4,5,6,7,8,12" {
@@ -335,5 +361,45 @@ func TestPolicyHeldCancel(t *testing.T) {
 	}
 	if len(s.holds(t)) != 0 {
 		t.Error("holds left")
+	}
+}
+
+// checkStatementMetrics: the daemon's /metrics agree with its audit
+// records: one session per psql run, the statements counted by decision
+// and first class exactly as recorded, the redirect attached, and the log
+// at least as large as what was read of it.
+func checkStatementMetrics(t *testing.T, s *pgSetup, recs []*audit.Record, runs int) {
+	t.Helper()
+	m := scrapeMetrics(t, s.metrics)
+	want := map[string]float64{}
+	target := ""
+	for _, r := range recs {
+		target = r.Target
+		want[fmt.Sprintf(`tollgate_statements_total{class="%s",decision="%s",target="%s"}`, r.Statement.Classes[0], r.Decision.Action, r.Target)]++
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	for k, v := range m {
+		if strings.HasPrefix(k, "tollgate_statements_total{") && want[k] == 0 {
+			t.Errorf("%s = %v, not in the records", k, v)
+		}
+	}
+	if k := fmt.Sprintf(`tollgate_sessions_total{identity_method="process",protocol="postgres",target="%s"}`, target); m[k] != float64(runs) {
+		t.Errorf("%s = %v, want %d", k, m[k], runs)
+	}
+	if m["tollgate_redirect_attached"] != 1 {
+		t.Errorf("redirect_attached = %v", m["tollgate_redirect_attached"])
+	}
+	if n := m["tollgate_audit_log_records"]; n < float64(len(recs)) {
+		t.Errorf("audit_log_records = %v, fewer than %d statements", n, len(recs))
+	}
+	if m["tollgate_audit_group_commit_records_count"] == 0 || m["tollgate_audit_append_duration_seconds_count"] == 0 {
+		t.Error("no group commit or append observed")
+	}
+	if m["tollgate_connections_accepted_total"] < float64(runs) {
+		t.Errorf("connections_accepted_total = %v, want at least %d", m["tollgate_connections_accepted_total"], runs)
 	}
 }

@@ -22,6 +22,8 @@ type pgSetup struct {
 	d      *daemon
 	cgroup string
 	secret string // the upstream password file
+	// metrics is the daemon's metrics.listen address.
+	metrics string
 }
 
 // pgTargetYAML is the postgres target, as targets list items.
@@ -62,6 +64,8 @@ func newPGSetup(t testing.TB, clientAuth, extra string) *pgSetup {
 	s.secret = writeSecret(t, pgScramPass)
 	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: pg-workload\n    cgroup: %s", s.cgroup),
 		pgTargetYAML(s.pg, s.secret, clientAuth, extra))
+	cfg.Metrics = freeLoopbackAddr(t)
+	s.metrics = cfg.Metrics
 	s.d = startDaemon(t, cfg)
 	return s
 }

@@ -28,6 +28,7 @@ func daemonCommand() *cli.Command {
 				ConfigPath: c.String("config"),
 				Logger:     log,
 				Version:    version,
+				Commit:     commit,
 			})
 			if err != nil {
 				// Printed plainly by main: config errors must be readable.

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
+)
+
+func scrape(t *testing.T, d *Daemon) string {
+	t.Helper()
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// wantLines checks each line appears in the exposition as it is.
+func wantLines(t *testing.T, text string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(text, "\n"+l+"\n") {
+			t.Errorf("no line %q in:\n%s", l, text)
+		}
+	}
+}
+
+// TestObserve: the records of a session move the counters they stand
+// for, exactly, and the sources are read at scrape time.
+func TestObserve(t *testing.T) {
+	var size uint64 = 7
+	pending := 2
+	d := NewDaemon(Build{Version: "v1", Commit: "abc"}, Sources{
+		LogSize:          func() uint64 { return size },
+		Accepted:         func() uint64 { return 3 },
+		LookupMisses:     func() uint64 { return 1 },
+		RedirectAttached: func() bool { return true },
+		HoldsPending:     func() int { return pending },
+	})
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	recs := []*audit.Record{
+		{Kind: audit.KindSessionStart, Target: "db", Identity: &audit.Identity{Method: "process"}, Detail: map[string]string{"protocol": "postgres"}},
+		{Kind: audit.KindSessionStart, Target: "db", Detail: map[string]string{"protocol": "postgres", "request": "cancel"}},
+		{Kind: audit.KindStatement, Target: "db", Decision: &audit.Decision{Action: "allow"}, Statement: &audit.Statement{Classes: []string{"select"}}},
+		{Kind: audit.KindStatement, Target: "db", Decision: &audit.Decision{Action: "allow"}, Statement: &audit.Statement{Classes: []string{"select"}}},
+		{Kind: audit.KindStatement, Target: "db", Decision: &audit.Decision{Action: "deny"}, Statement: &audit.Statement{Classes: []string{"delete", "delete_without_where"}}},
+		{Kind: audit.KindResult, Target: "db", Detail: map[string]string{"masked": "5",
+			"masked_columns": `[{"column":"public.u.email","rule":"pii","masked":3},{"column":"note","found":{"email":2}}]`}},
+		{Kind: audit.KindResult, Target: "db", Detail: map[string]string{"sqlstate": "42501"}},
+		{Kind: audit.KindApprovalRequest, Target: "db", Time: t0, Detail: map[string]string{audit.DetailApproval: "a1"}},
+		{Kind: audit.KindApprovalDecision, Target: "db", Time: t0.Add(20 * time.Second), Decision: &audit.Decision{Action: "allow"},
+			Detail: map[string]string{audit.DetailApproval: "a1", audit.DetailFinal: "false"}},
+		{Kind: audit.KindApprovalDecision, Target: "db", Time: t0.Add(40 * time.Second), Decision: &audit.Decision{Action: "allow"},
+			Detail: map[string]string{audit.DetailApproval: "a1"}},
+	}
+	d.Durable(recs[:5], 300*time.Microsecond)
+	d.Durable(recs[5:], -1)
+	d.Committed(5, time.Millisecond)
+	text := scrape(t, d)
+	wantLines(t, text,
+		`tollgate_sessions_total{identity_method="process",protocol="postgres",target="db"} 1`,
+		`tollgate_statements_total{class="select",decision="allow",target="db"} 2`,
+		`tollgate_statements_total{class="delete",decision="deny",target="db"} 1`,
+		`tollgate_statement_results_total{outcome="ok",target="db"} 1`,
+		`tollgate_statement_results_total{outcome="error",target="db"} 1`,
+		`tollgate_masked_values_total{detector="column_rule",target="db"} 3`,
+		`tollgate_masked_values_total{detector="email",target="db"} 2`,
+		`tollgate_holds_total{outcome="requested",target="db"} 1`,
+		`tollgate_holds_total{outcome="approved",target="db"} 1`,
+		`tollgate_approval_duration_seconds_sum{outcome="approved"} 40`,
+		`tollgate_approval_duration_seconds_count{outcome="approved"} 1`,
+		`tollgate_audit_append_duration_seconds_count 1`,
+		`tollgate_audit_group_commit_records_sum 5`,
+		`tollgate_audit_records_total{kind="statement"} 3`,
+		`tollgate_audit_log_records 7`,
+		`tollgate_connections_accepted_total 3`,
+		`tollgate_origin_lookup_misses_total 1`,
+		`tollgate_redirect_attached 1`,
+		`tollgate_holds_pending 2`,
+	)
+	if !strings.Contains(text, `tollgate_build_info{commit="abc",goversion="go`) {
+		t.Error("no build info")
+	}
+	size, pending = 9, 0
+	wantLines(t, scrape(t, d), `tollgate_audit_log_records 9`, `tollgate_holds_pending 0`)
+}
+
+// TestListenerLoopbackOnly: the endpoint has no authentication, so it is
+// never served beyond the host.
+func TestListenerLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:9464", "[::]:9464", "192.0.2.1:9464"} {
+		if _, err := Listener(addr); !errors.Is(err, ErrNotLoopback) {
+			t.Errorf("%s: %v, want ErrNotLoopback", addr, err)
+		}
+	}
+	if _, err := Listener("localhost:9464"); err == nil {
+		t.Error("a host name was accepted")
+	}
+	ln, err := Listener("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+}
