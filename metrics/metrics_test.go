@@ -7,9 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/tollgate-dev/tollgate/audit"
 )
@@ -116,4 +120,60 @@ func TestListenerLoopbackOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+// TestLint: the exposition passes the linter promtool check metrics runs
+// (names with units and _total, help on every metric).
+func TestLint(t *testing.T) {
+	d := NewDaemon(Build{Version: "v1", Commit: "abc"}, Sources{
+		LogSize: func() uint64 { return 1 }, Accepted: func() uint64 { return 1 }, LookupMisses: func() uint64 { return 0 },
+		Refused: func() uint64 { return 0 }, RedirectAttached: func() bool { return true }, HoldsPending: func() int { return 0 },
+	})
+	d.Durable([]*audit.Record{{Kind: audit.KindStatement, Target: "db", Decision: &audit.Decision{Action: "allow"}}}, time.Millisecond)
+	problems, err := promlint.New(strings.NewReader(scrape(t, d))).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "go_") || strings.HasPrefix(p.Metric, "process_") {
+			continue // the client library's own
+		}
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestDashboard: every metric the packaged Grafana dashboard queries is
+// one the daemon exposes.
+func TestDashboard(t *testing.T) {
+	b, err := os.ReadFile("../packaging/grafana/tollgate-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDaemon(Build{}, Sources{LogSize: func() uint64 { return 0 }, Accepted: func() uint64 { return 0 },
+		LookupMisses: func() uint64 { return 0 }, Refused: func() uint64 { return 0 },
+		RedirectAttached: func() bool { return false }, HoldsPending: func() int { return 0 }})
+	// Vectors are exposed once they have a child: one record of each kind.
+	t0 := time.Now()
+	d.Durable([]*audit.Record{
+		{Kind: audit.KindSessionStart, Target: "db"},
+		{Kind: audit.KindStatement, Target: "db"},
+		{Kind: audit.KindResult, Target: "db", Detail: map[string]string{"masked_columns": `[{"column":"c","found":{"email":1}}]`}},
+		{Kind: audit.KindApprovalRequest, Target: "db", Time: t0, Detail: map[string]string{audit.DetailApproval: "a"}},
+		{Kind: audit.KindApprovalDecision, Target: "db", Time: t0, Detail: map[string]string{audit.DetailApproval: "a"}},
+	}, time.Millisecond)
+	d.Committed(1, time.Millisecond)
+	exposed := scrape(t, d)
+	names := regexp.MustCompile(`tollgate_[a-z_]+`).FindAllString(string(b), -1)
+	if len(names) < 10 {
+		t.Fatalf("only %d metric names in the dashboard", len(names))
+	}
+	for _, n := range names {
+		base := n
+		for _, suf := range []string{"_bucket", "_sum", "_count"} {
+			base = strings.TrimSuffix(base, suf)
+		}
+		if !strings.Contains(exposed, "# HELP "+base+" ") {
+			t.Errorf("dashboard queries %s, which is not exposed", n)
+		}
+	}
 }
