@@ -7,6 +7,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BPF_CFLAGS := -O2 -g -Wall -Werror -nostdinc -mcpu=v3
+# staticcheck runs at this version against go.mod (not tools.mod: it must
+# see the dependency versions the build uses).
+STATICCHECK := v0.8.2
 
 .PHONY: all build generate test test-unit test-e2e bench demo lint fuzz package clean
 
@@ -53,7 +56,7 @@ demo: build
 lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "lint: run gofmt -w on the files above"; exit 1; }
-	$(GO) tool -modfile=tools.mod staticcheck ./... || { echo "lint: fix what staticcheck reports above"; exit 1; }
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./... || { echo "lint: fix what staticcheck reports above"; exit 1; }
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/
@@ -70,10 +73,16 @@ fuzz:
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
 GOARCH ?= $(shell $(GO) env GOARCH)
+# The man page and the shell completions are generated from the CLI's own
+# definitions, so they cannot drift from it.
 package: build
-	mkdir -p dist
+	mkdir -p dist build/share
+	$(BIN) man | gzip -9n > build/share/tollgate.8.gz
+	$(BIN) completion bash > build/share/tollgate.bash
+	$(BIN) completion zsh > build/share/_tollgate
+	$(BIN) completion fish > build/share/tollgate.fish
 	cd packaging && for p in deb rpm; do \
 	  GOARCH=$(GOARCH) VERSION=$(VERSION) $(GO) tool -modfile=../tools.mod nfpm package -f nfpm.yaml -p $$p -t ../dist/ || exit 1; done
 
 clean:
-	rm -rf bin dist test-e2e.out
+	rm -rf bin build dist test-e2e.out

@@ -48,8 +48,23 @@ func TestDebPackage(t *testing.T) {
 	if out, err := exec.Command("getent", "group", "tollgate").CombinedOutput(); err != nil {
 		t.Errorf("group tollgate: %v %s", err, out)
 	}
+	// The man page and the completions are installed and work.
+	if out, err := exec.Command("man", "-P", "cat", "-l", "/usr/share/man/man8/tollgate.8.gz").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "policy and tamper-evident audit") || !strings.Contains(string(out), "completion") {
+		t.Errorf("man page: %v\n%s", err, out)
+	}
+	for _, f := range []string{"/usr/share/zsh/vendor-completions/_tollgate", "/usr/share/fish/vendor_completions.d/tollgate.fish"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	out, err := exec.Command("bash", "-c", `source /usr/share/bash-completion/completions/tollgate
+COMP_WORDS=(tollgate audit ex); COMP_CWORD=2; _tollgate; echo "${COMPREPLY[*]}"`).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "export" {
+		t.Errorf("bash completion of \"tollgate audit ex\": %v %q", err, out)
+	}
 	// The shipped default config is valid as it is.
-	out, err := exec.Command("/usr/bin/tollgate", "doctor").CombinedOutput()
+	out, err = exec.Command("/usr/bin/tollgate", "doctor").CombinedOutput()
 	if !strings.Contains(string(out), "ok    config /etc/tollgate/tollgate.yaml") {
 		t.Errorf("doctor on the default config: %v\n%s", err, out)
 	}

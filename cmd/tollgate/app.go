@@ -43,6 +43,8 @@ func run(ctx context.Context, args []string) error {
 			grantCommand(),
 			uninstallCommand(),
 			versionCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 	}
 	return app.RunContext(ctx, args)
