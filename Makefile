@@ -11,7 +11,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -nostdinc -mcpu=v3
 # see the dependency versions the build uses).
 STATICCHECK := v0.8.2
 
-.PHONY: all build generate test test-unit test-e2e bench demo lint fuzz package clean
+.PHONY: all build generate test hygiene test-unit test-e2e bench demo lint fuzz package clean
 
 all: build
 
@@ -24,7 +24,14 @@ generate:
 
 # Everything CI runs: unprivileged unit tests, then the privileged end-to-end
 # tests (root, real kernel, real cgroups, real eBPF, real PostgreSQL).
-test: test-unit test-e2e
+test: hygiene test-unit test-e2e
+
+# The committed go.mod and eBPF objects are what the sources make: go mod
+# tidy and bpf2go (clang) leave no diff.
+hygiene:
+	@$(GO) mod tidy -diff || { echo "hygiene: go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
+	@$(MAKE) --no-print-directory generate
+	@git diff --exit-code --stat -- redirect/ || { echo "hygiene: the committed eBPF objects differ from bpf/: run make generate and commit redirect/"; exit 1; }
 
 test-unit: lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
