@@ -632,6 +632,10 @@ func (r *relay) recordRefused(kind expectKind, info sql.Statement, v verdict, pr
 	if err := r.commit(); err != nil {
 		return nil, nil, err
 	}
+	// One line per refusal, naming what `tollgate audit` takes: the
+	// session and the record.
+	r.s.log.Info("statement refused", "session", r.sess.Base.Session, "target", r.sess.Base.Target,
+		"record", rec.Seq, "action", string(v.Action), "rule", v.Rule, "reason", v.Reason, "probe", detail[audit.DetailProbe])
 	return e, rec, nil
 }
 
