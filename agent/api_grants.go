@@ -79,22 +79,9 @@ func grantRecord(g policy.Grant, event string, who *audit.Identity, proc *audit.
 	d := map[string]string{
 		"grant": g.ID, "event": event, "identity": g.Identity, "target": g.Target,
 		"allow": strings.Join(classes, ","), "for": policy.Duration(g.Until.Sub(g.Created)).String(),
-		"reason": g.Reason, "until": g.Until.Format(time.RFC3339Nano), "granted_by": personName(g.By),
+		"reason": g.Reason, "until": g.Until.Format(time.RFC3339Nano), "granted_by": g.By.Label(),
 	}
 	return &audit.Record{Kind: audit.KindGrant, Target: g.Target, Identity: who, Process: proc, Detail: d}
-}
-
-// personName names a person for a record: the configured identity, else
-// the token subject.
-func personName(p policy.Person) string {
-	if p.Name != "" {
-		return p.Name
-	}
-	return p.Subject
-}
-
-func personIdentity(p policy.Person) *audit.Identity {
-	return &audit.Identity{Name: p.Name, Method: "oidc", Issuer: p.Issuer, Subject: p.Subject, Groups: p.Groups}
 }
 
 // handleGrantCreate creates a grant for an authorised approver. The grant

@@ -70,7 +70,7 @@ func TestAPIGrants(t *testing.T) {
 	}
 	rec := lastOf(ta.records(t), audit.KindGrant)
 	want := map[string]string{"grant": g.ID, "event": "created", "identity": "deploy", "target": "db", "allow": "ddl",
-		"for": "30m", "reason": "migration 42", "granted_by": "dba"}
+		"for": "30m", "reason": "migration 42", "granted_by": "dba (alice)"}
 	for k, v := range want {
 		if rec.Detail[k] != v {
 			t.Errorf("grant record %s = %q, want %q", k, rec.Detail[k], v)

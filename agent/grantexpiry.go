@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 )
@@ -190,7 +191,7 @@ func (a *Agent) recordExpiries(marks *expiryMarks, now time.Time) error {
 	var done []string
 	var errs []error
 	for _, g := range a.expiredUnmarked(marks, now) {
-		rec := grantRecord(g, "expired", personIdentity(g.By), nil)
+		rec := grantRecord(g, "expired", postgres.ApproverIdentity(g.By), nil)
 		rec.Time = g.Until.UTC()
 		if err := a.record(rec); err != nil {
 			errs = append(errs, fmt.Errorf("grant %s: %w", g.ID, err))

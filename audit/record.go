@@ -148,6 +148,23 @@ type Identity struct {
 	Groups []string `json:"groups,omitempty"`
 }
 
+// Label names the identity for people: the configured name and, for an
+// OIDC principal, the token's subject, since several people may match one
+// configured identity: "dba (alice@example.com)". An approval trail must
+// say who decided, not only as what. It is policy.Person.Label's format.
+func (id *Identity) Label() string {
+	if id == nil {
+		return ""
+	}
+	switch {
+	case id.Name != "" && id.Subject != "" && id.Subject != id.Name:
+		return id.Name + " (" + id.Subject + ")"
+	case id.Name != "":
+		return id.Name
+	}
+	return id.Subject
+}
+
 // Statement describes a statement, with literals already redacted.
 type Statement struct {
 	// Text is the normalised statement text.

@@ -35,7 +35,7 @@ func sessionWithEverything(t *testing.T) *audit.Log {
 		{Time: at(30), Kind: audit.KindStatement, Session: "s1", Statement: &audit.Statement{Text: "ALTER TABLE orders ADD x int", Classes: []string{"ddl"}},
 			Decision: &audit.Decision{Action: "review", Rule: "deploy-migrations"}},
 		{Time: at(31), Kind: audit.KindApprovalRequest, Session: "s1", Detail: map[string]string{"approval": "a1"}},
-		{Time: at(2520), Kind: audit.KindApprovalDecision, Session: "s1", Identity: &audit.Identity{Name: "dba-bob", Method: "oidc"},
+		{Time: at(2520), Kind: audit.KindApprovalDecision, Session: "s1", Identity: &audit.Identity{Name: "dba-bob", Method: "oidc", Subject: "bob@example.com"},
 			Decision: &audit.Decision{Action: "allow"}, Detail: map[string]string{"approval": "a1", "final": "false"}},
 		{Time: at(2531), Kind: audit.KindApprovalDecision, Session: "s1", Identity: dba, Decision: &audit.Decision{Action: "allow"},
 			Detail: map[string]string{"approval": "a1"}},
@@ -88,7 +88,7 @@ func TestReplay(t *testing.T) {
 	// The denial, the approval (with its wait) and the masking, in order.
 	want := []string{"process  pid 4242", "identity ci-deploy (oidc https://issuer repo:org/app)",
 		"DELETE FROM orders  [delete_without_where]  → DENIED (rule no-bulk-delete)",
-		"held for approval a1", "vote to approve by dba-bob (oidc)", "APPROVED by dba-alice (oidc) after 2.5s", "masked=3", "client close, up 100 B, down 2000 B, 2.99s"}
+		"held for approval a1", "vote to approve by dba-bob (oidc bob@example.com)", "APPROVED by dba-alice (oidc) after 2.5s", "masked=3", "client close, up 100 B, down 2000 B, 2.99s"}
 	pos := 0
 	for _, w := range want {
 		i := strings.Index(text[pos:], w)
@@ -144,7 +144,9 @@ func TestReport(t *testing.T) {
 		ci.Masked != 3 || ci.ApprovalWaitNS != int64(2500*time.Millisecond) || ci.SelfApprovals != 0 || ci.Classes["ddl"] != 1 {
 		t.Errorf("ci-deploy row %+v", ci)
 	}
-	if !slices.Equal(ci.Approvers, []string{"dba-bob", "dba-alice"}) {
+	// An approver is named as the person who decided, not only as the
+	// configured identity they matched.
+	if !slices.Equal(ci.Approvers, []string{"dba-bob (bob@example.com)", "dba-alice"}) {
 		t.Errorf("ci-deploy approvers %v: a vote names its approver without counting as a decision", ci.Approvers)
 	}
 	if len(rep.SelfApprovals) != 1 || rep.SelfApprovals[0].Identity != "dba-alice" {

@@ -218,10 +218,7 @@ func (b *ReportBuilder) Add(r *Record) {
 			row.Errors++
 		}
 	case KindGrant:
-		var who string
-		if r.Identity != nil {
-			who = r.Identity.Name
-		}
+		who := r.Identity.Label()
 		rep.Grants = append(rep.Grants, ReportEvent{Seq: r.Seq, Time: r.Time, Identity: r.Detail["identity"], Target: r.Detail["target"],
 			What: fmt.Sprintf("allow %s for %s by %s: %s", dash(r.Detail["allow"]), dash(r.Detail["for"]), dash(who), dash(r.Detail["reason"]))})
 	}
@@ -255,15 +252,12 @@ func (b *ReportBuilder) Add(r *Record) {
 	case KindApprovalRequest:
 		row.ApprovalRequests++
 		req := b.sessions[r.Session].identity
-		if r.Identity != nil && r.Identity.Name != "" {
-			req = r.Identity.Name
+		if l := r.Identity.Label(); l != "" {
+			req = l
 		}
 		b.requests[r.Detail[DetailApproval]] = reportRequest{at: r.Time, requester: req}
 	case KindApprovalDecision:
-		approver := ""
-		if r.Identity != nil {
-			approver = r.Identity.Name
-		}
+		approver := r.Identity.Label()
 		// A vote that did not end the hold (final=false, when a rule
 		// needs several approvers) names an approver; only the final
 		// decision counts as approved or rejected and ends the wait.

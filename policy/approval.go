@@ -45,6 +45,23 @@ type Person struct {
 	Identities []string `json:"identities,omitempty"`
 }
 
+// Label names the person for people: the configured identity and, for an
+// OIDC principal, the token's subject ("dba (alice@example.com)"), since
+// several people may match one configured identity; the subject alone
+// when no identity matched; "unknown" for nobody. audit.Identity.Label
+// writes the same.
+func (p Person) Label() string {
+	switch {
+	case p.Name != "" && p.Subject != "" && p.Subject != p.Name:
+		return p.Name + " (" + p.Subject + ")"
+	case p.Name != "":
+		return p.Name
+	case p.Subject != "":
+		return p.Subject
+	}
+	return "unknown"
+}
+
 // same reports whether two people are the same principal. Process-only
 // identities (no subject) compare by name.
 func (p Person) same(o Person) bool { return p.Same(o) }

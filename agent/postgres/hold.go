@@ -125,7 +125,7 @@ func (r *relay) review(kind expectKind, info sql.Statement, v verdict, protocol 
 	}
 	by := "an approver"
 	if len(verdictV.By) > 0 {
-		by = "approver " + personName(verdictV.By[0])
+		by = "approver " + verdictV.By[0].Label()
 	}
 	v.Action, v.Reason = policy.ActionDeny, "denied by "+by
 	if verdictV.Reason != "" {
@@ -199,10 +199,10 @@ func (r *relay) decided(h policy.Hold, vd policy.Verdict, v verdict, cause error
 	}
 	if len(vd.By) > 0 {
 		// The approver who completed the decision; all of them in detail.
-		rec.Identity = personIdentity(vd.By[len(vd.By)-1])
+		rec.Identity = ApproverIdentity(vd.By[len(vd.By)-1])
 		names := make([]string, len(vd.By))
 		for i, p := range vd.By {
-			names[i] = personName(p)
+			names[i] = p.Label()
 		}
 		rec.Detail["approvers"] = strings.Join(names, ",")
 	}
@@ -227,22 +227,15 @@ func (r *relay) person() policy.Person {
 	return p
 }
 
-func personIdentity(p policy.Person) *audit.Identity {
+// ApproverIdentity is the record's identity of a person who decided (an
+// approver, a grant's creator): the configured identity and, when they
+// signed in with OIDC, who they are.
+func ApproverIdentity(p policy.Person) *audit.Identity {
 	id := &audit.Identity{Name: p.Name, Issuer: p.Issuer, Subject: p.Subject, Groups: p.Groups}
 	if p.Subject != "" {
 		id.Method = MethodOIDC
 	}
 	return id
-}
-
-func personName(p policy.Person) string {
-	switch {
-	case p.Name != "":
-		return p.Name
-	case p.Subject != "":
-		return p.Subject
-	}
-	return "unknown"
 }
 
 // notice sends the client a NoticeResponse between two server messages.
