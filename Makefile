@@ -32,6 +32,8 @@ hygiene:
 	@$(GO) mod tidy -diff || { echo "hygiene: go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
 	@$(MAKE) --no-print-directory generate
 	@git diff --exit-code --stat -- redirect/ || { echo "hygiene: the committed eBPF objects differ from bpf/: run make generate and commit redirect/"; exit 1; }
+	@shellcheck -x -P SCRIPTDIR packaging/lab/*.sh packaging/scripts/*.sh scripts/*.sh || { echo "hygiene: fix what shellcheck reports above"; exit 1; }
+	@vagrant validate --ignore-provider >/dev/null || { vagrant validate --ignore-provider; echo "hygiene: fix the Vagrantfile"; exit 1; }
 
 test-unit: lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)

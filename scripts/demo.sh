@@ -39,7 +39,7 @@ pin="/sys/fs/bpf/tollgate-demo"
 daemon_pid=""
 server_pid=""
 pg_started=""
-pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+pgbin="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)"
 
 cleanup() {
 	set +e
