@@ -25,6 +25,18 @@ type Target struct {
 	ListenPort uint16
 }
 
+// LocalTarget is a target that is a service of this host: the programs
+// match its port on every local destination (loopback, the unspecified
+// address, the host's own addresses), whatever address the client picks.
+type LocalTarget struct {
+	// ID identifies the target in origins; it must not be zero.
+	ID uint32
+	// Port is the service's port.
+	Port uint16
+	// ListenPort is the proxy port the connect is rewritten to.
+	ListenPort uint16
+}
+
 // Process is the kernel's view of who opened a redirected connection, taken
 // in the connect() call itself.
 type Process struct {
@@ -87,6 +99,43 @@ func (r *Redirector) SetTargets(targets []Target) error {
 		if err := r.objs.Targets.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("set targets: %w", err)
 		}
+	}
+	return nil
+}
+
+// SetLocalTargets replaces the targets matched by port on every local
+// destination. A port appears at most once.
+func (r *Redirector) SetLocalTargets(targets []LocalTarget) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := make(map[uint16]redirectTargetValue, len(targets))
+	for _, t := range targets {
+		if t.ID == 0 || t.Port == 0 || t.ListenPort == 0 {
+			return fmt.Errorf("set local targets: invalid target %d (port %d → %d)", t.ID, t.Port, t.ListenPort)
+		}
+		if _, dup := want[htons(t.Port)]; dup {
+			return fmt.Errorf("set local targets: port %d twice", t.Port)
+		}
+		want[htons(t.Port)] = redirectTargetValue{TargetId: t.ID, ListenPort: htons(t.ListenPort)}
+	}
+	if err := syncMap(r.objs.LocalPorts, want); err != nil {
+		return fmt.Errorf("set local targets: %w", err)
+	}
+	return nil
+}
+
+// SetLocalNets replaces the host's own address prefixes (see
+// [LocalPrefixes]). Loopback and the unspecified address are local without
+// being listed.
+func (r *Redirector) SetLocalNets(prefixes []netip.Prefix) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := make(map[redirectLocalKey]uint8, len(prefixes))
+	for _, p := range prefixes {
+		want[localKey(p)] = 1
+	}
+	if err := syncMap(r.objs.LocalNets, want); err != nil {
+		return fmt.Errorf("set local nets: %w", err)
 	}
 	return nil
 }
@@ -196,6 +245,15 @@ func targetKey(p netip.Prefix, port uint16) redirectTargetKey {
 	k := redirectTargetKey{Prefixlen: uint32(16 + bits), Port: htons(port)}
 	k.Addr = addr.As16()
 	return k
+}
+
+func localKey(p netip.Prefix) redirectLocalKey {
+	p = p.Masked()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	return redirectLocalKey{Prefixlen: uint32(bits), Addr: p.Addr().As16()}
 }
 
 func peerKey(ap netip.AddrPort) redirectPeerKey {

@@ -31,6 +31,12 @@ type redirectConnMeta struct {
 	Comm        [16]int8
 }
 
+type redirectLocalKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
 type redirectPeerKey struct {
 	_    structs.HostLayout
 	Addr [16]uint8
@@ -59,6 +65,8 @@ type redirectTargetValue struct {
 const (
 	redirectMapCounters          = "counters"
 	redirectMapListeners         = "listeners"
+	redirectMapLocalNets         = "local_nets"
+	redirectMapLocalPorts        = "local_ports"
 	redirectMapOrigins           = "origins"
 	redirectMapStash             = "stash"
 	redirectMapTargets           = "targets"
@@ -125,6 +133,8 @@ type redirectProgramSpecs struct {
 type redirectMapSpecs struct {
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
 	Listeners       *ebpf.MapSpec `ebpf:"listeners"`
+	LocalNets       *ebpf.MapSpec `ebpf:"local_nets"`
+	LocalPorts      *ebpf.MapSpec `ebpf:"local_ports"`
 	Origins         *ebpf.MapSpec `ebpf:"origins"`
 	Stash           *ebpf.MapSpec `ebpf:"stash"`
 	Targets         *ebpf.MapSpec `ebpf:"targets"`
@@ -163,6 +173,8 @@ func (o *redirectObjects) Close() error {
 type redirectMaps struct {
 	Counters        *ebpf.Map `ebpf:"counters"`
 	Listeners       *ebpf.Map `ebpf:"listeners"`
+	LocalNets       *ebpf.Map `ebpf:"local_nets"`
+	LocalPorts      *ebpf.Map `ebpf:"local_ports"`
 	Origins         *ebpf.Map `ebpf:"origins"`
 	Stash           *ebpf.Map `ebpf:"stash"`
 	Targets         *ebpf.Map `ebpf:"targets"`
@@ -174,6 +186,8 @@ func (m *redirectMaps) Close() error {
 	return _RedirectClose(
 		m.Counters,
 		m.Listeners,
+		m.LocalNets,
+		m.LocalPorts,
 		m.Origins,
 		m.Stash,
 		m.Targets,

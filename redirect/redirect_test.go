@@ -77,3 +77,34 @@ func TestOriginFromMeta(t *testing.T) {
 		t.Errorf("process %+v", p)
 	}
 }
+
+// TestLocalPrefixes reads the kernel's local routes: loopback is always
+// among them (any namespace has lo up with 127.0.0.0/8 once it is up).
+func TestLocalPrefixes(t *testing.T) {
+	ps, err := LocalPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range ps {
+		if p.Contains(netip.MustParseAddr("127.0.0.1")) {
+			found = true
+		}
+		if p.Addr().Is4In6() {
+			t.Errorf("v4-mapped prefix %s", p)
+		}
+	}
+	if !found {
+		t.Errorf("127.0.0.1 not local in %v", ps)
+	}
+}
+
+func TestLocalKey(t *testing.T) {
+	k := localKey(netip.MustParsePrefix("10.1.2.3/32"))
+	if k.Prefixlen != 128 || k.Addr != netip.MustParseAddr("::ffff:10.1.2.3").As16() {
+		t.Errorf("local key %+v", k)
+	}
+	if k := localKey(netip.MustParsePrefix("fe80::1/128")); k.Prefixlen != 128 {
+		t.Errorf("v6 local key %+v", k)
+	}
+}
