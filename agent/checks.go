@@ -122,6 +122,8 @@ func HostChecks(configPath string) []Check {
 		bpffsErr = fmt.Errorf("%s is not a bpf filesystem (the daemon mounts one there at start)", parent)
 	}
 	out = append(out, Check{Name: "bpffs at " + parent, Err: bpffsErr, Fix: "mount -t bpf bpf " + parent})
+	out = append(out, Check{Name: "pin path " + pin + " is root's alone", Err: redirect.CheckPinPath(pin),
+		Fix: "the daemon refuses to start: remove the directory (another user may have created it first; run `tollgate uninstall` if it holds tollgate's pins) and restart the daemon, or chmod go-w / chown root it"})
 	var v6err error
 	if !ipv6Loopback() {
 		v6err = errors.New("cannot listen on [::1]")

@@ -139,13 +139,13 @@ func Load(opts Options) (_ *Redirector, err error) {
 	if err := EnsureBPFFS(filepath.Dir(opts.PinPath)); err != nil {
 		return nil, fmt.Errorf("load redirect: %w", err)
 	}
+	// The pin path must be root's alone, or a user could unlink the
+	// pinned links and undo fail-closed enforcement (ErrUnsafePinPath).
+	if err := preparePinPath(opts.PinPath); err != nil {
+		return nil, fmt.Errorf("load redirect: %w", err)
+	}
 	mapDir := filepath.Join(opts.PinPath, "maps")
 	linkDir := filepath.Join(opts.PinPath, "links")
-	for _, d := range []string{mapDir, linkDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("load redirect: %w", err)
-		}
-	}
 
 	spec, err := loadRedirect()
 	if err != nil {

@@ -3,7 +3,9 @@
 package redirect
 
 import (
+	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -106,5 +108,45 @@ func TestLocalKey(t *testing.T) {
 	}
 	if k := localKey(netip.MustParsePrefix("fe80::1/128")); k.Prefixlen != 128 {
 		t.Errorf("v6 local key %+v", k)
+	}
+}
+
+// TestCheckPinDir checks the pin path rules on plain directories: root's
+// alone, never group/other-writable unless sticky where allowed.
+func TestCheckPinDir(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/pin"
+	if err := os.Mkdir(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		if err := checkPinDir(p, false); !errors.Is(err, ErrUnsafePinPath) {
+			t.Fatalf("directory of uid %d accepted: %v", os.Geteuid(), err)
+		}
+		return
+	}
+	if err := checkPinDir(p, false); err != nil {
+		t.Fatalf("root's 0700 directory: %v", err)
+	}
+	os.Chmod(p, 0o777|os.ModeSticky)
+	if err := checkPinDir(p, false); !errors.Is(err, ErrUnsafePinPath) {
+		t.Errorf("world-writable pin directory accepted: %v", err)
+	}
+	if err := checkPinDir(p, true); err != nil {
+		t.Errorf("sticky world-writable parent refused: %v", err)
+	}
+	os.Chmod(p, 0o777)
+	if err := checkPinDir(p, true); !errors.Is(err, ErrUnsafePinPath) {
+		t.Errorf("world-writable parent without sticky bit accepted: %v", err)
+	}
+	os.Chmod(p, 0o700)
+	os.Chown(p, 65534, 65534)
+	if err := checkPinDir(p, false); !errors.Is(err, ErrUnsafePinPath) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("directory of uid 65534 accepted: %v", err)
+	}
+	os.Symlink(p, dir+"/link")
+	os.Chown(p, 0, 0)
+	if err := checkPinDir(dir+"/link", false); !errors.Is(err, ErrUnsafePinPath) {
+		t.Errorf("symlink accepted: %v", err)
 	}
 }
