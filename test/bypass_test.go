@@ -359,21 +359,22 @@ func TestBypass(t *testing.T) {
 		{"unspecified 0.0.0.0", seenIntercepted, false, []string{"dial", at("0.0.0.0")}},
 		{"unspecified ::", seenIntercepted, false, []string{"dial", at("::")}},
 		{"v4-mapped unspecified ::ffff:0.0.0.0", seenIntercepted, false, []string{"dial", at("::ffff:0.0.0.0")}},
+		{"v4-mapped ::ffff:127.0.0.2", seenIntercepted, false, []string{"dial", at("::ffff:127.0.0.2")}},
 		{"v4-mapped ::ffff:127.0.0.1", seenIntercepted, false, []string{"dial", at("::ffff:127.0.0.1")}},
 		{"bind 127.0.0.2, connect 0.0.0.0", seenIntercepted, false, []string{"bind-dial", at("0.0.0.0"), "", "127.0.0.2"}},
 		{"bind ::ffff:127.0.0.2, connect ::", seenIntercepted, false, []string{"bind-dial", at("::"), "", "::ffff:127.0.0.2"}},
 		{"bind ::1, connect ::", seenIntercepted, false, []string{"bind-dial", at("::"), "", "::1"}},
 		{"interface address " + bypassIfAddr4, seenIntercepted, false, []string{"dial", at(bypassIfAddr4)}},
 		{"interface address " + bypassIfAddr6, seenIntercepted, false, []string{"dial", at(bypassIfAddr6)}},
-		{"TCP Fast Open (sendto MSG_FASTOPEN)", seenIntercepted, false, []string{"tfo", at("127.0.0.1")}},
-		{"MPTCP socket", seenIntercepted, false, []string{"mptcp", at("127.0.0.1")}},
-		{"SO_MARK of the daemon", seenIntercepted, false, []string{"so-mark", at("127.0.0.1")}},
-		{"raw socket", seenRefused, false, []string{"raw", at("127.0.0.1")}},
+		{"TCP Fast Open (sendto MSG_FASTOPEN)", seenIntercepted, false, []string{"tfo", at("127.0.0.2")}},
+		{"MPTCP socket", seenIntercepted, false, []string{"mptcp", at("127.0.0.2")}},
+		{"SO_MARK of the daemon", seenIntercepted, false, []string{"so-mark", at("127.0.0.2")}},
+		{"raw socket", seenRefused, false, []string{"raw", at("127.0.0.2")}},
 		{"fork and exec", seenIntercepted, false, []string{"fork", at("0.0.0.0")}},
 		{"setsid", seenIntercepted, false, []string{"setsid", at("::")}},
-		{"user namespace (root inside) + SO_MARK", seenIntercepted, false, []string{"userns", at("127.0.0.1")}},
+		{"user namespace (root inside) + SO_MARK", seenIntercepted, false, []string{"userns", at("127.0.0.2")}},
 		{"user + network namespace", seenRefused, false, []string{"userns+netns", at("127.0.0.1")}},
-		{"move to the cgroup2 root", seenIntercepted, false, []string{"cgroup-escape", at("127.0.0.1"), "", cgroup2Root(t)}},
+		{"move to the cgroup2 root", seenIntercepted, false, []string{"cgroup-escape", at("127.0.0.2"), "", cgroup2Root(t)}},
 		{"the proxy listener itself", seenRefused, false, []string{"dial", listener}},
 	}
 	var rows []bypassRow
@@ -405,7 +406,7 @@ func TestBypass(t *testing.T) {
 	// listener nobody owns: refused, never direct.
 	d.kill()
 	token := fmt.Sprintf("bypass-down-%d", time.Now().UnixNano())
-	r := runAttempt(t, ns, bin, cgroup, "dial", at("127.0.0.1"), token)
+	r := runAttempt(t, ns, bin, cgroup, "dial", at("127.0.0.2"), token)
 	seen, _ := j.verdict(token)
 	rows = append(rows, bypassRow{"daemon killed (fail closed)", seenRefused, seen, r.Err})
 
