@@ -486,3 +486,93 @@ func lastLine(s string) string {
 	}
 	return s
 }
+
+// TestBypassPostgres: the psql -h 0.0.0.0 and friends against a
+// real PostgreSQL that listens on several local addresses, while the target
+// names only 127.0.0.2. The attacker (uid 65534, in the workload) holds a
+// role of its own (app_md5) and its password; through tollgate the server
+// sees the injected role (app_scram) instead. The verdict is the server's
+// own log: which role ran the attempt's statement, if any did.
+func TestBypassPostgres(t *testing.T) {
+	s := newPGSetup(t, "process", "")
+	hba := filepath.Join(s.pg.data, "pg_hba.conf")
+	b, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hba, append([]byte("host all "+pgMD5User+" ::1/128 md5\n"), b...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.pg.psqlSuper(t, "postgres", "ALTER SYSTEM SET listen_addresses = '127.0.0.1,127.0.0.2,::1'")
+	s.pg.stop()
+	s.pg.start()
+	port := strconv.Itoa(s.pg.port)
+
+	cases := []struct {
+		name, host, expected string
+		outside              bool
+	}{
+		{"control: psql outside the workload -h 127.0.0.1", "127.0.0.1", seenDirect, true},
+		{"control: psql -h 127.0.0.2 (the named address)", "127.0.0.2", seenIntercepted, false},
+		{"psql -h 0.0.0.0", "0.0.0.0", seenIntercepted, false},
+		{"psql -h 127.0.0.1", "127.0.0.1", seenIntercepted, false},
+		{"psql -h ::1", "::1", seenIntercepted, false},
+		{"psql -h ::", "::", seenIntercepted, false},
+		{"psql -h localhost", "localhost", seenIntercepted, false},
+	}
+	var rows []bypassRow
+	for i, tc := range cases {
+		token := fmt.Sprintf("bypass-pg-%02d-%d", i, time.Now().UnixNano())
+		cg := s.cgroup
+		if tc.outside {
+			cg = ""
+		}
+		cmd, cleanup := clientCmd(t, cg, []string{"PGPASSWORD=" + pgMD5Pass}, "psql", "-X", "-At",
+			"-h", tc.host, "-p", port, "-U", pgMD5User, "-d", pgDatabase, "-c", "SELECT '"+token+"'")
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: bypassUID, Gid: bypassUID}
+		out, err := cmd.CombinedOutput()
+		cleanup()
+		seen := seenRefused
+		var detail string
+		waitFor(t, "the server log", func() bool {
+			for _, l := range strings.Split(s.pg.serverLog(), "\n") {
+				if !strings.Contains(l, token) || !strings.Contains(l, "statement:") {
+					continue
+				}
+				switch {
+				case strings.Contains(l, " "+pgScramUser+"@"):
+					seen = seenIntercepted
+				case strings.Contains(l, " "+pgMD5User+"@"):
+					seen = seenDirect
+				default:
+					seen, detail = "unknown role", l
+				}
+				return true
+			}
+			return err != nil // a failed client leaves no statement
+		})
+		if detail == "" {
+			detail = lastLine(string(out))
+		}
+		rows = append(rows, bypassRow{tc.name, tc.expected, seen, detail})
+	}
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ATTEMPT\tEXPECTED\tSEEN\tDETAIL")
+	failed := 0
+	for _, r := range rows {
+		mark := ""
+		if r.seen != r.expected {
+			mark, failed = "  <-- FAIL", failed+1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\n", r.attempt, r.expected, r.seen, mark, r.detail)
+	}
+	tw.Flush()
+	t.Logf("PostgreSQL bypass attempts (psql as uid %d; verdicts from the server's log):\n%s", bypassUID, sb.String())
+	if failed > 0 {
+		t.Fatalf("%d of %d attempts differ from what is expected", failed, len(rows))
+	}
+}
