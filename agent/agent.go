@@ -483,7 +483,7 @@ func (a *Agent) syncMaps() error {
 		return err
 	}
 	cg, uids := workloadMaps(a.workloads)
-	return a.redir.SetWorkloads(cg, uids)
+	return a.redir.SetWorkloads(cg, uids, unitPaths(a.workloads))
 }
 
 // refreshLoop re-resolves unit cgroups (a restarted unit gets a new cgroup)

@@ -447,6 +447,83 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* Kernel structures read by the cgroup_mkdir tracepoint program. Only the
+ * fields used are declared; preserve_access_index makes the loader relocate
+ * their offsets against the running kernel's BTF (CO-RE). */
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup_root {
+	int hierarchy_id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+} __attribute__((preserve_access_index));
+
+/* Longest cgroup path (relative to the cgroup2 mount) watched for units. */
+#define UNIT_PATH_LEN 256
+
+struct unit_path {
+	char path[UNIT_PATH_LEN];
+};
+
+/* Cgroup paths of systemd units selected as workloads -> workload id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct unit_path);
+	__type(value, __u32);
+} unit_paths SEC(".maps");
+
+/* cgroup_mkdir adds a unit's new cgroup to the workloads as the kernel
+ * creates it, before systemd can move a process into it: a restarted unit
+ * gets a new cgroup (a new id), and without this its first connects would
+ * run before the daemon notices. The link is pinned like the others, so this
+ * holds while the daemon is down too. */
+SEC("tp_btf/cgroup_mkdir")
+int tollgate_cgroup_mkdir(__u64 *ctx)
+{
+	struct cgroup *cgrp = (struct cgroup *)ctx[0];
+	const char *path = (const char *)ctx[1];
+	struct unit_path key = {};
+
+	/* Hierarchy 0 is cgroup2; v1 hierarchies of hybrid hosts are not ours. */
+	if (cgrp->root->hierarchy_id != 0)
+		return 0;
+	if (bpf_probe_read_kernel_str(key.path, sizeof(key.path), path) < 0)
+		return 0;
+	__u32 *wl = bpf_map_lookup_elem(&unit_paths, &key);
+	if (!wl)
+		return 0;
+	__u64 id = cgrp->kn->id;
+	__u32 v = *wl;
+	bpf_map_update_elem(&workload_cgroups, &id, &v, BPF_ANY);
+	return 0;
+}
+
+/* cgroup_rmdir forgets a unit's cgroup when it goes (ids are never reused,
+ * this only keeps the map small). */
+SEC("tp_btf/cgroup_rmdir")
+int tollgate_cgroup_rmdir(__u64 *ctx)
+{
+	struct cgroup *cgrp = (struct cgroup *)ctx[0];
+	const char *path = (const char *)ctx[1];
+	struct unit_path key = {};
+
+	if (cgrp->root->hierarchy_id != 0)
+		return 0;
+	if (bpf_probe_read_kernel_str(key.path, sizeof(key.path), path) < 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&unit_paths, &key))
+		return 0;
+	__u64 id = cgrp->kn->id;
+	bpf_map_delete_elem(&workload_cgroups, &id);
+	return 0;
+}
+
 SEC("sockops")
 int tollgate_sockops(struct bpf_sock_ops *skops)
 {

@@ -140,13 +140,58 @@ func (r *Redirector) SetLocalNets(prefixes []netip.Prefix) error {
 	return nil
 }
 
+// UnitPathLen bounds a unit's cgroup path (relative to the cgroup2 mount,
+// with its leading slash) that the programs can watch.
+const UnitPathLen = len(redirectUnitPath{}.Path)
+
 // SetWorkloads replaces the selected workloads: cgroup ids (a cgroup and all
 // its descendants) and real uids, each mapped to a non-zero workload id.
-func (r *Redirector) SetWorkloads(cgroups map[uint64]uint32, uids map[uint32]uint32) error {
+// units maps the cgroup paths where systemd units selected as workloads
+// appear (like /system.slice/nightly.service) to their workload ids: the
+// programs add such a cgroup the moment the kernel creates it, so a
+// restarted unit is intercepted from its first instruction. Entries the
+// programs added for a unit workload stay until its cgroup is removed.
+func (r *Redirector) SetWorkloads(cgroups map[uint64]uint32, uids map[uint32]uint32, units map[string]uint32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := syncMap(r.objs.WorkloadCgroups, cgroups); err != nil {
+	paths := make(map[redirectUnitPath]uint32, len(units))
+	unitIDs := map[uint32]bool{}
+	for p, id := range units {
+		if len(p) >= UnitPathLen {
+			return fmt.Errorf("set workloads: unit cgroup path %q longer than %d bytes", p, UnitPathLen-1)
+		}
+		var k redirectUnitPath
+		for i := 0; i < len(p); i++ {
+			k.Path[i] = int8(p[i])
+		}
+		paths[k] = id
+		unitIDs[id] = true
+	}
+	// Paths first, so a unit starting now is caught by one or the other.
+	if err := syncMap(r.objs.UnitPaths, paths); err != nil {
+		return fmt.Errorf("set unit paths: %w", err)
+	}
+	for k, v := range cgroups {
+		if err := r.objs.WorkloadCgroups.Put(k, v); err != nil {
+			return fmt.Errorf("set workload cgroups: %w", err)
+		}
+	}
+	var stale []uint64
+	var k uint64
+	var v uint32
+	it := r.objs.WorkloadCgroups.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := cgroups[k]; !ok && !unitIDs[v] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
 		return fmt.Errorf("set workload cgroups: %w", err)
+	}
+	for _, k := range stale {
+		if err := r.objs.WorkloadCgroups.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("set workload cgroups: %w", err)
+		}
 	}
 	if err := syncMap(r.objs.WorkloadUids, uids); err != nil {
 		return fmt.Errorf("set workload uids: %w", err)

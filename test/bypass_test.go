@@ -336,8 +336,11 @@ func TestBypass(t *testing.T) {
 	otherPort := other.Addr().(*net.TCPAddr).Port
 	newJudgeInto(j, other)
 
+	// A systemd-style unit that is not running yet: each start creates a
+	// new cgroup, with a new id, at the path where units appear.
+	unit := fmt.Sprintf("tollgate-bypass-%d.service", os.Getpid())
 	cfg := newDaemonConfig(t,
-		fmt.Sprintf("  - name: attacker\n    cgroup: %s", cgroup),
+		fmt.Sprintf("  - name: attacker\n    cgroup: %s\n  - name: unit\n    unit: %s", cgroup, unit),
 		fmt.Sprintf("  - name: db\n    protocol: tcp\n    match: [\"127.0.0.2:%d\"]", port))
 	d := startDaemonIn(t, ns, cfg)
 	st := d.status()
@@ -400,6 +403,20 @@ func TestBypass(t *testing.T) {
 			detail = fmt.Sprintf("peer uid %d; %s", uid, detail)
 		}
 		rows = append(rows, bypassRow{tc.name, tc.expected, seen, detail})
+	}
+
+	// A unit (re)starting: the attempt runs in the new cgroup at once,
+	// long before the daemon's once-a-second refresh could see it.
+	for i := 1; i <= 3; i++ {
+		dir := filepath.Join(cgroup2Root(t), unit)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		token := fmt.Sprintf("bypass-unit-%d-%d", i, time.Now().UnixNano())
+		r := runAttempt(t, ns, bin, "/"+unit, "dial", at("127.0.0.2"), token)
+		seen, _ := j.verdict(token)
+		rows = append(rows, bypassRow{fmt.Sprintf("unit started (%d), connect at once", i), seenIntercepted, seen, r.Err})
+		removeCgroup(t, dir)
 	}
 
 	// With the daemon down, the pinned programs keep redirecting to a
@@ -575,4 +592,17 @@ func TestBypassPostgres(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d attempts differ from what is expected", failed, len(rows))
 	}
+}
+
+// removeCgroup removes a cgroup whose processes have exited, retrying
+// while the kernel finishes tearing them down.
+func removeCgroup(t *testing.T, dir string) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("cgroup %s not removed", dir)
 }
