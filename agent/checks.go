@@ -47,8 +47,6 @@ func KernelChecks() []Check {
 	fix := "run as root on a kernel with CONFIG_BPF_SYSCALL and CONFIG_CGROUP_BPF"
 	out = append(out, Check{Name: "program type cgroup/sock_addr", Err: features.HaveProgramType(ebpf.CGroupSockAddr), Fix: fix})
 	out = append(out, Check{Name: "program type sockops", Err: features.HaveProgramType(ebpf.SockOps), Fix: fix})
-	out = append(out, Check{Name: "program type tracing (tp_btf/cgroup_mkdir: restarted units intercepted at once)",
-		Err: features.HaveProgramType(ebpf.Tracing), Fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y and CONFIG_BPF_JIT"})
 	out = append(out, Check{Name: "map type LPM trie", Err: features.HaveMapType(ebpf.LPMTrie), Fix: fix})
 	out = append(out, Check{Name: "map type LRU hash", Err: features.HaveMapType(ebpf.LRUHash), Fix: fix})
 	for _, h := range []struct {
