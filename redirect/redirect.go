@@ -270,7 +270,7 @@ func attachTracing(_, pin string, _ ebpf.AttachType, prog *ebpf.Program, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("attach tracing: %w", err)
 	}
-	tmp := pin + "_new" // bpffs refuses dots in names
+	tmp := pin + "_new"                      // bpffs refuses dots in names
 	if _, err := os.Lstat(tmp); err == nil { // left by an interrupted start
 		if err := unix.Unlink(tmp); err != nil {
 			l.Close()
