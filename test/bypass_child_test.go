@@ -4,16 +4,20 @@ package test
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/tollgate-dev/tollgate/redirect"
 	"golang.org/x/sys/unix"
@@ -52,6 +56,8 @@ func bypassChild(args []string) int {
 		fd, err = dialFD(addr, "", redirect.DefaultMark, 0, &res.Note)
 	case "mptcp":
 		fd, err = dialFD(addr, "", 0, ipprotoMPTCP, &res.Note)
+	case "io_uring":
+		fd, err = ioUringConnect(addr)
 	case "tfo":
 		fd, err = fastOpen(addr, token)
 		token = "" // sent with the SYN
@@ -223,4 +229,82 @@ func capEff() string {
 		}
 	}
 	return "?"
+}
+
+// ioUringConnect connects a TCP socket to a v4 addr through io_uring
+// (IORING_OP_CONNECT) instead of the connect system call.
+func ioUringConnect(addr string) (int, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return -1, fmt.Errorf("io_uring attempt wants an IPv4 address, got %q", addr)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	// struct io_uring_params: 10 u32, io_sqring_offsets, io_cqring_offsets.
+	var params [120]byte
+	rfd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
+	if errno != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("io_uring_setup: %w", errno)
+	}
+	ring := int(rfd)
+	defer unix.Close(ring)
+	u32 := func(b []byte, off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
+	sqEntries, cqEntries := u32(params[:], 0), u32(params[:], 4)
+	const sqOff, cqOff = 40, 80
+	sqTail, sqMask, sqArray := u32(params[:], sqOff+4), u32(params[:], sqOff+8), u32(params[:], sqOff+24)
+	cqHead, cqTail, cqMask, cqCqes := u32(params[:], cqOff), u32(params[:], cqOff+4), u32(params[:], cqOff+8), u32(params[:], cqOff+20)
+	sqRing, err := unix.Mmap(ring, 0, int(sqArray+sqEntries*4), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("mmap sq ring: %w", err)
+	}
+	defer unix.Munmap(sqRing)
+	cqRing, err := unix.Mmap(ring, 0x8000000, int(cqCqes+cqEntries*16), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("mmap cq ring: %w", err)
+	}
+	defer unix.Munmap(cqRing)
+	sqes, err := unix.Mmap(ring, 0x10000000, int(sqEntries*64), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("mmap sqes: %w", err)
+	}
+	defer unix.Munmap(sqes)
+
+	sa := &unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ap.Addr().As4()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], ap.Port())
+	const ioringOpConnect = 16
+	sqe := sqes[:64]
+	clear(sqe)
+	sqe[0] = ioringOpConnect
+	binary.NativeEndian.PutUint32(sqe[4:], uint32(fd))
+	binary.NativeEndian.PutUint64(sqe[8:], uint64(unix.SizeofSockaddrInet4)) // addr2: addrlen
+	binary.NativeEndian.PutUint64(sqe[16:], uint64(uintptr(unsafe.Pointer(sa))))
+	tail := (*uint32)(unsafe.Pointer(&sqRing[sqTail]))
+	t := atomic.LoadUint32(tail)
+	binary.NativeEndian.PutUint32(sqRing[sqArray+(t&u32(sqRing, int(sqMask)))*4:], 0)
+	atomic.StoreUint32(tail, t+1)
+	_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(ring), 1, 1, 1 /* IORING_ENTER_GETEVENTS */, 0, 0)
+	runtime.KeepAlive(sa)
+	if errno != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("io_uring_enter: %w", errno)
+	}
+	head := atomic.LoadUint32((*uint32)(unsafe.Pointer(&cqRing[cqHead])))
+	if head == atomic.LoadUint32((*uint32)(unsafe.Pointer(&cqRing[cqTail]))) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("io_uring: no completion")
+	}
+	cqe := cqRing[cqCqes+(head&u32(cqRing, int(cqMask)))*16:]
+	res := int32(binary.NativeEndian.Uint32(cqe[8:]))
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&cqRing[cqHead])), head+1)
+	if res < 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("io_uring connect %s: %w", addr, unix.Errno(-res))
+	}
+	return fd, nil
 }
