@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ type Agent struct {
 	targets   map[string]*targetState // by name
 	byID      map[uint32]*targetState
 	workloads []workloadState
+	locals    []netip.Prefix // the host's own address prefixes, as last read
 	open      map[string]*sessionInfo
 	maskers   map[string]*mask.Masker // by target name; guarded by mu
 
@@ -105,13 +107,16 @@ type Agent struct {
 // targetState is a configured target with its listeners and resolved
 // destinations.
 type targetState struct {
-	cfg        policy.Target
-	tls        *tls.Config // offered to postgres clients; nil: none
-	id         uint32
-	port       uint16
-	ln4, ln6   *net.TCPListener
-	prefixes   []netip.Prefix // resolved destinations, each with cfg port
-	ports      []uint16
+	cfg      policy.Target
+	tls      *tls.Config // offered to postgres clients; nil: none
+	id       uint32
+	port     uint16
+	ln4, ln6 *net.TCPListener
+	prefixes []netip.Prefix // resolved destinations, each with cfg port
+	ports    []uint16
+	// localDial is, per port that is a local service (see local.go), the
+	// address the proxy dials for a connect matched by port alone.
+	localDial  map[uint16]netip.AddrPort
 	resolveErr string
 }
 
@@ -222,6 +227,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("start: %w", err)
 	}
 	defer a.redir.Close()
+	if a.locals, err = redirect.LocalPrefixes(); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 	if err := a.syncMaps(); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -482,19 +490,33 @@ func (a *Agent) syncMaps() error {
 		for i, p := range ts.prefixes {
 			targets = append(targets, redirect.Target{ID: ts.id, Prefix: p, Port: ts.ports[i], ListenPort: ts.port})
 		}
+		ts.localDial = localDials(ts, a.locals)
+	}
+	local, dup := a.localTargets()
+	if len(dup) > 0 {
+		a.log.Warn("several targets are local services on the same port; the first by name serves local destinations they do not name", "ports", dup)
 	}
 	if err := a.redir.SetListeners(ports); err != nil {
+		return err
+	}
+	// Local addresses before the targets that depend on them, so a new
+	// local target is matched on every local address from its first entry.
+	if err := a.redir.SetLocalNets(a.locals); err != nil {
 		return err
 	}
 	if err := a.redir.SetTargets(targets); err != nil {
 		return err
 	}
+	if err := a.redir.SetLocalTargets(local); err != nil {
+		return err
+	}
 	cg, uids := workloadMaps(a.workloads)
-	return a.redir.SetWorkloads(cg, uids)
+	return a.redir.SetWorkloads(cg, uids, unitPaths(a.workloads))
 }
 
 // refreshLoop re-resolves unit cgroups (a restarted unit gets a new cgroup)
-// every second and target hostnames every 30 seconds.
+// and re-reads the host's own addresses every second, and target hostnames
+// every 30 seconds.
 func (a *Agent) refreshLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -510,9 +532,16 @@ func (a *Agent) refreshLoop(ctx context.Context) {
 		cfg := a.cfg
 		a.mu.Unlock()
 		wls, _ := resolveWorkloads(a.cgroup2, cfg.Workloads, false)
+		locals, lerr := redirect.LocalPrefixes()
+		if lerr != nil {
+			a.log.Warn("reading the host's addresses", "error", lerr)
+		}
 		a.mu.Lock()
 		changed := !sameWorkloads(a.workloads, wls)
 		a.workloads = wls
+		if lerr == nil && !slices.Equal(a.locals, locals) {
+			a.locals, changed = locals, true
+		}
 		if n%30 == 0 {
 			for _, ts := range a.targets {
 				a.resolveTarget(ts)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -117,6 +118,14 @@ func (a *Agent) status() Status {
 			} else {
 				t.Destinations = append(t.Destinations, fmt.Sprintf("%s:%d", p, ts.ports[i]))
 			}
+		}
+		lports := make([]int, 0, len(ts.localDial))
+		for p := range ts.localDial {
+			lports = append(lports, int(p))
+		}
+		sort.Ints(lports)
+		for _, p := range lports {
+			t.Destinations = append(t.Destinations, fmt.Sprintf("local:%d", p))
 		}
 		st.Targets = append(st.Targets, t)
 	}

@@ -25,6 +25,9 @@ type Check struct {
 	Name string
 	Err  error
 	Fix  string
+	// Warn marks a check whose failure is a known limit to act on, not
+	// something that stops the daemon: doctor reports it without failing.
+	Warn bool
 }
 
 // minKernel is the oldest kernel whose cgroup sock_addr programs have every
@@ -106,8 +109,10 @@ func HostChecks(configPath string) []Check {
 	if cfgErr == nil {
 		pin = cfg.BPFPinPath
 		if root != "" {
-			_, werr := resolveWorkloads(root, cfg.Workloads, true)
+			wls, werr := resolveWorkloads(root, cfg.Workloads, true)
 			out = append(out, Check{Name: "workload cgroups exist", Err: werr, Fix: "create the cgroup or fix the workload's cgroup path"})
+			out = append(out, Check{Name: "no process of a workload's uid outside it (ptrace)", Err: ptraceExposure(wls, ptraceScope()), Warn: true,
+				Fix: "select the workload by uid, run it under a uid nothing else uses, or set kernel.yama.ptrace_scope=2 (see docs/THREAT-MODEL.md)"})
 		}
 		werr := dirWritable(cfg.StateDir)
 		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
@@ -122,6 +127,8 @@ func HostChecks(configPath string) []Check {
 		bpffsErr = fmt.Errorf("%s is not a bpf filesystem (the daemon mounts one there at start)", parent)
 	}
 	out = append(out, Check{Name: "bpffs at " + parent, Err: bpffsErr, Fix: "mount -t bpf bpf " + parent})
+	out = append(out, Check{Name: "pin path " + pin + " is root's alone", Err: redirect.CheckPinPath(pin),
+		Fix: "the daemon refuses to start: remove the directory (another user may have created it first; run `tollgate uninstall` if it holds tollgate's pins) and restart the daemon, or chmod go-w / chown root it"})
 	var v6err error
 	if !ipv6Loopback() {
 		v6err = errors.New("cannot listen on [::1]")
@@ -185,4 +192,89 @@ func dirWritable(dir string) error {
 	name := f.Name()
 	f.Close()
 	return os.Remove(name)
+}
+
+// ptraceScope returns kernel.yama.ptrace_scope, or 0 (classic ptrace: any
+// process of the same uid) when Yama is not built in.
+func ptraceScope() int {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// ptraceExposure reports the cgroup workloads whose processes' uids also
+// run processes outside the workload. With ptrace_scope below 2 a workload
+// process may ptrace (or pidfd_getfd a socket of) such a process and make
+// it connect from outside the intercepted cgroup.
+func ptraceExposure(wls []workloadState, scope int) error {
+	if scope >= 2 {
+		return nil
+	}
+	type proc struct {
+		pid    string
+		uid    string
+		cgroup string
+	}
+	var procs []proc
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if strings.Trim(e.Name(), "0123456789") != "" {
+			continue
+		}
+		cg, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		p := proc{pid: e.Name()}
+		for _, l := range strings.Split(string(cg), "\n") {
+			if v, ok := strings.CutPrefix(l, "0::"); ok {
+				p.cgroup = v
+			}
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					p.uid = f[0]
+				}
+			}
+		}
+		if p.uid != "" && p.cgroup != "" {
+			procs = append(procs, p)
+		}
+	}
+	var problems []string
+	for _, w := range wls {
+		if w.Cgroup == "" {
+			continue // uid workloads cover every process of the uid
+		}
+		inside := func(cg string) bool {
+			return cg == w.Cgroup || strings.HasPrefix(cg, strings.TrimSuffix(w.Cgroup, "/")+"/")
+		}
+		uids := map[string]bool{}
+		for _, p := range procs {
+			if inside(p.cgroup) {
+				uids[p.uid] = true
+			}
+		}
+		for _, p := range procs {
+			if uids[p.uid] && !inside(p.cgroup) {
+				problems = append(problems, fmt.Sprintf("workload %q: uid %s also runs pid %s in %s", w.Name, p.uid, p.pid, p.cgroup))
+				break
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("kernel.yama.ptrace_scope is %d (< 2) and %s", scope, strings.Join(problems, "; "))
 }

@@ -90,6 +90,11 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 	}
 	a.mu.Lock()
 	ts := a.byID[origin.TargetID]
+	var upstream netip.AddrPort
+	upOK := false
+	if ts != nil {
+		upstream, upOK = upstreamAddr(ts, origin.Dst)
+	}
 	a.mu.Unlock()
 	if ts == nil || ts != listenerTarget {
 		a.refused.Add(1)
@@ -97,9 +102,17 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		c.Close()
 		return
 	}
+	if !upOK {
+		// Matched by port as a local destination, but the target is no
+		// longer a local service (config or addresses changed since).
+		a.refused.Add(1)
+		a.log.Warn("closing connection: no upstream for its destination", "peer", peer.String(), "target", ts.cfg.Name, "dst", origin.Dst.String())
+		c.Close()
+		return
+	}
 
 	if ts.cfg.Protocol == policy.ProtocolPostgres {
-		a.handlePostgres(ts, c, origin, peer)
+		a.handlePostgres(ts, c, origin, upstream, peer)
 		return
 	}
 
@@ -138,14 +151,14 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 
 	end := base
 	end.Kind = audit.KindSessionEnd
-	up, err := dialMarked(a.ctx, a.mark, origin.Dst.String(), upstreamDialTimeout)
+	up, err := dialMarked(a.ctx, a.mark, upstream.String(), upstreamDialTimeout)
 	if err != nil {
 		c.Close()
 		end.CloseReason = "upstream dial failed"
 		end.Error = err.Error()
 		end.DurationNS = time.Since(start).Nanoseconds()
 		a.recordEventually(&end)
-		a.log.Warn("upstream dial failed", "session", id, "dst", origin.Dst.String(), "error", err)
+		a.log.Warn("upstream dial failed", "session", id, "dst", origin.Dst.String(), "upstream", upstream.String(), "error", err)
 		return
 	}
 	tcp.SetKeepAlive(c)
@@ -196,7 +209,9 @@ func processRecord(o redirect.Origin) *audit.Process {
 // records the session itself once the client has said who it is: the
 // session.start record then carries the identity, database and user, and
 // is durable before anything reaches the server.
-func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.Origin, peer netip.AddrPort) {
+// upstream is where the proxy dials (see upstreamAddr); the records name
+// the destination the client asked for.
+func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.Origin, upstream, peer netip.AddrPort) {
 	start := time.Now()
 	id := newSessionID(start)
 	a.mu.Lock()
@@ -205,8 +220,8 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 	a.mu.Unlock()
 	sess := postgres.Session{
 		Target:     tcfg,
-		Dst:        origin.Dst,
-		ServerName: serverName(tcfg, origin.Dst),
+		Dst:        upstream,
+		ServerName: serverName(tcfg, upstream),
 		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),
 			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
 		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},

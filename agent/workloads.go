@@ -144,3 +144,24 @@ func workloadMaps(wls []workloadState) (map[uint64]uint32, map[uint32]uint32) {
 	}
 	return cg, uids
 }
+
+// unitPaths returns the cgroup paths where the units selected as workloads
+// appear when they (re)start, for the programs to catch a new cgroup as
+// the kernel creates it: where the unit is now, and where findUnitCgroup
+// looks first. A unit in another slice that is not running at start is
+// caught once it has been found there.
+func unitPaths(wls []workloadState) map[string]uint32 {
+	out := map[string]uint32{}
+	for _, w := range wls {
+		unit, ok := strings.CutPrefix(w.Selector, "unit:")
+		if !ok {
+			continue
+		}
+		for _, p := range []string{"/system.slice/" + unit, "/" + unit, "/user.slice/" + unit, w.Cgroup} {
+			if p != "" && len(p) < redirect.UnitPathLen {
+				out[p] = w.ID
+			}
+		}
+	}
+	return out
+}

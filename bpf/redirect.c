@@ -9,6 +9,11 @@
  * at TCP_CONNECT_CB, which runs after the source port is chosen and before the
  * SYN is sent, so the proxy's lookup after accept() can never race it.
  *
+ * A destination matches a target by address prefix and port, or, when it is
+ * local to this host (loopback, unspecified, or an address of the host), by
+ * port alone for targets that are local services: which local address a
+ * client picks must not decide whether it is intercepted.
+ *
  * Only UAPI context structs are read, so no CO-RE or vmlinux.h is needed.
  */
 #include <linux/bpf.h>
@@ -27,6 +32,10 @@
 
 /* Deepest cgroup level whose ancestors are compared with the workload map. */
 #define MAX_CGROUP_LEVEL 32
+
+#define IN_LOOPBACKNET 127         /* first byte of 127.0.0.0/8 */
+#define V4MAPPED_WORD 0x0000ffff   /* third word of ::ffff:a.b.c.d, host order */
+#define BPF_TCP_LISTEN_STATE 10    /* BPF_TCP_LISTEN */
 
 /* Set from Go before loading (CollectionSpec.Variables). */
 volatile const __u32 tollgate_mark = 0;      /* SO_MARK of the daemon's own sockets */
@@ -67,6 +76,13 @@ struct conn_meta {
 	char comm[16];
 };
 
+/* A prefix of addresses this host owns (its local routing table), IPv4 as
+ * ::ffff:a.b.c.d. */
+struct local_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
 struct peer_key {
 	__u8 addr[16];  /* client address as the proxy sees it, IPv4 as ::ffff:a.b.c.d */
 	__u16 port;     /* client port, host order */
@@ -91,6 +107,28 @@ struct {
 	__type(value, struct target_value);
 } targets SEC(".maps");
 
+/* The host's own addresses: every prefix of type "local" in its routing
+ * tables (interface addresses, AnyIP routes), kept by the daemon. Loopback
+ * and the unspecified address are recognised in code, not through this map,
+ * so they are local even before the daemon fills it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct local_key);
+	__type(value, __u8);
+} local_nets SEC(".maps");
+
+/* Targets that are services of this host, by port (network order). A local
+ * service listening on a wildcard is reached through any local address, so
+ * such a target matches its port on every local destination. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be16);
+	__type(value, struct target_value);
+} local_ports SEC(".maps");
+
 /* Workloads selected by cgroup: cgroup id -> workload id. A socket whose
  * task sits in that cgroup or any descendant is intercepted. */
 struct {
@@ -108,7 +146,8 @@ struct {
 	__type(value, __u32);
 } workload_uids SEC(".maps");
 
-/* Proxy listener ports (network order) that are never redirected again. */
+/* Proxy listener ports (network order); a connect to the proxy's own
+ * address and one of these ports is never redirected again. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -177,6 +216,51 @@ static __always_inline int own_socket(struct bpf_sock_addr *ctx)
 	return mark == tollgate_mark;
 }
 
+/* local_dst reports whether Linux delivers a connect to addr (v4-mapped or
+ * IPv6) on this host. The unspecified address is local: tcp_v6_connect turns
+ * :: into ::1 (or ::ffff:127.0.0.1 on a v4-mapped socket), and
+ * ip_route_output_key_hash_rcu turns 0.0.0.0 into the socket's bound
+ * address, or 127.0.0.1. The hook runs before either rewrite. */
+static __always_inline int local_dst(const __u8 *addr)
+{
+	__u32 w0, w1, w2, w3;
+	__builtin_memcpy(&w0, &addr[0], 4);
+	__builtin_memcpy(&w1, &addr[4], 4);
+	__builtin_memcpy(&w2, &addr[8], 4);
+	__builtin_memcpy(&w3, &addr[12], 4);
+
+	if (w0 == 0 && w1 == 0) {
+		if (w2 == 0 && (w3 == 0 || w3 == bpf_htonl(1)))
+			return 1; /* :: or ::1 */
+		if (w2 == bpf_htonl(V4MAPPED_WORD) &&
+		    (w3 == 0 || (bpf_ntohl(w3) >> 24) == IN_LOOPBACKNET))
+			return 1; /* 0.0.0.0 or 127.0.0.0/8 */
+	}
+	struct local_key lk = { .prefixlen = 128 };
+	__builtin_memcpy(lk.addr, addr, sizeof(lk.addr));
+	return bpf_map_lookup_elem(&local_nets, &lk) != 0;
+}
+
+/* proxy_dst reports whether key is exactly one of the proxy's listeners
+ * (address and port): those connects are never redirected (no loops). A
+ * listener port on any other address is an ordinary destination. */
+static __always_inline int proxy_dst(const struct target_key *key)
+{
+	__u32 w0, w1, w2, w3;
+
+	if (!bpf_map_lookup_elem(&listeners, &key->port))
+		return 0;
+	__builtin_memcpy(&w0, &key->addr[0], 4);
+	__builtin_memcpy(&w1, &key->addr[4], 4);
+	__builtin_memcpy(&w2, &key->addr[8], 4);
+	__builtin_memcpy(&w3, &key->addr[12], 4);
+	if (w0 != 0 || w1 != 0)
+		return 0;
+	if (w2 == bpf_htonl(V4MAPPED_WORD))
+		return w3 == listen_ip4;
+	return w2 == 0 && w3 == bpf_htonl(1);
+}
+
 /* intercept does everything common to both families once the destination is
  * known as a v4-mapped or IPv6 address. It returns the proxy port (network
  * order) to rewrite to, 0 to leave the connect alone, or -1 to refuse it. */
@@ -189,11 +273,13 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct target_ke
 	if (host_netns_cookie != 0 && bpf_get_netns_cookie(ctx) != host_netns_cookie)
 		return 0;
 
-	struct target_value *tv = bpf_map_lookup_elem(&targets, key);
-	if (!tv)
-		return 0;
 	/* The proxy's own listeners are never a redirect source: no loops. */
-	if (bpf_map_lookup_elem(&listeners, &dport))
+	if (proxy_dst(key))
+		return 0;
+	struct target_value *tv = bpf_map_lookup_elem(&targets, key);
+	if (!tv && local_dst(key->addr))
+		tv = bpf_map_lookup_elem(&local_ports, &dport);
+	if (!tv)
 		return 0;
 
 	__u32 wl = workload();
@@ -233,8 +319,10 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct target_ke
 
 /* proxy_owned reports whether the socket listening on the proxy address is
  * the daemon's: it must carry the daemon's mark, which only a process with
- * CAP_NET_ADMIN can set. Without this check, any local user could bind the
- * port while the daemon is down and receive the redirected traffic. */
+ * CAP_NET_ADMIN can set, and listen on exactly the proxy's address and port
+ * (the lookup also returns a listener bound to the wildcard address).
+ * Without this check, any local user could bind the port while the daemon
+ * is down and receive the redirected traffic. */
 static __always_inline int proxy_owned(struct bpf_sock_addr *ctx, int v6, __be16 port)
 {
 	struct bpf_sock_tuple tuple = {};
@@ -253,7 +341,13 @@ static __always_inline int proxy_owned(struct bpf_sock_addr *ctx, int v6, __be16
 	sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
-	int owned = tollgate_mark != 0 && sk->mark == tollgate_mark;
+	int owned = tollgate_mark != 0 && sk->mark == tollgate_mark &&
+		    sk->state == BPF_TCP_LISTEN_STATE && sk->src_port == bpf_ntohs(port);
+	if (owned && v6)
+		owned = sk->src_ip6[0] == 0 && sk->src_ip6[1] == 0 && sk->src_ip6[2] == 0 &&
+			sk->src_ip6[3] == bpf_htonl(1);
+	else if (owned)
+		owned = sk->src_ip4 == listen_ip4;
 	bpf_sk_release(sk);
 	return owned;
 }
@@ -317,8 +411,16 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 	__builtin_memcpy(&key.addr[8], &w2, 4);
 	__builtin_memcpy(&key.addr[12], &w3, 4);
 
-	/* ::ffff:a.b.c.d is IPv4 on the wire; match and rewrite it as such. */
-	int v4mapped = w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
+	/* ::ffff:a.b.c.d is IPv4 on the wire; match and rewrite it as such. So
+	 * is :: on a socket bound to a v4-mapped address (tcp_v6_connect then
+	 * connects to ::ffff:127.0.0.1). */
+	int v4mapped = w0 == 0 && w1 == 0 && w2 == bpf_htonl(V4MAPPED_WORD);
+	if (w0 == 0 && w1 == 0 && w2 == 0 && w3 == 0) {
+		struct bpf_sock *sk = ctx->sk;
+		if (sk && sk->src_ip6[0] == 0 && sk->src_ip6[1] == 0 &&
+		    sk->src_ip6[2] == bpf_htonl(V4MAPPED_WORD))
+			v4mapped = 1;
+	}
 
 	int lp = intercept(ctx, &key, AF_INET6);
 	if (lp < 0)
@@ -333,7 +435,7 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 	if (v4mapped) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[2] = bpf_htonl(V4MAPPED_WORD);
 		ctx->user_ip6[3] = listen_ip4;
 	} else {
 		ctx->user_ip6[0] = 0;
@@ -343,6 +445,83 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 	}
 	ctx->user_port = (__u32)(__be16)lp;
 	return 1;
+}
+
+/* Kernel structures read by the cgroup_mkdir tracepoint program. Only the
+ * fields used are declared; preserve_access_index makes the loader relocate
+ * their offsets against the running kernel's BTF (CO-RE). */
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup_root {
+	int hierarchy_id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+} __attribute__((preserve_access_index));
+
+/* Longest cgroup path (relative to the cgroup2 mount) watched for units. */
+#define UNIT_PATH_LEN 256
+
+struct unit_path {
+	char path[UNIT_PATH_LEN];
+};
+
+/* Cgroup paths of systemd units selected as workloads -> workload id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct unit_path);
+	__type(value, __u32);
+} unit_paths SEC(".maps");
+
+/* cgroup_mkdir adds a unit's new cgroup to the workloads as the kernel
+ * creates it, before systemd can move a process into it: a restarted unit
+ * gets a new cgroup (a new id), and without this its first connects would
+ * run before the daemon notices. The link is pinned like the others, so this
+ * holds while the daemon is down too. */
+SEC("tp_btf/cgroup_mkdir")
+int tollgate_cgroup_mkdir(__u64 *ctx)
+{
+	struct cgroup *cgrp = (struct cgroup *)ctx[0];
+	const char *path = (const char *)ctx[1];
+	struct unit_path key = {};
+
+	/* Hierarchy 0 is cgroup2; v1 hierarchies of hybrid hosts are not ours. */
+	if (cgrp->root->hierarchy_id != 0)
+		return 0;
+	if (bpf_probe_read_kernel_str(key.path, sizeof(key.path), path) < 0)
+		return 0;
+	__u32 *wl = bpf_map_lookup_elem(&unit_paths, &key);
+	if (!wl)
+		return 0;
+	__u64 id = cgrp->kn->id;
+	__u32 v = *wl;
+	bpf_map_update_elem(&workload_cgroups, &id, &v, BPF_ANY);
+	return 0;
+}
+
+/* cgroup_rmdir forgets a unit's cgroup when it goes (ids are never reused,
+ * this only keeps the map small). */
+SEC("tp_btf/cgroup_rmdir")
+int tollgate_cgroup_rmdir(__u64 *ctx)
+{
+	struct cgroup *cgrp = (struct cgroup *)ctx[0];
+	const char *path = (const char *)ctx[1];
+	struct unit_path key = {};
+
+	if (cgrp->root->hierarchy_id != 0)
+		return 0;
+	if (bpf_probe_read_kernel_str(key.path, sizeof(key.path), path) < 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&unit_paths, &key))
+		return 0;
+	__u64 id = cgrp->kn->id;
+	bpf_map_delete_elem(&workload_cgroups, &id);
+	return 0;
 }
 
 SEC("sockops")

@@ -25,6 +25,18 @@ type Target struct {
 	ListenPort uint16
 }
 
+// LocalTarget is a target that is a service of this host: the programs
+// match its port on every local destination (loopback, the unspecified
+// address, the host's own addresses), whatever address the client picks.
+type LocalTarget struct {
+	// ID identifies the target in origins; it must not be zero.
+	ID uint32
+	// Port is the service's port.
+	Port uint16
+	// ListenPort is the proxy port the connect is rewritten to.
+	ListenPort uint16
+}
+
 // Process is the kernel's view of who opened a redirected connection, taken
 // in the connect() call itself.
 type Process struct {
@@ -91,13 +103,95 @@ func (r *Redirector) SetTargets(targets []Target) error {
 	return nil
 }
 
-// SetWorkloads replaces the selected workloads: cgroup ids (a cgroup and all
-// its descendants) and real uids, each mapped to a non-zero workload id.
-func (r *Redirector) SetWorkloads(cgroups map[uint64]uint32, uids map[uint32]uint32) error {
+// SetLocalTargets replaces the targets matched by port on every local
+// destination. A port appears at most once.
+func (r *Redirector) SetLocalTargets(targets []LocalTarget) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := syncMap(r.objs.WorkloadCgroups, cgroups); err != nil {
+	want := make(map[uint16]redirectTargetValue, len(targets))
+	for _, t := range targets {
+		if t.ID == 0 || t.Port == 0 || t.ListenPort == 0 {
+			return fmt.Errorf("set local targets: invalid target %d (port %d → %d)", t.ID, t.Port, t.ListenPort)
+		}
+		if _, dup := want[htons(t.Port)]; dup {
+			return fmt.Errorf("set local targets: port %d twice", t.Port)
+		}
+		want[htons(t.Port)] = redirectTargetValue{TargetId: t.ID, ListenPort: htons(t.ListenPort)}
+	}
+	if err := syncMap(r.objs.LocalPorts, want); err != nil {
+		return fmt.Errorf("set local targets: %w", err)
+	}
+	return nil
+}
+
+// SetLocalNets replaces the host's own address prefixes (see
+// [LocalPrefixes]). Loopback and the unspecified address are local without
+// being listed.
+func (r *Redirector) SetLocalNets(prefixes []netip.Prefix) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := make(map[redirectLocalKey]uint8, len(prefixes))
+	for _, p := range prefixes {
+		want[localKey(p)] = 1
+	}
+	if err := syncMap(r.objs.LocalNets, want); err != nil {
+		return fmt.Errorf("set local nets: %w", err)
+	}
+	return nil
+}
+
+// UnitPathLen bounds a unit's cgroup path (relative to the cgroup2 mount,
+// with its leading slash) that the programs can watch.
+const UnitPathLen = len(redirectUnitPath{}.Path)
+
+// SetWorkloads replaces the selected workloads: cgroup ids (a cgroup and all
+// its descendants) and real uids, each mapped to a non-zero workload id.
+// units maps the cgroup paths where systemd units selected as workloads
+// appear (like /system.slice/nightly.service) to their workload ids: the
+// programs add such a cgroup the moment the kernel creates it, so a
+// restarted unit is intercepted from its first instruction. Entries the
+// programs added for a unit workload stay until its cgroup is removed.
+func (r *Redirector) SetWorkloads(cgroups map[uint64]uint32, uids map[uint32]uint32, units map[string]uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	paths := make(map[redirectUnitPath]uint32, len(units))
+	unitIDs := map[uint32]bool{}
+	for p, id := range units {
+		if len(p) >= UnitPathLen {
+			return fmt.Errorf("set workloads: unit cgroup path %q longer than %d bytes", p, UnitPathLen-1)
+		}
+		var k redirectUnitPath
+		for i := 0; i < len(p); i++ {
+			k.Path[i] = int8(p[i])
+		}
+		paths[k] = id
+		unitIDs[id] = true
+	}
+	// Paths first, so a unit starting now is caught by one or the other.
+	if err := syncMap(r.objs.UnitPaths, paths); err != nil {
+		return fmt.Errorf("set unit paths: %w", err)
+	}
+	for k, v := range cgroups {
+		if err := r.objs.WorkloadCgroups.Put(k, v); err != nil {
+			return fmt.Errorf("set workload cgroups: %w", err)
+		}
+	}
+	var stale []uint64
+	var k uint64
+	var v uint32
+	it := r.objs.WorkloadCgroups.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := cgroups[k]; !ok && !unitIDs[v] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
 		return fmt.Errorf("set workload cgroups: %w", err)
+	}
+	for _, k := range stale {
+		if err := r.objs.WorkloadCgroups.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("set workload cgroups: %w", err)
+		}
 	}
 	if err := syncMap(r.objs.WorkloadUids, uids); err != nil {
 		return fmt.Errorf("set workload uids: %w", err)
@@ -196,6 +290,15 @@ func targetKey(p netip.Prefix, port uint16) redirectTargetKey {
 	k := redirectTargetKey{Prefixlen: uint32(16 + bits), Port: htons(port)}
 	k.Addr = addr.As16()
 	return k
+}
+
+func localKey(p netip.Prefix) redirectLocalKey {
+	p = p.Masked()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	return redirectLocalKey{Prefixlen: uint32(bits), Addr: p.Addr().As16()}
 }
 
 func peerKey(ap netip.AddrPort) redirectPeerKey {

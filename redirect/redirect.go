@@ -98,6 +98,8 @@ var attachments = []struct {
 	{"connect4", "cgroup/connect4", ebpf.AttachCGroupInet4Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect4 }},
 	{"connect6", "cgroup/connect6", ebpf.AttachCGroupInet6Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect6 }},
 	{"sockops", "sockops", ebpf.AttachCGroupSockOps, func(o *redirectObjects) *ebpf.Program { return o.TollgateSockops }},
+	{"cgroup_mkdir", "tp_btf/cgroup_mkdir", ebpf.AttachTraceRawTp, func(o *redirectObjects) *ebpf.Program { return o.TollgateCgroupMkdir }},
+	{"cgroup_rmdir", "tp_btf/cgroup_rmdir", ebpf.AttachTraceRawTp, func(o *redirectObjects) *ebpf.Program { return o.TollgateCgroupRmdir }},
 }
 
 // Attached returns the programs this redirector holds attached, by ELF
@@ -139,13 +141,13 @@ func Load(opts Options) (_ *Redirector, err error) {
 	if err := EnsureBPFFS(filepath.Dir(opts.PinPath)); err != nil {
 		return nil, fmt.Errorf("load redirect: %w", err)
 	}
+	// The pin path must be root's alone, or a user could unlink the
+	// pinned links and undo fail-closed enforcement (ErrUnsafePinPath).
+	if err := preparePinPath(opts.PinPath); err != nil {
+		return nil, fmt.Errorf("load redirect: %w", err)
+	}
 	mapDir := filepath.Join(opts.PinPath, "maps")
 	linkDir := filepath.Join(opts.PinPath, "links")
-	for _, d := range []string{mapDir, linkDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("load redirect: %w", err)
-		}
-	}
 
 	spec, err := loadRedirect()
 	if err != nil {
@@ -208,7 +210,11 @@ func Load(opts Options) (_ *Redirector, err error) {
 	}()
 
 	for _, a := range attachments {
-		l, err := attachOrUpdate(opts.CgroupRoot, filepath.Join(linkDir, a.name), a.attach, a.prog(&r.objs), opts.Logger)
+		attach := attachOrUpdate
+		if a.attach == ebpf.AttachTraceRawTp {
+			attach = attachTracing
+		}
+		l, err := attach(opts.CgroupRoot, filepath.Join(linkDir, a.name), a.attach, a.prog(&r.objs), opts.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("load redirect: %s: %w", a.name, err)
 		}
@@ -252,6 +258,35 @@ func attachOrUpdate(cgroup, pin string, typ ebpf.AttachType, prog *ebpf.Program,
 		return nil, fmt.Errorf("pin link: %w", err)
 	}
 	log.Debug("attached and pinned link", "link", pin, "cgroup", cgroup)
+	return l, nil
+}
+
+// attachTracing attaches a tracing program and pins its link over any link
+// pinned before. Tracing links cannot swap programs in place, so the new
+// link is attached first (both run for a moment: their map writes are the
+// same) and the old one goes when its pin is replaced: no gap.
+func attachTracing(_, pin string, _ ebpf.AttachType, prog *ebpf.Program, log *slog.Logger) (link.Link, error) {
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return nil, fmt.Errorf("attach tracing: %w", err)
+	}
+	tmp := pin + "_new"                      // bpffs refuses dots in names
+	if _, err := os.Lstat(tmp); err == nil { // left by an interrupted start
+		if err := unix.Unlink(tmp); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("pin link: %w", err)
+		}
+	}
+	if err := l.Pin(tmp); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pin link: %w", err)
+	}
+	if err := os.Rename(tmp, pin); err != nil {
+		l.Unpin()
+		l.Close()
+		return nil, fmt.Errorf("pin link: %w", err)
+	}
+	log.Debug("attached and pinned tracing link", "link", pin)
 	return l, nil
 }
 

@@ -31,6 +31,12 @@ type redirectConnMeta struct {
 	Comm        [16]int8
 }
 
+type redirectLocalKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
 type redirectPeerKey struct {
 	_    structs.HostLayout
 	Addr [16]uint8
@@ -53,23 +59,33 @@ type redirectTargetValue struct {
 	Pad        uint16
 }
 
+type redirectUnitPath struct {
+	_    structs.HostLayout
+	Path [256]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	redirectMapCounters          = "counters"
-	redirectMapListeners         = "listeners"
-	redirectMapOrigins           = "origins"
-	redirectMapStash             = "stash"
-	redirectMapTargets           = "targets"
-	redirectMapWorkloadCgroups   = "workload_cgroups"
-	redirectMapWorkloadUids      = "workload_uids"
-	redirectProgTollgateConnect4 = "tollgate_connect4"
-	redirectProgTollgateConnect6 = "tollgate_connect6"
-	redirectProgTollgateSockops  = "tollgate_sockops"
-	redirectVarHostNetnsCookie   = "host_netns_cookie"
-	redirectVarListenIp4         = "listen_ip4"
-	redirectVarTollgateMark      = "tollgate_mark"
+	redirectMapCounters             = "counters"
+	redirectMapListeners            = "listeners"
+	redirectMapLocalNets            = "local_nets"
+	redirectMapLocalPorts           = "local_ports"
+	redirectMapOrigins              = "origins"
+	redirectMapStash                = "stash"
+	redirectMapTargets              = "targets"
+	redirectMapUnitPaths            = "unit_paths"
+	redirectMapWorkloadCgroups      = "workload_cgroups"
+	redirectMapWorkloadUids         = "workload_uids"
+	redirectProgTollgateCgroupMkdir = "tollgate_cgroup_mkdir"
+	redirectProgTollgateCgroupRmdir = "tollgate_cgroup_rmdir"
+	redirectProgTollgateConnect4    = "tollgate_connect4"
+	redirectProgTollgateConnect6    = "tollgate_connect6"
+	redirectProgTollgateSockops     = "tollgate_sockops"
+	redirectVarHostNetnsCookie      = "host_netns_cookie"
+	redirectVarListenIp4            = "listen_ip4"
+	redirectVarTollgateMark         = "tollgate_mark"
 )
 
 // loadRedirect returns the embedded CollectionSpec for redirect.
@@ -114,9 +130,11 @@ type redirectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectProgramSpecs struct {
-	TollgateConnect4 *ebpf.ProgramSpec `ebpf:"tollgate_connect4"`
-	TollgateConnect6 *ebpf.ProgramSpec `ebpf:"tollgate_connect6"`
-	TollgateSockops  *ebpf.ProgramSpec `ebpf:"tollgate_sockops"`
+	TollgateCgroupMkdir *ebpf.ProgramSpec `ebpf:"tollgate_cgroup_mkdir"`
+	TollgateCgroupRmdir *ebpf.ProgramSpec `ebpf:"tollgate_cgroup_rmdir"`
+	TollgateConnect4    *ebpf.ProgramSpec `ebpf:"tollgate_connect4"`
+	TollgateConnect6    *ebpf.ProgramSpec `ebpf:"tollgate_connect6"`
+	TollgateSockops     *ebpf.ProgramSpec `ebpf:"tollgate_sockops"`
 }
 
 // redirectMapSpecs contains maps before they are loaded into the kernel.
@@ -125,9 +143,12 @@ type redirectProgramSpecs struct {
 type redirectMapSpecs struct {
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
 	Listeners       *ebpf.MapSpec `ebpf:"listeners"`
+	LocalNets       *ebpf.MapSpec `ebpf:"local_nets"`
+	LocalPorts      *ebpf.MapSpec `ebpf:"local_ports"`
 	Origins         *ebpf.MapSpec `ebpf:"origins"`
 	Stash           *ebpf.MapSpec `ebpf:"stash"`
 	Targets         *ebpf.MapSpec `ebpf:"targets"`
+	UnitPaths       *ebpf.MapSpec `ebpf:"unit_paths"`
 	WorkloadCgroups *ebpf.MapSpec `ebpf:"workload_cgroups"`
 	WorkloadUids    *ebpf.MapSpec `ebpf:"workload_uids"`
 }
@@ -163,9 +184,12 @@ func (o *redirectObjects) Close() error {
 type redirectMaps struct {
 	Counters        *ebpf.Map `ebpf:"counters"`
 	Listeners       *ebpf.Map `ebpf:"listeners"`
+	LocalNets       *ebpf.Map `ebpf:"local_nets"`
+	LocalPorts      *ebpf.Map `ebpf:"local_ports"`
 	Origins         *ebpf.Map `ebpf:"origins"`
 	Stash           *ebpf.Map `ebpf:"stash"`
 	Targets         *ebpf.Map `ebpf:"targets"`
+	UnitPaths       *ebpf.Map `ebpf:"unit_paths"`
 	WorkloadCgroups *ebpf.Map `ebpf:"workload_cgroups"`
 	WorkloadUids    *ebpf.Map `ebpf:"workload_uids"`
 }
@@ -174,9 +198,12 @@ func (m *redirectMaps) Close() error {
 	return _RedirectClose(
 		m.Counters,
 		m.Listeners,
+		m.LocalNets,
+		m.LocalPorts,
 		m.Origins,
 		m.Stash,
 		m.Targets,
+		m.UnitPaths,
 		m.WorkloadCgroups,
 		m.WorkloadUids,
 	)
@@ -195,13 +222,17 @@ type redirectVariables struct {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectPrograms struct {
-	TollgateConnect4 *ebpf.Program `ebpf:"tollgate_connect4"`
-	TollgateConnect6 *ebpf.Program `ebpf:"tollgate_connect6"`
-	TollgateSockops  *ebpf.Program `ebpf:"tollgate_sockops"`
+	TollgateCgroupMkdir *ebpf.Program `ebpf:"tollgate_cgroup_mkdir"`
+	TollgateCgroupRmdir *ebpf.Program `ebpf:"tollgate_cgroup_rmdir"`
+	TollgateConnect4    *ebpf.Program `ebpf:"tollgate_connect4"`
+	TollgateConnect6    *ebpf.Program `ebpf:"tollgate_connect6"`
+	TollgateSockops     *ebpf.Program `ebpf:"tollgate_sockops"`
 }
 
 func (p *redirectPrograms) Close() error {
 	return _RedirectClose(
+		p.TollgateCgroupMkdir,
+		p.TollgateCgroupRmdir,
 		p.TollgateConnect4,
 		p.TollgateConnect6,
 		p.TollgateSockops,

@@ -3,7 +3,9 @@
 package redirect
 
 import (
+	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -75,5 +77,76 @@ func TestOriginFromMeta(t *testing.T) {
 	}
 	if p := o.Process; p.PID != 100 || p.TID != 101 || p.UID != 1000 || p.GID != 1001 || p.Comm != "psql" || p.CgroupID != 55 {
 		t.Errorf("process %+v", p)
+	}
+}
+
+// TestLocalPrefixes reads the kernel's local routes: loopback is always
+// among them (any namespace has lo up with 127.0.0.0/8 once it is up).
+func TestLocalPrefixes(t *testing.T) {
+	ps, err := LocalPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range ps {
+		if p.Contains(netip.MustParseAddr("127.0.0.1")) {
+			found = true
+		}
+		if p.Addr().Is4In6() {
+			t.Errorf("v4-mapped prefix %s", p)
+		}
+	}
+	if !found {
+		t.Errorf("127.0.0.1 not local in %v", ps)
+	}
+}
+
+func TestLocalKey(t *testing.T) {
+	k := localKey(netip.MustParsePrefix("10.1.2.3/32"))
+	if k.Prefixlen != 128 || k.Addr != netip.MustParseAddr("::ffff:10.1.2.3").As16() {
+		t.Errorf("local key %+v", k)
+	}
+	if k := localKey(netip.MustParsePrefix("fe80::1/128")); k.Prefixlen != 128 {
+		t.Errorf("v6 local key %+v", k)
+	}
+}
+
+// TestCheckPinDir checks the pin path rules on plain directories: root's
+// alone, never group/other-writable unless sticky where allowed.
+func TestCheckPinDir(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/pin"
+	if err := os.Mkdir(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		if err := checkPinDir(p, false); !errors.Is(err, ErrUnsafePinPath) {
+			t.Fatalf("directory of uid %d accepted: %v", os.Geteuid(), err)
+		}
+		return
+	}
+	if err := checkPinDir(p, false); err != nil {
+		t.Fatalf("root's 0700 directory: %v", err)
+	}
+	os.Chmod(p, 0o777|os.ModeSticky)
+	if err := checkPinDir(p, false); !errors.Is(err, ErrUnsafePinPath) {
+		t.Errorf("world-writable pin directory accepted: %v", err)
+	}
+	if err := checkPinDir(p, true); err != nil {
+		t.Errorf("sticky world-writable parent refused: %v", err)
+	}
+	os.Chmod(p, 0o777)
+	if err := checkPinDir(p, true); !errors.Is(err, ErrUnsafePinPath) {
+		t.Errorf("world-writable parent without sticky bit accepted: %v", err)
+	}
+	os.Chmod(p, 0o700)
+	os.Chown(p, 65534, 65534)
+	if err := checkPinDir(p, false); !errors.Is(err, ErrUnsafePinPath) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("directory of uid 65534 accepted: %v", err)
+	}
+	os.Symlink(p, dir+"/link")
+	os.Chown(p, 0, 0)
+	if err := checkPinDir(dir+"/link", false); !errors.Is(err, ErrUnsafePinPath) {
+		t.Errorf("symlink accepted: %v", err)
 	}
 }

@@ -43,6 +43,8 @@ type childResult struct {
 func childMain(mode string, args []string) int {
 	enc := json.NewEncoder(os.Stdout)
 	switch mode {
+	case "bypass":
+		return bypassChild(args)
 	case "tcp", "mapped":
 		enc.Encode(childTCP(mode, args[0], []byte(args[1])))
 	case "udp":
