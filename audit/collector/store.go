@@ -232,11 +232,11 @@ func (s *Store) Authenticate(ctx context.Context, cred string) (*Host, error) {
 
 // row is one record to COPY.
 type row struct {
-	seq                                                   uint64
-	time                                                  time.Time
-	kind                                                  string
+	seq                                              uint64
+	time                                             time.Time
+	kind                                             string
 	identity, target, session, fingerprint, decision *string
-	data                                                  []byte
+	data                                             []byte
 }
 
 func strOrNil(s string) *string {
