@@ -443,15 +443,25 @@ func (s *Store) storeCheckpoint(ctx context.Context, tx pgx.Tx, origin string, c
 	return append(note, cosig...), nil
 }
 
-// notAtSize answers a request whose start is not the stored size: a repeat
-// of a stored range returns its cosigned checkpoint; a different signed
-// tree at a stored size, or a smaller tree signed after the stored one, is
-// misbehavior; anything else is a conflict carrying the stored size.
+// notAtSize answers a request whose start is not the stored size. A
+// smaller tree signed after the newest stored checkpoint is a rollback (a
+// shipper only repeats a request whose answer it lost, and that request's
+// checkpoint is the newest stored); a repeat of a stored range returns its
+// cosigned checkpoint; a different signed tree at a stored size is a fork;
+// anything else is a conflict carrying the stored size.
 func (s *Store) notAtSize(ctx context.Context, tx pgx.Tx, st *logState, req *AddEntriesRequest, cp *audit.Checkpoint, v note.Verifier) (*AddEntriesResponse, error, error) {
 	conflict := &IngestError{Err: ErrConflict, Size: st.size,
 		Msg: fmt.Sprintf("start %d is not the size %d the collector holds of %s: resume from %d", req.Start, st.size, req.Origin, st.size)}
 	if req.Start > st.size {
 		return nil, conflict, nil
+	}
+	if cp.Size < st.size && st.checkpoint != nil {
+		if last, err := audit.OpenCheckpoint(st.checkpoint, v); err == nil && cp.Time.After(last.Time) {
+			detail := fmt.Sprintf("the host signed size %d at %s after size %d at %s: its log was rolled back",
+				cp.Size, cp.Time.Format(time.RFC3339Nano), last.Size, last.Time.Format(time.RFC3339Nano))
+			out, err := s.misbehave(ctx, tx, req.Origin, MisbehaviorRollback, detail, st.checkpoint, req.Checkpoint, nil)
+			return nil, out, err
+		}
 	}
 	var note []byte
 	var root []byte
@@ -468,14 +478,6 @@ func (s *Store) notAtSize(ctx context.Context, tx pgx.Tx, st *logState, req *Add
 		return nil, out, err
 	case !errors.Is(err, pgx.ErrNoRows):
 		return nil, nil, err
-	}
-	if cp.Size < st.size && st.checkpoint != nil {
-		if last, err := audit.OpenCheckpoint(st.checkpoint, v); err == nil && cp.Time.After(last.Time) {
-			detail := fmt.Sprintf("the host signed size %d at %s after size %d at %s: its log was rolled back",
-				cp.Size, cp.Time.Format(time.RFC3339Nano), last.Size, last.Time.Format(time.RFC3339Nano))
-			out, err := s.misbehave(ctx, tx, req.Origin, MisbehaviorRollback, detail, st.checkpoint, req.Checkpoint, nil)
-			return nil, out, err
-		}
 	}
 	return nil, conflict, nil
 }
