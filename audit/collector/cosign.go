@@ -75,7 +75,7 @@ func validKeyName(name string) bool {
 // splitKey splits "<name>+<hash>+<base64>" and checks the algorithm byte
 // and the key hash against the key material.
 func splitKey(text string, size int) (name string, hash uint32, key []byte, err error) {
-	parts := strings.Split(text, "+")
+	parts := strings.SplitN(text, "+", 3)
 	if len(parts) != 3 || !validKeyName(parts[0]) || len(parts[1]) != 8 {
 		return "", 0, nil, ErrBadKey
 	}
