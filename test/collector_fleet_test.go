@@ -5,6 +5,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tollgate-dev/tollgate/agent"
@@ -228,8 +231,15 @@ func TestCollectorTamper(t *testing.T) {
 	}
 	roll.start()
 
-	// Edit a shipped record in place, as root on the host could.
+	// Edit a shipped record, as root on the host could, and cover the
+	// edit: rebuild the stored tree state and re-sign the newest
+	// checkpoint with the host key (root can read it). The host's own
+	// checks pass; only the collector, which holds the old tree, can tell.
 	edit.stop()
+	hostKey, err := audit.LoadOrCreateHostKey(edit.cfg.StateDir, "tamper-edit")
+	if err != nil {
+		t.Fatal(err)
+	}
 	db, err := bolt.Open(filepath.Join(edit.cfg.StateDir, agent.LogFile), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +253,49 @@ func TestCollectorTamper(t *testing.T) {
 			return fmt.Errorf("record 2 has no time: %s", v)
 		}
 		v[i-1] = '0' + (v[i-1]-'0'+1)%10
-		return bk.Put(k, v)
+		if err := bk.Put(k, v); err != nil {
+			return err
+		}
+		rng := (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)
+		var origin []byte
+		if err := bk.ForEach(func(_, rec []byte) error {
+			if origin == nil {
+				r, err := audit.Decode(rec)
+				if err != nil {
+					return err
+				}
+				origin = []byte(r.Log)
+			}
+			return rng.Append(audit.LeafHash(rec), nil)
+		}); err != nil {
+			return err
+		}
+		if tx.Bucket([]byte("nodes")).Stats().KeyN != 0 {
+			return fmt.Errorf("the log has stored nodes; this test covers small logs only")
+		}
+		tree := binary.BigEndian.AppendUint64(nil, rng.End())
+		for _, h := range rng.Hashes() {
+			tree = append(tree, h...)
+		}
+		if err := tx.Bucket([]byte("meta")).Put([]byte("tree"), tree); err != nil {
+			return err
+		}
+		root, err := rng.GetRootHash(nil)
+		if err != nil {
+			return err
+		}
+		cp, err := audit.SignCheckpoint(string(origin), rng.End(), root, time.Now(), hostKey.Signer)
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket([]byte("checkpoints")); err != nil {
+			return err
+		}
+		cb, err := tx.CreateBucket([]byte("checkpoints"))
+		if err != nil {
+			return err
+		}
+		return cb.Put(binary.BigEndian.AppendUint64(nil, rng.End()), cp.Note)
 	})
 	db.Close()
 	if err != nil {
