@@ -66,6 +66,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeStrings$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRow$$' -fuzztime 60s ./policy/mask/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/collector/
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
 GOARCH ?= $(shell $(GO) env GOARCH)
