@@ -42,6 +42,12 @@ type collectorProc struct {
 // starts it.
 func newCollector(t testing.TB, pg *pgCluster) *collectorProc {
 	t.Helper()
+	return newCollectorSilence(t, pg, "1h")
+}
+
+// newCollectorSilence is newCollector with silence_after set.
+func newCollectorSilence(t testing.TB, pg *pgCluster, silence string) *collectorProc {
+	t.Helper()
 	pg.psqlSuper(t, "postgres", "CREATE DATABASE "+collectorDB+" OWNER "+pgScramUser+";")
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "db-password")
@@ -50,8 +56,8 @@ func newCollector(t testing.TB, pg *pgCluster) *collectorProc {
 	}
 	port := freePort(t, "127.0.0.1")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\ninsecure_loopback: true\n"+
-		"database:\n  dsn: %q\n  password_file: %s\nsigning_key: %s\nsilence_after: 1h\n",
-		port, pg.dsn(pgScramUser, collectorDB), pw, filepath.Join(dir, "collector.key"))
+		"database:\n  dsn: %q\n  password_file: %s\nsigning_key: %s\nsilence_after: %s\n",
+		port, pg.dsn(pgScramUser, collectorDB), pw, filepath.Join(dir, "collector.key"), silence)
 	c := &collectorProc{t: t, pg: pg, dir: dir, cfgPath: filepath.Join(dir, "collector.yaml"),
 		url: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
@@ -60,6 +66,26 @@ func newCollector(t testing.TB, pg *pgCluster) *collectorProc {
 	c.start()
 	t.Cleanup(c.stop)
 	return c
+}
+
+// replica starts a second collector on the same database and key, on
+// another port.
+func (c *collectorProc) replica(t testing.TB) *collectorProc {
+	t.Helper()
+	b, err := os.ReadFile(c.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, "127.0.0.1")
+	old := strings.TrimPrefix(c.url, "http://")
+	r := &collectorProc{t: t, pg: c.pg, dir: c.dir, cfgPath: filepath.Join(t.TempDir(), "collector.yaml"),
+		url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	if err := os.WriteFile(r.cfgPath, []byte(strings.Replace(string(b), old, strings.TrimPrefix(r.url, "http://"), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
 }
 
 func (c *collectorProc) start() {

@@ -356,8 +356,8 @@ func (s *Store) Ingest(ctx context.Context, h *Host, req *AddEntriesRequest) (*A
 		if err != nil {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && pe.Code == "55P03" {
-				outcome = fmt.Errorf("%w: another request of log %s is in flight", ErrBusy, req.Origin)
-				return nil
+				// The failed lock aborted the transaction: roll it back.
+				return fmt.Errorf("%w: another request of log %s is in flight", ErrBusy, req.Origin)
 			}
 			return err
 		}
@@ -416,6 +416,9 @@ func (s *Store) Ingest(ctx context.Context, h *Host, req *AddEntriesRequest) (*A
 		resp = &AddEntriesResponse{Size: end, Checkpoint: cosigned}
 		return nil
 	})
+	if errors.Is(err, ErrBusy) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ingest %s at %d: %w", req.Origin, req.Start, err)
 	}
