@@ -105,6 +105,7 @@ func hup(t *testing.T, d *daemon, n int) {
 
 // TestCollectorFleet: three daemons (one intercepting psql) ship to one
 // collector, which is killed with SIGKILL while batches are in flight and
+// restarted, and whose PostgreSQL is stopped with -m immediate and
 // restarted; every record of every host arrives exactly once, in order,
 // byte for byte, cosigned, and the fleet view shows all three.
 func TestCollectorFleet(t *testing.T) {
@@ -146,6 +147,23 @@ func TestCollectorFleet(t *testing.T) {
 	<-done
 	c.kill()
 	c.start()
+
+	// PostgreSQL stopped as by `pg_ctl -m immediate` (SIGQUIT: no
+	// shutdown checkpoint, transactions in flight lost) while batches
+	// arrive, then restarted: it recovers from its WAL, the collector
+	// reconnects, the hosts resend what was not committed.
+	done = make(chan struct{})
+	go func() { defer close(done); hup(t, b, 40) }()
+	waitFor(t, "more batches", func() bool {
+		st := b.status()
+		return st.Log.Shipping != nil && st.Log.Shipping.Shipped > 130
+	})
+	pg.cmd.Process.Signal(syscall.SIGQUIT)
+	<-pg.done
+	pg.cmd = nil
+	time.Sleep(300 * time.Millisecond)
+	pg.start()
+	<-done
 
 	for _, d := range []*daemon{a, b, d3} {
 		st := shipped(t, c, d)
