@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -178,6 +179,29 @@ func TestCollectorFleet(t *testing.T) {
 	if n := count(t, c.conn(t), `SELECT count(*) FROM records WHERE origin = $1 AND kind = 'statement'
 		AND fingerprint IS NOT NULL AND session IS NOT NULL AND convert_from(data, 'UTF8') LIKE '%fleet_probe%'`, ast.Log.ID); n == 0 {
 		t.Errorf("the psql statement is not in the collector")
+	}
+
+	// The fleet report, from PostgreSQL, has the psql session's access row.
+	rj, err := exec.Command(tollgateBin, "collector", "report", "--config", c.cfgPath, "--host", "fleet-a", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("collector report: %v", err)
+	}
+	var rep audit.Report
+	if err := json.Unmarshal(rj, &rep); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, row := range rep.Access {
+		if row.Target == "pg" && row.Classes["select"] > 0 && strings.Contains(row.Identity, "psql") {
+			found = true
+		}
+	}
+	if !found || rep.Records != int(ast.Log.Records) {
+		t.Errorf("collector report of fleet-a: %d records (host has %d), access %+v", rep.Records, ast.Log.Records, rep.Access)
+	}
+	html := filepath.Join(t.TempDir(), "fleet.html")
+	if out, err := exec.Command(tollgateBin, "collector", "report", "--config", c.cfgPath, "-o", "html", "--out", html).CombinedOutput(); err != nil {
+		t.Errorf("collector report -o html: %v %s", err, out)
 	}
 
 	// Every cosignature kept beside the log verifies with the collector's key.

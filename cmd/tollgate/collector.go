@@ -5,11 +5,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
 	"github.com/urfave/cli/v2"
 )
@@ -98,6 +100,18 @@ func collectorCommand() *cli.Command {
 				},
 			},
 			{
+				Name:  "report",
+				Usage: "the access report of `audit report` over the records the collector holds, for all hosts or one",
+				Flags: []cli.Flag{collectorConfigFlag,
+					&cli.StringFlag{Name: "host", Usage: "one host's records only"},
+					&cli.StringFlag{Name: "since", Usage: "RFC 3339, a date (2026-11-01) or a duration ago (720h)"},
+					&cli.StringFlag{Name: "until", Usage: "same forms as --since"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text, csv, json or html"},
+					&cli.StringFlag{Name: "out", Usage: "write to this file instead of stdout"},
+				},
+				Action: collectorReport,
+			},
+			{
 				Name:  "hosts",
 				Usage: "every enrolled host: origin, size, cosigned size, lag, last seen, silent, misbehavior",
 				Flags: []cli.Flag{collectorConfigFlag, outputFlag},
@@ -162,4 +176,44 @@ func printHosts(c *cli.Context, hosts []collector.HostStatus, mis []collector.Mi
 		}
 	}
 	return nil
+}
+
+func collectorReport(c *cli.Context) error {
+	var since, until time.Time
+	now := time.Now()
+	var err error
+	if s := c.String("since"); s != "" {
+		if since, err = audit.ParseTime(s, now); err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+	}
+	if s := c.String("until"); s != "" {
+		if until, err = audit.ParseTime(s, now); err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+	}
+	write := map[string]func(*audit.Report, io.Writer) error{
+		"text": (*audit.Report).WriteText, "csv": (*audit.Report).WriteCSV,
+		"json": (*audit.Report).WriteJSON, "html": (*audit.Report).WriteHTML,
+	}[c.String("output")]
+	if write == nil {
+		return fmt.Errorf("-o %q: text, csv, json or html", c.String("output"))
+	}
+	cfg, err := collector.LoadConfig(c.String("config"))
+	if err != nil {
+		return err
+	}
+	store, err := collector.Open(c.Context, cfg, nil)
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	defer store.Close()
+	rep, err := store.Report(c.Context, c.String("host"), since, until)
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		return writeFileFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
+	}
+	return write(rep, c.App.Writer)
 }
