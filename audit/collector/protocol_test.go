@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -66,7 +67,18 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"origin":"tollgate/h/0123456789abcdef","start":3,"entries":["e30="],"checkpoint":"eA=="}`))
 	f.Add([]byte(`{"token":"t","host":"h","origin":"o","key":"k"}`))
 	f.Add([]byte(`{"origin":"o","start":0,"entries":[],"checkpoint":"eA=="} x`))
+	f.Add([]byte(`{"origin":"o","start":0,"entries":[],"checkpoint":"eA=="}`))
+	f.Add([]byte(`{"origin":"o","start":01,"entries":["e30=","AA=="],"checkpoint":"eA=="}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if fast, ok := fastAddEntries(body); ok {
+			var strict AddEntriesRequest
+			if err := decodeStrict(body, &strict); err != nil {
+				t.Fatalf("fast path accepted what the strict decoder refuses: %v", err)
+			}
+			if !reflect.DeepEqual(fast, &strict) && !(len(fast.Entries) == 0 && len(strict.Entries) == 0) {
+				t.Fatalf("fast path %+v, strict %+v", fast, strict)
+			}
+		}
 		if req, err := DecodeAddEntries(body); err == nil {
 			if req.Origin == "" || len(req.Checkpoint) == 0 || len(req.Entries) > MaxRecords {
 				t.Fatalf("accepted %+v", req)

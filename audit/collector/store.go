@@ -253,7 +253,7 @@ func prepare(origin string, start uint64, entries [][]byte) ([]row, [][]byte, er
 	leaves := make([][]byte, len(entries))
 	for i, e := range entries {
 		seq := start + uint64(i)
-		r, err := audit.Decode(e)
+		r, err := audit.DecodeFast(e)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: entry %d (seq %d): %w", ErrUnprocessable, i, seq, err)
 		}

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/collector"
+)
+
+// benchTotal is how many records each configuration ingests.
+const (
+	benchTotal = 1 << 17
+	benchBatch = 4096
+)
+
+// BenchmarkCollectorIngest measures what one collector stores per second
+// from 1, 4 and 16 hosts shipping at once (each with one request in flight,
+// batches of 4096 records of about 400 bytes, every batch verified against
+// a signed checkpoint, COPYed, cosigned), and, in the same run, a plain
+// COPY of the same rows into the same table: the ratio is the cost of
+// verification, HTTP and the witness bookkeeping. Requests are built
+// before the clock starts, so the figures are the collector's.
+func BenchmarkCollectorIngest(b *testing.B) {
+	requireRoot(b)
+	pg := startPostgres(b)
+	c := newCollector(b, pg)
+	conn := c.conn(b)
+	pad := strings.Repeat("x", 250)
+
+	copyRate := func(rows [][]any) float64 {
+		start := time.Now()
+		for i := 0; i < len(rows); i += benchBatch {
+			end := min(i+benchBatch, len(rows))
+			if _, err := conn.CopyFrom(context.Background(), pgx.Identifier{"records"},
+				[]string{"origin", "seq", "time", "kind", "identity", "target", "session", "fingerprint", "decision", "data"},
+				pgx.CopyFromRows(rows[i:end])); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(len(rows)) / time.Since(start).Seconds()
+	}
+
+	for _, hosts := range []int{1, 4, 16} {
+		per := benchTotal / hosts
+		bodies := make([][][]byte, hosts)
+		creds := make([]string, hosts)
+		var copyRows [][]any
+		for i := range hosts {
+			h := newHostLogB(b, fmt.Sprintf("bench-%d-%d", hosts, i), per, pad)
+			creds[i] = h.enrolledB(b, c)
+			for from := 0; from < per; from += benchBatch {
+				to := min(from+benchBatch, per)
+				bodies[i] = append(bodies[i], h.bodyB(b, uint64(from), uint64(to)))
+			}
+			if i == 0 {
+				es, err := h.log.Read(0, per)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, e := range es {
+					r, _ := e.Record()
+					copyRows = append(copyRows, []any{"copy-baseline-" + fmt.Sprint(hosts), int64(e.Seq), r.Time, string(r.Kind), nil, nil, nil, nil, nil, e.Bytes})
+				}
+			}
+		}
+		for len(copyRows) < benchTotal {
+			copyRows = append(copyRows, copyRows[:min(len(copyRows), benchTotal-len(copyRows))]...)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range hosts {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				for _, body := range bodies[i] {
+					for {
+						code, rb := postB(c.url+collector.PathAddEntries, creds[i], body)
+						if code == http.StatusOK {
+							break
+						}
+						if code != http.StatusTooManyRequests {
+							b.Errorf("host %d: %d %s", i, code, rb)
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			}(i)
+		}
+		wg.Wait()
+		rate := float64(hosts*per) / time.Since(start).Seconds()
+		b.StopTimer()
+		cr := copyRate(copyRows)
+		b.Logf("%2d hosts: %8.0f records/s ingested; plain COPY of the same rows %8.0f records/s; ratio %.2f", hosts, rate, cr, rate/cr)
+		b.ReportMetric(rate, fmt.Sprintf("records/s-%dhosts", hosts))
+		b.ReportMetric(rate/cr, fmt.Sprintf("ratio-to-copy-%dhosts", hosts))
+	}
+}
+
+// The helpers below are hostLog's for benchmarks (testing.TB).
+
+func newHostLogB(b testing.TB, name string, n int, pad string) *hostLog {
+	b.Helper()
+	dir := b.TempDir()
+	k, err := audit.LoadOrCreateHostKey(dir, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := audit.Open(filepath.Join(dir, "audit.db"), audit.Options{HostID: name, Key: k, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	rs := make([]*audit.Record, 0, 1000)
+	for i := 0; i < n; i++ {
+		rs = append(rs, &audit.Record{Kind: audit.KindStatement, Session: "01JDBENCH", Target: "orders-db",
+			Statement: &audit.Statement{Text: "SELECT * FROM orders WHERE id = $1", Fingerprint: "0a42922fab0bd73f", Classes: []string{"select"}},
+			Decision:  &audit.Decision{Action: "allow", Rule: "reads"}, Detail: map[string]string{"pad": pad}})
+		if len(rs) == cap(rs) || i == n-1 {
+			if err := l.AppendAll(context.Background(), rs); err != nil {
+				b.Fatal(err)
+			}
+			rs = rs[:0]
+		}
+	}
+	return &hostLog{name: name, key: k, log: l}
+}
+
+func (h *hostLog) enrolledB(b testing.TB, c *collectorProc) string {
+	body, _ := json.Marshal(collector.EnrollRequest{Token: c.enroll(b, h.name), Host: h.name, Origin: h.log.ID(), Key: h.key.VerifierKey})
+	code, rb := postB(c.url+collector.PathEnroll, "", body)
+	if code != http.StatusOK {
+		b.Fatalf("enroll: %d %s", code, rb)
+	}
+	var er collector.EnrollResponse
+	json.Unmarshal(rb, &er)
+	return er.Credential
+}
+
+func (h *hostLog) bodyB(b testing.TB, from, to uint64) []byte {
+	es, err := h.log.Read(from, int(to-from))
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := h.log.Root(to)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cp, err := audit.SignCheckpoint(h.log.ID(), to, root, time.Now(), h.key.Signer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := collector.AddEntriesRequest{Origin: h.log.ID(), Start: from, Checkpoint: cp.Note}
+	for _, e := range es {
+		req.Entries = append(req.Entries, e.Bytes)
+	}
+	body, _ := json.Marshal(req)
+	return body
+}
+
+func postB(url, cred string, body []byte) (int, []byte) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, []byte(sb.String())
+}
