@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/tollgate-dev/tollgate/audit/ship"
 )
 
 // benchTotal is how many records each configuration ingests.
@@ -192,4 +195,103 @@ func postB(url, cred string, body []byte) (int, []byte) {
 		}
 	}
 	return resp.StatusCode, []byte(sb.String())
+}
+
+// BenchmarkCollectorLag runs the real shipper (audit/ship, as the daemon
+// does, interval 100ms) on a log appended at a steady 2000 records/s for
+// 10 s and reports the end-to-end lag: from a record's append until the
+// collector has cosigned a checkpoint covering it (p50, p99). Then it
+// stops the collector, builds a backlog, restarts it and reports the
+// catch-up rate.
+func BenchmarkCollectorLag(b *testing.B) {
+	requireRoot(b)
+	pg := startPostgres(b)
+	c := newCollector(b, pg)
+	h := newHostLogB(b, "lag", 0, "")
+	tok := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte(c.enroll(b, "lag")), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	state := b.TempDir()
+	s, err := ship.New(ship.Options{URL: c.url, TokenFile: tok, Interval: 100 * time.Millisecond, StateDir: state,
+		HostID: "lag", Key: h.key, Log: h.log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+
+	pad := strings.Repeat("x", 250)
+	rec := func() *audit.Record {
+		return &audit.Record{Kind: audit.KindStatement, Session: "01JDLAG", Target: "orders-db",
+			Statement: &audit.Statement{Text: "SELECT 1", Fingerprint: "0a42922fab0bd73f"}, Detail: map[string]string{"pad": pad}}
+	}
+	const rate, secs = 2000, 10
+	appended := make([]time.Time, 0, rate*secs)
+	var lags []time.Duration
+	b.ResetTimer()
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	for i := 0; i < rate*secs/20; i++ {
+		<-tick.C
+		rs := make([]*audit.Record, 20)
+		for j := range rs {
+			rs[j] = rec()
+		}
+		if err := h.log.AppendAll(ctx, rs); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now()
+		for range rs {
+			appended = append(appended, now)
+		}
+		cos := s.Status().Cosigned
+		for uint64(len(lags)) < cos && len(lags) < len(appended) {
+			lags = append(lags, now.Sub(appended[len(lags)]))
+		}
+	}
+	tick.Stop()
+	for len(lags) < len(appended) {
+		cos := s.Status().Cosigned
+		now := time.Now()
+		for uint64(len(lags)) < cos && len(lags) < len(appended) {
+			lags = append(lags, now.Sub(appended[len(lags)]))
+		}
+		if time.Since(start) > time.Minute {
+			b.Fatalf("not caught up: %+v", s.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	slices.Sort(lags)
+	p50, p99 := lags[len(lags)/2], lags[len(lags)*99/100]
+	b.Logf("steady %d records/s for %ds: end-to-end lag p50 %v, p99 %v, max %v", rate, secs, p50, p99, lags[len(lags)-1])
+
+	// Catch-up: collector down, a backlog of 200k records, collector up.
+	c.stop()
+	const backlog = 200000
+	rs := make([]*audit.Record, 1000)
+	for i := 0; i < backlog; i += len(rs) {
+		for j := range rs {
+			rs[j] = rec()
+		}
+		if err := h.log.AppendAll(ctx, rs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	from := s.Status().Cosigned
+	c.start()
+	t0 := time.Now()
+	for s.Status().Cosigned < h.log.Size() {
+		if time.Since(t0) > 5*time.Minute {
+			b.Fatalf("catch-up stalled: %+v", s.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	catch := float64(h.log.Size()-from) / time.Since(t0).Seconds()
+	b.Logf("catch-up of %d records: %.0f records/s (%.1fx the steady rate)", h.log.Size()-from, catch, catch/rate)
+	b.ReportMetric(float64(p50.Milliseconds()), "lag-p50-ms")
+	b.ReportMetric(float64(p99.Milliseconds()), "lag-p99-ms")
+	b.ReportMetric(catch, "catchup-records/s")
 }
