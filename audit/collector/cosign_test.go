@@ -164,3 +164,10 @@ func fmtErr(err error) string {
 	}
 	return err.Error()
 }
+
+// TestPackagedConfig: the collector.yaml the packages install is valid.
+func TestPackagedConfig(t *testing.T) {
+	if _, err := LoadConfig("../../packaging/collector.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
