@@ -56,6 +56,9 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkIdleConnectionRSS$$' -benchtime 1x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkMaskingThroughput$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkPostgresProtocolSwitch$$' -benchtime 1x -timeout 30m ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkDecodePrepare$$' -benchtime 20x ./audit/collector/
+	$(GO) test -run '^$$' -bench '^BenchmarkCollectorIngest$$' -benchtime 1x -timeout 30m ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkCollectorLag$$' -benchtime 1x -timeout 30m ./test/
 	TOLLGATE_BENCH_REPORT=docs/pgbench-latest.txt $(GO) test -run '^$$' -bench '^BenchmarkPostgres$$' -benchtime 1x -timeout 60m ./test/
 
 demo: build
@@ -79,6 +82,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeStrings$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRow$$' -fuzztime 60s ./policy/mask/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/collector/
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
 GOARCH ?= $(shell $(GO) env GOARCH)

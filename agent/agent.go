@@ -28,6 +28,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/ship"
 	"github.com/tollgate-dev/tollgate/metrics"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/mask"
@@ -65,6 +66,7 @@ type Agent struct {
 	cgroup2  string
 	mark     uint32
 	alog     *audit.Log
+	shipper  *ship.Shipper // nil unless audit.ship.url is set
 	hostKey  *audit.HostKey
 	redir    *redirect.Redirector
 	pinPath  string
@@ -188,6 +190,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 
+	if u := cfg.Audit.Ship.URL; u != "" {
+		a.shipper, err = ship.New(ship.Options{URL: u, CA: cfg.Audit.Ship.CA, TokenFile: cfg.Audit.Ship.TokenFile,
+			Interval: time.Duration(cfg.Audit.Ship.Interval), StateDir: cfg.StateDir, HostID: a.hostID,
+			Key: a.hostKey, Log: a.alog, Logger: a.log})
+		if err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+		defer a.shipper.Close()
+	}
+
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.ctx = runCtx
@@ -265,6 +277,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	go func() { defer bg.Done(); a.heartbeatLoop(runCtx) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); a.grantExpiryLoop(runCtx, marks) }()
+	if a.shipper != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); _ = a.shipper.Run(runCtx) }()
+	}
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/ship"
 	"github.com/tollgate-dev/tollgate/redirect"
 )
 
@@ -73,9 +74,10 @@ type LogStatus struct {
 	LastCheckpoint string    `json:"last_checkpoint"`
 	CheckpointSize uint64    `json:"checkpoint_size"`
 	CheckpointTime time.Time `json:"checkpoint_time"`
-	// Shipping arrives with the shipper; until then status says so
-	// instead of inventing a lag.
-	ShippingLag string `json:"shipping_lag"`
+	// ShippingLag summarises shipping in one line; Shipping has the
+	// details (nil when audit.ship.url is not set).
+	ShippingLag string       `json:"shipping_lag"`
+	Shipping    *ship.Status `json:"shipping,omitempty"`
 }
 
 func (a *Agent) status() Status {
@@ -139,6 +141,15 @@ func (a *Agent) status() Status {
 		st.Log.CheckpointSize, st.Log.CheckpointTime = cp.Size, cp.Time
 		st.Log.LastCheckpoint = fmt.Sprintf("size %d, signed %s (%s ago)", cp.Size,
 			cp.Time.Format(time.RFC3339), time.Since(cp.Time).Round(time.Second))
+	}
+	if a.shipper != nil {
+		ss := a.shipper.Status()
+		st.Log.Shipping = &ss
+		st.Log.ShippingLag = fmt.Sprintf("to %s: collector holds %d, cosigned %d, lag %d records (%.1fs)",
+			ss.URL, ss.Shipped, ss.Cosigned, ss.LagRecords, ss.LagSeconds)
+		if ss.LastError != "" {
+			st.Log.ShippingLag += "; last error: " + ss.LastError
+		}
 	}
 	if fi, err := os.Stat(path); err == nil {
 		st.Log.Bytes = fi.Size()

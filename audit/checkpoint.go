@@ -143,3 +143,19 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (*Checkpoint, error) {
 	cp.Note = msg
 	return cp, nil
 }
+
+// SignCheckpoint signs a checkpoint of the log origin at size with the
+// given root, stamped t, with the host key's signer. The shipper uses it to
+// sign the exact size of each batch it sends.
+func SignCheckpoint(origin string, size uint64, root []byte, t time.Time, s note.Signer) (*Checkpoint, error) {
+	if len(root) != HashSize {
+		return nil, fmt.Errorf("sign checkpoint %d: root of %d bytes: %w", size, len(root), ErrMalformedCheckpoint)
+	}
+	cp := &Checkpoint{Origin: origin, Size: size, Root: root, Time: t.UTC()}
+	msg, err := signCheckpoint(cp, s)
+	if err != nil {
+		return nil, err
+	}
+	cp.Note = msg
+	return cp, nil
+}

@@ -315,6 +315,10 @@ type Ship struct {
 	// CA is an absolute path to the CA bundle for the collector's
 	// certificate; empty means the system roots.
 	CA string `yaml:"ca"`
+	// TokenFile is an absolute path to the single-use enrollment token
+	// from `tollgate collector enroll`; read once, when the host has no
+	// collector credential in its state directory yet.
+	TokenFile string `yaml:"token_file"`
 	// Interval is how often the shipper sends what is new.
 	Interval Duration `yaml:"interval"`
 }

@@ -513,6 +513,7 @@ func (v *validator) audit() {
 		v.url("audit.ship.url", a.Ship.URL)
 	}
 	v.absPath("audit.ship.ca", a.Ship.CA, false)
+	v.absPath("audit.ship.token_file", a.Ship.TokenFile, false)
 }
 
 func (v *validator) metrics() {

@@ -7,7 +7,9 @@
 # 127.0.0.2:55432. Unmodified clients (curl, psql) in a demo cgroup go
 # through tollgate: psql holds no password (tollgate injects it), reads
 # masked customer data, and a bulk DELETE is refused by policy. Then the
-# records, an evidence bundle verified offline, the access report; clean up.
+# records, an evidence bundle verified offline, the access report; then a
+# central collector on the same PostgreSQL, the host enrolled and shipping,
+# the fleet view and the fleet report; clean up.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -37,6 +39,7 @@ fi
 cgroup="$cg2/tollgate-demo"
 pin="/sys/fs/bpf/tollgate-demo"
 daemon_pid=""
+collector_pid=""
 server_pid=""
 pg_started=""
 pgbin="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)"
@@ -44,6 +47,7 @@ pgbin="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/d
 cleanup() {
 	set +e
 	[ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+	[ -n "$collector_pid" ] && kill -TERM "$collector_pid" 2>/dev/null && wait "$collector_pid" 2>/dev/null
 	"$bin" uninstall --config "$work/tollgate.yaml" >/dev/null 2>&1
 	[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
 	[ -n "$pg_started" ] && runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" stop -m fast >/dev/null 2>&1
@@ -181,5 +185,47 @@ echo "==> evidence for an auditor: export a bundle and verify it offline with th
 echo
 echo "==> the access report for the auditor (tollgate audit report)"
 "$bin" audit report --config "$work/tollgate.yaml"
+echo
+echo "==> the central collector: on the same PostgreSQL; the host enrolls with a one-time token and ships"
+runuser -u postgres -- psql -q -h "$work/pg" -p 55432 -d postgres -v ON_ERROR_STOP=1 \
+	-c "CREATE DATABASE tollgate_collector OWNER app"
+cat > "$work/collector.yaml" <<YAML
+listen: 127.0.0.1:18443
+insecure_loopback: true            # demo only: plain HTTP, on loopback
+database:
+  dsn: "host=127.0.0.2 port=55432 user=app dbname=tollgate_collector sslmode=disable"
+  password_file: $work/db-password
+signing_key: $work/collector/cosign.key
+YAML
+"$bin" collector serve --config "$work/collector.yaml" 2>"$work/collector.log" &
+collector_pid=$!
+for _ in $(seq 100); do
+	curl -s -o /dev/null http://127.0.0.1:18443/v1/healthz && break
+	sleep 0.1
+done
+"$bin" collector enroll --config "$work/collector.yaml" --host demo > "$work/enroll.token"
+chmod 600 "$work/enroll.token"
+cat >> "$work/tollgate.yaml" <<YAML
+audit:
+  ship: {url: "http://127.0.0.1:18443", token_file: $work/enroll.token, interval: 200ms}
+YAML
+echo "==> restarting the daemon with audit.ship set"
+kill -TERM "$daemon_pid" && { wait "$daemon_pid" || true; }
+"$bin" daemon --config "$work/tollgate.yaml" 2>>"$work/daemon.log" &
+daemon_pid=$!
+for _ in $(seq 100); do
+	"$bin" status --config "$work/tollgate.yaml" 2>/dev/null | grep -q "lag 0 records" && break
+	sleep 0.1
+done
+"$bin" status --config "$work/tollgate.yaml" | grep -E "^(audit log|shipping)"
+echo
+echo "==> the fleet view (tollgate collector hosts)"
+"$bin" collector hosts --config "$work/collector.yaml"
+report="${TMPDIR:-/tmp}/tollgate-demo-fleet-report.html"
+"$bin" collector report --config "$work/collector.yaml" -o html --out "$report"
+echo
+echo "==> the fleet access report, from PostgreSQL: $report"
+echo "    the collector's cosigning key (for auditors): $(cat "$work/collector/cosign.key.pub")"
+
 echo
 echo "==> done; cleaning up"

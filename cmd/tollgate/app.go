@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string) error {
 			grantCommand(),
 			uninstallCommand(),
 			versionCommand(),
+			collectorCommand(),
 			completionCommand(),
 			manCommand(),
 		},

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/urfave/cli/v2"
+)
+
+// defaultCollectorConfig is where packages install the collector's config.
+const defaultCollectorConfig = "/etc/tollgate/collector.yaml"
+
+var collectorConfigFlag = &cli.StringFlag{
+	Name:    "config",
+	Aliases: []string{"c"},
+	Usage:   "collector config file",
+	Value:   defaultCollectorConfig,
+	EnvVars: []string{"TOLLGATE_COLLECTOR_CONFIG"},
+}
+
+func collectorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "collector",
+		Usage: "the central collector: ingest, witness and fleet view over PostgreSQL",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "serve",
+				Usage: "run the collector in the foreground (migrates the schema first; SIGTERM stops)",
+				Flags: []cli.Flag{collectorConfigFlag,
+					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+					&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+				},
+				Action: func(c *cli.Context) error {
+					log, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
+					if err != nil {
+						return fmt.Errorf("log level: %w", err)
+					}
+					cfg, err := collector.LoadConfig(c.String("config"))
+					if err != nil {
+						return err
+					}
+					store, err := collector.Open(c.Context, cfg, log)
+					if err != nil {
+						return fmt.Errorf("collector: %w", err)
+					}
+					defer store.Close()
+					return collector.Serve(c.Context, cfg, store, log, nil)
+				},
+			},
+			{
+				Name:  "migrate",
+				Usage: "create or upgrade the collector's schema, then exit",
+				Flags: []cli.Flag{collectorConfigFlag},
+				Action: func(c *cli.Context) error {
+					cfg, err := collector.LoadConfig(c.String("config"))
+					if err != nil {
+						return err
+					}
+					store, err := collector.Open(c.Context, cfg, nil)
+					if err != nil {
+						return fmt.Errorf("collector: %w", err)
+					}
+					store.Close()
+					fmt.Fprintf(c.App.Writer, "schema at version %d\n", collector.SchemaVersion())
+					return nil
+				},
+			},
+			{
+				Name:  "enroll",
+				Usage: "print a single-use, expiring enrollment token for a host (its audit.ship.token_file)",
+				Flags: []cli.Flag{collectorConfigFlag,
+					&cli.StringFlag{Name: "host", Required: true, Usage: "the host's host_id"},
+					&cli.DurationFlag{Name: "ttl", Value: time.Hour, Usage: "how long the token is valid"},
+				},
+				Action: func(c *cli.Context) error {
+					cfg, err := collector.LoadConfig(c.String("config"))
+					if err != nil {
+						return err
+					}
+					store, err := collector.Open(c.Context, cfg, nil)
+					if err != nil {
+						return fmt.Errorf("collector: %w", err)
+					}
+					defer store.Close()
+					tok, err := store.CreateToken(c.Context, c.String("host"), c.Duration("ttl"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(c.App.Writer, tok)
+					return nil
+				},
+			},
+			{
+				Name:  "report",
+				Usage: "the access report of `audit report` over the records the collector holds, for all hosts or one",
+				Flags: []cli.Flag{collectorConfigFlag,
+					&cli.StringFlag{Name: "host", Usage: "one host's records only"},
+					&cli.StringFlag{Name: "since", Usage: "RFC 3339, a date (2026-11-01) or a duration ago (720h)"},
+					&cli.StringFlag{Name: "until", Usage: "same forms as --since"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text, csv, json or html"},
+					&cli.StringFlag{Name: "out", Usage: "write to this file instead of stdout"},
+				},
+				Action: collectorReport,
+			},
+			{
+				Name:  "hosts",
+				Usage: "every enrolled host: origin, size, cosigned size, lag, last seen, silent, misbehavior",
+				Flags: []cli.Flag{collectorConfigFlag, outputFlag},
+				Action: func(c *cli.Context) error {
+					cfg, err := collector.LoadConfig(c.String("config"))
+					if err != nil {
+						return err
+					}
+					store, err := collector.Open(c.Context, cfg, nil)
+					if err != nil {
+						return fmt.Errorf("collector: %w", err)
+					}
+					defer store.Close()
+					hosts, err := store.Hosts(c.Context)
+					if err != nil {
+						return err
+					}
+					mis, err := store.MisbehaviorOf(c.Context, "")
+					if err != nil {
+						return err
+					}
+					if c.String("output") == "json" {
+						enc := json.NewEncoder(c.App.Writer)
+						enc.SetIndent("", "  ")
+						return enc.Encode(struct {
+							Hosts       []collector.HostStatus  `json:"hosts"`
+							Misbehavior []collector.Misbehavior `json:"misbehavior"`
+						}{hosts, mis})
+					}
+					return printHosts(c, hosts, mis)
+				},
+			},
+		},
+	}
+}
+
+func printHosts(c *cli.Context, hosts []collector.HostStatus, mis []collector.Misbehavior) error {
+	w := c.App.Writer
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tORIGIN\tSIZE\tCOSIGNED\tLAG\tLAST SEEN\tSILENT\tMISBEHAVIOR")
+	for _, h := range hosts {
+		lag := "-"
+		if h.LastCheckpoint != nil {
+			lag = h.Lag.Round(time.Second).String()
+		}
+		silent := "no"
+		if h.Silent {
+			silent = "SILENT"
+		}
+		m := fmt.Sprint(h.Misbehavior)
+		if h.Halted != "" {
+			m += " (HALTED)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Origin, h.Size, h.Cosigned, lag,
+			h.LastSeen.UTC().Format(time.RFC3339), silent, m)
+	}
+	tw.Flush()
+	if len(mis) > 0 {
+		fmt.Fprintln(w, "\nMISBEHAVIOR")
+		for _, m := range mis {
+			fmt.Fprintf(w, "%s  %s  %s: %s\n", m.DetectedAt.UTC().Format(time.RFC3339), m.Origin, strings.ToUpper(m.Kind), m.Detail)
+		}
+	}
+	return nil
+}
+
+func collectorReport(c *cli.Context) error {
+	var since, until time.Time
+	now := time.Now()
+	var err error
+	if s := c.String("since"); s != "" {
+		if since, err = audit.ParseTime(s, now); err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+	}
+	if s := c.String("until"); s != "" {
+		if until, err = audit.ParseTime(s, now); err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+	}
+	write := map[string]func(*audit.Report, io.Writer) error{
+		"text": (*audit.Report).WriteText, "csv": (*audit.Report).WriteCSV,
+		"json": (*audit.Report).WriteJSON, "html": (*audit.Report).WriteHTML,
+	}[c.String("output")]
+	if write == nil {
+		return fmt.Errorf("-o %q: text, csv, json or html", c.String("output"))
+	}
+	cfg, err := collector.LoadConfig(c.String("config"))
+	if err != nil {
+		return err
+	}
+	store, err := collector.Open(c.Context, cfg, nil)
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	defer store.Close()
+	rep, err := store.Report(c.Context, c.String("host"), since, until)
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		return writeFileFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
+	}
+	return write(rep, c.App.Writer)
+}
