@@ -178,6 +178,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Refused:          a.refused.Load,
 		RedirectAttached: a.attached.Load,
 		HoldsPending:     func() int { return len(a.approvals.List()) },
+		Shipping:         a.shippingMetrics(cfg),
 	})
 	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log,
 		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval), Observer: a.metrics})
@@ -713,4 +714,17 @@ func (a *Agent) serveMetrics(addr string) (stop func(), err error) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	}, nil
+}
+
+// shippingMetrics reads the shipper for the metrics; nil when the log is
+// not shipped. The shipper exists before the endpoint serves.
+func (a *Agent) shippingMetrics(cfg policy.Config) func() metrics.Shipping {
+	if cfg.Audit.Ship.URL == "" {
+		return nil
+	}
+	return func() metrics.Shipping {
+		st := a.shipper.Status()
+		return metrics.Shipping{Shipped: st.Shipped, Cosigned: st.Cosigned, LagRecords: st.LagRecords,
+			LagSeconds: st.LagSeconds, Halted: st.Halted}
+	}
 }

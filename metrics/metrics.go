@@ -61,6 +61,16 @@ type Sources struct {
 	RedirectAttached func() bool
 	// HoldsPending is the number of statements held for approval now.
 	HoldsPending func() int
+	// Shipping is the shipper's state; nil when the log is not shipped.
+	Shipping func() Shipping
+}
+
+// Shipping is what the shipper reports, for the shipping metrics.
+type Shipping struct {
+	Shipped, Cosigned uint64  // records the collector holds; size it cosigned
+	LagRecords        uint64  // local records it does not hold yet
+	LagSeconds        float64 // age of the oldest of those
+	Halted            bool    // the collector proved misbehavior
 }
 
 // Daemon is the daemon's metrics. Its methods are safe for concurrent
@@ -170,6 +180,27 @@ func NewDaemon(b Build, src Sources) *Daemon {
 			Name: "tollgate_holds_pending",
 			Help: "Statements held for approval now.",
 		}, func() float64 { return float64(src.HoldsPending()) }))
+	}
+	if f := src.Shipping; f != nil {
+		gauge := func(name, help string, v func(Shipping) float64) {
+			d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+				func() float64 { return v(f()) }))
+		}
+		gauge("tollgate_ship_shipped_records", "Records of this host's log the collector holds, as last heard.",
+			func(s Shipping) float64 { return float64(s.Shipped) })
+		gauge("tollgate_ship_cosigned_records", "Size of the newest checkpoint the collector cosigned.",
+			func(s Shipping) float64 { return float64(s.Cosigned) })
+		gauge("tollgate_ship_lag_records", "Local records the collector does not hold yet.",
+			func(s Shipping) float64 { return float64(s.LagRecords) })
+		gauge("tollgate_ship_lag_seconds", "Age of the oldest record the collector does not hold yet (0 when caught up).",
+			func(s Shipping) float64 { return s.LagSeconds })
+		gauge("tollgate_ship_halted", "1 when the collector proved misbehavior and shipping stopped, else 0.",
+			func(s Shipping) float64 {
+				if s.Halted {
+					return 1
+				}
+				return 0
+			})
 	}
 	return d
 }

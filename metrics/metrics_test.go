@@ -55,6 +55,9 @@ func TestObserve(t *testing.T) {
 		LookupMisses:     func() uint64 { return 1 },
 		RedirectAttached: func() bool { return true },
 		HoldsPending:     func() int { return pending },
+		Shipping: func() Shipping {
+			return Shipping{Shipped: 5, Cosigned: 4, LagRecords: 2, LagSeconds: 1.5}
+		},
 	})
 	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	recs := []*audit.Record{
@@ -96,6 +99,11 @@ func TestObserve(t *testing.T) {
 		`tollgate_origin_lookup_misses_total 1`,
 		`tollgate_redirect_attached 1`,
 		`tollgate_holds_pending 2`,
+		`tollgate_ship_shipped_records 5`,
+		`tollgate_ship_cosigned_records 4`,
+		`tollgate_ship_lag_records 2`,
+		`tollgate_ship_lag_seconds 1.5`,
+		`tollgate_ship_halted 0`,
 	)
 	if !strings.Contains(text, `tollgate_build_info{commit="abc",goversion="go`) {
 		t.Error("no build info")
@@ -128,6 +136,7 @@ func TestLint(t *testing.T) {
 	d := NewDaemon(Build{Version: "v1", Commit: "abc"}, Sources{
 		LogSize: func() uint64 { return 1 }, Accepted: func() uint64 { return 1 }, LookupMisses: func() uint64 { return 0 },
 		Refused: func() uint64 { return 0 }, RedirectAttached: func() bool { return true }, HoldsPending: func() int { return 0 },
+		Shipping: func() Shipping { return Shipping{} },
 	})
 	d.Durable([]*audit.Record{{Kind: audit.KindStatement, Target: "db", Decision: &audit.Decision{Action: "allow"}}}, time.Millisecond)
 	problems, err := promlint.New(strings.NewReader(scrape(t, d))).Lint()
