@@ -160,7 +160,8 @@ func TestDashboard(t *testing.T) {
 	}
 	d := NewDaemon(Build{}, Sources{LogSize: func() uint64 { return 0 }, Accepted: func() uint64 { return 0 },
 		LookupMisses: func() uint64 { return 0 }, Refused: func() uint64 { return 0 },
-		RedirectAttached: func() bool { return false }, HoldsPending: func() int { return 0 }})
+		RedirectAttached: func() bool { return false }, HoldsPending: func() int { return 0 },
+		Shipping: func() Shipping { return Shipping{} }})
 	// Vectors are exposed once they have a child: one record of each kind.
 	t0 := time.Now()
 	d.Durable([]*audit.Record{
