@@ -16,8 +16,10 @@ install_tollgate
 install -m 0600 -o root -g root /dev/null /etc/tollgate/db.password
 echo 'lab-app-password' >/etc/tollgate/db.password
 
-cat >/etc/tollgate/tollgate.yaml <<'YAML'
+host=$(hostname)
+cat >/etc/tollgate/tollgate.yaml <<YAML
 # tollgate lab agent (written by packaging/lab/agent.sh)
+host_id: $host
 workloads:
   - name: lab-job
     unit: lab-job.service
@@ -49,6 +51,23 @@ masking:
 metrics:
   listen: 127.0.0.1:9464
 YAML
+
+# Shipping to the collector, with the CA and the single-use token that
+# enrollment.sh fetched on the host.
+lab=/vagrant/build/lab
+if [ -s "$lab/$host.token" ] && [ -s "$lab/collector-ca.crt" ]; then
+	install -m 0644 "$lab/collector-ca.crt" /etc/tollgate/collector-ca.crt
+	install -m 0600 -o root -g root "$lab/$host.token" /etc/tollgate/collector.token
+	cat >>/etc/tollgate/tollgate.yaml <<'YAML'
+audit:
+  ship:
+    url: https://collector:8443
+    ca: /etc/tollgate/collector-ca.crt
+    token_file: /etc/tollgate/collector.token
+YAML
+else
+	echo "no enrollment material in $lab: this agent does not ship (bring the collector up first)" >&2
+fi
 
 # The automation: unmodified psql, no password, in a loop. Every third
 # round it tries a bulk delete, which policy denies.
