@@ -350,8 +350,10 @@ func Listener(addr string) (net.Listener, error) {
 
 // Server returns the HTTP server of the metrics endpoint: /metrics, and
 // nothing else.
-func (d *Daemon) Server() *http.Server {
+func (d *Daemon) Server() *http.Server { return endpoint(d.Handler()) }
+
+func endpoint(h http.Handler) *http.Server {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", d.Handler())
+	mux.Handle("GET /metrics", h)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 }

@@ -187,3 +187,35 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectorMetrics: answers are counted by route and status, and the
+// records of accepted add-entries are summed.
+func TestCollectorMetrics(t *testing.T) {
+	c := NewCollector(Build{Version: "v1", Commit: "abc"})
+	c.Answered("add-entries", 200, time.Millisecond, 100)
+	c.Answered("add-entries", 409, time.Millisecond, 0)
+	c.Answered("enroll", 200, time.Millisecond, 0)
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantLines(t, string(b),
+		`tollgate_collector_requests_total{code="200",route="add-entries"} 1`,
+		`tollgate_collector_requests_total{code="409",route="add-entries"} 1`,
+		`tollgate_collector_requests_total{code="200",route="enroll"} 1`,
+		`tollgate_collector_records_received_total 100`,
+		`tollgate_collector_request_duration_seconds_count{route="add-entries"} 2`)
+	problems, err := promlint.New(strings.NewReader(string(b))).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if !strings.HasPrefix(p.Metric, "go_") && !strings.HasPrefix(p.Metric, "process_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	// SilenceAfter is how long an enrolled host may send nothing before
 	// it is flagged silent (a misbehavior entry); default 5m.
 	SilenceAfter policy.Duration `yaml:"silence_after"`
+	// MetricsListen is the loopback address and port /metrics is served
+	// on; empty serves no metrics.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // TLSConfig names the server certificate and key files.
@@ -94,6 +97,12 @@ func ParseConfig(b []byte) (*Config, error) {
 func (c *Config) check() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if c.MetricsListen != "" {
+		ap, err := netip.ParseAddrPort(c.MetricsListen)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return bad("metrics_listen %q: want a loopback address and port such as 127.0.0.1:9465 (the endpoint has no authentication)", c.MetricsListen)
+		}
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {

@@ -145,6 +145,7 @@ func TestParseConfig(t *testing.T) {
 		{"no dsn", strings.Replace(ok, "database: {dsn: \"host=127.0.0.1 dbname=c\"}\n", "", 1), "dsn is required"},
 		{"no key", strings.Replace(ok, "signing_key: k\n", "", 1), "signing_key is required"},
 		{"bad silence", ok + "silence_after: 0s\n", "silence_after must be positive"},
+		{"metrics off loopback", ok + "metrics_listen: 0.0.0.0:9465\n", "metrics_listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml))

@@ -20,26 +20,70 @@ import (
 // maxInFlight bounds concurrent ingests per replica; more get 429.
 const maxInFlight = 32
 
-// Server is the collector's HTTP service over a Store.
-type Server struct {
-	store  *Store
-	logger *slog.Logger
-	sem    chan struct{}
+// Observer watches the service, for metrics. Its methods must return at
+// once.
+type Observer interface {
+	// Answered reports a request: its route, the HTTP status it got,
+	// how long it took, and the records it carried when it was an
+	// add-entries answered 200 (a repeat of a stored range included).
+	Answered(route string, status int, took time.Duration, records int)
 }
 
-// NewServer returns the HTTP service of store.
-func NewServer(store *Store, logger *slog.Logger) *Server {
+// Server is the collector's HTTP service over a Store.
+type Server struct {
+	store    *Store
+	logger   *slog.Logger
+	sem      chan struct{}
+	observer Observer
+}
+
+// NewServer returns the HTTP service of store; observer may be nil.
+func NewServer(store *Store, logger *slog.Logger, observer Observer) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{store: store, logger: logger, sem: make(chan struct{}, maxInFlight)}
+	return &Server{store: store, logger: logger, sem: make(chan struct{}, maxInFlight), observer: observer}
+}
+
+// statusWriter keeps the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status  int
+	records int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// observed wraps a route's handler so the observer sees each answer.
+func (s *Server) observed(route string, h http.HandlerFunc) http.HandlerFunc {
+	if s.observer == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		s.observer.Answered(route, sw.status, time.Since(start), sw.records)
+	}
 }
 
 // Handler returns the protocol's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+PathAddEntries, s.handleAddEntries)
-	mux.HandleFunc("POST "+PathEnroll, s.handleEnroll)
+	mux.HandleFunc("POST "+PathAddEntries, s.observed("add-entries", s.handleAddEntries))
+	mux.HandleFunc("POST "+PathEnroll, s.observed("enroll", s.handleEnroll))
 	mux.HandleFunc("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.store.pool.Ping(r.Context()); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "database unreachable", nil)
@@ -138,6 +182,9 @@ func (s *Server) handleAddEntries(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if sw, ok := w.(*statusWriter); ok {
+		sw.records = len(req.Entries)
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -195,7 +242,7 @@ func (s *Store) Cosigner() *Cosigner { return s.cosign }
 // Serve runs the collector until ctx ends: the HTTP service on cfg.Listen
 // (TLS unless insecure_loopback) and the silence watch. ready, if not nil,
 // is called with the listening address.
-func Serve(ctx context.Context, cfg *Config, store *Store, logger *slog.Logger, ready func(addr string)) error {
+func Serve(ctx context.Context, cfg *Config, store *Store, logger *slog.Logger, observer Observer, ready func(addr string)) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -203,7 +250,7 @@ func Serve(ctx context.Context, cfg *Config, store *Store, logger *slog.Logger, 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: NewServer(store, logger).Handler(), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: NewServer(store, logger, observer).Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 2 * time.Minute, WriteTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	if cfg.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/tollgate-dev/tollgate/metrics"
 	"github.com/urfave/cli/v2"
 )
 
@@ -53,7 +54,20 @@ func collectorCommand() *cli.Command {
 						return fmt.Errorf("collector: %w", err)
 					}
 					defer store.Close()
-					return collector.Serve(c.Context, cfg, store, log, nil)
+					var obs collector.Observer
+					if cfg.MetricsListen != "" {
+						m := metrics.NewCollector(metrics.Build{Version: version, Commit: commit})
+						ln, err := metrics.Listener(cfg.MetricsListen)
+						if err != nil {
+							return fmt.Errorf("collector: %w", err)
+						}
+						srv := m.Server()
+						go srv.Serve(ln)
+						defer srv.Close()
+						log.Info("serving metrics", "listen", ln.Addr().String())
+						obs = m
+					}
+					return collector.Serve(c.Context, cfg, store, log, obs, nil)
 				},
 			},
 			{
