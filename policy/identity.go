@@ -55,3 +55,19 @@ func (pi *ProcessIdentity) Matches(uid uint32, exe, cgroup string) bool {
 	}
 	return true
 }
+
+// ProcessIdentities returns, in config order, the identities that a process
+// matches by its process attributes alone: those with a process section
+// that matches and no oidc section (an oidc section needs a token, which a
+// process-identified client does not give). The first is the one a
+// session is recorded as; rules may name any of them.
+func ProcessIdentities(ids []Identity, uid uint32, exe, cgroup string) []*Identity {
+	var out []*Identity
+	for i := range ids {
+		id := &ids[i]
+		if id.OIDC == nil && id.Process != nil && id.Process.Matches(uid, exe, cgroup) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
