@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -285,6 +286,44 @@ func recordsOf(recs []*audit.Record, session string, kind audit.Kind) []*audit.R
 	return out
 }
 
+// checkCast validates an asciicast v2 file (a header object with version
+// 2 and a size, then [time, code, data] events in time order, codes o, i
+// or r) and returns its output events joined.
+func checkCast(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	var h struct {
+		Version       int `json:"version"`
+		Width, Height int
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &h); err != nil || h.Version != 2 || h.Width <= 0 || h.Height <= 0 {
+		t.Fatalf("cast header %q: %v", lines[0], err)
+	}
+	var out strings.Builder
+	last := -1.0
+	for _, l := range lines[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("cast event %q: %v", l, err)
+		}
+		at, ok1 := ev[0].(float64)
+		code, ok2 := ev[1].(string)
+		data, ok3 := ev[2].(string)
+		if !ok1 || !ok2 || !ok3 || at < last || (code != "o" && code != "i" && code != "r") {
+			t.Fatalf("cast event %q", l)
+		}
+		last = at
+		if code == "o" {
+			out.WriteString(data)
+		}
+	}
+	return out.String()
+}
+
 // TestSSH carries unmodified ssh, scp and sftp through the proxy to a real
 // sshd: commands decided by policy, held and approved, forwarding refused,
 // shells and file transfers recorded, and the target's host key verified.
@@ -470,6 +509,20 @@ func TestSSH(t *testing.T) {
 		}
 		if !pty {
 			t.Fatal("no pty-req record")
+		}
+		// What the terminal received is what was recorded, and the
+		// replay plays exactly that.
+		recorded := channelOutput(recs, id, "out") + channelOutput(recs, id, "err")
+		if !strings.Contains(out, recorded) {
+			t.Fatalf("the client's terminal did not receive what was recorded:\nclient %q\nrecorded %q", out, recorded)
+		}
+		cast := filepath.Join(t.TempDir(), "shell.cast")
+		replay, err := runTollgate("audit", "replay", id, "--speed", "0", "--cast", cast, "--config", s.d.cfgPath)
+		if err != nil || !strings.Contains(replay, recorded) || !strings.Contains(replay, "channel.request") {
+			t.Fatalf("replay: %v\n%q", err, replay)
+		}
+		if got := checkCast(t, cast); got != recorded {
+			t.Fatalf("asciicast output %q, recorded %q", got, recorded)
 		}
 	})
 
