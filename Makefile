@@ -83,6 +83,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeStrings$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRow$$' -fuzztime 60s ./policy/mask/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/collector/
+	$(GO) test -run '^$$' -fuzz '^FuzzSplitCommand$$' -fuzztime 60s ./policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzSFTPLog$$' -fuzztime 60s ./agent/ssh/
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
 GOARCH ?= $(shell $(GO) env GOARCH)
