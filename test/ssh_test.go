@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -606,6 +607,33 @@ func TestSSH(t *testing.T) {
 		}
 		if !found {
 			t.Fatal("no session.end record of the refused host key")
+		}
+	})
+
+	t.Run("report", func(t *testing.T) {
+		out, err := runTollgate("audit", "report", "-o", "json", "--config", s.d.cfgPath)
+		if err != nil {
+			t.Fatalf("report: %v: %s", err, out)
+		}
+		var rep audit.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		var cmds, denials []string
+		for _, e := range rep.Commands {
+			cmds = append(cmds, e.What)
+		}
+		for _, e := range rep.Denials {
+			denials = append(denials, e.What)
+		}
+		for _, want := range []string{"allow (deploy-commands): echo hello", "allow (deploy-files): shell", "allow (deploy-files): subsystem sftp",
+			"deny (no-stop): systemctl stop app"} {
+			if !slices.Contains(cmds, want) {
+				t.Errorf("report commands lack %q: %q", want, cmds)
+			}
+		}
+		if !slices.Contains(denials, "denied by rule no-stop: systemctl stop app") {
+			t.Errorf("report denials: %q", denials)
 		}
 	})
 
