@@ -39,10 +39,10 @@ type sshd struct {
 
 func requireSSHD(t testing.TB) {
 	t.Helper()
-	for _, p := range []string{"/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/sftp", "/usr/bin/scp", "/usr/bin/ssh-keygen", "/usr/bin/script", "/usr/bin/unshare"} {
+	for _, p := range []string{"/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/sftp", "/usr/bin/scp", "/usr/bin/ssh-keygen", "/usr/bin/script", "/usr/bin/unshare", "/usr/bin/rsync"} {
 		if _, err := os.Stat(p); err != nil {
 			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s missing: CI must install openssh-server and openssh-client", p)
+				t.Fatalf("%s missing: CI must install openssh-server, openssh-client and rsync", p)
 			}
 			t.Skipf("%s missing (apt install openssh-server openssh-client)", p)
 		}
@@ -138,6 +138,7 @@ type sshSetup struct {
 	d      *daemon
 	target *sshd
 	cgroup string
+	oncall string // a second workload, whose shells need a grant
 	home   string // bound on /root for the client: its ~/.ssh
 	work   string // where commands on the target leave their marks
 	known  string // the daemon's known_hosts for the target
@@ -153,9 +154,15 @@ identities:
     process: {cgroup: %[2]s}
   - name: ops
     oidc: {issuer: %[1]q, groups: [ops]}
+  - name: oncall
+    process: {cgroup: %[4]s}
 rules:
+  - id: oncall-shell
+    when: {identities: [oncall], targets: [web], classes: [shell]}
+    action: review
+    approvers: {groups: [ops], timeout: 5m}
   - id: deploy-commands
-    when: {identities: [deployer], targets: [web], classes: [exec], commands: ["echo **", "true", "touch %[3]s/allowed", "sha256sum **", "rsync --server **"]}
+    when: {identities: [deployer], targets: [web], classes: [exec], commands: ["echo **", "true", "sleep **", "touch %[3]s/allowed", "sha256sum **", "rsync --server **"]}
     action: allow
   - id: deploy-files
     when: {identities: [deployer], targets: [web], classes: [sftp, shell]}
@@ -174,8 +181,8 @@ func newSSHSetup(t *testing.T) *sshSetup {
 	t.Helper()
 	requireRoot(t)
 	requireSSHD(t)
-	s := &sshSetup{cgroup: newCgroup(t), work: t.TempDir(), is: newTestIssuer(t)}
-	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: ssh-workload\n    cgroup: %s", s.cgroup), "")
+	s := &sshSetup{cgroup: newCgroup(t), oncall: newCgroup(t), work: t.TempDir(), is: newTestIssuer(t)}
+	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: ssh-workload\n    cgroup: %s\n  - name: oncall\n    cgroup: %s", s.cgroup, s.oncall), "")
 	// The CAs are made before the daemon starts, as an operator would
 	// print the user CA line for the targets first.
 	userCA, err := runTollgate("ssh", "user-ca", "--state-dir", cfg.StateDir)
@@ -186,7 +193,7 @@ func newSSHSetup(t *testing.T) *sshSetup {
 	s.known = filepath.Join(t.TempDir(), "known_hosts")
 	s.writeKnown(t, s.target.hostPub)
 	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
-		s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work)
+		s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall)
 	s.d = startDaemon(t, cfg)
 
 	// The workload's home: its own key, and the one line that makes its
@@ -223,6 +230,12 @@ func (s *sshSetup) client(t *testing.T, ctx context.Context, through bool, stdin
 	if through {
 		cg = s.cgroup
 	}
+	return s.clientIn(t, ctx, cg, stdin, name, args...)
+}
+
+// clientIn is client in the workload cgroup cg ("" for none).
+func (s *sshSetup) clientIn(t *testing.T, ctx context.Context, cg, stdin string, name string, args ...string) (string, string, error) {
+	t.Helper()
 	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", `mount --bind "$0" /root && exec "$@"`, s.home, name}, args...)
 	return runClient(t, ctx, cg, nil, stdin, "unshare", full...)
 }
@@ -527,6 +540,42 @@ func TestSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("grant ends the shell", func(t *testing.T) {
+		ops := filepath.Join(t.TempDir(), "token")
+		os.WriteFile(ops, []byte(s.is.Token(t, map[string]any{"sub": "alice", "groups": []string{"ops"}})+"\n"), 0o600)
+		out, err := runTollgate("grant", "create", "--identity", "oncall", "--target", "web", "--allow", "shell", "--for", "30m",
+			"--reason", "incident 7", "--token-file", ops, "--config", s.d.cfgPath)
+		if err != nil {
+			t.Fatalf("grant create: %v: %s", err, out)
+		}
+		gid := strings.TrimSuffix(strings.Fields(out)[1], ":")
+		type result struct {
+			out, errOut string
+			err         error
+		}
+		res := make(chan result, 1)
+		sshCmd := fmt.Sprintf("ssh -p %d -o BatchMode=yes root@127.0.0.2", s.target.port)
+		go func() {
+			o, e, err := s.clientIn(t, ctx, s.oncall, "echo granted-$((2+3))\nsleep 120\n", "script", "-qec", sshCmd, "/dev/null")
+			res <- result{o, e, err}
+		}()
+		waitFor(t, "the granted shell's output", func() bool {
+			for _, r := range s.d.records() {
+				if r.Kind == audit.KindChannelData && strings.Contains(channelOutput([]*audit.Record{r}, r.Session, "out"), "granted-5") {
+					return true
+				}
+			}
+			return false
+		})
+		if out, err := runTollgate("grant", "revoke", gid, "--reason", "incident over", "--token-file", ops, "--config", s.d.cfgPath); err != nil {
+			t.Fatalf("grant revoke: %v: %s", err, out)
+		}
+		r := <-res
+		if !strings.Contains(r.out+r.errOut, "tollgate: grant "+gid+" expired or was revoked; ending this session") {
+			t.Fatalf("the shell did not end with the grant: %v\nstdout: %q\nstderr: %q", r.err, r.out, r.errOut)
+		}
+	})
+
 	t.Run("sftp and scp", func(t *testing.T) {
 		const size = 64 << 20
 		data := make([]byte, size)
@@ -545,7 +594,12 @@ func TestSSH(t *testing.T) {
 		if out, errOut, err := s.client(t, ctx, true, "", "scp", "-P", strconv.Itoa(s.target.port), "/root/up.bin", "root@127.0.0.2:"+s.work+"/scp.bin"); err != nil {
 			t.Fatalf("scp: %v\n%s\n%s", err, out, errOut)
 		}
-		for _, p := range []string{filepath.Join(s.work, "moved.bin"), filepath.Join(s.home, "down.bin"), filepath.Join(s.work, "scp.bin")} {
+		rsh := "ssh -p " + strconv.Itoa(s.target.port) + " -o BatchMode=yes"
+		if out, errOut, err := s.client(t, ctx, true, "", "rsync", "-e", rsh, "/root/up.bin", "root@127.0.0.2:"+s.work+"/rsync.bin"); err != nil {
+			t.Fatalf("rsync: %v\n%s\n%s", err, out, errOut)
+		}
+		for _, p := range []string{filepath.Join(s.work, "moved.bin"), filepath.Join(s.home, "down.bin"), filepath.Join(s.work, "scp.bin"),
+			filepath.Join(s.work, "rsync.bin")} {
 			f, err := os.Open(p)
 			if err != nil {
 				t.Fatal(err)
@@ -641,6 +695,30 @@ func TestSSH(t *testing.T) {
 		bundle := exportCLI(t, s.d, "ssh.tar")
 		if out, ok := verifyCLI(t, bundle, filepath.Join(s.d.cfg.StateDir, "host.pub")); !ok {
 			t.Fatalf("verify: %s", out)
+		}
+	})
+
+	t.Run("daemon killed mid-session", func(t *testing.T) {
+		res := make(chan error, 1)
+		go func() {
+			_, _, err := s.ssh(t, ctx, "sleep 97")
+			res <- err
+		}()
+		waitFor(t, "the command's record", func() bool {
+			for _, r := range s.d.records() {
+				if r.Kind == audit.KindChannelRequest && r.Statement != nil && r.Statement.Text == "sleep 97" {
+					return true
+				}
+			}
+			return false
+		})
+		s.d.kill()
+		if err := <-res; exitCode(err) != 255 {
+			t.Fatalf("client after the daemon's SIGKILL: %v (want exit 255: the connection ended)", err)
+		}
+		s.d.start()
+		if out, errOut, err := s.ssh(t, ctx, "echo back"); err != nil || out != "back\n" {
+			t.Fatalf("after restart: %v %q %q", err, out, errOut)
 		}
 	})
 

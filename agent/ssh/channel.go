@@ -54,6 +54,7 @@ type schan struct {
 	exitState map[string]string
 	refused   bool
 	in, out   int64
+	done      chan struct{} // closed when the channel ends
 }
 
 func (c *session) sessionChannel(nc ssh.NewChannel, id string) {
@@ -74,7 +75,9 @@ func (c *session) sessionChannel(nc ssh.NewChannel, id string) {
 		return
 	}
 	c.recordOpen(id, "session", "", policy.Decision{}, "", false)
-	sc := &schan{c: c, id: id, ch: ch, up: up, start: time.Now(), record: true, exitState: map[string]string{}}
+	sc := &schan{c: c, id: id, ch: ch, up: up, start: time.Now(), record: true, exitState: map[string]string{},
+		done: make(chan struct{})}
+	defer close(sc.done)
 
 	// The output pumps end at the target's EOF or close; the client sees
 	// all output before the exit status and EOF.
@@ -371,6 +374,46 @@ func (sc *schan) run(r *ssh.Request, req policy.Request, text, kind string) {
 		sc.sftp = newSFTPLog(c, sc.id)
 	}
 	sc.forward(r)
+	if strings.HasPrefix(d.Rule, "grant:") {
+		go sc.watchGrant(req, d.Rule)
+	}
+}
+
+// grantCheck is how often a channel that a grant allowed checks that the
+// grant still holds.
+const grantCheck = time.Second
+
+// watchGrant ends a channel that a just-in-time grant allowed once the
+// grant no longer allows it (expired or revoked), telling the client why:
+// the grant is a time box, not a ticket to keep a shell open forever.
+func (sc *schan) watchGrant(req policy.Request, rule string) {
+	t := time.NewTicker(grantCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-sc.done:
+			return
+		case <-t.C:
+		}
+		d, hash := sc.c.decide(req)
+		if d.Action == policy.ActionAllow || d.Action == policy.ActionMask {
+			continue
+		}
+		id := strings.TrimPrefix(rule, "grant:")
+		reason := "grant " + id + " expired or was revoked"
+		d.Reason = reason
+		sc.c.recordRequest(sc.id, map[string]string{"request": "grant-ended", "grant": id},
+			&audit.Statement{Text: "end of grant " + id, Classes: classNames(req.Classes)}, decisionRecord(d, hash), false)
+		fmt.Fprintf(sc.ch.Stderr(), "\r\ntollgate: %s; ending this session\r\n", reason)
+		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+		sc.mu.Lock()
+		sc.exitState[audit.DetailExitStatus] = "1"
+		sc.exitState["ended_by"] = reason
+		sc.mu.Unlock()
+		sc.up.Close()
+		sc.ch.Close()
+		return
+	}
 }
 
 // refuse answers a refused exec, shell or subsystem request the way a
