@@ -17,7 +17,10 @@ type memRecorder struct {
 	recs []*audit.Record
 }
 
-func (m *memRecorder) Record(_ context.Context, r *audit.Record) error { m.RecordEventually(r); return nil }
+func (m *memRecorder) Record(_ context.Context, r *audit.Record) error {
+	m.RecordEventually(r)
+	return nil
+}
 func (m *memRecorder) RecordEventually(r *audit.Record) {
 	m.mu.Lock()
 	m.recs = append(m.recs, r)
