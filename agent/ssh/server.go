@@ -232,6 +232,9 @@ func (s *Server) Serve(ctx context.Context, c net.Conn, sess Session) Stats {
 	case <-ctx.Done():
 		why = ReasonShutdown
 	}
+	// Ends what waits on the session too: a command held for approval
+	// whose client is gone is cancelled, not left to time out.
+	cancel()
 	sc.Close()
 	up.Close()
 	conn.wg.Wait()
