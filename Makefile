@@ -58,6 +58,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkPostgresProtocolSwitch$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkDecodePrepare$$' -benchtime 20x ./audit/collector/
 	$(GO) test -run '^$$' -bench '^BenchmarkCollectorIngest$$' -benchtime 1x -timeout 30m ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkSSH$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkCollectorLag$$' -benchtime 1x -timeout 30m ./test/
 	TOLLGATE_BENCH_REPORT=docs/pgbench-latest.txt $(GO) test -run '^$$' -bench '^BenchmarkPostgres$$' -benchtime 1x -timeout 60m ./test/
 

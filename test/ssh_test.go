@@ -64,7 +64,7 @@ func keygen(t testing.TB, path string) string {
 
 // startSSHD starts sshd on addr with userCA (a public key line) as its
 // only way in.
-func startSSHD(t testing.TB, addr, userCA string) *sshd {
+func startSSHD(t testing.TB, addr, userCA, authorized string) *sshd {
 	t.Helper()
 	// sshd refuses to start without its privilege separation directory,
 	// which the package creates at boot through tmpfiles.
@@ -82,7 +82,9 @@ func startSSHD(t testing.TB, addr, userCA string) *sshd {
 HostKey %s/host_key
 PidFile %s/sshd.pid
 TrustedUserCAKeys %s/user_ca.pub
-AuthorizedKeysFile none
+AuthorizedKeysFile @KEYS@
+MaxStartups 400
+MaxSessions 100
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
@@ -95,6 +97,15 @@ AllowAgentForwarding yes
 X11Forwarding no
 Subsystem sftp internal-sftp
 `, addr, s.port, s.dir, s.dir, s.dir)
+	// Only benchmarks, which compare with a direct login, let a client key in.
+	keys := "none"
+	if authorized != "" {
+		keys = filepath.Join(s.dir, "authorized_keys")
+		if err := os.WriteFile(keys, []byte(authorized+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf = strings.ReplaceAll(conf, "@KEYS@", keys)
 	cfgPath := filepath.Join(s.dir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -177,7 +188,12 @@ rules:
     reason: stops go through change management
 `
 
-func newSSHSetup(t *testing.T) *sshSetup {
+func newSSHSetup(t testing.TB) *sshSetup { return newSSHSetupWith(t, false) }
+
+// newSSHSetupWith is newSSHSetup; with direct, the target also accepts the
+// workload's own key and the workload knows the target's host key, so a
+// benchmark can compare with a direct login.
+func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	t.Helper()
 	requireRoot(t)
 	requireSSHD(t)
@@ -189,22 +205,29 @@ func newSSHSetup(t *testing.T) *sshSetup {
 	if err != nil {
 		t.Fatalf("tollgate ssh user-ca: %v: %s", err, userCA)
 	}
-	s.target = startSSHD(t, "127.0.0.2", strings.TrimSpace(userCA))
+	// The workload's home: its own key, and (below) the one line that
+	// makes its ssh trust the hosts tollgate presents.
+	s.home = t.TempDir()
+	os.Chmod(s.home, 0o700)
+	os.MkdirAll(filepath.Join(s.home, ".ssh"), 0o700)
+	clientKey := keygen(t, filepath.Join(s.home, ".ssh", "id_ed25519"))
+	authorized := ""
+	if direct {
+		authorized = clientKey
+	}
+	s.target = startSSHD(t, "127.0.0.2", strings.TrimSpace(userCA), authorized)
 	s.known = filepath.Join(t.TempDir(), "known_hosts")
 	s.writeKnown(t, s.target.hostPub)
 	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 		s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall)
 	s.d = startDaemon(t, cfg)
 
-	// The workload's home: its own key, and the one line that makes its
-	// ssh trust the hosts tollgate presents.
-	s.home = t.TempDir()
-	os.Chmod(s.home, 0o700)
-	os.MkdirAll(filepath.Join(s.home, ".ssh"), 0o700)
-	keygen(t, filepath.Join(s.home, ".ssh", "id_ed25519"))
 	line, err := runTollgate("ssh", "known-hosts", "--config", s.d.cfgPath)
 	if err != nil || !strings.HasPrefix(line, "@cert-authority * ssh-ed25519 ") {
 		t.Fatalf("tollgate ssh known-hosts: %v: %q", err, line)
+	}
+	if direct {
+		line += fmt.Sprintf("[127.0.0.2]:%d %s\n", s.target.port, s.target.hostPub)
 	}
 	if err := os.WriteFile(filepath.Join(s.home, ".ssh", "known_hosts"), []byte(line), 0o600); err != nil {
 		t.Fatal(err)
@@ -212,7 +235,7 @@ func newSSHSetup(t *testing.T) *sshSetup {
 	return s
 }
 
-func (s *sshSetup) writeKnown(t *testing.T, key string) {
+func (s *sshSetup) writeKnown(t testing.TB, key string) {
 	t.Helper()
 	line := fmt.Sprintf("[127.0.0.2]:%d %s\n", s.target.port, key)
 	if err := os.WriteFile(s.known, []byte(line), 0o644); err != nil {
@@ -224,7 +247,7 @@ func (s *sshSetup) writeKnown(t *testing.T, key string) {
 // cgroup when through) with the workload's home as ~ (OpenSSH reads ~ from
 // the password database, so the home is bound on /root in a private mount
 // namespace; the command line is the automation's own).
-func (s *sshSetup) client(t *testing.T, ctx context.Context, through bool, stdin string, name string, args ...string) (string, string, error) {
+func (s *sshSetup) client(t testing.TB, ctx context.Context, through bool, stdin string, name string, args ...string) (string, string, error) {
 	t.Helper()
 	cg := ""
 	if through {
@@ -234,14 +257,14 @@ func (s *sshSetup) client(t *testing.T, ctx context.Context, through bool, stdin
 }
 
 // clientIn is client in the workload cgroup cg ("" for none).
-func (s *sshSetup) clientIn(t *testing.T, ctx context.Context, cg, stdin string, name string, args ...string) (string, string, error) {
+func (s *sshSetup) clientIn(t testing.TB, ctx context.Context, cg, stdin string, name string, args ...string) (string, string, error) {
 	t.Helper()
 	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", `mount --bind "$0" /root && exec "$@"`, s.home, name}, args...)
 	return runClient(t, ctx, cg, nil, stdin, "unshare", full...)
 }
 
 // ssh runs `ssh -p <port> root@127.0.0.2 <args>` through interception.
-func (s *sshSetup) ssh(t *testing.T, ctx context.Context, args ...string) (string, string, error) {
+func (s *sshSetup) ssh(t testing.TB, ctx context.Context, args ...string) (string, string, error) {
 	t.Helper()
 	full := append([]string{"-p", strconv.Itoa(s.target.port), "-o", "BatchMode=yes", "root@127.0.0.2"}, args...)
 	return s.client(t, ctx, true, "", "ssh", full...)
