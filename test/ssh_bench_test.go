@@ -57,7 +57,7 @@ func BenchmarkSSH(b *testing.B) {
 	dMed, tMed := direct[len(direct)/2], through[len(through)/2]
 	b.ReportMetric(float64(dMed.Microseconds())/1000, "direct-true-ms")
 	b.ReportMetric(float64(tMed.Microseconds())/1000, "through-true-ms")
-	b.ReportMetric(float64((tMed - dMed).Microseconds())/1000, "added-true-ms")
+	b.ReportMetric(float64((tMed-dMed).Microseconds())/1000, "added-true-ms")
 
 	// scp: 3 alternating rounds, medians; the daemon's CPU over the
 	// through runs.
