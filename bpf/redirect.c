@@ -447,6 +447,170 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* Unix sockets. A protected PostgreSQL server is also reached through its
+ * unix socket (psql -h /var/run/postgresql). cgroup/connect_unix rewrites a
+ * workload's connect to a protected socket path to the daemon's own socket
+ * for that target (bpf_sock_addr_set_sun_path) and leaves the origin under
+ * the client socket's cookie, which the daemon finds from the accepted
+ * connection (sock_diag: the peer's inode, then its cookie). */
+#define AF_UNIX 1
+#define SOCK_STREAM 1
+#define UNIX_PATH_MAX 108            /* sizeof(sun_path) */
+#define SUN_PATH_OFFSET 2            /* offsetof(struct sockaddr_un, sun_path) */
+#define UNIX_KEY_LEN 112             /* a 108-byte path, its NUL, padding */
+
+/* The kernel's context behind struct bpf_sock_addr; only the fields read
+ * are declared (CO-RE relocates them). */
+struct bpf_sock_addr_kern {
+	void *uaddr;
+	__u32 uaddrlen;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+extern int bpf_sock_addr_set_sun_path(struct bpf_sock_addr_kern *sa_kern, const __u8 *sun_path,
+				      __u32 sun_path__sz) __ksym;
+
+/* A socket path as the kernel resolves it: the bytes of sun_path up to the
+ * first NUL, zero-filled. */
+struct unix_path {
+	char path[UNIX_KEY_LEN];
+};
+
+struct unix_target {
+	__u32 target_id;
+	__u32 listen_len;             /* length of listen, without NUL */
+	char listen[UNIX_KEY_LEN];    /* the daemon's socket for this target */
+};
+
+/* What the daemon learns about a redirected unix connection. */
+struct unix_origin {
+	struct conn_meta meta;
+	struct unix_path dst;         /* the path the client connected to */
+};
+
+/* Protected socket paths -> target and the daemon's socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct unix_path);
+	__type(value, struct unix_target);
+} unix_targets SEC(".maps");
+
+/* connect() -> daemon accept(), keyed by the client socket's cookie. The
+ * daemon deletes each entry on lookup; LRU only bounds leaks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct unix_origin);
+} unix_origins SEC(".maps");
+
+/* Client socket cookie -> the path it connected to, for getpeername: the
+ * client sees the path it asked for, not the daemon's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct unix_path);
+} unix_peers SEC(".maps");
+
+/* read_sun_path reads the path of the address being connected to, as
+ * unix_mkname_bsd will read it: up to the first NUL or the address length.
+ * An abstract address (leading NUL) reads as the empty path. */
+static __always_inline int read_sun_path(struct bpf_sock_addr_kern *sa, struct unix_path *p)
+{
+	__u32 len = sa->uaddrlen;
+	__u64 uaddr = (__u64)sa->uaddr;
+
+	if (len <= SUN_PATH_OFFSET)
+		return -1;
+	len -= SUN_PATH_OFFSET;
+	if (len > UNIX_PATH_MAX)
+		len = UNIX_PATH_MAX;
+	/* Reads at most len bytes, stops at a NUL, always terminates. */
+	if (bpf_probe_read_kernel_str(p->path, len + 1, (void *)(uaddr + SUN_PATH_OFFSET)) < 0)
+		return -1;
+	return 0;
+}
+
+SEC("cgroup/connect_unix")
+int tollgate_connect_unix(struct bpf_sock_addr *ctx)
+{
+	struct unix_origin o = {};
+
+	if (ctx->type != SOCK_STREAM)
+		return 1;
+	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
+	if (read_sun_path(sa, &o.dst) < 0 || o.dst.path[0] == 0)
+		return 1;
+	struct unix_target *ut = bpf_map_lookup_elem(&unix_targets, &o.dst);
+	if (!ut)
+		return 1;
+	__u32 wl = workload();
+	if (wl == 0)
+		return 1;
+	if (own_socket(ctx)) {
+		count(COUNTER_SKIPPED_MARK);
+		return 1;
+	}
+
+	struct conn_meta *meta = &o.meta;
+	meta->family = AF_UNIX;
+	meta->target_id = ut->target_id;
+	meta->workload_id = wl;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	meta->pid = pid_tgid >> 32;
+	meta->tid = (__u32)pid_tgid;
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	meta->uid = (__u32)uid_gid;
+	meta->gid = uid_gid >> 32;
+	meta->cgroup_id = bpf_get_current_cgroup_id();
+	meta->netns_cookie = bpf_get_netns_cookie(ctx);
+	meta->sock_cookie = bpf_get_socket_cookie(ctx);
+	bpf_get_current_comm(meta->comm, sizeof(meta->comm));
+
+	__u32 n = ut->listen_len;
+	if (n == 0 || n > UNIX_PATH_MAX) {
+		count(COUNTER_STASH_FAILED);
+		return refuse();
+	}
+	if (bpf_map_update_elem(&unix_origins, &meta->sock_cookie, &o, BPF_ANY) != 0) {
+		/* The daemon could not attribute it: fail closed. */
+		count(COUNTER_STASH_FAILED);
+		return refuse();
+	}
+	if (bpf_sock_addr_set_sun_path(sa, (const __u8 *)ut->listen, n) != 0) {
+		bpf_map_delete_elem(&unix_origins, &meta->sock_cookie);
+		count(COUNTER_STASH_FAILED);
+		return refuse();
+	}
+	/* Best effort: only getpeername depends on it. */
+	bpf_map_update_elem(&unix_peers, &meta->sock_cookie, &o.dst, BPF_ANY);
+	count(COUNTER_REDIRECTED);
+	return 1;
+}
+
+/* getpeername on a redirected client socket answers the path the client
+ * connected to, as it would without tollgate. */
+SEC("cgroup/getpeername_unix")
+int tollgate_getpeername_unix(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct unix_path *p = bpf_map_lookup_elem(&unix_peers, &cookie);
+	if (!p)
+		return 1;
+	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
+	__u32 n = 0;
+	for (int i = 0; i < UNIX_PATH_MAX; i++) {
+		if (p->path[i] == 0)
+			break;
+		n++;
+	}
+	if (n > 0 && n <= UNIX_PATH_MAX)
+		bpf_sock_addr_set_sun_path(sa, (const __u8 *)p->path, n);
+	return 1;
+}
+
 /* Kernel structures read by the cgroup_mkdir tracepoint program. Only the
  * fields used are declared; preserve_access_index makes the loader relocate
  * their offsets against the running kernel's BTF (CO-RE). */

@@ -56,9 +56,13 @@ type Origin struct {
 	Dst        netip.AddrPort
 	TargetID   uint32
 	WorkloadID uint32
-	// Family is the client socket's address family (unix.AF_INET or
-	// unix.AF_INET6; a v4-mapped connect from an AF_INET6 socket is AF_INET6).
-	Family  int
+	// Family is the client socket's address family (unix.AF_INET,
+	// unix.AF_INET6 or unix.AF_UNIX; a v4-mapped connect from an AF_INET6
+	// socket is AF_INET6).
+	Family int
+	// Path is the socket path a unix client connected to (Dst is then
+	// the zero AddrPort).
+	Path    string
 	Process Process
 }
 

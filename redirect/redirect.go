@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -85,6 +86,9 @@ type Redirector struct {
 	pinPath string
 	objs    redirectObjects
 	links   []link.Link
+	// attached are the sections of links, in order.
+	attached []string
+	unix     bool // the kernel redirects unix sockets; their programs are attached
 
 	mu sync.Mutex // serialises map rewrites
 }
@@ -98,6 +102,8 @@ var attachments = []struct {
 	{"connect4", "cgroup/connect4", ebpf.AttachCGroupInet4Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect4 }},
 	{"connect6", "cgroup/connect6", ebpf.AttachCGroupInet6Connect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnect6 }},
 	{"sockops", "sockops", ebpf.AttachCGroupSockOps, func(o *redirectObjects) *ebpf.Program { return o.TollgateSockops }},
+	{"connect_unix", "cgroup/connect_unix", ebpf.AttachCgroupUnixConnect, func(o *redirectObjects) *ebpf.Program { return o.TollgateConnectUnix }},
+	{"getpeername_unix", "cgroup/getpeername_unix", ebpf.AttachCgroupUnixGetpeername, func(o *redirectObjects) *ebpf.Program { return o.TollgateGetpeernameUnix }},
 	{"cgroup_mkdir", "tp_btf/cgroup_mkdir", ebpf.AttachTraceRawTp, func(o *redirectObjects) *ebpf.Program { return o.TollgateCgroupMkdir }},
 	{"cgroup_rmdir", "tp_btf/cgroup_rmdir", ebpf.AttachTraceRawTp, func(o *redirectObjects) *ebpf.Program { return o.TollgateCgroupRmdir }},
 }
@@ -105,11 +111,7 @@ var attachments = []struct {
 // Attached returns the programs this redirector holds attached, by ELF
 // section name.
 func (r *Redirector) Attached() []string {
-	out := make([]string, 0, len(r.links))
-	for i := range r.links {
-		out = append(out, attachments[i].section)
-	}
-	return out
+	return slices.Clone(r.attached)
 }
 
 // Load loads the programs, reusing maps already pinned under opts.PinPath,
@@ -184,7 +186,11 @@ func Load(opts Options) (_ *Redirector, err error) {
 		m.Pinning = ebpf.PinByName
 	}
 
-	r := &Redirector{log: opts.Logger, pinPath: opts.PinPath}
+	r := &Redirector{log: opts.Logger, pinPath: opts.PinPath, unix: unixSupported()}
+	if !r.unix {
+		opts.Logger.Warn("this kernel cannot redirect unix sockets (Linux 6.7 or later can): unix targets are refused")
+		stubUnixPrograms(spec)
+	}
 	collOpts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}}
 	err = spec.LoadAndAssign(&r.objs, collOpts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
@@ -210,6 +216,9 @@ func Load(opts Options) (_ *Redirector, err error) {
 	}()
 
 	for _, a := range attachments {
+		if isUnixAttach(a.attach) && !r.unix {
+			continue
+		}
 		attach := attachOrUpdate
 		if a.attach == ebpf.AttachTraceRawTp {
 			attach = attachTracing
@@ -219,8 +228,13 @@ func Load(opts Options) (_ *Redirector, err error) {
 			return nil, fmt.Errorf("load redirect: %s: %w", a.name, err)
 		}
 		r.links = append(r.links, l)
+		r.attached = append(r.attached, a.section)
 	}
 	return r, nil
+}
+
+func isUnixAttach(t ebpf.AttachType) bool {
+	return t == ebpf.AttachCgroupUnixConnect || t == ebpf.AttachCgroupUnixGetpeername
 }
 
 // attachOrUpdate swaps the program of a pinned link, or attaches and pins a

@@ -64,28 +64,51 @@ type redirectUnitPath struct {
 	Path [256]int8
 }
 
+type redirectUnixOrigin struct {
+	_    structs.HostLayout
+	Meta redirectConnMeta
+	Dst  redirectUnixPath
+}
+
+type redirectUnixPath struct {
+	_    structs.HostLayout
+	Path [112]int8
+}
+
+type redirectUnixTarget struct {
+	_         structs.HostLayout
+	TargetId  uint32
+	ListenLen uint32
+	Listen    [112]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	redirectMapCounters             = "counters"
-	redirectMapListeners            = "listeners"
-	redirectMapLocalNets            = "local_nets"
-	redirectMapLocalPorts           = "local_ports"
-	redirectMapOrigins              = "origins"
-	redirectMapStash                = "stash"
-	redirectMapTargets              = "targets"
-	redirectMapUnitPaths            = "unit_paths"
-	redirectMapWorkloadCgroups      = "workload_cgroups"
-	redirectMapWorkloadUids         = "workload_uids"
-	redirectProgTollgateCgroupMkdir = "tollgate_cgroup_mkdir"
-	redirectProgTollgateCgroupRmdir = "tollgate_cgroup_rmdir"
-	redirectProgTollgateConnect4    = "tollgate_connect4"
-	redirectProgTollgateConnect6    = "tollgate_connect6"
-	redirectProgTollgateSockops     = "tollgate_sockops"
-	redirectVarHostNetnsCookie      = "host_netns_cookie"
-	redirectVarListenIp4            = "listen_ip4"
-	redirectVarTollgateMark         = "tollgate_mark"
+	redirectMapCounters                 = "counters"
+	redirectMapListeners                = "listeners"
+	redirectMapLocalNets                = "local_nets"
+	redirectMapLocalPorts               = "local_ports"
+	redirectMapOrigins                  = "origins"
+	redirectMapStash                    = "stash"
+	redirectMapTargets                  = "targets"
+	redirectMapUnitPaths                = "unit_paths"
+	redirectMapUnixOrigins              = "unix_origins"
+	redirectMapUnixPeers                = "unix_peers"
+	redirectMapUnixTargets              = "unix_targets"
+	redirectMapWorkloadCgroups          = "workload_cgroups"
+	redirectMapWorkloadUids             = "workload_uids"
+	redirectProgTollgateCgroupMkdir     = "tollgate_cgroup_mkdir"
+	redirectProgTollgateCgroupRmdir     = "tollgate_cgroup_rmdir"
+	redirectProgTollgateConnect4        = "tollgate_connect4"
+	redirectProgTollgateConnect6        = "tollgate_connect6"
+	redirectProgTollgateConnectUnix     = "tollgate_connect_unix"
+	redirectProgTollgateGetpeernameUnix = "tollgate_getpeername_unix"
+	redirectProgTollgateSockops         = "tollgate_sockops"
+	redirectVarHostNetnsCookie          = "host_netns_cookie"
+	redirectVarListenIp4                = "listen_ip4"
+	redirectVarTollgateMark             = "tollgate_mark"
 )
 
 // loadRedirect returns the embedded CollectionSpec for redirect.
@@ -130,11 +153,13 @@ type redirectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectProgramSpecs struct {
-	TollgateCgroupMkdir *ebpf.ProgramSpec `ebpf:"tollgate_cgroup_mkdir"`
-	TollgateCgroupRmdir *ebpf.ProgramSpec `ebpf:"tollgate_cgroup_rmdir"`
-	TollgateConnect4    *ebpf.ProgramSpec `ebpf:"tollgate_connect4"`
-	TollgateConnect6    *ebpf.ProgramSpec `ebpf:"tollgate_connect6"`
-	TollgateSockops     *ebpf.ProgramSpec `ebpf:"tollgate_sockops"`
+	TollgateCgroupMkdir     *ebpf.ProgramSpec `ebpf:"tollgate_cgroup_mkdir"`
+	TollgateCgroupRmdir     *ebpf.ProgramSpec `ebpf:"tollgate_cgroup_rmdir"`
+	TollgateConnect4        *ebpf.ProgramSpec `ebpf:"tollgate_connect4"`
+	TollgateConnect6        *ebpf.ProgramSpec `ebpf:"tollgate_connect6"`
+	TollgateConnectUnix     *ebpf.ProgramSpec `ebpf:"tollgate_connect_unix"`
+	TollgateGetpeernameUnix *ebpf.ProgramSpec `ebpf:"tollgate_getpeername_unix"`
+	TollgateSockops         *ebpf.ProgramSpec `ebpf:"tollgate_sockops"`
 }
 
 // redirectMapSpecs contains maps before they are loaded into the kernel.
@@ -149,6 +174,9 @@ type redirectMapSpecs struct {
 	Stash           *ebpf.MapSpec `ebpf:"stash"`
 	Targets         *ebpf.MapSpec `ebpf:"targets"`
 	UnitPaths       *ebpf.MapSpec `ebpf:"unit_paths"`
+	UnixOrigins     *ebpf.MapSpec `ebpf:"unix_origins"`
+	UnixPeers       *ebpf.MapSpec `ebpf:"unix_peers"`
+	UnixTargets     *ebpf.MapSpec `ebpf:"unix_targets"`
 	WorkloadCgroups *ebpf.MapSpec `ebpf:"workload_cgroups"`
 	WorkloadUids    *ebpf.MapSpec `ebpf:"workload_uids"`
 }
@@ -190,6 +218,9 @@ type redirectMaps struct {
 	Stash           *ebpf.Map `ebpf:"stash"`
 	Targets         *ebpf.Map `ebpf:"targets"`
 	UnitPaths       *ebpf.Map `ebpf:"unit_paths"`
+	UnixOrigins     *ebpf.Map `ebpf:"unix_origins"`
+	UnixPeers       *ebpf.Map `ebpf:"unix_peers"`
+	UnixTargets     *ebpf.Map `ebpf:"unix_targets"`
 	WorkloadCgroups *ebpf.Map `ebpf:"workload_cgroups"`
 	WorkloadUids    *ebpf.Map `ebpf:"workload_uids"`
 }
@@ -204,6 +235,9 @@ func (m *redirectMaps) Close() error {
 		m.Stash,
 		m.Targets,
 		m.UnitPaths,
+		m.UnixOrigins,
+		m.UnixPeers,
+		m.UnixTargets,
 		m.WorkloadCgroups,
 		m.WorkloadUids,
 	)
@@ -222,11 +256,13 @@ type redirectVariables struct {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectPrograms struct {
-	TollgateCgroupMkdir *ebpf.Program `ebpf:"tollgate_cgroup_mkdir"`
-	TollgateCgroupRmdir *ebpf.Program `ebpf:"tollgate_cgroup_rmdir"`
-	TollgateConnect4    *ebpf.Program `ebpf:"tollgate_connect4"`
-	TollgateConnect6    *ebpf.Program `ebpf:"tollgate_connect6"`
-	TollgateSockops     *ebpf.Program `ebpf:"tollgate_sockops"`
+	TollgateCgroupMkdir     *ebpf.Program `ebpf:"tollgate_cgroup_mkdir"`
+	TollgateCgroupRmdir     *ebpf.Program `ebpf:"tollgate_cgroup_rmdir"`
+	TollgateConnect4        *ebpf.Program `ebpf:"tollgate_connect4"`
+	TollgateConnect6        *ebpf.Program `ebpf:"tollgate_connect6"`
+	TollgateConnectUnix     *ebpf.Program `ebpf:"tollgate_connect_unix"`
+	TollgateGetpeernameUnix *ebpf.Program `ebpf:"tollgate_getpeername_unix"`
+	TollgateSockops         *ebpf.Program `ebpf:"tollgate_sockops"`
 }
 
 func (p *redirectPrograms) Close() error {
@@ -235,6 +271,8 @@ func (p *redirectPrograms) Close() error {
 		p.TollgateCgroupRmdir,
 		p.TollgateConnect4,
 		p.TollgateConnect6,
+		p.TollgateConnectUnix,
+		p.TollgateGetpeernameUnix,
 		p.TollgateSockops,
 	)
 }
