@@ -319,6 +319,14 @@ func TestValidate(t *testing.T) {
 			`workloads[1].unit: bad systemd unit "runner@.service" (want a name like nightly.service, .scope or .slice)`},
 		{"unclean cgroup", func(c *policy.Config) { c.Workloads[1] = policy.Workload{Name: "ci", Cgroup: "/a//b/"} },
 			`workloads[1].cgroup: "/a//b/" is not a clean path (want "/a/b")`},
+		{"unix socket tcp target", func(c *policy.Config) { c.Targets[1].Match = []string{"unix:/run/pg/.s.PGSQL.5432"} },
+			`targets[1].match[0]: unix sockets are protected for postgres targets only`},
+		{"unix socket with upstream tls", func(c *policy.Config) { c.Targets[0].Match = []string{"unix:/run/pg/.s.PGSQL.5432"} },
+			`targets[0].match[0]: a unix socket has no TLS: set upstream.sslmode to disable, or name the server's TCP address`},
+		{"unix socket twice", func(c *policy.Config) {
+			c.Targets[0].Upstream.SSLMode = policy.SSLModeDisable
+			c.Targets[0].Match = []string{"unix:/run/pg/.s.PGSQL.5432", "unix:/run/pg/.s.PGSQL.5432"}
+		}, `targets[0].match[1]: "unix:/run/pg/.s.PGSQL.5432" is already a destination of target "db" at targets[0].match[0]`},
 		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "telnet" },
 			`targets[1].protocol: unknown protocol "telnet" (want postgres, ssh or tcp)`},
 		{"ssh upstream", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },

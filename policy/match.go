@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -21,16 +22,31 @@ type Match struct {
 	// Host is a hostname, lower case without a trailing dot, that the
 	// daemon resolves (and re-resolves). It is empty when Prefix is valid.
 	Host string
-	// Port is the destination port, 1 to 65535.
+	// Port is the destination port, 1 to 65535; zero for a Socket.
 	Port uint16
+	// Socket is a unix socket path, absolute and clean, like
+	// /var/run/postgresql/.s.PGSQL.5432: connects to that path are
+	// intercepted. Prefix, Host and Port are then unset.
+	Socket string
 }
+
+// UnixPrefix starts a unix socket destination: "unix:/path".
+const UnixPrefix = "unix:"
+
+// UnixPathMax is the longest socket path a Match can name, in bytes: a
+// sockaddr_un holds 108 with the terminating NUL.
+const UnixPathMax = 107
 
 // ParseMatch parses a target destination: "host:port", "1.2.3.4:5432",
 // "10.20.0.0/16:5432", "[::1]:5432" or "[fd00::/64]:5432". IPv6 addresses
-// and prefixes must be in brackets. The port is required.
+// and prefixes must be in brackets. The port is required. A unix socket is
+// "unix:/var/run/postgresql/.s.PGSQL.5432".
 func ParseMatch(s string) (Match, error) {
 	if s == "" {
-		return Match{}, errors.New("empty destination (want host:port, address:port or CIDR:port)")
+		return Match{}, errors.New("empty destination (want host:port, address:port, CIDR:port or unix:/path)")
+	}
+	if p, ok := strings.CutPrefix(s, UnixPrefix); ok {
+		return parseSocket(p)
 	}
 	host, port, err := splitMatch(s)
 	if err != nil {
@@ -65,6 +81,8 @@ func ParseMatch(s string) (Match, error) {
 func (m Match) String() string {
 	port := strconv.Itoa(int(m.Port))
 	switch {
+	case m.Socket != "":
+		return UnixPrefix + m.Socket
 	case m.Host != "":
 		return m.Host + ":" + port
 	case !m.Prefix.IsValid():
@@ -107,6 +125,28 @@ func splitMatch(s string) (host, port string, err error) {
 		return "", "", fmt.Errorf("missing port in %q (like %s5432)", s, s)
 	}
 	return host, port, nil
+}
+
+// parseSocket checks a unix socket path. It must be absolute and clean
+// because the kernel program compares the path a client dials byte for
+// byte: "/run//pg/x" or "/run/pg/../pg/x" would name the same socket but
+// never match (see docs/THREAT-MODEL.md for the names a client can choose).
+func parseSocket(p string) (Match, error) {
+	switch {
+	case p == "":
+		return Match{}, errors.New("empty socket path (like unix:/var/run/postgresql/.s.PGSQL.5432)")
+	case !path.IsAbs(p):
+		return Match{}, fmt.Errorf("socket path %q is not absolute", p)
+	case path.Clean(p) != p:
+		return Match{}, fmt.Errorf("socket path %q is not clean (did you mean %s?)", p, path.Clean(p))
+	case p == "/":
+		return Match{}, errors.New("socket path / is a directory")
+	case len(p) > UnixPathMax:
+		return Match{}, fmt.Errorf("socket path %q is longer than %d bytes", p, UnixPathMax)
+	case strings.IndexByte(p, 0) >= 0:
+		return Match{}, fmt.Errorf("socket path %q has a NUL byte", p)
+	}
+	return Match{Socket: p}, nil
 }
 
 func parsePort(s string) (uint16, error) {

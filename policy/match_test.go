@@ -4,6 +4,7 @@ package policy_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/policy"
@@ -29,6 +30,8 @@ func TestParseMatch(t *testing.T) {
 		{"[1.2.3.4]:1", policy.Match{Prefix: netip.MustParsePrefix("1.2.3.4/32"), Port: 1}, "1.2.3.4:1"},
 		{"[::ffff:10.1.2.3]:65535", policy.Match{Prefix: netip.MustParsePrefix("10.1.2.3/32"), Port: 65535}, "10.1.2.3:65535"},
 		{"[::ffff:10.0.0.0/104]:5432", policy.Match{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Port: 5432}, "10.0.0.0/8:5432"},
+		{"unix:/var/run/postgresql/.s.PGSQL.5432", policy.Match{Socket: "/var/run/postgresql/.s.PGSQL.5432"}, ""},
+		{"unix:/tmp/.s.PGSQL.6432", policy.Match{Socket: "/tmp/.s.PGSQL.6432"}, ""},
 	} {
 		got, err := policy.ParseMatch(tt.in)
 		if err != nil {
@@ -53,7 +56,16 @@ func TestParseMatch(t *testing.T) {
 
 func TestParseMatchErrors(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
-		{"", "empty destination (want host:port, address:port or CIDR:port)"},
+		{"", "empty destination (want host:port, address:port, CIDR:port or unix:/path)"},
+		{"unix:", "empty socket path (like unix:/var/run/postgresql/.s.PGSQL.5432)"},
+		{"unix:5432", `socket path "5432" is not absolute`},
+		{"unix:run/pg/.s.PGSQL.5432", `socket path "run/pg/.s.PGSQL.5432" is not absolute`},
+		{"unix:/run//pg/.s.PGSQL.5432", `socket path "/run//pg/.s.PGSQL.5432" is not clean (did you mean /run/pg/.s.PGSQL.5432?)`},
+		{"unix:/run/pg/../pg/.s.PGSQL.5432", `socket path "/run/pg/../pg/.s.PGSQL.5432" is not clean (did you mean /run/pg/.s.PGSQL.5432?)`},
+		{"unix:/run/pg/", `socket path "/run/pg/" is not clean (did you mean /run/pg?)`},
+		{"unix:/", "socket path / is a directory"},
+		{"unix:/" + strings.Repeat("x", 107), `socket path "/` + strings.Repeat("x", 107) + `" is longer than 107 bytes`},
+		{"unix:/a\x00b", `socket path "/a\x00b" has a NUL byte`},
 		{"db.internal", `missing port in "db.internal" (like db.internal:5432)`},
 		{"db.internal:", `missing port in "db.internal:" (like db.internal:5432)`},
 		{"[::1]", `missing port in "[::1]" (like [::1]:5432)`},

@@ -173,6 +173,17 @@ func (v *validator) targets() {
 				v.add(pj, "%w", err)
 				continue
 			}
+			if m.Socket != "" {
+				switch {
+				case t.Protocol != ProtocolPostgres:
+					v.add(pj, "unix sockets are protected for postgres targets only")
+					continue
+				case t.Upstream.SSLMode != "" && t.Upstream.SSLMode != SSLModeDisable:
+					// PostgreSQL offers no TLS on its unix socket.
+					v.add(pj, "a unix socket has no TLS: set upstream.sslmode to disable, or name the server's TCP address")
+					continue
+				}
+			}
 			if first, ok := dsts[m]; ok {
 				v.add(pj, "%q is already a destination of target %q at %s", s, first.target, v.where(first.path))
 				continue
