@@ -461,7 +461,22 @@ int tollgate_connect6(struct bpf_sock_addr *ctx)
 
 /* The kernel's context behind struct bpf_sock_addr; only the fields read
  * are declared (CO-RE relocates them). */
+struct sock_common___tg {
+	struct {
+		__s64 counter;
+	} skc_cookie;
+} __attribute__((preserve_access_index));
+
+struct sock___tg {
+	struct sock_common___tg __sk_common;
+} __attribute__((preserve_access_index));
+
+struct unix_sock___tg {
+	struct sock___tg *peer;
+} __attribute__((preserve_access_index));
+
 struct bpf_sock_addr_kern {
+	struct sock___tg *sk;
 	void *uaddr;
 	__u32 uaddrlen;
 } __attribute__((preserve_access_index));
@@ -506,7 +521,8 @@ struct {
 } unix_origins SEC(".maps");
 
 /* Client socket cookie -> the path it connected to, for getpeername: the
- * client sees the path it asked for, not the daemon's. */
+ * client sees the path it asked for, not the daemon's. getpeername runs the
+ * program on the peer (the daemon's end), whose peer is the client. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -595,11 +611,21 @@ int tollgate_connect_unix(struct bpf_sock_addr *ctx)
 SEC("cgroup/getpeername_unix")
 int tollgate_getpeername_unix(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
+	struct unix_sock___tg *us = (struct unix_sock___tg *)sa->sk;
+	struct sock___tg *client = 0;
+	__s64 cookie = 0;
+
+	/* The cookie was made by the client's connect (bpf_get_socket_cookie),
+	 * so it is set on every socket this map knows. */
+	if (bpf_probe_read_kernel(&client, sizeof(client), __builtin_preserve_access_index(&us->peer)) != 0 || !client)
+		return 1;
+	if (bpf_probe_read_kernel(&cookie, sizeof(cookie),
+				  __builtin_preserve_access_index(&client->__sk_common.skc_cookie.counter)) != 0 || cookie == 0)
+		return 1;
 	struct unix_path *p = bpf_map_lookup_elem(&unix_peers, &cookie);
 	if (!p)
 		return 1;
-	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
 	__u32 n = 0;
 	for (int i = 0; i < UNIX_PATH_MAX; i++) {
 		if (p->path[i] == 0)
