@@ -118,6 +118,12 @@ type targetState struct {
 	ln4, ln6 *net.TCPListener
 	prefixes []netip.Prefix // resolved destinations, each with cfg port
 	ports    []uint16
+	// sockets are the protected unix socket paths; uln listens on usock,
+	// the daemon's socket they are rewritten to.
+	sockets      []string
+	uln          *net.UnixListener
+	usock        string
+	ulnAccepting bool
 	// localDial is, per port that is a local service (see local.go), the
 	// address the proxy dials for a connect matched by port alone.
 	localDial  map[uint16]netip.AddrPort
@@ -383,6 +389,12 @@ func (a *Agent) applyTargets(cfg policy.Config) error {
 		if ok && old.cfg.ListenPort == tc.ListenPort && old.cfg.Protocol == tc.Protocol {
 			old.cfg, old.tls = tc, tlsConf
 			a.resolveTarget(old)
+			if err := a.syncUnixListener(old, unixSocketDir(cfg)); err != nil {
+				return fmt.Errorf("target %q: %w", tc.Name, err)
+			}
+			if a.redir != nil {
+				a.startAcceptingUnix(old)
+			}
 			continue
 		}
 		ts := &targetState{cfg: tc, tls: tlsConf, id: stableID("target", tc.Name)}
@@ -390,6 +402,10 @@ func (a *Agent) applyTargets(cfg policy.Config) error {
 			return fmt.Errorf("target %q: %w", tc.Name, err)
 		}
 		a.resolveTarget(ts)
+		if err := a.syncUnixListener(ts, unixSocketDir(cfg)); err != nil {
+			a.closeTarget(ts)
+			return fmt.Errorf("target %q: %w", tc.Name, err)
+		}
 		if ok {
 			a.closeTarget(old)
 		}
@@ -453,12 +469,17 @@ func ipv6Loopback() bool {
 func (a *Agent) resolveTarget(ts *targetState) {
 	var prefixes []netip.Prefix
 	var ports []uint16
+	var sockets []string
 	var problems []string
 	matches, err := ts.cfg.Matches()
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
 	for _, m := range matches {
+		if m.Socket != "" {
+			sockets = append(sockets, m.Socket)
+			continue
+		}
 		if m.Host == "" {
 			prefixes = append(prefixes, m.Prefix)
 			ports = append(ports, m.Port)
@@ -485,7 +506,7 @@ func (a *Agent) resolveTarget(ts *targetState) {
 			ports = append(ports, m.Port)
 		}
 	}
-	ts.prefixes, ts.ports = prefixes, ports
+	ts.prefixes, ts.ports, ts.sockets = prefixes, ports, sockets
 	ts.resolveErr = strings.Join(problems, "; ")
 }
 
@@ -496,6 +517,7 @@ func (a *Agent) closeTarget(ts *targetState) {
 	if ts.ln6 != nil {
 		ts.ln6.Close()
 	}
+	a.closeUnixListener(ts)
 }
 
 func (a *Agent) closeListeners() {
@@ -535,6 +557,9 @@ func (a *Agent) syncMaps() error {
 		return err
 	}
 	if err := a.redir.SetLocalTargets(local); err != nil {
+		return err
+	}
+	if err := a.redir.SetUnixTargets(a.unixTargets()); err != nil {
 		return err
 	}
 	cg, uids := workloadMaps(a.workloads)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/ship"
+	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/redirect"
 )
 
@@ -120,6 +121,12 @@ func (a *Agent) status() Status {
 			} else {
 				t.Destinations = append(t.Destinations, fmt.Sprintf("%s:%d", p, ts.ports[i]))
 			}
+		}
+		if ts.uln != nil {
+			t.Listen = append(t.Listen, ts.usock)
+		}
+		for _, p := range ts.sockets {
+			t.Destinations = append(t.Destinations, policy.UnixPrefix+p)
 		}
 		lports := make([]int, 0, len(ts.localDial))
 		for p := range ts.localDial {

@@ -43,6 +43,16 @@ func (a *Agent) startAccepting(ts *targetState) {
 		}
 		go a.acceptLoop(ts, ln)
 	}
+	a.startAcceptingUnix(ts)
+}
+
+// startAcceptingUnix runs the accept loop of the target's unix socket, once
+// per socket (a reload may open one for a kept target). Caller holds a.mu.
+func (a *Agent) startAcceptingUnix(ts *targetState) {
+	if ts.uln != nil && !ts.ulnAccepting {
+		ts.ulnAccepting = true
+		go a.acceptLoopUnix(ts, ts.uln)
+	}
 }
 
 func (a *Agent) acceptLoop(ts *targetState, ln *net.TCPListener) {
@@ -82,7 +92,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		// directly) or the entry was lost: never guess a destination.
 		a.lookupMiss.Add(1)
 		if listenerTarget.cfg.Protocol == policy.ProtocolPostgres {
-			a.servePostgresCancel(listenerTarget, c, peer)
+			a.servePostgresCancel(listenerTarget, c, peer.String())
 			return
 		}
 		a.log.Warn("closing connection without origin", "peer", peer.String(), "target", listenerTarget.cfg.Name, "error", err)
@@ -114,7 +124,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 
 	switch ts.cfg.Protocol {
 	case policy.ProtocolPostgres:
-		a.handlePostgres(ts, c, origin, upstream, peer)
+		a.handlePostgres(ts, c, origin, upstream, "", peer.String())
 		return
 	case policy.ProtocolSSH:
 		a.handleSSH(ts, c, origin, upstream, peer)
@@ -214,20 +224,26 @@ func processRecord(o redirect.Origin) *audit.Process {
 // records the session itself once the client has said who it is: the
 // session.start record then carries the identity, database and user, and
 // is durable before anything reaches the server.
-// upstream is where the proxy dials (see upstreamAddr); the records name
-// the destination the client asked for.
-func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.Origin, upstream, peer netip.AddrPort) {
+// upstream is where the proxy dials (see upstreamAddr), or socket, the
+// path of the server's unix socket; the records name the destination the
+// client asked for. client is the client's address as records show it.
+func (a *Agent) handlePostgres(ts *targetState, c net.Conn, origin redirect.Origin, upstream netip.AddrPort, socket, client string) {
 	start := time.Now()
 	id := newSessionID(start)
 	a.mu.Lock()
 	tcfg, tlsConf, identities, hash, ver := ts.cfg, ts.tls, a.cfg.Identities, a.cfgHash, a.oidc
 	masker := a.maskers[tcfg.Name]
 	a.mu.Unlock()
+	dst := origin.Dst.String()
+	if socket != "" {
+		dst = policy.UnixPrefix + origin.Path
+	}
 	sess := postgres.Session{
 		Target:     tcfg,
 		Dst:        upstream,
+		Socket:     socket,
 		ServerName: serverName(tcfg, upstream),
-		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),
+		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: dst, Client: client,
 			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
 		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
 		Identities: identities,
@@ -238,7 +254,7 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 	if ver != nil {
 		sess.Verifier = ver
 	}
-	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
+	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: dst, PID: origin.Process.PID,
 		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
 	a.mu.Lock()
 	a.open[id] = info
@@ -260,12 +276,12 @@ func (a *Agent) handlePostgres(ts *targetState, c *net.TCPConn, origin redirect.
 // cancels arrive without an origin. Only a CancelRequest carrying a key
 // tollgate handed to one of its sessions is acted on; anything else is
 // closed unanswered, as before.
-func (a *Agent) servePostgresCancel(ts *targetState, c *net.TCPConn, peer netip.AddrPort) {
+func (a *Agent) servePostgresCancel(ts *targetState, c net.Conn, client string) {
 	a.mu.Lock()
 	name, tlsConf := ts.cfg.Name, ts.tls
 	a.mu.Unlock()
 	sess := postgres.Session{
-		Base:       audit.Record{Session: newSessionID(time.Now()), Target: name, Client: peer.String(), Listener: c.LocalAddr().String()},
+		Base:       audit.Record{Session: newSessionID(time.Now()), Target: name, Client: client, Listener: c.LocalAddr().String()},
 		TLS:        tlsConf, // libpq 17 sends cancels over TLS when the session used it
 		CancelOnly: true,
 	}
@@ -285,8 +301,13 @@ func serverName(t policy.Target, dst netip.AddrPort) string {
 }
 
 // dialUpstream dials a real server with the daemon's mark, so that the
-// connection is not redirected back to the proxy.
-func (a *Agent) dialUpstream(ctx context.Context, _, addr string) (net.Conn, error) {
+// connection is not redirected back to the proxy. network "unix" dials a
+// socket path; anything else is TCP.
+func (a *Agent) dialUpstream(ctx context.Context, network, addr string) (net.Conn, error) {
+	if network == "unix" {
+		d := net.Dialer{Timeout: upstreamDialTimeout, Control: markControl(a.mark)}
+		return d.DialContext(ctx, "unix", addr)
+	}
 	return dialMarked(ctx, a.mark, addr, upstreamDialTimeout)
 }
 

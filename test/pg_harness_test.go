@@ -42,13 +42,13 @@ const (
 )
 
 // pgCluster is a throwaway PostgreSQL 15 cluster: its own data directory,
-// a loopback TCP port, a private unix socket directory and a server log
+// a loopback TCP port, a unix socket directory of its own and a server log
 // with every statement in it (log_statement=all).
 type pgCluster struct {
 	t       testing.TB
-	dir     string // data directory and socket directory live under it
+	dir     string // the data directory lives under it
 	data    string
-	sockDir string
+	sockDir string // the unix socket's directory (mode 0755, like /var/run/postgresql)
 	logPath string
 	host    string
 	port    int
@@ -95,10 +95,24 @@ func startPostgres(t testing.TB) *pgCluster {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	c := &pgCluster{t: t, dir: dir, data: filepath.Join(dir, "data"), sockDir: dir,
+	// The socket directory is a temporary one of its own, open to every
+	// user like /var/run/postgresql, so that unprivileged clients can try
+	// the unix socket (and tollgate can protect it).
+	sockDir, err := os.MkdirTemp("", "tollgate-pgsock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sockDir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &pgCluster{t: t, dir: dir, data: filepath.Join(dir, "data"), sockDir: sockDir,
 		logPath: filepath.Join(dir, "server.log"), host: pgListenHost, cred: cred}
 	t.Cleanup(func() {
 		c.stop()
+		os.RemoveAll(sockDir)
 		if !t.Failed() || os.Getenv("TOLLGATE_KEEP_PG") == "" {
 			os.RemoveAll(dir)
 		} else {

@@ -14,6 +14,7 @@ import (
 type cancelTarget struct {
 	session   string
 	dst       netip.AddrPort
+	dial      DialFunc // the session's upstream dialer (TCP or its unix socket)
 	tls       *tls.Config
 	pid       uint32 // the real backend pid, which the client also knows
 	realKey   []byte // the server's secret, which the client never sees

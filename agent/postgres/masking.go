@@ -867,7 +867,7 @@ func maskingDetail(s *mask.Session, d map[string]string) {
 // catalogConn logs in to the session's database for catalog lookups, as
 // the session's upstream login does.
 func (s *Server) catalogConn(ctx context.Context, sess *Session, host string, st *Startup) (*pgconn.PgConn, error) {
-	cfg, password, err := upstreamConfig(sess.Target, sess.Dst, host, st, DialFunc(s.opts.Dial), s.opts.ConnectTimeout)
+	cfg, password, err := upstreamConfig(sess.Target, sess.Dst, host, st, s.dial(sess), s.opts.ConnectTimeout)
 	if err != nil {
 		return nil, err
 	}

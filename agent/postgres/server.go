@@ -141,6 +141,9 @@ type Session struct {
 	Target policy.Target
 	// Dst is the destination the client connected to: the real server.
 	Dst netip.AddrPort
+	// Socket, when set, is the real server's unix socket path, which
+	// the client connected to: the upstream is dialled there, not at Dst.
+	Socket string
 	// ServerName is the name verify-full checks the server's certificate
 	// against; empty means Dst's address.
 	ServerName string
@@ -327,9 +330,26 @@ func (s *Server) authOIDC(ctx context.Context, c net.Conn, sess *Session, st *St
 	return id, nil
 }
 
+// isLoopback reports whether the client is on this host: a loopback TCP
+// peer or a unix socket's.
 func isLoopback(a net.Addr) bool {
+	if _, ok := a.(*net.UnixAddr); ok {
+		return true
+	}
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// dial returns the dialer of the session's upstream: its unix socket when
+// it has one (whatever address pgconn derives), else TCP as pgconn asks.
+func (s *Server) dial(sess *Session) DialFunc {
+	if sess.Socket == "" {
+		return DialFunc(s.opts.Dial)
+	}
+	socket := sess.Socket
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return s.opts.Dial(ctx, "unix", socket)
+	}
 }
 
 // serveSession records the session start, logs in upstream, hands the
@@ -380,7 +400,7 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	if host == "" {
 		host = sess.Dst.Addr().Unmap().String()
 	}
-	up, err := dialUpstream(ctx, sess.Target, sess.Dst, host, st, DialFunc(s.opts.Dial), s.opts.ConnectTimeout)
+	up, err := dialUpstream(ctx, sess.Target, sess.Dst, host, st, s.dial(sess), s.opts.ConnectTimeout)
 	if err != nil {
 		ue := upstreamError(err)
 		s.log.Warn("upstream login failed", "session", sess.Base.Session, "dst", sess.Dst.String(), "error", err)
@@ -395,7 +415,7 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 
 	// The session speaks what the server agreed to, never more.
 	st.Minor = up.minor
-	ct := &cancelTarget{session: sess.Base.Session, dst: sess.Dst, tls: up.tls, pid: up.pid, realKey: up.secretKey}
+	ct := &cancelTarget{session: sess.Base.Session, dst: sess.Dst, dial: s.dial(sess), tls: up.tls, pid: up.pid, realKey: up.secretKey}
 	clientKey := s.cancels.add(ct, st.Minor)
 	defer s.cancels.remove(ct)
 
@@ -503,7 +523,7 @@ func (s *Server) serveCancel(ctx context.Context, sess *Session, st *Startup) {
 		s.opts.Recorder.RecordEventually(&end)
 		return
 	}
-	err := sendCancel(ctx, DialFunc(s.opts.Dial), t.dst, t.tls, t.pid, t.realKey)
+	err := sendCancel(ctx, t.dial, t.dst, t.tls, t.pid, t.realKey)
 	end.DurationNS = time.Since(start).Nanoseconds()
 	end.CloseReason = "cancel request sent"
 	if err != nil {
