@@ -509,12 +509,20 @@ func lastLine(s string) string {
 
 // TestBypassPostgres: the issue's psql -h 0.0.0.0 and friends against a
 // real PostgreSQL that listens on several local addresses, while the target
-// names only 127.0.0.2. The attacker (uid 65534, in the workload) holds a
-// role of its own (app_md5) and its password; through tollgate the server
-// sees the injected role (app_scram) instead. The verdict is the server's
-// own log: which role ran the attempt's statement, if any did.
+// names only 127.0.0.2, and its unix socket (psql -h <socket directory>).
+// The attacker (uid 65534, in the workload) holds a role of its own
+// (app_md5) and its password; through tollgate the server sees the injected
+// role (app_scram) instead. The verdict is the server's own log: which role
+// ran the attempt's statement, if any did.
+//
+// The socket's directory is closed to the attacker (0750, the server's
+// group), as docs/THREAT-MODEL.md asks: the kernel rewrites a connect to the
+// protected path before it resolves it, so psql -h <dir> still works
+// through tollgate, while every other name for the socket (another
+// spelling, a symlink, a hard link) resolves to the real socket and meets
+// the directory's permissions.
 func TestBypassPostgres(t *testing.T) {
-	s := newPGSetup(t, "process", "")
+	s := newPGUnixSetup(t, "")
 	hba := filepath.Join(s.pg.data, "pg_hba.conf")
 	b, err := os.ReadFile(hba)
 	if err != nil {
@@ -527,18 +535,60 @@ func TestBypassPostgres(t *testing.T) {
 	s.pg.stop()
 	s.pg.start()
 	port := strconv.Itoa(s.pg.port)
+	if err := os.Chmod(s.pg.sockDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// Other names for the socket, made by the attacker where it can
+	// write: a symlink to the directory and one to the socket itself,
+	// under the file name libpq derives from the port.
+	own := t.TempDir()
+	if err := os.Chmod(own, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	sockName := filepath.Base(s.pg.socket())
+	linkDir := filepath.Join(own, "dirlink")
+	if err := os.Symlink(s.pg.sockDir, linkDir); err != nil {
+		t.Fatal(err)
+	}
+	sockLinkDir := filepath.Join(own, "socklink")
+	if err := os.Mkdir(sockLinkDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(s.pg.socket(), filepath.Join(sockLinkDir, sockName)); err != nil {
+		t.Fatal(err)
+	}
+	hardLinkDir := filepath.Join(own, "hardlink")
+	if err := os.Mkdir(hardLinkDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	psqlArgs := func(host string) string {
+		return "psql -X -At -h '" + host + "' -p " + port + " -U " + pgMD5User + " -d " + pgDatabase
+	}
 
 	cases := []struct {
 		name, host, expected string
 		outside              bool
+		// script, when set, is run by sh as the attacker instead of
+		// psql -h host; $SQL is the attempt's statement.
+		script string
+		root   bool // run as root (a control, outside the workload)
 	}{
-		{"control: psql outside the workload -h 127.0.0.1", "127.0.0.1", seenDirect, true},
-		{"control: psql -h 127.0.0.2 (the named address)", "127.0.0.2", seenIntercepted, false},
-		{"psql -h 0.0.0.0", "0.0.0.0", seenIntercepted, false},
-		{"psql -h 127.0.0.1", "127.0.0.1", seenIntercepted, false},
-		{"psql -h ::1", "::1", seenIntercepted, false},
-		{"psql -h ::", "::", seenIntercepted, false},
-		{"psql -h localhost", "localhost", seenIntercepted, false},
+		{"control: psql outside the workload -h 127.0.0.1", "127.0.0.1", seenDirect, true, "", false},
+		{"control: psql -h 127.0.0.2 (the named address)", "127.0.0.2", seenIntercepted, false, "", false},
+		{"psql -h 0.0.0.0", "0.0.0.0", seenIntercepted, false, "", false},
+		{"psql -h 127.0.0.1", "127.0.0.1", seenIntercepted, false, "", false},
+		{"psql -h ::1", "::1", seenIntercepted, false, "", false},
+		{"psql -h ::", "::", seenIntercepted, false, "", false},
+		{"psql -h localhost", "localhost", seenIntercepted, false, "", false},
+		{"control: psql outside the workload -h <socket dir> (root)", s.pg.sockDir, seenDirect, true, "", true},
+		{"psql -h <socket dir> (unix socket)", s.pg.sockDir, seenIntercepted, false, "", false},
+		{"psql -h <socket dir>/ (another spelling)", s.pg.sockDir + "/", seenRefused, false, "", false},
+		{"psql -h <symlink to the socket dir>", linkDir, seenRefused, false, "", false},
+		{"psql -h <dir of a symlink to the socket>", sockLinkDir, seenRefused, false, "", false},
+		{"hard link to the socket, psql -h <its dir>", "", seenRefused, false,
+			"ln '" + s.pg.socket() + "' '" + filepath.Join(hardLinkDir, sockName) + "'; " + psqlArgs(hardLinkDir) + ` -c "$SQL"`, false},
+		{"cd <socket dir>, psql -h . (relative path)", "", seenRefused, false,
+			"cd '" + s.pg.sockDir + "' && " + psqlArgs(".") + ` -c "$SQL"`, false},
 	}
 	var rows []bypassRow
 	for i, tc := range cases {
@@ -547,12 +597,19 @@ func TestBypassPostgres(t *testing.T) {
 		if tc.outside {
 			cg = ""
 		}
-		cmd, cleanup := clientCmd(t, cg, []string{"PGPASSWORD=" + pgMD5Pass}, "psql", "-X", "-At",
-			"-h", tc.host, "-p", port, "-U", pgMD5User, "-d", pgDatabase, "-c", "SELECT '"+token+"'")
+		sql := "SELECT '" + token + "'"
+		env := []string{"PGPASSWORD=" + pgMD5Pass}
+		name, args := "psql", []string{"-X", "-At", "-h", tc.host, "-p", port, "-U", pgMD5User, "-d", pgDatabase, "-c", sql}
+		if tc.script != "" {
+			name, args, env = "sh", []string{"-c", tc.script}, append(env, "SQL="+sql)
+		}
+		cmd, cleanup := clientCmd(t, cg, env, name, args...)
 		if cmd.SysProcAttr == nil {
 			cmd.SysProcAttr = &syscall.SysProcAttr{}
 		}
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: bypassUID, Gid: bypassUID}
+		if !tc.root {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: bypassUID, Gid: bypassUID}
+		}
 		out, err := cmd.CombinedOutput()
 		cleanup()
 		seen := seenRefused
