@@ -64,6 +64,13 @@ func KernelChecks() []Check {
 	} {
 		out = append(out, Check{Name: h.name, Err: features.HaveProgramHelper(h.pt, h.fn), Fix: "upgrade the kernel to 5.8 or newer"})
 	}
+	// Only unix: targets need it; TCP interception works without.
+	var uerr error
+	if !redirect.UnixSupported() {
+		uerr = redirect.ErrNoUnix
+	}
+	out = append(out, Check{Name: "cgroup/connect_unix and bpf_sock_addr_set_sun_path (unix: targets)", Err: uerr,
+		Fix: "upgrade the kernel to 6.7 or newer to protect unix sockets", Warn: true})
 	return out
 }
 

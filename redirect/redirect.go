@@ -186,7 +186,7 @@ func Load(opts Options) (_ *Redirector, err error) {
 		m.Pinning = ebpf.PinByName
 	}
 
-	r := &Redirector{log: opts.Logger, pinPath: opts.PinPath, unix: unixSupported()}
+	r := &Redirector{log: opts.Logger, pinPath: opts.PinPath, unix: UnixSupported()}
 	if !r.unix {
 		opts.Logger.Warn("this kernel cannot redirect unix sockets (Linux 6.7 or later can): unix targets are refused")
 		stubUnixPrograms(spec)

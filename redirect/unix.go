@@ -45,9 +45,9 @@ type UnixTarget struct {
 	Listen string
 }
 
-// unixSupported reports whether the running kernel has the kfunc the unix
-// programs call.
-func unixSupported() bool {
+// UnixSupported reports whether the running kernel can redirect unix
+// socket connects: it has the kfunc the unix programs call (Linux 6.7).
+func UnixSupported() bool {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return false
@@ -70,8 +70,8 @@ func stubUnixPrograms(spec *ebpf.CollectionSpec) {
 	}
 }
 
-// UnixSupported reports whether this redirector redirects unix sockets.
-func (r *Redirector) UnixSupported() bool { return r.unix }
+// UnixAttached reports whether this redirector redirects unix sockets.
+func (r *Redirector) UnixAttached() bool { return r.unix }
 
 // SetUnixTargets replaces the protected socket paths. New entries are
 // written before stale ones are removed.

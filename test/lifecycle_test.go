@@ -48,7 +48,7 @@ func TestFailClosedRestartUninstall(t *testing.T) {
 	// interception. Tracing links cannot be updated; they are replaced,
 	// the new one attached before the old one's pin goes.
 	after := pinnedLinkIDs(t, s.d.cfg.PinPath)
-	for _, name := range []string{"connect4", "connect6", "sockops"} {
+	for _, name := range []string{"connect4", "connect6", "sockops", "connect_unix", "getpeername_unix"} {
 		if after[name] != linksBefore[name] {
 			t.Fatalf("pinned link %s changed across restart: %v → %v", name, linksBefore, after)
 		}
@@ -123,8 +123,12 @@ func pinnedLinkIDs(t testing.TB, pin string) map[string]link.ID {
 		}
 		ids[e.Name()] = info.ID
 	}
-	if len(ids) != 5 { // connect4, connect6, sockops, cgroup_mkdir, cgroup_rmdir
-		t.Fatalf("pinned links: %v", ids)
+	want := 5 // connect4, connect6, sockops, cgroup_mkdir, cgroup_rmdir
+	if redirect.UnixSupported() {
+		want += 2 // connect_unix, getpeername_unix
+	}
+	if len(ids) != want {
+		t.Fatalf("pinned links: %v, want %d", ids, want)
 	}
 	return ids
 }
