@@ -158,9 +158,35 @@ func TestPostgresUnixSocket(t *testing.T) {
 		t.Errorf("getpeername in the workload = %q, want %q", got, s.pg.socket())
 	}
 
+	// Cancels: pgx sends its CancelRequest to the address of its
+	// session's socket, which the kernel rewrites too (or, if it asked
+	// for the daemon's socket, which tollgate serves for its own keys);
+	// the query really stops on the server.
+	before := len(s.d.records())
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", s.pg.sockDir, s.pg.port, pgScramUser, pgDatabase)
+	out, errOut, err = runClient(t, ctx, s.cgroup, nil, "", pgclientBin(t), "cancel", dsn)
+	if err != nil {
+		t.Fatalf("pgclient cancel: %v\n%s\n%s", err, out, errOut)
+	}
+	for _, want := range []string{"cancelled: ERROR 57014: canceling statement due to user request within 10s true",
+		"sleeping on the server: 0", "cancel request: ok", "explicit cancel: ERROR 57014"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pgclient output lacks %q:\n%s", want, out)
+		}
+	}
+	cancels := 0
+	for _, r := range s.d.settledRecords()[before:] {
+		if r.Kind == audit.KindSessionStart && r.Detail["request"] == "cancel" {
+			cancels++
+		}
+	}
+	if cancels != 2 {
+		t.Errorf("%d cancel requests recorded, want 2", cancels)
+	}
+
 	// Control: outside the workload the same psql reaches the server
 	// directly, as the role it asked for, and nothing is recorded.
-	before := len(s.d.records())
+	before = len(s.d.records())
 	ctl := fmt.Sprintf("unix_ctl_%d", time.Now().UnixNano())
 	out, errOut, err = runClient(t, ctx, "", nil, "", "psql", psqlArgs("SELECT current_user AS "+ctl)...)
 	if err != nil {
