@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/policy"
@@ -27,6 +28,12 @@ const UnixSocketDir = "unix"
 // ErrUnixSocketPath means a target's socket in UnixSocketDir would be too
 // long for a sockaddr_un.
 var ErrUnixSocketPath = errors.New("socket path too long")
+
+// ErrUnsafeUnixDir means the directory of the target sockets, or its
+// parent, could be changed by someone other than the daemon's user: they
+// could replace a target socket (while the daemon is down, say) and receive
+// the connections the programs redirect to it.
+var ErrUnsafeUnixDir = errors.New("unsafe unix socket directory")
 
 // ErrPeerMismatch means the kernel's origin of a unix connection and the
 // socket's own peer credentials name different processes.
@@ -54,6 +61,9 @@ func (a *Agent) syncUnixListener(ts *targetState, dir string) error {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("unix socket dir: %w", err)
+	}
+	if err := checkUnixDir(dir); err != nil {
+		return err
 	}
 	// The service's umask would narrow MkdirAll's mode; the workloads
 	// must traverse the directory.
@@ -84,6 +94,36 @@ func (a *Agent) syncUnixListener(ts *targetState, dir string) error {
 		return fmt.Errorf("unix socket: %w", err)
 	}
 	ts.uln, ts.usock = ln, path
+	return nil
+}
+
+// checkUnixDir checks that dir is a directory of the daemon's user (not a
+// symlink) and that its parent is the daemon's or sticky, so that nobody
+// else can put a socket of their own where the programs send workloads.
+func checkUnixDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("unix socket dir: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory: %w", dir, ErrUnsafeUnixDir)
+	case !ok || int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("%s is not owned by the daemon's user (remove it and restart): %w", dir, ErrUnsafeUnixDir)
+	}
+	parent := filepath.Dir(dir)
+	pst, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("unix socket dir: %w", err)
+	}
+	psys, ok := pst.Sys().(*syscall.Stat_t)
+	if !ok || int(psys.Uid) != os.Geteuid() && pst.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("%s is not owned by the daemon's user and not sticky: %w", parent, ErrUnsafeUnixDir)
+	}
+	if pst.Mode().Perm()&0o022 != 0 && pst.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("%s is writable by group or others: %w", parent, ErrUnsafeUnixDir)
+	}
 	return nil
 }
 

@@ -67,7 +67,8 @@ const pgUnixPolicy = `rules:
 // the kernel's view of the process, the server sees tollgate's upstream
 // role (not the one psql asked for), and a denied statement never reaches
 // the server. The same psql outside the workload connects directly. A
-// client in the workload that checks getpeername sees the path it dialled.
+// client in the workload that checks getpeername sees the path it dialled;
+// pgx's cancels work; with the daemon killed nothing gets through.
 func TestPostgresUnixSocket(t *testing.T) {
 	s := newPGUnixSetup(t, pgUnixPolicy)
 	s.pg.psqlSuper(t, pgDatabase, "CREATE TABLE secrets (k text)", "ALTER TABLE secrets OWNER TO "+pgScramUser)
@@ -182,6 +183,24 @@ func TestPostgresUnixSocket(t *testing.T) {
 	}
 	if cancels != 2 {
 		t.Errorf("%d cancel requests recorded, want 2", cancels)
+	}
+
+	// Fail closed: with the daemon killed the pinned program still
+	// rewrites the connect, to a socket nobody serves; nothing reaches
+	// the server. Back up, the same psql works again.
+	s.d.kill()
+	down := fmt.Sprintf("unix_down_%d", time.Now().UnixNano())
+	out, errOut, err = runClient(t, ctx, s.cgroup, nil, "", "psql", psqlArgs("SELECT 1 AS "+down)...)
+	if err == nil {
+		t.Errorf("psql through the unix socket with the daemon killed succeeded: %q", out)
+	}
+	if strings.Contains(s.pg.serverLog(), down) {
+		t.Errorf("with the daemon killed, the statement reached the server (stderr %q)", errOut)
+	}
+	s.d.start()
+	out, errOut, err = runClient(t, ctx, s.cgroup, nil, "", "psql", psqlArgs("SELECT current_user")...)
+	if err != nil || out != pgScramUser+"\n" {
+		t.Errorf("after the restart: %v, %q\n%s", err, out, errOut)
 	}
 
 	// Control: outside the workload the same psql reaches the server
