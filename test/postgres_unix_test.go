@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,5 +219,57 @@ func TestPostgresUnixSocket(t *testing.T) {
 		if r.Kind == audit.KindSessionStart || r.Kind == audit.KindStatement {
 			t.Errorf("a direct connection was recorded: %+v", r)
 		}
+	}
+}
+
+// TestPostgresUnixSocketReload: a reload that drops a target's unix match
+// closes the daemon's socket for it and stops redirecting (the workload's
+// psql then reaches the server directly, as the config now says); one that
+// adds it back protects the socket again, without a restart.
+func TestPostgresUnixSocketReload(t *testing.T) {
+	s := newPGUnixSetup(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	who := func() string {
+		t.Helper()
+		out, errOut, err := runClient(t, ctx, s.cgroup, nil, "", "psql", "-X", "-At", "-h", s.pg.sockDir,
+			"-p", strconv.Itoa(s.pg.port), "-U", pgMD5User, "-d", pgDatabase, "-c", "SELECT current_user")
+		if err != nil {
+			t.Fatalf("psql: %v\n%s\n%s", err, out, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	reload := func(from, to string) {
+		t.Helper()
+		b, err := os.ReadFile(s.d.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), from) {
+			t.Fatalf("config lacks %q:\n%s", from, b)
+		}
+		before := s.d.status().ConfigHash
+		if err := os.WriteFile(s.d.cfgPath, []byte(strings.Replace(string(b), from, to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.d.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, "the new config in force", func() bool { return s.d.status().ConfigHash != before })
+	}
+	daemonSocket := filepath.Join(filepath.Dir(s.d.cfg.Socket), agent.UnixSocketDir, "pg.sock")
+	if got := who(); got != pgScramUser {
+		t.Fatalf("before the reload, current_user %q, want %q (through tollgate)", got, pgScramUser)
+	}
+	withUnix := `match: ["` + s.pg.addr() + `", "unix:` + s.pg.socket() + `"]`
+	withoutUnix := `match: ["` + s.pg.addr() + `"]`
+	reload(withUnix, withoutUnix)
+	if got := who(); got != pgMD5User {
+		t.Errorf("without the unix match, current_user %q, want %q (direct)", got, pgMD5User)
+	}
+	if _, err := os.Stat(daemonSocket); !os.IsNotExist(err) {
+		t.Errorf("the daemon's socket %s is still there: %v", daemonSocket, err)
+	}
+	reload(withoutUnix, withUnix)
+	if got := who(); got != pgScramUser {
+		t.Errorf("with the unix match back, current_user %q, want %q (through tollgate)", got, pgScramUser)
 	}
 }
