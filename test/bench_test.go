@@ -50,6 +50,13 @@ func newBenchSetup(b *testing.B) *benchSetup {
 // creates are intercepted; the returned func moves it back.
 func (s *benchSetup) enter(b *testing.B) func() {
 	b.Helper()
+	return enterCgroup(b, s.cgroup)
+}
+
+// enterCgroup moves the test process into cgroup (so its own connects are
+// a workload's) and returns the function that moves it back.
+func enterCgroup(b *testing.B, cgroup string) func() {
+	b.Helper()
 	orig, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		b.Fatal(err)
@@ -62,7 +69,7 @@ func (s *benchSetup) enter(b *testing.B) func() {
 	}
 	root := cgroup2Root(b)
 	pid := []byte(strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(root, s.cgroup, "cgroup.procs"), pid, 0); err != nil {
+	if err := os.WriteFile(filepath.Join(root, cgroup, "cgroup.procs"), pid, 0); err != nil {
 		b.Fatal(err)
 	}
 	return func() {

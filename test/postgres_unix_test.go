@@ -27,7 +27,7 @@ func (c *pgCluster) socket() string {
 // too: the target's matches are its TCP address and unix:<socket>. The
 // daemon's run directory is opened to other users, as /run/tollgate is,
 // so that unprivileged workloads can reach the target sockets.
-func newPGUnixSetup(t *testing.T, extra string) *pgSetup {
+func newPGUnixSetup(t testing.TB, extra string) *pgSetup {
 	t.Helper()
 	requireRoot(t)
 	s := &pgSetup{pg: startPostgres(t), cgroup: newCgroup(t)}
