@@ -52,6 +52,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkVerify$$' -benchtime 1x -timeout 30m ./audit/
 	@if [ "$$(id -u)" != 0 ]; then echo "the interception benchmarks need root"; exit 1; fi
 	$(GO) test -run '^$$' -bench '^BenchmarkConnect$$' -benchtime 2000x ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkPostgresUnixConnect$$' -benchtime 300x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayThroughput$$' -benchtime 4x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkIdleConnectionRSS$$' -benchtime 1x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkMaskingThroughput$$' -benchtime 1x -timeout 30m ./test/
