@@ -233,6 +233,7 @@ func (a *Agent) handlePostgres(ts *targetState, c net.Conn, origin redirect.Orig
 	a.mu.Lock()
 	tcfg, tlsConf, identities, hash, ver := ts.cfg, ts.tls, a.cfg.Identities, a.cfgHash, a.oidc
 	masker := a.maskers[tcfg.Name]
+	listener := listenerName(ts, c)
 	a.mu.Unlock()
 	dst := origin.Dst.String()
 	if socket != "" {
@@ -244,7 +245,7 @@ func (a *Agent) handlePostgres(ts *targetState, c net.Conn, origin redirect.Orig
 		Socket:     socket,
 		ServerName: serverName(tcfg, upstream),
 		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: dst, Client: client,
-			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
+			Listener: listener, Process: processRecord(origin)},
 		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
 		Identities: identities,
 		PolicyHash: hash,
@@ -279,13 +280,25 @@ func (a *Agent) handlePostgres(ts *targetState, c net.Conn, origin redirect.Orig
 func (a *Agent) servePostgresCancel(ts *targetState, c net.Conn, client string) {
 	a.mu.Lock()
 	name, tlsConf := ts.cfg.Name, ts.tls
+	listener := listenerName(ts, c)
 	a.mu.Unlock()
 	sess := postgres.Session{
-		Base:       audit.Record{Session: newSessionID(time.Now()), Target: name, Client: client, Listener: c.LocalAddr().String()},
+		Base:       audit.Record{Session: newSessionID(time.Now()), Target: name, Client: client, Listener: listener},
 		TLS:        tlsConf, // libpq 17 sends cancels over TLS when the session used it
 		CancelOnly: true,
 	}
 	a.pg.Serve(a.ctx, c, sess)
+}
+
+// listenerName names the listener that accepted c in records: its address,
+// or for the target's unix socket its path (the socket was bound under a
+// temporary name and renamed, which its own address still shows). Caller
+// holds a.mu.
+func listenerName(ts *targetState, c net.Conn) string {
+	if _, ok := c.(*net.UnixConn); ok && ts.usock != "" {
+		return ts.usock
+	}
+	return c.LocalAddr().String()
 }
 
 // serverName is the name an upstream certificate is checked against: the

@@ -118,6 +118,9 @@ func TestPostgresUnixSocket(t *testing.T) {
 		if start.Process == nil || start.Process.Comm != "psql" || start.Process.CgroupID == 0 || start.Process.Pid == 0 {
 			t.Errorf("session.start process %+v, want psql with its pid and cgroup", start.Process)
 		}
+		if want := filepath.Join(filepath.Dir(s.d.cfg.Socket), agent.UnixSocketDir, "pg.sock"); start.Listener != want || start.Client != "unix" {
+			t.Errorf("session.start listener %q, client %q; want %q, unix", start.Listener, start.Client, want)
+		}
 		if start.Detail["workload"] != "pg-workload" || start.Detail["user"] != pgMD5User {
 			t.Errorf("session.start detail %v", start.Detail)
 		}
