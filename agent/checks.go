@@ -121,6 +121,10 @@ func HostChecks(configPath string) []Check {
 			out = append(out, Check{Name: "no process of a workload's uid outside it (ptrace)", Err: ptraceExposure(wls, ptraceScope()), Warn: true,
 				Fix: "select the workload by uid, run it under a uid nothing else uses, or set kernel.yama.ptrace_scope=2 (see docs/THREAT-MODEL.md)"})
 		}
+		if err := unixSocketExposure(cfg); err != errNoUnixTargets {
+			out = append(out, Check{Name: "protected unix sockets reachable only under their path", Err: err, Warn: true,
+				Fix: "chmod o-x the socket's directory (e.g. 0750 with the group of the server's other local clients): a workload can otherwise reach the socket under another name, a symlink or a relative path, unrecorded (see docs/THREAT-MODEL.md)"})
+		}
 		werr := dirWritable(cfg.StateDir)
 		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
 		if werr == nil {
@@ -142,6 +146,42 @@ func HostChecks(configPath string) []Check {
 	}
 	out = append(out, Check{Name: "IPv6 loopback", Err: v6err, Fix: "enable IPv6 on lo (sysctl net.ipv6.conf.lo.disable_ipv6=0) or IPv6 clients of targets are refused"})
 	return out
+}
+
+// errNoUnixTargets means the config protects no unix socket: nothing to
+// check.
+var errNoUnixTargets = errors.New("no unix targets")
+
+// unixSocketExposure reports the protected sockets whose directory others
+// may search. The programs match the path as the client spells it; another
+// name for the socket resolves to it, and only the directory's permissions
+// stop that (see docs/THREAT-MODEL.md).
+func unixSocketExposure(cfg policy.Config) error {
+	var errs []error
+	found := false
+	for _, t := range cfg.Targets {
+		ms, _ := t.Matches()
+		for _, m := range ms {
+			if m.Socket == "" {
+				continue
+			}
+			found = true
+			dir := filepath.Dir(m.Socket)
+			st, err := os.Stat(dir)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("target %q: %w", t.Name, err))
+				continue
+			}
+			if st.Mode().Perm()&0o001 != 0 {
+				errs = append(errs, fmt.Errorf("target %q: %s has mode %04o: any user can reach %s under another name",
+					t.Name, dir, st.Mode().Perm(), filepath.Base(m.Socket)))
+			}
+		}
+	}
+	if !found {
+		return errNoUnixTargets
+	}
+	return errors.Join(errs...)
 }
 
 func effectiveCaps() (uint64, error) {

@@ -535,8 +535,25 @@ func TestBypassPostgres(t *testing.T) {
 	s.pg.stop()
 	s.pg.start()
 	port := strconv.Itoa(s.pg.port)
+	// doctor warns while the socket's directory is open to every user
+	// (the harness makes it 0755), and is quiet once it is closed.
+	const exposed = "WARN  protected unix sockets reachable only under their path"
+	open, _ := runTollgate("doctor", "--config", s.d.cfgPath)
 	if err := os.Chmod(s.pg.sockDir, 0o750); err != nil {
 		t.Fatal(err)
+	}
+	closed, _ := runTollgate("doctor", "--config", s.d.cfgPath)
+	doctorRow := bypassRow{attempt: "doctor: socket directory open (0755), then closed (0750)", expected: "warns, then quiet", seen: "quiet"}
+	switch {
+	case strings.Contains(open, exposed) && !strings.Contains(closed, exposed):
+		doctorRow.seen = "warns, then quiet"
+	case strings.Contains(open, exposed):
+		doctorRow.seen = "warns, also when closed"
+	}
+	for _, l := range strings.Split(open, "\n") {
+		if strings.HasPrefix(l, exposed) {
+			doctorRow.detail = l
+		}
 	}
 	// Other names for the socket, made by the attacker where it can
 	// write: a symlink to the directory and one to the socket itself,
@@ -636,6 +653,7 @@ func TestBypassPostgres(t *testing.T) {
 		}
 		rows = append(rows, bypassRow{tc.name, tc.expected, seen, detail})
 	}
+	rows = append(rows, doctorRow)
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ATTEMPT\tEXPECTED\tSEEN\tDETAIL")
