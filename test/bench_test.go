@@ -55,7 +55,7 @@ func (s *benchSetup) enter(b *testing.B) func() {
 
 // enterCgroup moves the test process into cgroup (so its own connects are
 // a workload's) and returns the function that moves it back.
-func enterCgroup(b *testing.B, cgroup string) func() {
+func enterCgroup(b testing.TB, cgroup string) func() {
 	b.Helper()
 	orig, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {

@@ -10,9 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
@@ -274,5 +277,66 @@ func TestPostgresUnixSocketReload(t *testing.T) {
 	reload(withoutUnix, withUnix)
 	if got := who(); got != pgScramUser {
 		t.Errorf("with the unix match back, current_user %q, want %q (through tollgate)", got, pgScramUser)
+	}
+}
+
+// TestPostgresUnixSocketConcurrent: 32 logins at once over the unix socket
+// from one process of the workload (as a connection pool makes them). Each
+// connect has its own socket and cookie, so each session gets its own
+// origin: all succeed, and each is recorded with this process's pid.
+func TestPostgresUnixSocketConcurrent(t *testing.T) {
+	s := newPGUnixSetup(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", s.pg.sockDir, s.pg.port, pgMD5User, pgDatabase)
+	const n = 32
+	errs := make(chan error, n)
+	users := make(chan string, n)
+	leave := enterCgroup(t, s.cgroup)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgconn.Connect(ctx, dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(ctx)
+			res, err := c.Exec(ctx, "SELECT current_user").ReadAll()
+			if err != nil {
+				errs <- err
+				return
+			}
+			users <- string(res[0].Rows[0][0])
+		}()
+	}
+	wg.Wait()
+	leave()
+	close(errs)
+	close(users)
+	for err := range errs {
+		t.Errorf("login: %v", err)
+	}
+	got := 0
+	for u := range users {
+		got++
+		if u != pgScramUser {
+			t.Errorf("current_user %q, want %q (through tollgate)", u, pgScramUser)
+		}
+	}
+	if got != n {
+		t.Errorf("%d of %d sessions ran", got, n)
+	}
+	starts, _ := sessionRecords(s.d.settledRecords())
+	mine := 0
+	for _, r := range starts {
+		if r.Process != nil && int(r.Process.Pid) == os.Getpid() && r.Dst == "unix:"+s.pg.socket() {
+			mine++
+		}
+	}
+	if mine != n {
+		t.Errorf("%d session.start records name this process and the socket, want %d", mine, n)
 	}
 }
