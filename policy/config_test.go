@@ -328,11 +328,6 @@ func TestValidate(t *testing.T) {
 			c.Targets[1].Protocol = "ssh"
 			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts", SSLMode: "require"}
 		}, `targets[1].upstream.sslmode: not an ssh setting (ssh targets use user, known_hosts and key_file)`},
-		{"ssh oidc", func(c *policy.Config) {
-			c.Targets[1].Protocol = "ssh"
-			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts"}
-			c.Targets[1].ClientAuth = "oidc"
-		}, `targets[1].client_auth: ssh targets identify clients by process only (client_auth: process)`},
 		{"forward without destinations", func(c *policy.Config) {
 			c.Rules = append(c.Rules, policy.Rule{ID: "fwd", Action: "allow", When: policy.Conditions{Classes: []policy.Class{"forward_local"}}})
 		}, `rules[2].when.forwards: required: a rule that allows port forwarding names the destinations it allows`},

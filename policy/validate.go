@@ -196,8 +196,6 @@ func (v *validator) targets() {
 			v.add(pa, "unknown client_auth %q (want oidc or process)", t.ClientAuth)
 		case t.Protocol == ProtocolTCP:
 			v.add(pa, "only postgres and ssh targets have client_auth")
-		case t.Protocol == ProtocolSSH && t.ClientAuth == ClientAuthOIDC:
-			v.add(pa, "ssh targets identify clients by process only (client_auth: process)")
 		case t.ClientAuth == ClientAuthOIDC && len(v.c.OIDC.Issuers) == 0:
 			v.add(pa, "oidc needs at least one entry in oidc.issuers")
 		}

@@ -78,7 +78,9 @@ func startSSHD(t testing.TB, addr, userCA, authorized string) *sshd {
 	if err := os.WriteFile(filepath.Join(s.dir, "user_ca.pub"), []byte(userCA+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A second address on the same port serves a second target.
 	conf := fmt.Sprintf(`ListenAddress %s:%d
+ListenAddress 127.0.0.3:%[2]d
 HostKey %s/host_key
 PidFile %s/sshd.pid
 TrustedUserCAKeys %s/user_ca.pub
@@ -167,7 +169,12 @@ identities:
     oidc: {issuer: %[1]q, groups: [ops]}
   - name: oncall
     process: {cgroup: %[4]s}
+  - name: ci-token
+    oidc: {issuer: %[1]q, subject: ci}
 rules:
+  - id: token-commands
+    when: {identities: [ci-token], targets: [web-oidc], classes: [exec], commands: ["echo **"]}
+    action: allow
   - id: oncall-shell
     when: {identities: [oncall], targets: [web], classes: [shell]}
     action: review
@@ -219,7 +226,9 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	s.known = filepath.Join(t.TempDir(), "known_hosts")
 	s.writeKnown(t, s.target.hostPub)
 	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
-		s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall)
+		s.target.port, s.known) +
+		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
+			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall)
 	s.d = startDaemon(t, cfg)
 
 	line, err := runTollgate("ssh", "known-hosts", "--config", s.d.cfgPath)
@@ -237,7 +246,7 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 
 func (s *sshSetup) writeKnown(t testing.TB, key string) {
 	t.Helper()
-	line := fmt.Sprintf("[127.0.0.2]:%d %s\n", s.target.port, key)
+	line := fmt.Sprintf("[127.0.0.2]:%d %s\n[127.0.0.3]:%[1]d %[2]s\n", s.target.port, key)
 	if err := os.WriteFile(s.known, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +268,14 @@ func (s *sshSetup) client(t testing.TB, ctx context.Context, through bool, stdin
 // clientIn is client in the workload cgroup cg ("" for none).
 func (s *sshSetup) clientIn(t testing.TB, ctx context.Context, cg, stdin string, name string, args ...string) (string, string, error) {
 	t.Helper()
+	return s.clientEnv(t, ctx, cg, nil, stdin, name, args...)
+}
+
+// clientEnv is clientIn with more environment variables.
+func (s *sshSetup) clientEnv(t testing.TB, ctx context.Context, cg string, env []string, stdin string, name string, args ...string) (string, string, error) {
+	t.Helper()
 	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", `mount --bind "$0" /root && exec "$@"`, s.home, name}, args...)
-	return runClient(t, ctx, cg, nil, stdin, "unshare", full...)
+	return runClient(t, ctx, cg, env, stdin, "unshare", full...)
 }
 
 // ssh runs `ssh -p <port> root@127.0.0.2 <args>` through interception.
@@ -406,6 +421,34 @@ func TestSSH(t *testing.T) {
 		closes := recordsOf(recs, id, audit.KindChannelClose)
 		if len(closes) != 1 || closes[0].Detail[audit.DetailExitStatus] != "0" {
 			t.Fatalf("channel.close: %+v", closes)
+		}
+	})
+
+	t.Run("oidc token as the password", func(t *testing.T) {
+		// The automation gives its token the way ssh takes passwords
+		// without a terminal: an askpass program.
+		askpass := filepath.Join(s.home, "askpass")
+		os.WriteFile(askpass, []byte("#!/bin/sh\ncat /root/token\n"), 0o755)
+		env := []string{"SSH_ASKPASS=/root/askpass", "SSH_ASKPASS_REQUIRE=force"}
+		run := func(token string) (string, string, error) {
+			os.WriteFile(filepath.Join(s.home, "token"), []byte(token+"\n"), 0o600)
+			return s.clientEnv(t, ctx, s.cgroup, env, "", "ssh", "-p", strconv.Itoa(s.target.port), "root@127.0.0.3", "echo oidc")
+		}
+		out, errOut, err := run(s.is.Token(t, map[string]any{"sub": "ci"}))
+		if err != nil || out != "oidc\n" {
+			t.Fatalf("ssh with a token: %v %q\n%s", err, out, errOut)
+		}
+		recs := s.d.settledRecords()
+		id := sessionOf(t, recs, "echo oidc")
+		starts, _ := sessionRecords(recs)
+		st := starts[id]
+		if st.Identity == nil || st.Identity.Method != "oidc" || st.Identity.Subject != "ci" || st.Identity.Name != "ci-token" ||
+			!strings.HasPrefix(st.Detail["client_key"], "SHA256:") {
+			t.Fatalf("session.start identity %+v, detail %v", st.Identity, st.Detail)
+		}
+		_, errOut, err = run(s.is.Token(t, map[string]any{"sub": "ci", "exp": time.Now().Add(-time.Minute).Unix()}))
+		if err == nil || !strings.Contains(errOut, "tollgate: token refused") {
+			t.Fatalf("expired token: %v\n%s", err, errOut)
 		}
 	})
 
