@@ -326,8 +326,10 @@ func (a *Agent) handleSSH(ts *targetState, c *net.TCPConn, origin redirect.Origi
 	id := newSessionID(start)
 	a.mu.Lock()
 	tcfg, identities, ver := ts.cfg, a.cfg.Identities, a.oidc
+	masker := a.maskers[tcfg.Name]
 	a.mu.Unlock()
 	sess := sshproxy.Session{
+		Masker: masker,
 		Target: tcfg,
 		Dst:    upstream,
 		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),

@@ -193,6 +193,11 @@ rules:
     when: {commands: ["systemctl stop **"]}
     action: deny
     reason: stops go through change management
+masking:
+  - id: ssh-secrets
+    targets: [web]
+    detectors: [aws_access_key]
+    style: redact
 `
 
 func newSSHSetup(t testing.TB) *sshSetup { return newSSHSetupWith(t, false) }
@@ -449,6 +454,24 @@ func TestSSH(t *testing.T) {
 		_, errOut, err = run(s.is.Token(t, map[string]any{"sub": "ci", "exp": time.Now().Add(-time.Minute).Unix()}))
 		if err == nil || !strings.Contains(errOut, "tollgate: token refused") {
 			t.Fatalf("expired token: %v\n%s", err, errOut)
+		}
+	})
+
+	t.Run("masked in the records", func(t *testing.T) {
+		const key = "AKIAIOSFODNN7EXAMPLE"
+		out, errOut, err := s.ssh(t, ctx, "echo "+key)
+		if err != nil || out != key+"\n" {
+			t.Fatalf("the client gets its output unmasked: %v %q %s", err, out, errOut)
+		}
+		recs := s.d.settledRecords()
+		id := sessionOf(t, recs, "echo [MASKED:aws_access_key]")
+		if got := channelOutput(recs, id, "out"); got != "[MASKED:aws_access_key]\n" {
+			t.Fatalf("recorded output %q", got)
+		}
+		for _, r := range recs {
+			if r.Session == id && strings.Contains(fmt.Sprint(r.Detail, r.Statement), key) {
+				t.Fatalf("the key is in a record: %+v", r)
+			}
 		}
 	})
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/mask"
 )
 
 // Defaults for Options.
@@ -162,6 +163,9 @@ type Session struct {
 	// Verifier verifies the tokens of a target with client_auth oidc;
 	// nil when no issuer is configured.
 	Verifier TokenVerifier
+	// Masker, when set, masks what its detectors and patterns find in the
+	// recorded bytes and commands (not in what the client receives).
+	Masker *mask.Masker
 }
 
 // Stats is what a finished session reports.
@@ -467,6 +471,7 @@ type session struct {
 
 	ident  *policy.Identity
 	idents []string
+	masks  *mask.Session // nil: nothing is masked
 
 	nextChannel atomic.Int64
 	upBytes     atomic.Int64
@@ -503,6 +508,20 @@ func (c *session) identify() {
 		rec.Name = ids[0].Name
 	}
 	c.sess.Base.Identity = rec
+	if c.sess.Masker != nil {
+		if ms := c.sess.Masker.Session(mask.Subject{Identities: c.idents}); ms.Active() {
+			c.masks = ms
+		}
+	}
+}
+
+// masked returns text with what the masking detectors find masked, for a
+// record, and how many values were masked.
+func (c *session) masked(text string) (string, int) {
+	if c.masks == nil {
+		return text, 0
+	}
+	return c.masks.MaskText(text)
 }
 
 // keyID is the user certificate's key id, which the target's sshd logs:
