@@ -156,6 +156,7 @@ type sshSetup struct {
 	work   string // where commands on the target leave their marks
 	known  string // the daemon's known_hosts for the target
 	is     *testIssuer
+	echo   *net.TCPAddr // a service a rule lets the workload forward to
 }
 
 const sshPolicy = `oidc:
@@ -189,6 +190,9 @@ rules:
     when: {identities: [deployer], targets: [web], commands: ["touch %[3]s/held-*"]}
     action: review
     approvers: {groups: [ops], timeout: 5m}
+  - id: echo-forward
+    when: {identities: [deployer], targets: [web], classes: [forward_local], forwards: ["127.0.0.1:%[5]d"]}
+    action: allow
   - id: no-stop
     when: {commands: ["systemctl stop **"]}
     action: deny
@@ -209,7 +213,8 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	t.Helper()
 	requireRoot(t)
 	requireSSHD(t)
-	s := &sshSetup{cgroup: newCgroup(t), oncall: newCgroup(t), work: t.TempDir(), is: newTestIssuer(t)}
+	s := &sshSetup{cgroup: newCgroup(t), oncall: newCgroup(t), work: t.TempDir(), is: newTestIssuer(t),
+		echo: echoServer(t, "tcp", "127.0.0.1:0", "fwd-echo")}
 	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: ssh-workload\n    cgroup: %s\n  - name: oncall\n    cgroup: %s", s.cgroup, s.oncall), "")
 	// The CAs are made before the daemon starts, as an operator would
 	// print the user CA line for the targets first.
@@ -233,7 +238,7 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 		s.target.port, s.known) +
 		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
-			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall)
+			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall, s.echo.Port)
 	s.d = startDaemon(t, cfg)
 
 	line, err := runTollgate("ssh", "known-hosts", "--config", s.d.cfgPath)
@@ -523,6 +528,24 @@ func TestSSH(t *testing.T) {
 		_, errOut, err := s.ssh(t, ctx, "-W", "127.0.0.1:9")
 		if err == nil || !strings.Contains(errOut, "tollgate: port forwarding to 127.0.0.1:9 denied") {
 			t.Fatalf("ssh -W: %v\n%s", err, errOut)
+		}
+	})
+
+	t.Run("forwarding a rule allows", func(t *testing.T) {
+		dst := s.echo.String()
+		full := []string{"-p", strconv.Itoa(s.target.port), "-o", "BatchMode=yes", "-W", dst, "root@127.0.0.2"}
+		out, errOut, err := s.client(t, ctx, true, "ping\n", "ssh", full...)
+		if err != nil || out != "fwd-echo\nping\n" {
+			t.Fatalf("ssh -W %s: %v %q\n%s", dst, err, out, errOut)
+		}
+		recs := s.d.settledRecords()
+		found := false
+		for _, r := range recs {
+			found = found || (r.Kind == audit.KindChannelOpen && r.Detail["forward"] == dst && r.Decision != nil &&
+				r.Decision.Action == "allow" && r.Decision.Rule == "echo-forward")
+		}
+		if !found {
+			t.Fatal("no channel.open record of the allowed forward")
 		}
 	})
 
