@@ -123,7 +123,7 @@ func BenchmarkSSH(b *testing.B) {
 	opened := func() int {
 		k := 0
 		for _, r := range s.d.records() {
-			if r.Kind == audit.KindChannelRequest && r.Statement != nil && r.Statement.Text == "sleep 60" {
+			if r.Kind == audit.KindChannelRequest && r.Statement != nil && r.Statement.Text == "sleep 120" {
 				k++
 			}
 		}
@@ -139,7 +139,7 @@ func BenchmarkSSH(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errOut, err := s.client(b, ctx, true, "", "ssh", "-p", port, "-o", "BatchMode=yes", "root@127.0.0.2", "sleep 60")
+				_, errOut, err := s.client(b, ctx, true, "", "ssh", "-p", port, "-o", "BatchMode=yes", "root@127.0.0.2", "sleep 120")
 				if err != nil {
 					errs <- fmt.Errorf("%v: %s", err, strings.TrimSpace(errOut))
 				}
