@@ -321,6 +321,9 @@ func TestValidate(t *testing.T) {
 			`workloads[1].cgroup: "/a//b/" is not a clean path (want "/a/b")`},
 		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "telnet" },
 			`targets[1].protocol: unknown protocol "telnet" (want postgres, ssh or tcp)`},
+		{"log", func(c *policy.Config) { c.Log = policy.Log{Level: "verbose", Format: "xml"} },
+			"log.level: unknown level \"verbose\" (want debug, info, warn or error)\n" +
+				"log.format: unknown format \"xml\" (want text or json)"},
 		{"ssh upstream", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },
 			"targets[1].upstream.user: required: the login tollgate uses on the target\n" +
 				"targets[1].upstream.known_hosts: required (an absolute path)"},

@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	v.masking()
 	v.audit()
 	v.metrics()
+	v.log()
 	return errors.Join(v.errs...)
 }
 
@@ -556,6 +557,19 @@ func (v *validator) audit() {
 	}
 	v.absPath("audit.ship.ca", a.Ship.CA, false)
 	v.absPath("audit.ship.token_file", a.Ship.TokenFile, false)
+}
+
+func (v *validator) log() {
+	switch v.c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", "unknown level %q (want debug, info, warn or error)", v.c.Log.Level)
+	}
+	switch v.c.Log.Format {
+	case "", "text", "json":
+	default:
+		v.add("log.format", "unknown format %q (want text or json)", v.c.Log.Format)
+	}
 }
 
 func (v *validator) metrics() {
