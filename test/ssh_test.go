@@ -148,15 +148,16 @@ func (s *sshd) stop() {
 // sshSetup is an sshd target protected by a daemon, a workload cgroup and
 // the workload's own home with its own key and known_hosts.
 type sshSetup struct {
-	d      *daemon
-	target *sshd
-	cgroup string
-	oncall string // a second workload, whose shells need a grant
-	home   string // bound on /root for the client: its ~/.ssh
-	work   string // where commands on the target leave their marks
-	known  string // the daemon's known_hosts for the target
-	is     *testIssuer
-	echo   *net.TCPAddr // a service a rule lets the workload forward to
+	d       *daemon
+	target  *sshd
+	cgroup  string
+	oncall  string // a second workload, whose shells need a grant
+	home    string // bound on /root for the client: its ~/.ssh
+	work    string // where commands on the target leave their marks
+	known   string // the daemon's known_hosts for the target
+	is      *testIssuer
+	echo    *net.TCPAddr // a service a rule lets the workload forward to
+	metrics string       // the daemon's metrics.listen
 }
 
 const sshPolicy = `oidc:
@@ -239,6 +240,8 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 		s.target.port, s.known) +
 		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall, s.echo.Port)
+	cfg.Metrics = freeLoopbackAddr(t)
+	s.metrics = cfg.Metrics
 	s.d = startDaemon(t, cfg)
 
 	line, err := runTollgate("ssh", "known-hosts", "--config", s.d.cfgPath)
@@ -831,6 +834,27 @@ func TestSSH(t *testing.T) {
 		}
 		if !slices.Contains(denials, "denied by rule no-stop: systemctl stop app") {
 			t.Errorf("report denials: %q", denials)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		// Every decided SSH request is counted like a statement, from the
+		// same records the log holds.
+		recs := s.d.settledRecords()
+		want := map[string]float64{}
+		for _, r := range recs {
+			if r.Kind == audit.KindChannelRequest && r.Decision != nil && r.Statement != nil {
+				want[fmt.Sprintf(`tollgate_statements_total{class="%s",decision="%s",target="%s"}`, r.Statement.Classes[0], r.Decision.Action, r.Target)]++
+			}
+		}
+		m := scrapeMetrics(t, s.metrics)
+		for k, v := range want {
+			if m[k] != v {
+				t.Errorf("%s = %v, want %v", k, m[k], v)
+			}
+		}
+		if m[`tollgate_sessions_total{identity_method="process",protocol="ssh",target="web"}`] == 0 {
+			t.Errorf("no ssh sessions counted")
 		}
 	})
 
