@@ -152,6 +152,7 @@ type sshSetup struct {
 	target  *sshd
 	cgroup  string
 	oncall  string // a second workload, whose shells need a grant
+	config  string // a third workload: configuration management (Ansible)
 	home    string // bound on /root for the client: its ~/.ssh
 	work    string // where commands on the target leave their marks
 	known   string // the daemon's known_hosts for the target
@@ -173,7 +174,12 @@ identities:
     process: {cgroup: %[4]s}
   - name: ci-token
     oidc: {issuer: %[1]q, subject: ci}
+  - name: config-mgmt
+    process: {cgroup: %[6]s}
 rules:
+  - id: config-mgmt
+    when: {identities: [config-mgmt], targets: [web], classes: [exec, sftp]}
+    action: allow
   - id: token-commands
     when: {identities: [ci-token], targets: [web-oidc], classes: [exec], commands: ["echo **"]}
     action: allow
@@ -214,9 +220,10 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	t.Helper()
 	requireRoot(t)
 	requireSSHD(t)
-	s := &sshSetup{cgroup: newCgroup(t), oncall: newCgroup(t), work: t.TempDir(), is: newTestIssuer(t),
+	s := &sshSetup{cgroup: newCgroup(t), oncall: newCgroup(t), config: newCgroup(t), work: t.TempDir(), is: newTestIssuer(t),
 		echo: echoServer(t, "tcp", "127.0.0.1:0", "fwd-echo")}
-	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: ssh-workload\n    cgroup: %s\n  - name: oncall\n    cgroup: %s", s.cgroup, s.oncall), "")
+	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: ssh-workload\n    cgroup: %s\n  - name: oncall\n    cgroup: %s\n  - name: config-mgmt\n    cgroup: %s",
+		s.cgroup, s.oncall, s.config), "")
 	// The CAs are made before the daemon starts, as an operator would
 	// print the user CA line for the targets first.
 	userCA, err := runTollgate("ssh", "user-ca", "--state-dir", cfg.StateDir)
@@ -239,7 +246,7 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 		s.target.port, s.known) +
 		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
-			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall, s.echo.Port)
+			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall, s.echo.Port, s.config)
 	cfg.Metrics = freeLoopbackAddr(t)
 	s.metrics = cfg.Metrics
 	s.d = startDaemon(t, cfg)
@@ -724,6 +731,48 @@ func TestSSH(t *testing.T) {
 		r := <-res
 		if !strings.Contains(r.out+r.errOut, "tollgate: grant "+gid+" expired or was revoked; ending this session") {
 			t.Fatalf("the shell did not end with the grant: %v\nstdout: %q\nstderr: %q", r.err, r.out, r.errOut)
+		}
+	})
+
+	t.Run("ansible", func(t *testing.T) {
+		if _, err := exec.LookPath("ansible"); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("ansible missing: CI installs ansible-core")
+			}
+			t.Skip("ansible missing (apt install ansible-core)")
+		}
+		// Ansible's own ssh connection (ControlMaster, sftp transfers,
+		// /bin/sh -c wrappers) with its defaults; its ssh master lingers
+		// in the cgroup, which is emptied afterwards.
+		kill := func() { os.WriteFile(filepath.Join(cgroup2Root(t), s.config, "cgroup.kill"), []byte("1"), 0o644) }
+		defer kill()
+		env := []string{"HOME=/root", "ANSIBLE_LOCAL_TEMP=/root/.ansible/tmp"}
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"-m", "ping"}, `"ping": "pong"`},
+			{[]string{"-m", "command", "-a", "echo via-ansible"}, "via-ansible"},
+			{[]string{"-m", "copy", "-a", "content=managed dest=" + s.work + "/ansible.txt"}, "CHANGED"},
+		} {
+			args := append([]string{"all", "-i", "127.0.0.2,", "-u", "root", "-e", "ansible_port=" + strconv.Itoa(s.target.port)}, tc.args...)
+			out, errOut, err := s.clientEnv(t, ctx, s.config, env, "", "ansible", args...)
+			if err != nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("ansible %v: %v\nstdout: %s\nstderr: %s", tc.args, err, out, errOut)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(s.work, "ansible.txt")); err != nil || string(b) != "managed" {
+			t.Fatalf("ansible copy: %q %v", b, err)
+		}
+		kill() // the lingering master: its session then ends
+		recs := s.d.settledRecords()
+		py := false
+		for _, r := range recs {
+			py = py || (r.Kind == audit.KindChannelRequest && r.Statement != nil && strings.Contains(r.Statement.Text, "AnsiballZ_ping.py") &&
+				r.Decision != nil && r.Decision.Rule == "config-mgmt")
+		}
+		if !py {
+			t.Fatal("no record of Ansible's module run")
 		}
 	})
 
