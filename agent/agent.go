@@ -736,6 +736,9 @@ func (a *Agent) checkReload(cfg policy.Config) error {
 	if cfg.Metrics.Listen != old.Metrics.Listen {
 		errs = append(errs, errors.New("metrics.listen cannot change without a restart"))
 	}
+	if cfg.Log != old.Log {
+		errs = append(errs, errors.New("log cannot change without a restart"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -359,15 +359,20 @@ func (a *Agent) handleSSH(ts *targetState, c *net.TCPConn, origin redirect.Origi
 	start := time.Now()
 	id := newSessionID(start)
 	a.mu.Lock()
-	tcfg, identities := ts.cfg, a.cfg.Identities
+	tcfg, identities, ver := ts.cfg, a.cfg.Identities, a.oidc
+	masker := a.maskers[tcfg.Name]
 	a.mu.Unlock()
 	sess := sshproxy.Session{
+		Masker: masker,
 		Target: tcfg,
 		Dst:    upstream,
 		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),
 			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
 		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
 		Identities: identities,
+	}
+	if ver != nil { // a nil *OIDCVerifier must not become a non-nil interface
+		sess.Verifier = ver
 	}
 	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
 		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}

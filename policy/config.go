@@ -43,6 +43,7 @@ type Config struct {
 	Masking    []Masking  `yaml:"masking,omitempty"`    // what is masked in results
 	Audit      Audit      `yaml:"audit"`                // the audit log and its shipping
 	Metrics    Metrics    `yaml:"metrics,omitempty"`    // the Prometheus endpoint
+	Log        Log        `yaml:"log,omitempty"`        // the daemon's operational log
 
 	// raw is the file as Parse read it, for Hash.
 	raw []byte
@@ -512,6 +513,17 @@ const SyncAlways SyncMode = "always"
 func (m SyncMode) Valid() bool { return m == SyncAlways }
 
 // Metrics configures the daemon's Prometheus endpoint.
+// Log configures the daemon's operational log (stderr; the journal under
+// systemd). The daemon's --log-level and --log-format flags, when given,
+// win over it.
+type Log struct {
+	// Level is debug, info, warn or error; empty means info.
+	Level string `yaml:"level,omitempty"`
+	// Format is text or json; empty means text.
+	Format string `yaml:"format,omitempty"`
+}
+
+// Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	// Listen is the loopback address and port /metrics is served on;
 	// empty (the default) serves no metrics.

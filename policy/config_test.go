@@ -329,6 +329,9 @@ func TestValidate(t *testing.T) {
 		}, `targets[0].match[1]: "unix:/run/pg/.s.PGSQL.5432" is already a destination of target "db" at targets[0].match[0]`},
 		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "telnet" },
 			`targets[1].protocol: unknown protocol "telnet" (want postgres, ssh or tcp)`},
+		{"log", func(c *policy.Config) { c.Log = policy.Log{Level: "verbose", Format: "xml"} },
+			"log.level: unknown level \"verbose\" (want debug, info, warn or error)\n" +
+				"log.format: unknown format \"xml\" (want text or json)"},
 		{"ssh upstream", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },
 			"targets[1].upstream.user: required: the login tollgate uses on the target\n" +
 				"targets[1].upstream.known_hosts: required (an absolute path)"},
@@ -336,11 +339,6 @@ func TestValidate(t *testing.T) {
 			c.Targets[1].Protocol = "ssh"
 			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts", SSLMode: "require"}
 		}, `targets[1].upstream.sslmode: not an ssh setting (ssh targets use user, known_hosts and key_file)`},
-		{"ssh oidc", func(c *policy.Config) {
-			c.Targets[1].Protocol = "ssh"
-			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts"}
-			c.Targets[1].ClientAuth = "oidc"
-		}, `targets[1].client_auth: ssh targets identify clients by process only (client_auth: process)`},
 		{"forward without destinations", func(c *policy.Config) {
 			c.Rules = append(c.Rules, policy.Rule{ID: "fwd", Action: "allow", When: policy.Conditions{Classes: []policy.Class{"forward_local"}}})
 		}, `rules[2].when.forwards: required: a rule that allows port forwarding names the destinations it allows`},

@@ -71,3 +71,21 @@ func ProcessIdentities(ids []Identity, uid uint32, exe, cgroup string) []*Identi
 	}
 	return out
 }
+
+// TokenIdentities returns, in config order, the identities that a client
+// with verified token claims matches: those with an oidc section that the
+// claims match, whose process section (if any) the process matches too.
+func TokenIdentities(ids []Identity, c *Claims, uid uint32, exe, cgroup string) []*Identity {
+	var out []*Identity
+	for i := range ids {
+		id := &ids[i]
+		if id.OIDC == nil || !id.OIDC.Matches(c) {
+			continue
+		}
+		if id.Process != nil && !id.Process.Matches(uid, exe, cgroup) {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}

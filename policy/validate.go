@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	v.masking()
 	v.audit()
 	v.metrics()
+	v.log()
 	return errors.Join(v.errs...)
 }
 
@@ -207,8 +208,6 @@ func (v *validator) targets() {
 			v.add(pa, "unknown client_auth %q (want oidc or process)", t.ClientAuth)
 		case t.Protocol == ProtocolTCP:
 			v.add(pa, "only postgres and ssh targets have client_auth")
-		case t.Protocol == ProtocolSSH && t.ClientAuth == ClientAuthOIDC:
-			v.add(pa, "ssh targets identify clients by process only (client_auth: process)")
 		case t.ClientAuth == ClientAuthOIDC && len(v.c.OIDC.Issuers) == 0:
 			v.add(pa, "oidc needs at least one entry in oidc.issuers")
 		}
@@ -569,6 +568,19 @@ func (v *validator) audit() {
 	}
 	v.absPath("audit.ship.ca", a.Ship.CA, false)
 	v.absPath("audit.ship.token_file", a.Ship.TokenFile, false)
+}
+
+func (v *validator) log() {
+	switch v.c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", "unknown level %q (want debug, info, warn or error)", v.c.Log.Level)
+	}
+	switch v.c.Log.Format {
+	case "", "text", "json":
+	default:
+		v.add("log.format", "unknown format %q (want text or json)", v.c.Log.Format)
+	}
 }
 
 func (v *validator) metrics() {

@@ -453,6 +453,8 @@ func (sc *schan) hold(req policy.Request, text string, d policy.Decision, hash s
 	if c.s.opts.Approvals == nil {
 		return policy.Decision{Action: policy.ActionDeny, Rule: d.Rule, Reason: "held for approval, but approvals are not served"}
 	}
+	// Approvers and the log see the command as masked.
+	text, _ = c.masked(text)
 	h := policy.Hold{Session: c.sess.Base.Session, Target: c.sess.Target.Name, Statement: text, Rule: d.Rule,
 		Requester: c.person(), Approvers: *d.Approvers}
 	var held policy.Hold
@@ -581,6 +583,12 @@ func (c *session) recordRequest(id string, detail map[string]string, stmt *audit
 	if id != "" {
 		detail[audit.DetailChannel] = id
 	}
+	if stmt != nil {
+		if text, n := c.masked(stmt.Text); n > 0 {
+			stmt.Text = text
+			detail[audit.DetailMasked] = strconv.Itoa(n)
+		}
+	}
 	r.Statement = stmt
 	r.Decision = d
 	if durable {
@@ -599,8 +607,12 @@ func (c *session) recordData(id, stream string, b []byte) {
 	r.Kind = audit.KindChannelData
 	r.Time = time.Now().UTC()
 	r.Process, r.Identity, r.Client, r.Listener = nil, nil, "", ""
-	r.Detail = map[string]string{audit.DetailChannel: id, audit.DetailStream: stream,
-		audit.DetailData: base64.StdEncoding.EncodeToString(b)}
+	r.Detail = map[string]string{audit.DetailChannel: id, audit.DetailStream: stream}
+	if text, n := c.masked(string(b)); n > 0 {
+		b = []byte(text)
+		r.Detail[audit.DetailMasked] = strconv.Itoa(n)
+	}
+	r.Detail[audit.DetailData] = base64.StdEncoding.EncodeToString(b)
 	c.s.opts.Recorder.RecordEventually(&r)
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/mask"
 )
 
 // Defaults for Options.
@@ -71,6 +72,18 @@ type PolicySource interface {
 	// Current returns the decision engine and the hash of its policy.
 	Current() (*policy.Engine, string)
 }
+
+// TokenVerifier verifies OIDC ID tokens (the daemon's, shared with the
+// PostgreSQL handler).
+type TokenVerifier interface {
+	// Verify checks the token's signature, issuer, audience and expiry
+	// and returns its claims. Errors never contain the token.
+	Verify(ctx context.Context, rawToken string) (*policy.Claims, error)
+}
+
+// maxTokenLen bounds a token given as a password; ID tokens are a few
+// kilobytes.
+const maxTokenLen = 64 << 10
 
 // DialFunc dials the real target with a socket that is not redirected.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -147,6 +160,12 @@ type Session struct {
 	Detail map[string]string
 	// Identities are the configured identities.
 	Identities []policy.Identity
+	// Verifier verifies the tokens of a target with client_auth oidc;
+	// nil when no issuer is configured.
+	Verifier TokenVerifier
+	// Masker, when set, masks what its detectors and patterns find in the
+	// recorded bytes and commands (not in what the client receives).
+	Masker *mask.Masker
 }
 
 // Stats is what a finished session reports.
@@ -163,7 +182,6 @@ func (s *Server) Serve(ctx context.Context, c net.Conn, sess Session) Stats {
 	defer c.Close()
 	start := time.Now()
 	conn := &session{s: s, sess: sess, start: start, remoteFwds: map[string]bool{}}
-	conn.identify()
 
 	cfg, err := s.serverConfig(sess, conn)
 	if err != nil {
@@ -186,6 +204,7 @@ func (s *Server) Serve(ctx context.Context, c net.Conn, sess Session) Stats {
 	if sc.Permissions != nil {
 		conn.clientKey = sc.Permissions.Extensions["key"]
 	}
+	conn.identify()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conn.ctx = ctx
@@ -262,8 +281,52 @@ func (s *Server) serverConfig(sess Session, conn *session) (*ssh.ServerConfig, e
 			return &ssh.Permissions{Extensions: map[string]string{"key": "none"}}, nil
 		},
 	}
+	if sess.Target.ClientAuth == policy.ClientAuthOIDC {
+		s.tokenAuth(cfg, sess, conn)
+	}
 	cfg.AddHostKey(signer)
 	return cfg, nil
+}
+
+// tokenAuth makes the client prove who it is with an OIDC ID token, given
+// as the password (sshpass, SSH_ASKPASS) or as the answer to a
+// keyboard-interactive prompt. The key a client offers first is refused,
+// so that it moves on to the token, and its fingerprint recorded.
+func (s *Server) tokenAuth(cfg *ssh.ServerConfig, sess Session, conn *session) {
+	offered := "none"
+	cfg.PublicKeyCallback = func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		offered = ssh.FingerprintSHA256(key)
+		return nil, errors.New("this target takes an OIDC ID token as the password")
+	}
+	verify := func(token string) (*ssh.Permissions, error) {
+		if sess.Verifier == nil {
+			return nil, &ssh.BannerError{Err: errors.New("no OIDC issuer configured"), Message: "tollgate: no OIDC issuer is configured\n"}
+		}
+		if len(token) > maxTokenLen {
+			return nil, &ssh.BannerError{Err: errors.New("token too long"), Message: "tollgate: the password is not an OIDC ID token\n"}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := sess.Verifier.Verify(ctx, strings.TrimSpace(token))
+		if err != nil {
+			return nil, &ssh.BannerError{Err: err, Message: "tollgate: token refused: " + err.Error() + "\n"}
+		}
+		conn.claims = c
+		return &ssh.Permissions{Extensions: map[string]string{"key": offered}}, nil
+	}
+	cfg.PasswordCallback = func(_ ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+		return verify(string(pw))
+	}
+	cfg.KeyboardInteractiveCallback = func(_ ssh.ConnMetadata, ch ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+		ans, err := ch("", "tollgate: give an OIDC ID token", []string{"Token: "}, []bool{false})
+		if err != nil {
+			return nil, err
+		}
+		if len(ans) != 1 {
+			return nil, errors.New("one answer expected")
+		}
+		return verify(ans[0])
+	}
 }
 
 // principals are the names a host certificate is valid for: the address
@@ -404,9 +467,11 @@ type session struct {
 	up         ssh.Conn
 	clientUser string
 	clientKey  string
+	claims     *policy.Claims // the verified token of a client_auth oidc target
 
 	ident  *policy.Identity
 	idents []string
+	masks  *mask.Session // nil: nothing is masked
 
 	nextChannel atomic.Int64
 	upBytes     atomic.Int64
@@ -420,22 +485,43 @@ type session struct {
 	remoteFwds     map[string]bool // "addr:port" of allowed tcpip-forward
 }
 
-// identify names the client from its process, as the kernel gave it.
+// identify names the client: from its verified token on a client_auth
+// oidc target, else from its process as the kernel gave it.
 func (c *session) identify() {
 	p := c.sess.Base.Process
 	if p == nil {
-		return
+		p = &audit.Process{}
 	}
-	ids := policy.ProcessIdentities(c.sess.Identities, p.UID, p.Exe, p.Cgroup)
+	var ids []*policy.Identity
+	rec := &audit.Identity{Method: "process"}
+	if c.claims != nil {
+		ids = policy.TokenIdentities(c.sess.Identities, c.claims, p.UID, p.Exe, p.Cgroup)
+		rec = &audit.Identity{Method: "oidc", Issuer: c.claims.Issuer, Subject: c.claims.Subject, Groups: c.claims.Groups}
+	} else {
+		ids = policy.ProcessIdentities(c.sess.Identities, p.UID, p.Exe, p.Cgroup)
+	}
 	for _, id := range ids {
 		c.idents = append(c.idents, id.Name)
 	}
 	if len(ids) > 0 {
 		c.ident = ids[0]
-		c.sess.Base.Identity = &audit.Identity{Name: ids[0].Name, Method: "process"}
-	} else {
-		c.sess.Base.Identity = &audit.Identity{Method: "process"}
+		rec.Name = ids[0].Name
 	}
+	c.sess.Base.Identity = rec
+	if c.sess.Masker != nil {
+		if ms := c.sess.Masker.Session(mask.Subject{Identities: c.idents}); ms.Active() {
+			c.masks = ms
+		}
+	}
+}
+
+// masked returns text with what the masking detectors find masked, for a
+// record, and how many values were masked.
+func (c *session) masked(text string) (string, int) {
+	if c.masks == nil {
+		return text, 0
+	}
+	return c.masks.MaskText(text)
 }
 
 // keyID is the user certificate's key id, which the target's sshd logs:
@@ -524,6 +610,9 @@ func (c *session) person() policy.Person {
 	p := policy.Person{Identities: c.idents}
 	if c.ident != nil {
 		p.Name = c.ident.Name
+	}
+	if c.claims != nil {
+		p.Issuer, p.Subject, p.Groups = c.claims.Issuer, c.claims.Subject, c.claims.Groups
 	}
 	return p
 }
