@@ -187,6 +187,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		RedirectAttached: a.attached.Load,
 		HoldsPending:     func() int { return len(a.approvals.List()) },
 		Shipping:         a.shippingMetrics(cfg),
+		Maps:             a.mapUsage,
 	})
 	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log,
 		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval), Observer: a.metrics})
@@ -774,4 +775,20 @@ func (a *Agent) shippingMetrics(cfg policy.Config) func() metrics.Shipping {
 		return metrics.Shipping{Shipped: st.Shipped, Cosigned: st.Cosigned, LagRecords: st.LagRecords,
 			LagSeconds: st.LagSeconds, Halted: st.Halted}
 	}
+}
+
+// mapUsage is the redirect maps' occupancy, for the metrics.
+func (a *Agent) mapUsage() ([]metrics.MapUsage, error) {
+	a.mu.Lock()
+	r := a.redir
+	a.mu.Unlock()
+	if r == nil {
+		return nil, errors.New("redirect programs not loaded yet")
+	}
+	us, err := r.Occupancy()
+	out := make([]metrics.MapUsage, len(us))
+	for i, u := range us {
+		out[i] = metrics.MapUsage{Name: u.Name, Entries: u.Entries, Max: u.Max}
+	}
+	return out, err
 }

@@ -63,6 +63,36 @@ type Sources struct {
 	HoldsPending func() int
 	// Shipping is the shipper's state; nil when the log is not shipped.
 	Shipping func() Shipping
+	// Maps reports the eBPF maps' entries and capacities; nil or an error
+	// leaves the map metrics out of a scrape.
+	Maps func() ([]MapUsage, error)
+}
+
+// MapUsage is one eBPF map's entries and capacity.
+type MapUsage struct {
+	Name         string
+	Entries, Max uint32
+}
+
+// mapCollector reads the maps' occupancy at scrape time.
+type mapCollector struct {
+	read           func() ([]MapUsage, error)
+	entries, limit *prometheus.Desc
+}
+
+func (m *mapCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.entries
+	ch <- m.limit
+}
+
+func (m *mapCollector) Collect(ch chan<- prometheus.Metric) {
+	// A map that cannot be read (the programs not loaded yet) is left out
+	// of this scrape rather than failing the whole scrape.
+	us, _ := m.read()
+	for _, u := range us {
+		ch <- prometheus.MustNewConstMetric(m.entries, prometheus.GaugeValue, float64(u.Entries), u.Name)
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(u.Max), u.Name)
+	}
 }
 
 // Shipping is what the shipper reports, for the shipping metrics.
@@ -174,6 +204,14 @@ func NewDaemon(b Build, src Sources) *Daemon {
 			}
 			return 0
 		}))
+	}
+	if src.Maps != nil {
+		d.reg.MustRegister(&mapCollector{read: src.Maps,
+			entries: prometheus.NewDesc("tollgate_bpf_map_entries",
+				"Entries in an eBPF map of the redirect programs now (connection state maps evict the oldest when full; configuration maps refuse writes).",
+				[]string{"map"}, nil),
+			limit: prometheus.NewDesc("tollgate_bpf_map_max_entries", "Capacity of an eBPF map of the redirect programs.", []string{"map"}, nil),
+		})
 	}
 	if src.HoldsPending != nil {
 		d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

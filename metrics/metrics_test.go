@@ -58,6 +58,9 @@ func TestObserve(t *testing.T) {
 		Shipping: func() Shipping {
 			return Shipping{Shipped: 5, Cosigned: 4, LagRecords: 2, LagSeconds: 1.5}
 		},
+		Maps: func() ([]MapUsage, error) {
+			return []MapUsage{{Name: "origins", Entries: 12, Max: 65536}}, nil
+		},
 	})
 	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	recs := []*audit.Record{
@@ -98,6 +101,8 @@ func TestObserve(t *testing.T) {
 		`tollgate_connections_accepted_total 3`,
 		`tollgate_origin_lookup_misses_total 1`,
 		`tollgate_redirect_attached 1`,
+		`tollgate_bpf_map_entries{map="origins"} 12`,
+		`tollgate_bpf_map_max_entries{map="origins"} 65536`,
 		`tollgate_holds_pending 2`,
 		`tollgate_ship_shipped_records 5`,
 		`tollgate_ship_cosigned_records 4`,
@@ -161,7 +166,8 @@ func TestDashboard(t *testing.T) {
 	d := NewDaemon(Build{}, Sources{LogSize: func() uint64 { return 0 }, Accepted: func() uint64 { return 0 },
 		LookupMisses: func() uint64 { return 0 }, Refused: func() uint64 { return 0 },
 		RedirectAttached: func() bool { return false }, HoldsPending: func() int { return 0 },
-		Shipping: func() Shipping { return Shipping{} }})
+		Shipping: func() Shipping { return Shipping{} },
+		Maps:     func() ([]MapUsage, error) { return []MapUsage{{Name: "origins", Max: 65536}}, nil }})
 	// Vectors are exposed once they have a child: one record of each kind.
 	t0 := time.Now()
 	d.Durable([]*audit.Record{

@@ -905,6 +905,10 @@ func TestSSH(t *testing.T) {
 		if m[`tollgate_sessions_total{identity_method="process",protocol="ssh",target="web"}`] == 0 {
 			t.Errorf("no ssh sessions counted")
 		}
+		// The redirect maps' occupancy: one protected destination.
+		if m[`tollgate_bpf_map_max_entries{map="origins"}`] != 65536 || m[`tollgate_bpf_map_entries{map="targets"}`] < 1 {
+			t.Errorf("map occupancy: origins max %v, targets %v", m[`tollgate_bpf_map_max_entries{map="origins"}`], m[`tollgate_bpf_map_entries{map="targets"}`])
+		}
 	})
 
 	t.Run("evidence verifies", func(t *testing.T) {
