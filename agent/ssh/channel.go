@@ -421,6 +421,10 @@ func (sc *schan) watchGrant(req policy.Request, rule string) {
 // to stderr and the channel ends with exit status 1. The client's command
 // line sees a failed command with a clear message; the target saw nothing.
 func (sc *schan) refuse(r *ssh.Request, kind, text string, d policy.Decision) {
+	// One line per refusal, with the session id `tollgate audit replay`
+	// takes (the command itself is in the records, masked).
+	sc.c.s.log.Info("ssh request refused", "session", sc.c.sess.Base.Session, "target", sc.c.sess.Target.Name,
+		"request", kind, "rule", d.Rule, "reason", d.Reason)
 	sc.mu.Lock()
 	sc.refused = true
 	sc.mu.Unlock()

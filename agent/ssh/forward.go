@@ -41,6 +41,7 @@ func (c *session) directTCPIP(nc ssh.NewChannel, id string) {
 			d.Action, d.Reason = policy.ActionDeny, "review rules cannot hold port forwarding"
 		}
 		c.recordOpen(id, nc.ChannelType(), dst, d, "", false)
+		c.s.log.Info("ssh forward refused", "session", c.sess.Base.Session, "target", c.sess.Target.Name, "forward", dst, "reason", reasonOf(d))
 		nc.Reject(ssh.Prohibited, "tollgate: port forwarding to "+dst+" denied: "+reasonOf(d))
 		return
 	}
