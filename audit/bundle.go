@@ -168,6 +168,11 @@ type ExportOptions struct {
 	// so the verifier can prove none of the session's records is
 	// missing). It cannot be combined with Since or Until.
 	Session string
+	// Without Since, Until or Session, the bundle holds every record left:
+	// from Log.Pruned().Below (0 unless records were pruned) to the
+	// checkpoint. A selection that could include pruned records fails
+	// with ErrPruned.
+	//
 	// ProveFrom adds a consistency proof from each of these tree sizes to
 	// the bundle's tree size: for auditors who hold a checkpoint outside
 	// the exported range (see Verify's TrustedCheckpoint).
@@ -358,12 +363,21 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 	if n == 0 {
 		return 0, 0, ErrNoRecords
 	}
+	p := l.Pruned()
+	if p.Below >= n {
+		return 0, 0, fmt.Errorf("the %d signed records: %w", n, p.Err())
+	}
 	if opts.Session == "" && opts.Since.IsZero() && opts.Until.IsZero() {
-		return 0, n, nil
+		// The whole log is what is left of it: the range proof's left
+		// side proves the pruned records' place in the tree.
+		return p.Below, n, nil
+	}
+	if err := p.covers(opts.Session, opts.Since); err != nil {
+		return 0, 0, err
 	}
 	found := false
 	begin, end = n, 0
-	err = l.eachRecord(ctx, 0, n, func(seq uint64, b []byte) error {
+	err = l.eachRecord(ctx, p.Below, n, func(seq uint64, b []byte) error {
 		h, err := headOf(b)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
@@ -375,6 +389,11 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 			in = (opts.Since.IsZero() || !h.time.Before(opts.Since)) && (opts.Until.IsZero() || h.time.Before(opts.Until))
 		}
 		if in {
+			if !found {
+				if err := p.sessionBegins(opts.Session, h); err != nil {
+					return err
+				}
+			}
 			found = true
 			begin, end = min(begin, seq), max(end, seq+1)
 		}
@@ -384,6 +403,10 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 		return 0, 0, err
 	}
 	if !found {
+		if opts.Session != "" && p.Below > 0 {
+			return 0, 0, fmt.Errorf("session %q is not in the signed records [%d, %d) left on this host (it may be older: %w): %w",
+				opts.Session, p.Below, n, p.Err(), ErrNoRecords)
+		}
 		if opts.Session != "" {
 			return 0, 0, fmt.Errorf("session %q is not in the %d signed records: %w", opts.Session, n, ErrNoRecords)
 		}
