@@ -281,7 +281,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if a.shipper != nil {
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = a.shipper.Run(runCtx) }()
+		bg.Add(1)
+		go func() { defer bg.Done(); a.retentionLoop(runCtx) }()
 	}
+	a.log.Info("audit retention", "retention", RetentionText(cfg))
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))

@@ -31,9 +31,13 @@ func (a *Agent) handleRecords(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	w.Header().Set("Content-Type", "application/jsonl")
 	bw := bufio.NewWriter(w)
+	wrote := false
 	err = a.alog.Select(r.Context(), audit.Filter{Session: opts.Session, Since: opts.Since, Until: opts.Until}, func(e audit.Entry) error {
+		if !wrote {
+			w.Header().Set("Content-Type", "application/jsonl")
+			wrote = true
+		}
 		if _, err := bw.Write(e.Bytes); err != nil {
 			return err
 		}
@@ -41,6 +45,12 @@ func (a *Agent) handleRecords(w http.ResponseWriter, r *http.Request) {
 	})
 	if err == nil {
 		err = bw.Flush()
+	}
+	if errors.Is(err, audit.ErrPruned) && !wrote {
+		// Select refuses before the first record: the client gets the
+		// reason, naming the pruned range, not a cut stream.
+		http.Error(w, err.Error(), http.StatusGone)
+		return
 	}
 	if err != nil {
 		a.log.Debug("records stream ended", "error", err)
@@ -127,7 +137,10 @@ func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
 	ex, err := a.alog.PrepareExport(r.Context(), opts)
 	if err != nil {
 		code := http.StatusServiceUnavailable
-		if errors.Is(err, audit.ErrNoRecords) || errors.Is(err, audit.ErrRange) {
+		switch {
+		case errors.Is(err, audit.ErrPruned):
+			code = http.StatusGone
+		case errors.Is(err, audit.ErrNoRecords) || errors.Is(err, audit.ErrRange):
 			code = http.StatusBadRequest
 		}
 		http.Error(w, err.Error(), code)

@@ -114,6 +114,12 @@ func HostChecks(configPath string) []Check {
 			out = append(out, Check{Name: "no process of a workload's uid outside it (ptrace)", Err: ptraceExposure(wls, ptraceScope()), Warn: true,
 				Fix: "select the workload by uid, run it under a uid nothing else uses, or set kernel.yama.ptrace_scope=2 (see docs/THREAT-MODEL.md)"})
 		}
+		var rerr error
+		if !RetentionEnforced(cfg) {
+			rerr = fmt.Errorf("audit.retention %s is not enforced without audit.ship: nothing is pruned before a collector cosigned it, so the log keeps growing", cfg.Audit.Retention)
+		}
+		out = append(out, Check{Name: "audit retention", Err: rerr, Warn: true,
+			Fix: "set audit.ship to a collector (records it cosigned are then pruned after audit.retention), or watch state_dir's free space"})
 		werr := dirWritable(cfg.StateDir)
 		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
 		if werr == nil {
