@@ -3,13 +3,22 @@
 package test
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
 	"github.com/tollgate-dev/tollgate/agent"
+	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/collector"
 )
 
 // waitPruned polls d's status until it pruned at least min records.
@@ -98,4 +107,112 @@ func TestCollectorRetention(t *testing.T) {
 	if !strings.Contains(string(text), "pruned") {
 		t.Errorf("status text:\n%s", text)
 	}
+}
+
+// TestCollectorRetentionPartitions: with retention in collector.yaml, the
+// day partitions of records older than it are dropped whole at start (and
+// hourly), the leaf hash of every dropped record is kept, the tree the
+// collector cosigned can still be rebuilt from them and the records left
+// (so proofs over the dropped range still verify), younger records stay,
+// and the host's log goes on being accepted.
+func TestCollectorRetentionPartitions(t *testing.T) {
+	pg := startPostgres(t)
+	c := newCollectorWith(t, pg, "silence_after: 1h\nretention: 30d\n")
+	h := newHostLog(t, "retain-pg", 0)
+	old := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 60 { // 2025-01-01 12:00 to 2025-01-03 23:00: three days
+		if _, err := h.log.Append(context.Background(), &audit.Record{Kind: audit.KindHeartbeat,
+			Time: old.Add(time.Duration(i) * time.Hour), Detail: map[string]string{"n": fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.add(t, 10)
+	cred := h.enrolled(t, c)
+	if code, b := post(t, c.url+collector.PathAddEntries, cred, h.body(t, 0, 70, h.key.Signer)); code != http.StatusOK {
+		t.Fatalf("add-entries: %d %s", code, b)
+	}
+	conn := c.conn(t)
+	if n := count(t, conn, "SELECT count(*) FROM records WHERE origin = $1", h.log.ID()); n != 70 {
+		t.Fatalf("collector holds %d records before retention, want 70", n)
+	}
+
+	// The pass at start drops the three old days.
+	c.stop()
+	c.start()
+	waitFor(t, "old partitions dropped", func() bool {
+		return count(t, conn, "SELECT count(*) FROM dropped_partitions") == 3
+	})
+	if n := count(t, conn, "SELECT count(*) FROM pg_class WHERE relname IN ('records_20250101', 'records_20250102', 'records_20250103')"); n != 0 {
+		t.Errorf("%d old partitions left", n)
+	}
+	if n := count(t, conn, "SELECT sum(records)::int FROM dropped_partitions"); n != 60 {
+		t.Errorf("dropped_partitions counts %d records, want 60", n)
+	}
+	if n := count(t, conn, "SELECT count(*) FROM records WHERE origin = $1", h.log.ID()); n != 10 {
+		t.Errorf("collector holds %d records after retention, want the 10 recent ones", n)
+	}
+
+	// Every leaf is still known: kept hashes for seq 0-59, records for
+	// 60-69; they rebuild the root the host signed and the collector
+	// cosigned.
+	rows, err := conn.Query(context.Background(), `SELECT seq, hash FROM leaf_hashes WHERE origin = $1
+		UNION ALL SELECT seq, sha256('\x00'::bytea || data) FROM records WHERE origin = $1 ORDER BY 1`, h.log.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaves [][]byte
+	for rows.Next() {
+		var seq int64
+		var hash []byte
+		if err := rows.Scan(&seq, &hash); err != nil {
+			t.Fatal(err)
+		}
+		if seq != int64(len(leaves)) {
+			t.Fatalf("leaf %d where %d belongs", seq, len(leaves))
+		}
+		es, err := h.log.Read(uint64(seq), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(hash, audit.LeafHash(es[0].Bytes)) {
+			t.Fatalf("leaf hash %d differs from the host's", seq)
+		}
+		leaves = append(leaves, hash)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var note []byte
+	if err := conn.QueryRow(context.Background(), "SELECT checkpoint FROM log_state WHERE origin = $1", h.log.ID()).Scan(&note); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := audit.OpenCheckpoint(note, mustVerifier(t, h.key.VerifierKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root := rootOfHashes(t, leaves); cp.Size != 70 || !bytes.Equal(root, cp.Root) {
+		t.Fatalf("tree rebuilt from kept leaf hashes: size %d, root %x, checkpoint root %x", cp.Size, root, cp.Root)
+	}
+
+	// Ingest goes on.
+	h.add(t, 5)
+	if code, b := post(t, c.url+collector.PathAddEntries, cred, h.body(t, 70, 75, h.key.Signer)); code != http.StatusOK {
+		t.Fatalf("add-entries after retention: %d %s", code, b)
+	}
+}
+
+// rootOfHashes is the RFC 6962 root of leaf hashes.
+func rootOfHashes(t *testing.T, leaves [][]byte) []byte {
+	t.Helper()
+	rng := (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)
+	for _, l := range leaves {
+		if err := rng.Append(l, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
