@@ -179,6 +179,15 @@ type ExportOptions struct {
 	ProveFrom []uint64
 	// Tool names what wrote the bundle ("tollgate <version>").
 	Tool string
+	// Witnessed ends the bundle at the newest checkpoint a witness (the
+	// collector) cosigned, taken from Cosigned, instead of a checkpoint
+	// signed now: checkpoint.note then carries the witness's cosignature
+	// line, which `audit verify --witness-key` requires. Records after
+	// that checkpoint (the shipping lag) are left out.
+	Witnessed bool
+	// Cosigned are the cosigned checkpoint notes kept beside the log
+	// (audit/ship's cosigned.jsonl), oldest first; used with Witnessed.
+	Cosigned [][]byte
 }
 
 // ErrNoRecords is returned by PrepareExport when the filters select no
@@ -209,7 +218,13 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	if opts.Session != "" && (!opts.Since.IsZero() || !opts.Until.IsZero()) {
 		return nil, errors.New("export: a session selects its own range; do not combine it with since or until")
 	}
-	cp, err := l.Checkpoint(ctx)
+	var cp *Checkpoint
+	var err error
+	if opts.Witnessed {
+		cp, err = l.newestCosigned(opts.Cosigned)
+	} else {
+		cp, err = l.Checkpoint(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -305,6 +320,37 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	}
 	e.recSize, e.recHash = size, h.Sum(nil)
 	return e, nil
+}
+
+// newestCosigned returns the newest of the cosigned checkpoint notes that
+// this log's key signed for this log, within its size. A cosigned
+// checkpoint whose root is not the log's at its size means the log was
+// rewritten after a witness saw it: that is an error, never skipped.
+func (l *Log) newestCosigned(notes [][]byte) (*Checkpoint, error) {
+	vkey, err := l.VerifierKey()
+	if err != nil {
+		return nil, err
+	}
+	v, err := ParseVerifierKey(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("the log's key: %w", err)
+	}
+	for i := len(notes) - 1; i >= 0; i-- {
+		cp, err := OpenCheckpoint(notes[i], v)
+		if err != nil || cp.Origin != l.ID() || cp.Size == 0 || cp.Size > l.Size() {
+			continue
+		}
+		root, err := l.Root(cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(root, cp.Root) {
+			return nil, fmt.Errorf("the cosigned checkpoint of size %d signs root %x, the log has %x: %w", cp.Size, cp.Root, root, ErrCorrupt)
+		}
+		return cp, nil
+	}
+	return nil, fmt.Errorf("none of the %d checkpoints kept is cosigned for this log (is audit.ship set, and has the collector cosigned yet?): %w",
+		len(notes), ErrNoCheckpoint)
 }
 
 // addConsistency adds the proof from size from to size to.
