@@ -197,7 +197,8 @@ var ErrNoRecords = errors.New("no signed records match")
 // Export is a planned evidence bundle: the range, checkpoints and proofs
 // are fixed by PrepareExport; WriteTo writes the bundle.
 type Export struct {
-	l        *Log
+	l        *Log // nil for a bundle from NewExport
+	records  RecordSource
 	m        Manifest
 	cp       *Checkpoint
 	earlier  []*Checkpoint
@@ -236,7 +237,7 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", ErrNoCheckpoint)
 	}
 	n := cp.Size
-	e := &Export{l: l, cp: cp, vkeyText: vkey}
+	e := &Export{l: l, records: logRecords{l}, cp: cp, vkeyText: vkey}
 	begin, end, err := l.selectRange(ctx, n, opts)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -291,11 +292,20 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	}
 	e.rng = RangeProof{Begin: begin, End: end, Size: n, Left: toHashes(left), Right: toHashes(right)}
 
-	// First pass over the records: size, hash and times for the manifest.
+	if err := e.scan(ctx, nil); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return e, nil
+}
+
+// scan is the first pass over the records: size, hash and times for the
+// manifest. With leaf, it also gets each record's leaf hash.
+func (e *Export) scan(ctx context.Context, leaf func(seq uint64, b []byte) error) error {
 	h := sha256.New()
 	var size int64
 	first := true
-	err = l.eachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
+	begin, end := e.m.Begin, e.m.End
+	err := e.records.EachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
 		if first {
 			hd, err := headOf(b)
 			if err != nil {
@@ -313,13 +323,111 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 		h.Write(b)
 		h.Write([]byte{'\n'})
 		size += int64(len(b)) + 1
+		if leaf != nil {
+			return leaf(seq, b)
+		}
 		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.recSize, e.recHash = size, h.Sum(nil)
+	return nil
+}
+
+// RecordSource reads the records of a log for an evidence bundle.
+type RecordSource interface {
+	// EachRecord calls fn with every record in [begin, end), in seq
+	// order, with its exact stored bytes; it fails if any is missing.
+	EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error
+}
+
+// logRecords is a Log as a RecordSource.
+type logRecords struct{ l *Log }
+
+func (r logRecords) EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error {
+	return r.l.eachRecord(ctx, begin, end, fn)
+}
+
+// BundlePlan describes a bundle made from a store other than a Log (the
+// collector's PostgreSQL): what the store has instead of the Log's tree.
+type BundlePlan struct {
+	// Log is the log id, the checkpoint's origin.
+	Log string
+	// HostKey is the host's verifier key text (host.pub).
+	HostKey string
+	// Checkpoint is checkpoint.note, as the host signed it (cosignature
+	// lines included).
+	Checkpoint *Checkpoint
+	// Range proves records [Range.Begin, Range.End) in the tree of
+	// Checkpoint.Size leaves.
+	Range RangeProof
+	// Records reads the records.
+	Records RecordSource
+	// Tool names what wrote the bundle.
+	Tool string
+}
+
+// NewExport plans a bundle from p, for stores that hold a log's records
+// and tree hashes but are not a Log. It reads the records once, and
+// refuses the plan unless the records and the range proof lead to the
+// checkpoint's root: it never writes a bundle that does not verify. The
+// bundle has no earlier checkpoints or consistency proofs.
+func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
+	cp, rp := p.Checkpoint, p.Range
+	if cp == nil || p.Records == nil || p.HostKey == "" {
+		return nil, errors.New("export: a plan needs a checkpoint, a host key and records")
+	}
+	if cp.Origin != p.Log || rp.Size != cp.Size || rp.End <= rp.Begin {
+		return nil, fmt.Errorf("export: range [%d, %d) of a tree of %d for checkpoint %s at %d: %w",
+			rp.Begin, rp.End, rp.Size, cp.Origin, cp.Size, ErrRange)
+	}
+	if err := checkRangeProof(&rp); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e := &Export{records: p.Records, cp: cp, vkeyText: p.HostKey, rng: rp,
+		cons: ConsistencyProofs{Proofs: []ConsistencyProof{}}}
+	e.m = Manifest{Format: BundleFormat, Log: p.Log, HostKey: p.HostKey, Begin: rp.Begin, End: rp.End,
+		Records: rp.End - rp.Begin, TreeSize: cp.Size, CheckpointTime: cp.Time, Tool: p.Tool,
+		Files: map[string]string{}, Checkpoints: []uint64{}}
+	mid := rangeFactory.NewEmptyRange(rp.Begin)
+	err := e.scan(ctx, func(seq uint64, b []byte) error {
+		return mid.Append(LeafHash(b), nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	e.recSize, e.recHash = size, h.Sum(nil)
+	all, err := rangeFactory.NewRange(0, rp.Begin, hashBytes(rp.Left))
+	if err != nil {
+		return nil, fmt.Errorf("export: left of the range: %w", err)
+	}
+	right, err := rangeFactory.NewRange(rp.End, rp.Size, hashBytes(rp.Right))
+	if err != nil {
+		return nil, fmt.Errorf("export: right of the range: %w", err)
+	}
+	if err := all.AppendRange(mid, nil); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if err := all.AppendRange(right, nil); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	root, err := rangeRoot(all)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if !bytes.Equal(root, cp.Root) {
+		return nil, fmt.Errorf("export: records [%d, %d) and the range proof lead to root %x, the checkpoint signs %x: %w",
+			rp.Begin, rp.End, root, cp.Root, ErrCorrupt)
+	}
 	return e, nil
+}
+
+func hashBytes(hs []Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
 }
 
 // newestCosigned returns the newest of the cosigned checkpoint notes that
@@ -514,7 +622,7 @@ func (e *Export) WriteTo(ctx context.Context, w io.Writer) (*Manifest, error) {
 	h := sha256.New()
 	err = writeTarFile(tw, BundleRecords, created, e.recSize, func(w io.Writer) error {
 		bw := &hashWriter{w: w, h: h}
-		return e.l.eachRecord(ctx, e.m.Begin, e.m.End, func(seq uint64, b []byte) error {
+		return e.records.EachRecord(ctx, e.m.Begin, e.m.End, func(seq uint64, b []byte) error {
 			if _, err := bw.Write(b); err != nil {
 				return err
 			}

@@ -5,8 +5,10 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -95,6 +97,33 @@ func TestCollectorRetention(t *testing.T) {
 	out, err = exec.Command(tollgateBin, "audit", "verify", bundle, "--key", pub, "--witness-key", cpub).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "no cosignature by witness") {
 		t.Errorf("audit verify --witness-key of a bundle the collector did not cosign: %v\n%s", err, out)
+	}
+
+	// The collector exports the whole log, the records this host pruned
+	// included, and a part of it; both verify offline with the host key
+	// and the collector's key as witness.
+	for _, args := range [][]string{nil, {"--from", "3", "--to", "10"}} {
+		cb := filepath.Join(dir, fmt.Sprintf("collector-%d.tar", len(args)))
+		cmd := append([]string{"collector", "export", "--config", c.cfgPath, "--host", "retain", "--out", cb}, args...)
+		if out, err := exec.Command(tollgateBin, cmd...).CombinedOutput(); err != nil {
+			t.Fatalf("collector export %v: %v\n%s", args, err, out)
+		}
+		out, err := exec.Command(tollgateBin, "audit", "verify", cb, "--key", pub, "--witness-key", cpub, "-o", "json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("audit verify of the collector's export %v: %v\n%s", args, err, out)
+		}
+		var rep audit.VerifyReport
+		if err := json.Unmarshal(out, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if want := [2]uint64{0, rep.TreeSize}; args != nil {
+			want = [2]uint64{3, 10}
+			if rep.Begin != want[0] || rep.End != want[1] {
+				t.Errorf("collector export %v: records [%d, %d)", args, rep.Begin, rep.End)
+			}
+		} else if rep.Begin != 0 || rep.End != rep.TreeSize || rep.End <= st.Log.Pruned.Below {
+			t.Errorf("collector export: records [%d, %d) of %d, host pruned below %d", rep.Begin, rep.End, rep.TreeSize, st.Log.Pruned.Below)
+		}
 	}
 
 	// What needs pruned records fails, naming the range.
@@ -210,6 +239,28 @@ func TestCollectorRetentionPartitions(t *testing.T) {
 	}
 	if root := rootOfHashes(t, leaves); cp.Size != 70 || !bytes.Equal(root, cp.Root) {
 		t.Fatalf("tree rebuilt from kept leaf hashes: size %d, root %x, checkpoint root %x", cp.Size, root, cp.Root)
+	}
+
+	// The collector exports what it holds, and refuses dropped records,
+	// naming them.
+	hostPub := filepath.Join(t.TempDir(), "host.pub")
+	if err := os.WriteFile(hostPub, []byte(h.key.VerifierKey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out, err := exec.Command(tollgateBin, "collector", "export", "--config", c.cfgPath, "--host", "retain-pg",
+		"--out", filepath.Join(dir, "all.tar")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "records [0, 59]") || !strings.Contains(string(out), "retention") {
+		t.Errorf("collector export over dropped days: %v\n%s", err, out)
+	}
+	recent := filepath.Join(dir, "recent.tar")
+	if out, err := exec.Command(tollgateBin, "collector", "export", "--config", c.cfgPath, "--origin", h.log.ID(),
+		"--from", "60", "--out", recent).CombinedOutput(); err != nil {
+		t.Fatalf("collector export of the records left: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(tollgateBin, "audit", "verify", recent, "--key", hostPub,
+		"--witness-key", filepath.Join(c.dir, "collector.key.pub")).CombinedOutput(); err != nil {
+		t.Fatalf("audit verify of records whose left proof comes from kept leaf hashes: %v\n%s", err, out)
 	}
 
 	// Ingest goes on.
