@@ -74,7 +74,17 @@ func (a *Agent) pruneOnce(ctx context.Context, now time.Time) {
 	if retention <= 0 {
 		return
 	}
-	cosigned := a.shipper.Status().Cosigned
+	note := a.shipper.LastCosigned()
+	if note == nil {
+		return // nothing cosigned yet: nothing may go
+	}
+	// Not just the size the shipper says: the note must be this log's,
+	// signed by its key, over the tree the log has at that size.
+	cosigned, err := a.alog.CosignedSize([][]byte{note})
+	if err != nil {
+		a.log.Error("audit retention: the newest cosigned checkpoint does not match the log; nothing is pruned", "error", err)
+		return
+	}
 	before := now.Add(-retention)
 	n, err := a.alog.Prune(ctx, audit.PruneOptions{Below: cosigned, Before: before})
 	if err != nil && ctx.Err() == nil {

@@ -430,6 +430,20 @@ func hashBytes(hs []Hash) [][]byte {
 	return out
 }
 
+// CosignedSize returns the size of the newest of the cosigned checkpoint
+// notes that this log's key signed for this log, within its size, after
+// checking that its root is the log's root at that size (ErrCorrupt if
+// not: the log was rewritten after the witness saw it); ErrNoCheckpoint if
+// none is. Retention prunes only below it, so a note of another log (a
+// state directory mixed from two installations) never removes a record.
+func (l *Log) CosignedSize(notes [][]byte) (uint64, error) {
+	cp, err := l.newestCosigned(notes)
+	if err != nil {
+		return 0, err
+	}
+	return cp.Size, nil
+}
+
 // newestCosigned returns the newest of the cosigned checkpoint notes that
 // this log's key signed for this log, within its size. A cosigned
 // checkpoint whose root is not the log's at its size means the log was

@@ -246,3 +246,93 @@ func TestPruneEmpty(t *testing.T) {
 		t.Fatalf("pruned %+v", p)
 	}
 }
+
+// TestPruneConcurrent: pruning while producers append and readers read
+// loses nothing the readers should see, reports only ErrPruned for
+// records it removed, and leaves the tree as it was.
+func TestPruneConcurrent(t *testing.T) {
+	ctx := context.Background()
+	e := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	const producers, each = 4, 500
+	stop := make(chan struct{})
+	readerErr := make(chan error, 1)
+	go func() {
+		defer close(readerErr)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			from := e.l.Pruned().Below
+			es, err := e.l.Read(from, 64)
+			if err != nil && !errors.Is(err, audit.ErrPruned) {
+				readerErr <- fmt.Errorf("read from %d: %w", from, err)
+				return
+			}
+			for i, en := range es {
+				if en.Seq != from+uint64(i) {
+					readerErr <- fmt.Errorf("read from %d: entry %d has seq %d", from, i, en.Seq)
+					return
+				}
+			}
+			if _, err := e.l.Tail(32); err != nil {
+				readerErr <- fmt.Errorf("tail: %w", err)
+				return
+			}
+		}
+	}()
+	done := make(chan error, producers)
+	for p := range producers {
+		go func() {
+			for i := range each {
+				r := &audit.Record{Kind: audit.KindHeartbeat, Time: pruneT0.Add(time.Duration(i) * time.Second),
+					Detail: map[string]string{"p": fmt.Sprint(p)}}
+				if _, err := e.l.Append(ctx, r); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	pruned := 0
+	for finished := 0; finished < producers; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished++
+		default:
+			n, err := e.l.Prune(ctx, audit.PruneOptions{Below: e.l.Size() / 2, Before: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pruned += int(n)
+		}
+	}
+	size := e.l.Size()
+	root, err := e.l.Root(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.l.Prune(ctx, audit.PruneOptions{Below: size, Before: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if err := <-readerErr; err != nil {
+		t.Fatal(err)
+	}
+	if got := e.l.Pruned().Below; got != size-1 || uint64(pruned)+n != size-1 {
+		t.Fatalf("pruned below %d (%d+%d removed) of %d", got, pruned, n, size)
+	}
+	if r, err := e.l.Root(size); err != nil || !bytes.Equal(r, root) {
+		t.Fatalf("root after pruning: %v", err)
+	}
+	if _, err := e.l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, e.export(t, audit.ExportOptions{ProveFrom: []uint64{1, size / 3}}), e.v, nil)
+}

@@ -123,6 +123,20 @@ func TestWitnessCosignature(t *testing.T) {
 		t.Fatalf("cosignature of another checkpoint accepted:\n%s", failures(rep))
 	}
 
+	// Retention's bound: the newest cosigned size, checked against the tree.
+	if n, err := e.l.CosignedSize(cosigned); err != nil || n != 35 {
+		t.Fatalf("cosigned size: %d, %v", n, err)
+	}
+	if _, err := e.l.CosignedSize(nil); !errors.Is(err, audit.ErrNoCheckpoint) {
+		t.Fatalf("cosigned size of nothing: %v", err)
+	}
+	otherLog := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	otherLog.start(t)
+	otherLog.sessions(t, 10, 0)
+	if _, err := e.l.CosignedSize([][]byte{cosignedAt(t, otherLog, 50, w)}); !errors.Is(err, audit.ErrNoCheckpoint) {
+		t.Fatalf("cosigned size from another log's checkpoint: %v", err)
+	}
+
 	// Nothing cosigned: a witnessed export says so.
 	if _, err := e.l.PrepareExport(ctx, audit.ExportOptions{Witnessed: true}); !errors.Is(err, audit.ErrNoCheckpoint) {
 		t.Fatalf("witnessed export without cosignatures: %v", err)
@@ -137,8 +151,12 @@ func TestWitnessCosignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	line, _ := w.Cosign(cp.Note)
-	if _, err := e.l.PrepareExport(ctx, audit.ExportOptions{Witnessed: true, Cosigned: [][]byte{append(cp.Note, line...)}}); !errors.Is(err, audit.ErrCorrupt) {
+	rewritten := [][]byte{append(cp.Note, line...)}
+	if _, err := e.l.PrepareExport(ctx, audit.ExportOptions{Witnessed: true, Cosigned: rewritten}); !errors.Is(err, audit.ErrCorrupt) {
 		t.Fatalf("witnessed export of a rewritten log: %v", err)
+	}
+	if _, err := e.l.CosignedSize(rewritten); !errors.Is(err, audit.ErrCorrupt) {
+		t.Fatalf("cosigned size of a rewritten log: %v", err)
 	}
 }
 
