@@ -107,16 +107,16 @@ type Shipper struct {
 	logger *slog.Logger
 	client *http.Client
 
-	mu          sync.Mutex
-	cursor      uint64 // the collector's size, as last heard
-	known       bool   // cursor was heard from the collector
-	cosigned    uint64
+	mu       sync.Mutex
+	cursor   uint64 // the collector's size, as last heard
+	known    bool   // cursor was heard from the collector
+	cosigned uint64
 	// cosignedNote is the checkpoint of size cosigned with the
 	// collector's cosignature (nil before the first).
 	cosignedNote []byte
 	lastSuccess  time.Time
-	lastErr     error
-	halted      bool
+	lastErr      error
+	halted       bool
 
 	cl   *cosignedLog
 	cred *credential
