@@ -138,12 +138,18 @@ func TestCollectorRetention(t *testing.T) {
 		t.Errorf("report since a pruned record: %v\n%s", err, out)
 	}
 
-	// Restarted, the log keeps its pruned state.
+	// Restarted, the log keeps its pruned state, and says so in its
+	// heartbeat (the one written at start), which reaches the collector.
 	d.stop()
 	d.start()
 	if p := d.status().Log.Pruned; p.Below < st.Log.Pruned.Below {
 		t.Errorf("pruned after restart: %+v, before %+v", p, st.Log.Pruned)
 	}
+	conn := c.conn(t)
+	waitFor(t, "a heartbeat with pruned_below at the collector", func() bool {
+		return count(t, conn, `SELECT count(*) FROM records WHERE origin = $1 AND kind = 'heartbeat'
+			AND convert_from(data, 'UTF8') LIKE '%"pruned_below":"%'`, st.Log.ID) > 0
+	})
 
 	// A host that does not ship keeps everything and says so.
 	solo := startDaemon(t, echoDaemonConfig(t))
