@@ -116,9 +116,9 @@ func HostChecks(configPath string) []Check {
 		}
 		var rerr error
 		if !RetentionEnforced(cfg) {
-			rerr = fmt.Errorf("audit.retention %s is not enforced without audit.ship: nothing is pruned before a collector cosigned it, so the log keeps growing", cfg.Audit.Retention)
+			rerr = errors.New("not without audit.ship: nothing is pruned before a collector cosigned it, so the log keeps growing")
 		}
-		out = append(out, Check{Name: "audit retention", Err: rerr, Warn: true,
+		out = append(out, Check{Name: fmt.Sprintf("audit.retention %s enforced", cfg.Audit.Retention), Err: rerr, Warn: true,
 			Fix: "set audit.ship to a collector (records it cosigned are then pruned after audit.retention), or watch state_dir's free space"})
 		werr := dirWritable(cfg.StateDir)
 		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
