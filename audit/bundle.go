@@ -557,7 +557,7 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 			in = (opts.Since.IsZero() || !h.time.Before(opts.Since)) && (opts.Until.IsZero() || h.time.Before(opts.Until))
 		}
 		if in {
-			if !found {
+			if !found && opts.Since.IsZero() {
 				if err := p.sessionBegins(opts.Session, h); err != nil {
 					return err
 				}

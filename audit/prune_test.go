@@ -170,6 +170,11 @@ func TestPrune(t *testing.T) {
 	if err := e.l.Select(ctx, audit.Filter{Session: "s-0130"}, count); err != nil || got != 4 {
 		t.Errorf("select a session after the pruned range: %d records, %v", got, err)
 	}
+	// A session and a since after the pruned records: decided by the since.
+	got = 0
+	if err := e.l.Select(ctx, audit.Filter{Session: "s-0130", Since: pruneT0.Add(521 * time.Minute)}, count); err != nil || got != 3 {
+		t.Errorf("select the end of a session after the pruned range: %d records, %v", got, err)
+	}
 
 	// The whole log exports as what is left of it, and verifies, also
 	// against checkpoints the auditor kept from before the prune.

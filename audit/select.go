@@ -46,7 +46,7 @@ func (l *Log) Select(ctx context.Context, f Filter, fn func(Entry) error) error 
 	if err := p.covers(f.Session, f.Since); err != nil {
 		return err
 	}
-	first := true
+	first := f.Since.IsZero() // with Since, covers decided
 	return l.eachRecord(ctx, p.Below, l.Size(), func(seq uint64, b []byte) error {
 		h, err := headOf(b)
 		if err != nil {
@@ -65,17 +65,20 @@ func (l *Log) Select(ctx context.Context, f Filter, fn func(Entry) error) error 
 	})
 }
 
-// covers returns an error wrapping ErrPruned if a selection by session or
-// since could include pruned records without a session to check: with a
-// session, sessionBegins checks its first record instead.
+// covers returns an error wrapping ErrPruned if a selection could include
+// pruned records: one with a since at or before the newest pruned record's
+// time, or one with neither a since nor a session. A session without a
+// since is left to sessionBegins, which checks its first record.
 func (p PruneState) covers(session string, since time.Time) error {
-	if p.Below == 0 || session != "" || since.After(p.NewestTime) {
+	switch {
+	case p.Below == 0 || since.After(p.NewestTime):
 		return nil
-	}
-	if since.IsZero() {
+	case !since.IsZero():
+		return fmt.Errorf("selection since %s: %w", since.UTC().Format(time.RFC3339), p.Err())
+	case session == "":
 		return fmt.Errorf("selection from the first record: %w", p.Err())
 	}
-	return fmt.Errorf("selection since %s: %w", since.UTC().Format(time.RFC3339), p.Err())
+	return nil
 }
 
 // sessionBegins returns an error wrapping ErrPruned if records were pruned
