@@ -157,6 +157,7 @@ func TestPrune(t *testing.T) {
 		{Until: pruneT0.Add(1000 * time.Minute)},
 		{Since: pruneT0.Add(517 * time.Minute)},
 		{Session: "s-0129"}, // records 516-519: its start was pruned
+		{Session: "s-0001"}, // pruned whole
 	} {
 		if err := e.l.Select(ctx, f, count); !errors.Is(err, audit.ErrPruned) {
 			t.Errorf("select %+v: %v", f, err)

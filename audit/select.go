@@ -39,15 +39,17 @@ func (f Filter) match(h recordHead) bool {
 // When records were pruned (Log.Prune), Select fails with an error wrapping
 // ErrPruned if the filter could select any of them: no session and no
 // Since after the newest pruned record's time, or a session whose first
-// record left is not its session.start. It never returns part of a
-// selection as if it were the whole.
+// record left is not its session.start, or a session not found in the
+// records left. It never returns part of a selection as if it were the
+// whole.
 func (l *Log) Select(ctx context.Context, f Filter, fn func(Entry) error) error {
 	p := l.Pruned()
 	if err := p.covers(f.Session, f.Since); err != nil {
 		return err
 	}
-	first := f.Since.IsZero() // with Since, covers decided
-	return l.eachRecord(ctx, p.Below, l.Size(), func(seq uint64, b []byte) error {
+	matched := false
+	size := l.Size()
+	err := l.eachRecord(ctx, p.Below, size, func(seq uint64, b []byte) error {
 		h, err := headOf(b)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
@@ -55,14 +57,19 @@ func (l *Log) Select(ctx context.Context, f Filter, fn func(Entry) error) error 
 		if !f.match(h) {
 			return nil
 		}
-		if first {
+		if !matched && f.Since.IsZero() { // with Since, covers decided
 			if err := p.sessionBegins(f.Session, h); err != nil {
 				return err
 			}
-			first = false
 		}
+		matched = true
 		return fn(Entry{Seq: seq, Bytes: b})
 	})
+	if err == nil && !matched && f.Session != "" && f.Since.IsZero() && p.Below > 0 {
+		// Not in what is left: it may have been pruned whole.
+		return fmt.Errorf("session %s is not in records [%d, %d) left on this host: %w", f.Session, p.Below, size, p.Err())
+	}
+	return err
 }
 
 // covers returns an error wrapping ErrPruned if a selection could include
