@@ -173,6 +173,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// the approvals and the redirect exist.
 	a.metrics = metrics.NewDaemon(metrics.Build{Version: opts.Version, Commit: opts.Commit}, metrics.Sources{
 		LogSize:          func() uint64 { return a.alog.Size() },
+		Pruned:           func() uint64 { return a.alog.Pruned().Below },
 		Accepted:         a.accepted.Load,
 		LookupMisses:     a.lookupMiss.Load,
 		Refused:          a.refused.Load,
