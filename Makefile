@@ -59,6 +59,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkPostgresProtocolSwitch$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkDecodePrepare$$' -benchtime 20x ./audit/collector/
 	$(GO) test -run '^$$' -bench '^BenchmarkCollectorIngest$$' -benchtime 1x -timeout 30m ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkSSH$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkCollectorLag$$' -benchtime 1x -timeout 30m ./test/
 	TOLLGATE_BENCH_REPORT=docs/pgbench-latest.txt $(GO) test -run '^$$' -bench '^BenchmarkPostgres$$' -benchtime 1x -timeout 60m ./test/
 
@@ -84,6 +85,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeStrings$$' -fuzztime 60s ./policy/sql/
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskRow$$' -fuzztime 60s ./policy/mask/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/collector/
+	$(GO) test -run '^$$' -fuzz '^FuzzSplitCommand$$' -fuzztime 60s ./policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzSFTPLog$$' -fuzztime 60s ./agent/ssh/
 
 # deb and rpm with the systemd unit and default config (nfpm from tools.mod).
 GOARCH ?= $(shell $(GO) env GOARCH)

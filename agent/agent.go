@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/agent/postgres"
+	sshproxy "github.com/tollgate-dev/tollgate/agent/ssh"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/ship"
 	"github.com/tollgate-dev/tollgate/metrics"
@@ -85,6 +86,7 @@ type Agent struct {
 	maskers   map[string]*mask.Masker // by target name; guarded by mu
 
 	pg  *postgres.Server // the PostgreSQL handler, shared by postgres targets
+	ssh *sshproxy.Server // the SSH handler, shared by ssh targets
 	pol policyState      // the rules in force; swapped on reload
 	// approvals are the statements held for review, decided through the
 	// API socket; grants the just-in-time grants, kept in state_dir.
@@ -217,6 +219,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
 		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants})
 	a.oidc = a.newOIDCVerifier(cfg)
+	ca, err := sshproxy.LoadCA(cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if a.ssh, err = sshproxy.NewServer(sshproxy.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
+		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants, CA: ca}); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 
 	if err := a.record(&audit.Record{Kind: audit.KindAgentStart, Detail: map[string]string{
 		"version": opts.Version, "pid": strconv.Itoa(os.Getpid()), "config": opts.ConfigPath,
@@ -665,6 +675,15 @@ func checkSupported(cfg policy.Config) error {
 			if _, err := loadClientTLS(t.TLS); err != nil {
 				errs = append(errs, fmt.Errorf("targets[%d] %q: %w", i, t.Name, err))
 			}
+		case policy.ProtocolSSH:
+			if t.Upstream.KeyFile != "" {
+				if err := sshproxy.CheckKeyFile(t.Upstream.KeyFile); err != nil {
+					errs = append(errs, fmt.Errorf("targets[%d] %q: upstream.key_file: %w", i, t.Name, err))
+				}
+			}
+			if _, err := os.Stat(t.Upstream.KnownHosts); err != nil {
+				errs = append(errs, fmt.Errorf("targets[%d] %q: upstream.known_hosts: %w", i, t.Name, err))
+			}
 		default:
 			errs = append(errs, fmt.Errorf("targets[%d] %q: protocol %s: %w", i, t.Name, t.Protocol, ErrUnsupported))
 		}
@@ -695,6 +714,9 @@ func (a *Agent) checkReload(cfg policy.Config) error {
 	}
 	if cfg.Metrics.Listen != old.Metrics.Listen {
 		errs = append(errs, errors.New("metrics.listen cannot change without a restart"))
+	}
+	if cfg.Log != old.Log {
+		errs = append(errs, errors.New("log cannot change without a restart"))
 	}
 	return errors.Join(errs...)
 }

@@ -18,7 +18,16 @@ import (
 func buildMaskers(cfg policy.Config) (map[string]*mask.Masker, error) {
 	out := map[string]*mask.Masker{}
 	for _, t := range cfg.Targets {
-		if t.Protocol != policy.ProtocolPostgres {
+		if t.Protocol == policy.ProtocolSSH {
+			// SSH output has no columns: detectors and patterns mask
+			// what is recorded.
+			for _, m := range cfg.Masking {
+				if slices.Contains(m.Targets, t.Name) && len(m.Columns) > 0 {
+					return nil, fmt.Errorf("masking %s: target %q: column rules apply to postgres targets; ssh targets take detectors and patterns: %w", m.ID, t.Name, ErrUnsupported)
+				}
+			}
+		}
+		if t.Protocol != policy.ProtocolPostgres && t.Protocol != policy.ProtocolSSH {
 			for _, m := range cfg.Masking {
 				if slices.Contains(m.Targets, t.Name) {
 					return nil, fmt.Errorf("masking %s: target %q: protocol %s: %w", m.ID, t.Name, t.Protocol, ErrUnsupported)

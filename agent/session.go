@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/agent/postgres"
+	sshproxy "github.com/tollgate-dev/tollgate/agent/ssh"
 	"github.com/tollgate-dev/tollgate/agent/tcp"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -111,8 +112,12 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		return
 	}
 
-	if ts.cfg.Protocol == policy.ProtocolPostgres {
+	switch ts.cfg.Protocol {
+	case policy.ProtocolPostgres:
 		a.handlePostgres(ts, c, origin, upstream, peer)
+		return
+	case policy.ProtocolSSH:
+		a.handleSSH(ts, c, origin, upstream, peer)
 		return
 	}
 
@@ -312,3 +317,42 @@ func (p pgRecorder) RecordEventually(r *audit.Record) { p.a.recordEventually(r) 
 
 // RecordAllEventually appends result records in one go.
 func (p pgRecorder) RecordAllEventually(rs []*audit.Record) { p.a.recordAllEventually(rs) }
+
+// handleSSH hands a connection to the SSH handler, which records the
+// session once the client's handshake is done, before the target sees a
+// login.
+func (a *Agent) handleSSH(ts *targetState, c *net.TCPConn, origin redirect.Origin, upstream, peer netip.AddrPort) {
+	start := time.Now()
+	id := newSessionID(start)
+	a.mu.Lock()
+	tcfg, identities, ver := ts.cfg, a.cfg.Identities, a.oidc
+	masker := a.maskers[tcfg.Name]
+	a.mu.Unlock()
+	sess := sshproxy.Session{
+		Masker: masker,
+		Target: tcfg,
+		Dst:    upstream,
+		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),
+			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
+		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
+		Identities: identities,
+	}
+	if ver != nil { // a nil *OIDCVerifier must not become a non-nil interface
+		sess.Verifier = ver
+	}
+	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
+		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
+	a.mu.Lock()
+	a.open[id] = info
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.open, id)
+		a.mu.Unlock()
+	}()
+	tcp.SetKeepAlive(c)
+	st := a.ssh.Serve(a.ctx, c, sess)
+	if st.Reason == sshproxy.ReasonAudit {
+		a.refused.Add(1)
+	}
+}

@@ -53,6 +53,45 @@ const (
 	// KindError is written for failures worth evidence, such as an origin
 	// lookup miss that refused a connection.
 	KindError Kind = "error"
+
+	// SSH sessions add these kinds. Detail[DetailChannel] names the
+	// channel within its session.
+
+	// KindChannelOpen is written when an SSH channel is opened or refused:
+	// Detail carries its type and, for forwards, the destination;
+	// Decision is set when policy judged the opening.
+	KindChannelOpen Kind = "channel.open"
+	// KindChannelRequest is written before an SSH request is forwarded
+	// (write-ahead for exec, shell and subsystem), with Statement (the
+	// command, or the request named in words, and its class) and
+	// Decision.
+	KindChannelRequest Kind = "channel.request"
+	// KindChannelData is a chunk of an SSH channel's bytes, with
+	// Detail[DetailStream] and the bytes in Detail[DetailData] (base64);
+	// its time is when the chunk passed.
+	KindChannelData Kind = "channel.data"
+	// KindChannelClose is written when an SSH channel ends, with Bytes and
+	// the command's exit status or signal in Detail.
+	KindChannelClose Kind = "channel.close"
+	// KindSFTP is one SFTP operation (open, read or write totals per
+	// handle, remove, rename, mkdir, rmdir, setstat) with its paths, size
+	// and status in Detail.
+	KindSFTP Kind = "sftp"
+)
+
+// Detail keys of SSH records.
+const (
+	// DetailChannel is the channel's number within its session.
+	DetailChannel = "channel"
+	// DetailStream is the direction of a data chunk: "in" (client to
+	// target, stdin), "out" (stdout) or "err" (stderr).
+	DetailStream = "stream"
+	// DetailData is a data chunk's bytes, base64 (standard, padded).
+	DetailData = "data"
+	// DetailExitStatus is a command's exit status.
+	DetailExitStatus = "exit_status"
+	// DetailExitSignal is the signal that ended a command.
+	DetailExitSignal = "exit_signal"
 )
 
 // Record is one audit event, schema version 1. Its canonical encoding (see

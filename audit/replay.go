@@ -4,14 +4,17 @@ package audit
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrNoSession is returned by Replay and WriteCast when there are no
@@ -33,6 +36,7 @@ type ReplayOptions struct {
 type timedLine struct {
 	at   time.Duration // since the first record
 	text string
+	raw  bool // written as it is (terminal bytes), without an offset
 }
 
 // sortRecords orders records by time, then seq (records of one session
@@ -221,6 +225,9 @@ func Replay(ctx context.Context, w io.Writer, recs []*Record, opts ReplayOptions
 		}
 	}
 	fmt.Fprintln(w)
+	if isTerminal(recs) {
+		lines = terminalLines(recs)
+	}
 	var prev time.Duration
 	for _, l := range lines {
 		if opts.Speed > 0 && l.at > prev {
@@ -233,11 +240,61 @@ func Replay(ctx context.Context, w io.Writer, recs []*Record, opts ReplayOptions
 			}
 		}
 		prev = max(prev, l.at)
-		if _, err := fmt.Fprintf(w, "%+10.3fs  %s\n", l.at.Seconds(), l.text); err != nil {
+		text := fmt.Sprintf("%+10.3fs  %s\n", l.at.Seconds(), l.text)
+		if l.raw {
+			text = l.text
+		}
+		if _, err := io.WriteString(w, text); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// isTerminal reports whether a session recorded channel bytes (an SSH
+// session): it replays as the terminal showed it.
+func isTerminal(recs []*Record) bool {
+	return slices.ContainsFunc(recs, func(r *Record) bool { return r.Kind == KindChannelData })
+}
+
+// terminalLines is the replay of an SSH session: the bytes the client's
+// terminal received (stdout and stderr), at their pace, and between them,
+// each on a line of its own, the requests with their decisions, approvals
+// and ends. Input is not shown: the terminal's echo shows what was typed,
+// and a password typed with echo off stays unseen, as it was.
+func terminalLines(recs []*Record) []timedLine {
+	recs = sortRecords(recs)
+	first := recs[0]
+	requests := map[string]time.Time{}
+	var out []timedLine
+	midLine := false
+	for _, r := range recs {
+		at := r.Time.Sub(first.Time)
+		switch {
+		case r.Kind == KindChannelData:
+			if s := r.Detail[DetailStream]; s != "out" && s != "err" {
+				continue
+			}
+			b, err := base64.StdEncoding.DecodeString(r.Detail[DetailData])
+			if err != nil || len(b) == 0 {
+				continue
+			}
+			out = append(out, timedLine{at: at, text: string(b), raw: true})
+			midLine = b[len(b)-1] != '\n'
+		case r.Kind == KindChannelRequest && r.Statement == nil && r.Decision == nil:
+			// pty-req, env, window-change: the terminal's plumbing.
+		case r.Kind == KindSFTP:
+			// Listed by the timeline; a terminal shows no file operations.
+		default:
+			text := fmt.Sprintf("[tollgate %+.3fs] %s\r\n", at.Seconds(), replayLine(r, requests))
+			if midLine {
+				text = "\r\n" + text
+				midLine = false
+			}
+			out = append(out, timedLine{at: at, text: text, raw: true})
+		}
+	}
+	return out
 }
 
 // WriteCast writes a session's timeline as an asciicast v2 recording
@@ -247,6 +304,9 @@ func Replay(ctx context.Context, w io.Writer, recs []*Record, opts ReplayOptions
 func WriteCast(w io.Writer, recs []*Record) error {
 	if len(recs) == 0 {
 		return ErrNoSession
+	}
+	if isTerminal(recs) {
+		return writeTerminalCast(w, recs)
 	}
 	header, lines := timeline(recs)
 	first := sortRecords(recs)[0]
@@ -272,4 +332,90 @@ func WriteCast(w io.Writer, recs []*Record) error {
 		}
 	}
 	return nil
+}
+
+// writeTerminalCast writes an SSH session as the terminal saw it: the size
+// from its pty request, output ("o") and input ("i") events at their
+// offsets, and resizes ("r") from window changes.
+func writeTerminalCast(w io.Writer, recs []*Record) error {
+	recs = sortRecords(recs)
+	first := recs[0]
+	width, height := 80, 24
+	for _, r := range recs {
+		if r.Kind == KindChannelRequest && r.Detail["request"] == "pty-req" {
+			if c, err := strconv.Atoi(r.Detail["cols"]); err == nil && c > 0 {
+				width = c
+			}
+			if h, err := strconv.Atoi(r.Detail["rows"]); err == nil && h > 0 {
+				height = h
+			}
+			break
+		}
+	}
+	title := "tollgate session " + first.Session
+	for _, r := range recs {
+		if r.Kind == KindSessionStart {
+			who := "unidentified"
+			if r.Identity != nil && r.Identity.Name != "" {
+				who = r.Identity.Name
+			}
+			title += ": " + who + " on " + dash(r.Target)
+			break
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(map[string]any{
+		"version": 2, "width": width, "height": height,
+		"timestamp": first.Time.Unix(), "title": title,
+	}); err != nil {
+		return err
+	}
+	// A chunk may end inside a UTF-8 sequence; its tail waits for the
+	// next chunk of the stream, since events are JSON strings.
+	carry := map[string][]byte{}
+	for _, r := range recs {
+		at := r.Time.Sub(first.Time).Seconds()
+		var ev []any
+		switch {
+		case r.Kind == KindChannelData:
+			b, err := base64.StdEncoding.DecodeString(r.Detail[DetailData])
+			if err != nil {
+				continue
+			}
+			code := "o"
+			if r.Detail[DetailStream] == "in" {
+				code = "i"
+			}
+			b = append(carry[code], b...)
+			cut := incompleteTail(b)
+			carry[code] = slices.Clone(b[cut:])
+			if cut == 0 {
+				continue
+			}
+			ev = []any{at, code, string(b[:cut])}
+		case r.Kind == KindChannelRequest && r.Detail["request"] == "window-change":
+			ev = []any{at, "r", r.Detail["cols"] + "x" + r.Detail["rows"]}
+		default:
+			continue
+		}
+		if err := enc.Encode(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// incompleteTail returns where an unfinished UTF-8 sequence at the end of b
+// starts, or len(b).
+func incompleteTail(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return i
+			}
+			break
+		}
+	}
+	return len(b)
 }

@@ -93,8 +93,11 @@ type Report struct {
 	CheckpointSize uint64    `json:"checkpoint_size,omitempty"`
 	CheckpointTime time.Time `json:"checkpoint_time,omitempty"`
 
-	Access        []AccessRow    `json:"access"`
-	Denials       []ReportEvent  `json:"denials"`
+	Access  []AccessRow   `json:"access"`
+	Denials []ReportEvent `json:"denials"`
+	// Commands are the SSH requests that run something on a target
+	// (exec commands, shells, subsystems), allowed or not, in order.
+	Commands      []ReportEvent  `json:"commands"`
 	SelfApprovals []ReportEvent  `json:"self_approvals"`
 	Grants        []ReportEvent  `json:"grants"`
 	PolicyChanges []ReportEvent  `json:"policy_changes"`
@@ -230,6 +233,30 @@ func (b *ReportBuilder) Add(r *Record) {
 		row.Sessions++
 	case KindSessionEnd:
 		row.DurationNS += r.DurationNS
+	case KindChannelRequest:
+		// SSH requests with a decision count like statements: the
+		// command is what ran (or was refused) on the target.
+		if r.Statement == nil || r.Decision == nil {
+			break
+		}
+		row.Statements++
+		for _, c := range r.Statement.Classes {
+			row.Classes[c]++
+		}
+		d := r.Decision
+		verdict := d.Action
+		if d.Rule != "" {
+			verdict += " (" + d.Rule + ")"
+		}
+		rep.Commands = append(rep.Commands, event(fmt.Sprintf("%s: %s", verdict, r.Statement.Text)))
+		if d.Action == "deny" {
+			row.Denied++
+			by := "rule " + d.Rule
+			if d.Rule == "" {
+				by = "the default deny"
+			}
+			rep.Denials = append(rep.Denials, event(fmt.Sprintf("denied by %s: %s", by, r.Statement.Text)))
+		}
 	case KindStatement:
 		row.Statements++
 		if s := r.Statement; s != nil {
@@ -297,7 +324,7 @@ func (b *ReportBuilder) Finish() *Report {
 	slices.SortFunc(rep.Access, func(x, y AccessRow) int {
 		return cmp.Or(cmp.Compare(x.Identity, y.Identity), cmp.Compare(x.Target, y.Target))
 	})
-	for _, l := range []*[]ReportEvent{&rep.Denials, &rep.SelfApprovals, &rep.Grants, &rep.PolicyChanges, &rep.Errors} {
+	for _, l := range []*[]ReportEvent{&rep.Denials, &rep.Commands, &rep.SelfApprovals, &rep.Grants, &rep.PolicyChanges, &rep.Errors} {
 		if *l == nil {
 			*l = []ReportEvent{}
 		}
@@ -315,6 +342,7 @@ var (
 	secAccess    = reportSection{"Access by identity and target", "A.5.15 Access control, A.5.18 Access rights, A.8.2 Privileged access rights, A.8.5 Secure authentication"}
 	secApprovals = reportSection{"Approvals and self-approvals", "A.8.2 Privileged access rights, A.5.18 Access rights"}
 	secDenials   = reportSection{"Denied statements and errors", "A.8.16 Monitoring activities"}
+	secCommands  = reportSection{"SSH commands", "A.8.2 Privileged access rights, A.8.15 Logging"}
 	secGrants    = reportSection{"Time-boxed grants", "A.5.18 Access rights, A.8.2 Privileged access rights"}
 	secMasking   = reportSection{"Data masking", "A.8.11 Data masking"}
 	secPolicy    = reportSection{"Policy changes and daemon restarts", "A.8.15 Logging, A.8.16 Monitoring activities"}
@@ -360,6 +388,11 @@ func (rep *Report) WriteText(w io.Writer) error {
 	p("  %d denied statements, %d error records\n", len(rep.Denials), len(rep.Errors))
 	events(w, rep.Denials)
 	events(w, rep.Errors)
+	if len(rep.Commands) > 0 {
+		head(secCommands)
+		p("  %d requests\n", len(rep.Commands))
+		events(w, rep.Commands)
+	}
 	head(secGrants)
 	p("  %d grants\n", len(rep.Grants))
 	events(w, rep.Grants)
@@ -492,7 +525,7 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 	}{
 		R: rep,
 		Sections: map[string]reportSection{"evidence": secEvidence, "access": secAccess, "approvals": secApprovals, "denials": secDenials,
-			"grants": secGrants, "masking": secMasking, "policy": secPolicy, "clock": secClock},
+			"commands": secCommands, "grants": secGrants, "masking": secMasking, "policy": secPolicy, "clock": secClock},
 		Charts: []chart{
 			newChart("chart-sessions", "Sessions by identity and target", labels, sessions),
 			newChart("chart-statements", "Statements by identity and target", labels, statements),
@@ -543,6 +576,9 @@ svg text{font-size:12px}
 {{with index .Sections "denials"}}<h2 id="denials">{{.Title}} <span class="controls">{{.Controls}}</span></h2>{{end}}
 <p>{{len .R.Denials}} denied statements, {{len .R.Errors}} error records.</p>
 {{template "events" .R.Denials}}{{template "events" .R.Errors}}
+{{if .R.Commands}}{{with index .Sections "commands"}}<h2 id="commands">{{.Title}} <span class="controls">{{.Controls}}</span></h2>{{end}}
+<p>{{len .R.Commands}} SSH requests that run something on a target, with their decisions.</p>
+{{template "events" .R.Commands}}{{end}}
 {{with index .Sections "grants"}}<h2 id="grants">{{.Title}} <span class="controls">{{.Controls}}</span></h2>{{end}}
 {{template "events" .R.Grants}}
 {{with index .Sections "masking"}}<h2 id="masking">{{.Title}} <span class="controls">{{.Controls}}</span></h2>{{end}}

@@ -27,8 +27,9 @@ const verifyChunk = 256 << 10
 
 // kinds lists the record kinds of schema version 1, the only ones the
 // verifier accepts.
-var kinds = []Kind{KindAgentStart, KindAgentStop, KindPolicyLoad, KindSessionStart, KindSessionEnd,
-	KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision, KindGrant, KindHeartbeat, KindError}
+var kinds = [...]Kind{KindAgentStart, KindAgentStop, KindPolicyLoad, KindSessionStart, KindSessionEnd,
+	KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision, KindGrant, KindHeartbeat, KindError,
+	KindChannelOpen, KindChannelRequest, KindChannelData, KindChannelClose, KindSFTP}
 
 // kindIndex returns the index of k in kinds, -1 if unknown. A switch on
 // the string compiles to a few length and word comparisons, where a loop
@@ -59,6 +60,16 @@ func kindIndex(k []byte) int {
 		return 10
 	case KindError:
 		return 11
+	case KindChannelOpen:
+		return 12
+	case KindChannelRequest:
+		return 13
+	case KindChannelData:
+		return 14
+	case KindChannelClose:
+		return 15
+	case KindSFTP:
+		return 16
 	}
 	return -1
 }
@@ -339,7 +350,7 @@ type recordState struct {
 	firstLogOK bool
 
 	// Semantics.
-	kindCount     [16]uint64
+	kindCount     [len(kinds)]uint64
 	sessions      map[string]*sessionState
 	lastHeartbeat time.Time
 	hbSince       uint64 // seq of the last heartbeat or daemon start
@@ -548,7 +559,8 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 			}
 		}
 		return
-	case KindSessionStart, KindSessionEnd, KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision:
+	case KindSessionStart, KindSessionEnd, KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision,
+		KindChannelOpen, KindChannelRequest, KindChannelData, KindChannelClose, KindSFTP:
 	default:
 		return
 	}

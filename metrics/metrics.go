@@ -106,7 +106,7 @@ func NewDaemon(b Build, src Sources) *Daemon {
 	}, []string{"target", "protocol", "identity_method"})
 	d.statements = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_statements_total",
-		Help: "Statements decided, by target, decision (allow, deny, review, mask) and class (the first of the statement's classes).",
+		Help: "Statements (and SSH requests) decided, by target, decision (allow, deny, review, mask) and class (the first of the statement's classes; exec, shell, sftp… for SSH).",
 	}, []string{"target", "decision", "class"})
 	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_statement_results_total",
@@ -260,7 +260,12 @@ func (d *Daemon) Observe(r *audit.Record) {
 			protocol = "tcp"
 		}
 		d.sessions.WithLabelValues(r.Target, protocol, method).Inc()
-	case audit.KindStatement:
+	case audit.KindStatement, audit.KindChannelRequest:
+		// An SSH request with a decision (exec, shell, subsystem,
+		// forwarding) is the SSH target's statement.
+		if r.Kind == audit.KindChannelRequest && r.Decision == nil {
+			return
+		}
 		decision, class := "none", "none"
 		if r.Decision != nil && r.Decision.Action != "" {
 			decision = r.Decision.Action

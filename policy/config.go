@@ -43,6 +43,7 @@ type Config struct {
 	Masking    []Masking  `yaml:"masking,omitempty"`    // what is masked in results
 	Audit      Audit      `yaml:"audit"`                // the audit log and its shipping
 	Metrics    Metrics    `yaml:"metrics,omitempty"`    // the Prometheus endpoint
+	Log        Log        `yaml:"log,omitempty"`        // the daemon's operational log
 
 	// raw is the file as Parse read it, for Hash.
 	raw []byte
@@ -140,21 +141,31 @@ func (t *Target) Matches() ([]Match, error) {
 }
 
 // Upstream holds the credentials and TLS settings tollgate uses to log in to
-// a PostgreSQL server. The client never sees them.
+// a PostgreSQL server or an SSH host. The client never sees them.
 type Upstream struct {
-	// User is the PostgreSQL role tollgate logs in as.
+	// User is the PostgreSQL role, or the SSH login, tollgate logs in as.
 	User string `yaml:"user"`
 	// PasswordFile is an absolute path to a root-only file holding the
-	// password.
-	PasswordFile string `yaml:"password_file"`
-	// SSLMode is the upstream TLS mode, as in libpq.
-	SSLMode SSLMode `yaml:"sslmode"`
+	// password (postgres).
+	PasswordFile string `yaml:"password_file,omitempty"`
+	// SSLMode is the upstream TLS mode, as in libpq (postgres).
+	SSLMode SSLMode `yaml:"sslmode,omitempty"`
 	// SSLRootCert is an absolute path to the CA bundle for verify-ca and
 	// verify-full; empty means the system roots.
 	SSLRootCert string `yaml:"sslrootcert,omitempty"`
 	// Database, when set, is the database tollgate connects to whatever the
 	// client asked for.
 	Database string `yaml:"database,omitempty"`
+	// KnownHosts is an absolute path to an OpenSSH known_hosts file that
+	// verifies the SSH target's host key (plain keys or @cert-authority
+	// lines). Required for ssh targets: a host key is never trusted on
+	// first use.
+	KnownHosts string `yaml:"known_hosts,omitempty"`
+	// KeyFile is an absolute path to a root-only private key (OpenSSH
+	// format) tollgate logs in to an SSH target with. Empty means a
+	// per-session certificate from tollgate's user CA, which the target
+	// trusts with TrustedUserCAKeys.
+	KeyFile string `yaml:"key_file,omitempty"`
 }
 
 // OIDC lists the token issuers tollgate trusts, for workloads that give a
@@ -233,6 +244,13 @@ type Conditions struct {
 	Targets    []string `yaml:"targets,omitempty"`    // target names
 	Classes    []Class  `yaml:"classes,omitempty"`    // statement classes
 	Tables     []string `yaml:"tables,omitempty"`     // table names or patterns
+	// Commands match SSH exec commands by program and arguments (see
+	// [MatchCommand]); a rule with commands matches only exec requests.
+	Commands []string `yaml:"commands,omitempty"`
+	// Forwards match the destination of an SSH port forward as host:port
+	// globs ("127.0.0.1:5432", "*.internal:443"); a rule with forwards
+	// matches only forwarding requests.
+	Forwards []string `yaml:"forwards,omitempty"`
 	// Time lists when the rule applies; empty means at any time.
 	Time []Window `yaml:"time,omitempty"`
 }
@@ -333,10 +351,13 @@ type Protocol string
 const (
 	ProtocolPostgres Protocol = "postgres" // PostgreSQL wire protocol, per statement
 	ProtocolTCP      Protocol = "tcp"      // opaque bytes, per connection
+	ProtocolSSH      Protocol = "ssh"      // SSH, per channel request
 )
 
 // Valid reports whether p is a known protocol.
-func (p Protocol) Valid() bool { return p == ProtocolPostgres || p == ProtocolTCP }
+func (p Protocol) Valid() bool {
+	return p == ProtocolPostgres || p == ProtocolTCP || p == ProtocolSSH
+}
 
 // ClientAuth is how a postgres target identifies its clients.
 type ClientAuth string
@@ -418,6 +439,8 @@ func Classes() []Class {
 		ClassUpdateWithoutWhere, ClassDeleteWithoutWhere, ClassDDL, ClassTruncate,
 		ClassGrant, ClassCopyIn, ClassCopyOut, ClassCopy, ClassFunctionCall,
 		ClassTransaction, ClassSet, ClassMultiStatement, ClassUnknown, ClassEmpty,
+		ClassExec, ClassShell, ClassSFTP, ClassSubsystem, ClassForwardLocal,
+		ClassForwardRemote, ClassAgentForward, ClassX11,
 	}
 }
 
@@ -493,6 +516,17 @@ const SyncAlways SyncMode = "always"
 func (m SyncMode) Valid() bool { return m == SyncAlways }
 
 // Metrics configures the daemon's Prometheus endpoint.
+// Log configures the daemon's operational log (stderr; the journal under
+// systemd). The daemon's --log-level and --log-format flags, when given,
+// win over it.
+type Log struct {
+	// Level is debug, info, warn or error; empty means info.
+	Level string `yaml:"level,omitempty"`
+	// Format is text or json; empty means text.
+	Format string `yaml:"format,omitempty"`
+}
+
+// Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	// Listen is the loopback address and port /metrics is served on;
 	// empty (the default) serves no metrics.

@@ -163,7 +163,7 @@ func TestParseErrors(t *testing.T) {
 			`listen_address (line 1): "0.0.0.0" is not a loopback address: the proxy listens only on loopback`,
 			`workloads[0].name (line 3): required`,
 			`workloads[0].cgroup (line 3): "system.slice" must start with / (paths are relative to the cgroup2 mount, like /system.slice/cron.service)`,
-			`rules[0].when.classes[0] (line 7): unknown class "selct" (want one of select, insert, update, delete, update_without_where, delete_without_where, ddl, truncate, grant, copy_in, copy_out, copy, function_call, transaction, set, multi_statement, unknown, empty)`,
+			`rules[0].when.classes[0] (line 7): unknown class "selct" (want one of select, insert, update, delete, update_without_where, delete_without_where, ddl, truncate, grant, copy_in, copy_out, copy, function_call, transaction, set, multi_statement, unknown, empty, exec, shell, sftp, subsystem, forward_local, forward_remote, agent_forward, x11)`,
 			`rules[0].approvers (line 5): review needs approvers: identities, groups or both`,
 			`rules[0].approvers (line 5): approvers prove who they are with OIDC tokens: add oidc.issuers`,
 			`rules[0].approvers.timeout (line 5): review needs a positive timeout, like 15m`,
@@ -319,8 +319,24 @@ func TestValidate(t *testing.T) {
 			`workloads[1].unit: bad systemd unit "runner@.service" (want a name like nightly.service, .scope or .slice)`},
 		{"unclean cgroup", func(c *policy.Config) { c.Workloads[1] = policy.Workload{Name: "ci", Cgroup: "/a//b/"} },
 			`workloads[1].cgroup: "/a//b/" is not a clean path (want "/a/b")`},
-		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },
-			`targets[1].protocol: unknown protocol "ssh" (want postgres or tcp)`},
+		{"protocol", func(c *policy.Config) { c.Targets[1].Protocol = "telnet" },
+			`targets[1].protocol: unknown protocol "telnet" (want postgres, ssh or tcp)`},
+		{"log", func(c *policy.Config) { c.Log = policy.Log{Level: "verbose", Format: "xml"} },
+			"log.level: unknown level \"verbose\" (want debug, info, warn or error)\n" +
+				"log.format: unknown format \"xml\" (want text or json)"},
+		{"ssh upstream", func(c *policy.Config) { c.Targets[1].Protocol = "ssh" },
+			"targets[1].upstream.user: required: the login tollgate uses on the target\n" +
+				"targets[1].upstream.known_hosts: required (an absolute path)"},
+		{"ssh postgres settings", func(c *policy.Config) {
+			c.Targets[1].Protocol = "ssh"
+			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts", SSLMode: "require"}
+		}, `targets[1].upstream.sslmode: not an ssh setting (ssh targets use user, known_hosts and key_file)`},
+		{"forward without destinations", func(c *policy.Config) {
+			c.Rules = append(c.Rules, policy.Rule{ID: "fwd", Action: "allow", When: policy.Conditions{Classes: []policy.Class{"forward_local"}}})
+		}, `rules[2].when.forwards: required: a rule that allows port forwarding names the destinations it allows`},
+		{"bad forward", func(c *policy.Config) {
+			c.Rules = append(c.Rules, policy.Rule{ID: "fwd", Action: "deny", When: policy.Conditions{Forwards: []string{"db.internal"}, Commands: []string{" "}}})
+		}, "rules[2].when.commands[0]: empty command pattern\nrules[2].when.forwards[0]: \"db.internal\" is not a host:port pattern"},
 		{"no match", func(c *policy.Config) { c.Targets[1].Match = nil },
 			`targets[1].match: required: at least one destination, like db.internal:5432`},
 		{"bad match", func(c *policy.Config) { c.Targets[1].Match = []string{"10.0.0.0/33:22"} },
@@ -334,7 +350,7 @@ func TestValidate(t *testing.T) {
 		{"client auth unknown", func(c *policy.Config) { c.Targets[0].ClientAuth = "password" },
 			`targets[0].client_auth: unknown client_auth "password" (want oidc or process)`},
 		{"client auth tcp", func(c *policy.Config) { c.Targets[1].ClientAuth = policy.ClientAuthProcess },
-			`targets[1].client_auth: only postgres targets have client_auth`},
+			`targets[1].client_auth: only postgres and ssh targets have client_auth`},
 		{"client auth without issuers", func(c *policy.Config) {
 			c.OIDC.Issuers = nil
 			c.Identities = c.Identities[:1]

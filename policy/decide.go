@@ -24,6 +24,12 @@ type Request struct {
 	// Tables are the tables the statement touches, as schema.table or
 	// table.
 	Tables []string
+	// Command is the words of an SSH exec command (SplitCommand); nil for
+	// other requests and for a command with shell syntax, which rules
+	// with commands never match.
+	Command []string
+	// Forward is the destination of an SSH port forward, host:port.
+	Forward string
 	// Grants are the just-in-time grants in force for the session's
 	// identities on Target (Grants.Active).
 	Grants []Grant
@@ -102,7 +108,9 @@ func (e *Engine) validUntil(t time.Time) time.Time {
 // every table, and the statement is allowed only when each of its classes is
 // covered by some matching allow rule. Anything not allowed is denied:
 // default deny, and an unknown or unparseable statement is allowed only by a
-// rule that names the class unknown. An empty statement (class empty alone)
+// rule that names the class unknown (SSH forwarding classes likewise). A
+// rule with commands or forwards matches only SSH requests whose command or
+// destination it names. An empty statement (class empty alone)
 // is the exception: it has no effect, so only rules that name the class
 // empty judge it, and it is allowed when none of them matches.
 func (e *Engine) Decide(req Request) Decision {
@@ -133,11 +141,11 @@ func (e *Engine) decide(req Request, t time.Time) Decision {
 		}
 		switch r.Action {
 		case ActionDeny:
-			if r.When.anyClass(classes) && r.When.anyTable(req.Tables) {
+			if r.When.anyClass(classes) && r.When.anyTable(req.Tables) && r.When.anyCommand(req) {
 				return Decision{Action: ActionDeny, Rule: r.ID, Reason: denyReason(r)}
 			}
 		case ActionReview:
-			if review == nil && r.When.anyClass(classes) && r.When.anyTable(req.Tables) {
+			if review == nil && r.When.anyClass(classes) && r.When.anyTable(req.Tables) && r.When.anyCommand(req) {
 				review = r
 			}
 		}
@@ -166,7 +174,7 @@ func (e *Engine) decide(req Request, t time.Time) Decision {
 			if r.Action != ActionAllow && r.Action != ActionMask {
 				continue
 			}
-			if !e.applies(i, req, t) || !r.When.coversClass(c) || !r.When.allTables(req.Tables) {
+			if !e.applies(i, req, t) || !r.When.coversClass(c) || !r.When.allTables(req.Tables) || !r.When.anyCommand(req) {
 				continue
 			}
 			covered = true
@@ -286,8 +294,10 @@ func (c *Conditions) anyClass(classes []Class) bool {
 func (c *Conditions) coversClass(sc Class) bool {
 	if len(c.Classes) == 0 {
 		// A rule without classes allows everything except what is
-		// unknown: an unparseable statement needs an explicit rule.
-		return sc != ClassUnknown
+		// unknown or forwards past the target: an unparseable
+		// statement, port, agent and X11 forwarding need a rule that
+		// names them.
+		return !explicitOnly(sc)
 	}
 	for _, rc := range c.Classes {
 		if classMatches(rc, sc) {

@@ -55,3 +55,37 @@ func (pi *ProcessIdentity) Matches(uid uint32, exe, cgroup string) bool {
 	}
 	return true
 }
+
+// ProcessIdentities returns, in config order, the identities that a process
+// matches by its process attributes alone: those with a process section
+// that matches and no oidc section (an oidc section needs a token, which a
+// process-identified client does not give). The first is the one a
+// session is recorded as; rules may name any of them.
+func ProcessIdentities(ids []Identity, uid uint32, exe, cgroup string) []*Identity {
+	var out []*Identity
+	for i := range ids {
+		id := &ids[i]
+		if id.OIDC == nil && id.Process != nil && id.Process.Matches(uid, exe, cgroup) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// TokenIdentities returns, in config order, the identities that a client
+// with verified token claims matches: those with an oidc section that the
+// claims match, whose process section (if any) the process matches too.
+func TokenIdentities(ids []Identity, c *Claims, uid uint32, exe, cgroup string) []*Identity {
+	var out []*Identity
+	for i := range ids {
+		id := &ids[i]
+		if id.OIDC == nil || !id.OIDC.Matches(c) {
+			continue
+		}
+		if id.Process != nil && !id.Process.Matches(uid, exe, cgroup) {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}

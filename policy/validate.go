@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	v.masking()
 	v.audit()
 	v.metrics()
+	v.log()
 	return errors.Join(v.errs...)
 }
 
@@ -158,9 +159,9 @@ func (v *validator) targets() {
 		v.name(p+".name", "target name", t.Name, v.targetPaths)
 		switch {
 		case t.Protocol == "":
-			v.add(p+".protocol", "required (postgres or tcp)")
+			v.add(p+".protocol", "required (postgres, ssh or tcp)")
 		case !t.Protocol.Valid():
-			v.add(p+".protocol", "unknown protocol %q (want postgres or tcp)", t.Protocol)
+			v.add(p+".protocol", "unknown protocol %q (want postgres, ssh or tcp)", t.Protocol)
 		}
 
 		if len(t.Match) == 0 {
@@ -195,7 +196,7 @@ func (v *validator) targets() {
 		case !t.ClientAuth.Valid():
 			v.add(pa, "unknown client_auth %q (want oidc or process)", t.ClientAuth)
 		case t.Protocol == ProtocolTCP:
-			v.add(pa, "only postgres targets have client_auth")
+			v.add(pa, "only postgres and ssh targets have client_auth")
 		case t.ClientAuth == ClientAuthOIDC && len(v.c.OIDC.Issuers) == 0:
 			v.add(pa, "oidc needs at least one entry in oidc.issuers")
 		}
@@ -207,6 +208,11 @@ func (v *validator) targets() {
 				v.absPath(p+".tls.cert_file", t.TLS.CertFile, true)
 				v.absPath(p+".tls.key_file", t.TLS.KeyFile, true)
 			}
+		case ProtocolSSH:
+			v.sshUpstream(p+".upstream", &t.Upstream)
+			if t.TLS != nil {
+				v.add(p+".tls", "only postgres targets offer TLS to clients")
+			}
 		case ProtocolTCP:
 			if t.Upstream != (Upstream{}) {
 				v.add(p+".upstream", "only postgres targets have an upstream login")
@@ -214,6 +220,26 @@ func (v *validator) targets() {
 			if t.TLS != nil {
 				v.add(p+".tls", "only postgres targets offer TLS to clients")
 			}
+		}
+	}
+}
+
+// sshUpstream checks an ssh target's login: a user, a known_hosts file
+// (never trust on first use), and optionally a key file in place of the
+// user CA; the postgres settings do not apply.
+func (v *validator) sshUpstream(p string, u *Upstream) {
+	if u.User == "" {
+		v.add(p+".user", "required: the login tollgate uses on the target")
+	}
+	v.absPath(p+".known_hosts", u.KnownHosts, true)
+	v.absPath(p+".key_file", u.KeyFile, false)
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"password_file", u.PasswordFile != ""}, {"sslmode", u.SSLMode != ""},
+		{"sslrootcert", u.SSLRootCert != ""}, {"database", u.Database != ""}} {
+		if k.set {
+			v.add(p+"."+k.key, "not an ssh setting (ssh targets use user, known_hosts and key_file)")
 		}
 	}
 }
@@ -230,6 +256,9 @@ func (v *validator) upstream(p string, u *Upstream) {
 		v.add(p+".sslmode", "unknown sslmode %q (want disable, require, verify-ca or verify-full)", u.SSLMode)
 	}
 	v.absPath(p+".sslrootcert", u.SSLRootCert, false)
+	if u.KnownHosts != "" || u.KeyFile != "" {
+		v.add(p, "known_hosts and key_file are ssh settings")
+	}
 }
 
 func (v *validator) issuers() {
@@ -325,6 +354,20 @@ func (v *validator) rules() {
 			if t == "" {
 				v.add(p+".when.tables["+strconv.Itoa(j)+"]", "empty table name")
 			}
+		}
+		for j, c := range r.When.Commands {
+			if len(strings.Fields(c)) == 0 {
+				v.add(p+".when.commands["+strconv.Itoa(j)+"]", "empty command pattern")
+			}
+		}
+		for j, f := range r.When.Forwards {
+			if h, port, ok := strings.Cut(f, ":"); !ok || h == "" || port == "" || strings.ContainsAny(f, " \t") {
+				v.add(p+".when.forwards["+strconv.Itoa(j)+"]", "%q is not a host:port pattern", f)
+			}
+		}
+		if (r.Action == ActionAllow || r.Action == ActionMask) && len(r.When.Forwards) == 0 &&
+			slices.ContainsFunc(r.When.Classes, func(c Class) bool { return c == ClassForwardLocal || c == ClassForwardRemote }) {
+			v.add(p+".when.forwards", "required: a rule that allows port forwarding names the destinations it allows")
 		}
 		for j, w := range r.When.Time {
 			if _, err := w.compile(); err != nil {
@@ -514,6 +557,19 @@ func (v *validator) audit() {
 	}
 	v.absPath("audit.ship.ca", a.Ship.CA, false)
 	v.absPath("audit.ship.token_file", a.Ship.TokenFile, false)
+}
+
+func (v *validator) log() {
+	switch v.c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", "unknown level %q (want debug, info, warn or error)", v.c.Log.Level)
+	}
+	switch v.c.Log.Format {
+	case "", "text", "json":
+	default:
+		v.add("log.format", "unknown format %q (want text or json)", v.c.Log.Format)
+	}
 }
 
 func (v *validator) metrics() {

@@ -20,7 +20,7 @@ import (
 // testIssuer is the shared test OIDC provider.
 type testIssuer = testoidc.Issuer
 
-func newTestIssuer(t *testing.T) *testIssuer { return testoidc.NewIssuer(t) }
+func newTestIssuer(t testing.TB) *testIssuer { return testoidc.NewIssuer(t) }
 
 // unsignedToken is a JWT with "alg": "none" and no signature.
 func unsignedToken(t *testing.T, claims map[string]any) string {

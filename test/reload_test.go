@@ -3,8 +3,10 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -61,5 +63,25 @@ func TestReload(t *testing.T) {
 	}
 	if loaded != 2 {
 		t.Fatalf("%d loaded policy.load records, want 2", loaded)
+	}
+}
+
+// TestLogFormat starts the daemon with log.format json in its config and
+// no --log-format flag: every line it writes is a JSON object.
+func TestLogFormat(t *testing.T) {
+	requireRoot(t)
+	cfg := newDaemonConfig(t, "", "")
+	cfg.Targets = "log:\n  format: json\n"
+	d := startDaemon(t, cfg)
+	d.stop()
+	lines := strings.Split(strings.TrimSpace(d.stderr.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("daemon log: %q", d.stderr.String())
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["msg"] == nil {
+			t.Fatalf("not a JSON log line: %q (%v)", l, err)
+		}
 	}
 }

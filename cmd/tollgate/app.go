@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string) error {
 			uninstallCommand(),
 			versionCommand(),
 			collectorCommand(),
+			sshCommand(),
 			completionCommand(),
 			manCommand(),
 		},

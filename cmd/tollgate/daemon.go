@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/tollgate-dev/tollgate/agent"
+	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/urfave/cli/v2"
 )
 
@@ -16,11 +17,25 @@ func daemonCommand() *cli.Command {
 		Usage: "run the agent in the foreground (SIGHUP reloads the config, SIGTERM stops)",
 		Flags: []cli.Flag{
 			configFlag,
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (default: log.level from the config)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (default: log.format from the config)"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
+			// The config's log section, unless a flag says otherwise. A
+			// config that does not load is reported by agent.Run.
+			level, format := c.String("log-level"), c.String("log-format")
+			if cfg, err := policy.Load(c.String("config")); err == nil {
+				if cfg.Log.Level != "" && !c.IsSet("log-level") {
+					level = cfg.Log.Level
+				}
+				if cfg.Log.Format != "" && !c.IsSet("log-format") {
+					format = cfg.Log.Format
+				}
+			}
+			if format != "text" && format != "json" {
+				return fmt.Errorf("log format %q: want text or json", format)
+			}
+			log, err := newLogger(os.Stderr, level, format)
 			if err != nil {
 				return fmt.Errorf("log level: %w", err)
 			}

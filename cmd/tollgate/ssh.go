@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	sshproxy "github.com/tollgate-dev/tollgate/agent/ssh"
+)
+
+// sshCommand prints the lines that make clients and targets trust
+// tollgate's SSH CAs. The CAs live in state_dir and are created by the
+// daemon at its first start (or here, if it has not started yet).
+func sshCommand() *cli.Command {
+	stateDir := func(c *cli.Context) (string, error) {
+		if d := c.String("state-dir"); d != "" {
+			return d, nil
+		}
+		cfg, err := lenientConfig(c.String("config"))
+		if err != nil {
+			return "", err
+		}
+		return cfg.StateDir, nil
+	}
+	flags := []cli.Flag{configFlag, &cli.StringFlag{Name: "state-dir", Usage: "state directory (default: state_dir from the config)"}}
+	return &cli.Command{
+		Name:  "ssh",
+		Usage: "the trust lines of tollgate's SSH certificate authorities",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "known-hosts",
+				Usage:     "print the @cert-authority line for clients' known_hosts (e.g. /etc/ssh/ssh_known_hosts)",
+				ArgsUsage: "[host-patterns]",
+				Flags:     flags,
+				Action: func(c *cli.Context) error {
+					dir, err := stateDir(c)
+					if err != nil {
+						return err
+					}
+					ca, err := sshproxy.LoadCA(dir)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(c.App.Writer, ca.KnownHostsLine(c.Args().First()))
+					return nil
+				},
+			},
+			{
+				Name:  "user-ca",
+				Usage: "print the user CA key for targets' TrustedUserCAKeys file",
+				Flags: flags,
+				Action: func(c *cli.Context) error {
+					dir, err := stateDir(c)
+					if err != nil {
+						return err
+					}
+					ca, err := sshproxy.LoadCA(dir)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(c.App.Writer, ca.UserCALine())
+					return nil
+				},
+			},
+		},
+	}
+}
