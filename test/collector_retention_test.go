@@ -269,6 +269,16 @@ func TestCollectorRetentionPartitions(t *testing.T) {
 		t.Fatalf("audit verify of records whose left proof comes from kept leaf hashes: %v\n%s", err, out)
 	}
 
+	// A report over the dropped days says it covers what is left.
+	out, err = exec.Command(tollgateBin, "collector", "report", "--config", c.cfgPath, "--since", "2025-01-01", "-o", "json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "dropped the records of 3 day(s) in this period (2025-01-01 to 2025-01-03)") {
+		t.Errorf("collector report over dropped days: %v\n%s", err, out)
+	}
+	out, err = exec.Command(tollgateBin, "collector", "report", "--config", c.cfgPath, "--since", "2025-01-04", "-o", "json").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "dropped") {
+		t.Errorf("collector report after the dropped days: %v\n%s", err, out)
+	}
+
 	// Ingest goes on.
 	h.add(t, 5)
 	if code, b := post(t, c.url+collector.PathAddEntries, cred, h.body(t, 70, 75, h.key.Signer)); code != http.StatusOK {

@@ -147,3 +147,28 @@ func (s *Store) watchRetention(ctx context.Context, retention time.Duration) {
 		}
 	}
 }
+
+// DroppedDays returns the days (UTC, ascending) whose records retention
+// dropped, within [since, until) (zero: unbounded): a report over them
+// covers only what is left, and says so.
+func (s *Store) DroppedDays(ctx context.Context, since, until time.Time) ([]time.Time, error) {
+	var lo, hi *time.Time
+	if !since.IsZero() {
+		d := since.UTC().Truncate(24 * time.Hour)
+		lo = &d
+	}
+	if !until.IsZero() {
+		hi = &until
+	}
+	rows, err := s.pool.Query(ctx, `SELECT day::timestamp FROM dropped_partitions
+		WHERE ($1::timestamp IS NULL OR day >= $1::timestamp) AND ($2::timestamptz IS NULL OR day < $2::timestamptz AT TIME ZONE 'UTC')
+		ORDER BY day`, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("dropped days: %w", err)
+	}
+	days, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		return nil, fmt.Errorf("dropped days: %w", err)
+	}
+	return days, nil
+}

@@ -242,6 +242,14 @@ func collectorReport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	days, err := store.DroppedDays(c.Context, since, until)
+	if err != nil {
+		return err
+	}
+	if len(days) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "tollgate: the collector's retention dropped the records of %d day(s) in this period (%s to %s); the report covers what is left\n",
+			len(days), days[0].Format("2006-01-02"), days[len(days)-1].Format("2006-01-02"))
+	}
 	if out := c.String("out"); out != "" {
 		return writeFileFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
 	}
