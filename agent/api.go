@@ -315,6 +315,10 @@ func StreamTail(ctx context.Context, l *audit.Log, n int, follow bool, emit func
 	for {
 		for from < l.Size() {
 			entries, err := l.Read(from, 1024)
+			if p := l.Pruned().Below; errors.Is(err, audit.ErrPruned) && p > from {
+				from = p // a prune overtook the reader: what is left goes on
+				continue
+			}
 			if err != nil {
 				return err
 			}

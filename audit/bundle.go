@@ -364,6 +364,10 @@ type BundlePlan struct {
 	Range RangeProof
 	// Records reads the records.
 	Records RecordSource
+	// Consistency are proofs from earlier tree sizes to Checkpoint.Size,
+	// for auditors who hold a checkpoint outside the range (the store
+	// checked them against the roots it has).
+	Consistency []ConsistencyProof
 	// Tool names what wrote the bundle.
 	Tool string
 }
@@ -390,6 +394,13 @@ func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
 	e.m = Manifest{Format: BundleFormat, Log: p.Log, HostKey: p.HostKey, Begin: rp.Begin, End: rp.End,
 		Records: rp.End - rp.Begin, TreeSize: cp.Size, CheckpointTime: cp.Time, Tool: p.Tool,
 		Files: map[string]string{}, Checkpoints: []uint64{}}
+	for _, c := range p.Consistency {
+		if c.To != cp.Size || c.From == 0 || c.From >= cp.Size {
+			return nil, fmt.Errorf("export: consistency proof from %d to %d in a bundle of tree size %d: %w", c.From, c.To, cp.Size, ErrRange)
+		}
+		e.cons.Proofs = append(e.cons.Proofs, c)
+		e.m.ProvedFrom = append(e.m.ProvedFrom, c.From)
+	}
 	mid := rangeFactory.NewEmptyRange(rp.Begin)
 	err := e.scan(ctx, func(seq uint64, b []byte) error {
 		return mid.Append(LeafHash(b), nil)

@@ -5,6 +5,7 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -114,16 +115,22 @@ func (l *Log) Tail(n int) ([]Entry, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	size := l.Size()
-	from := l.Pruned().Below
-	if size > uint64(n) {
-		from = max(from, size-uint64(n))
+	for {
+		size := l.Size()
+		p := l.Pruned().Below
+		from := p
+		if size > uint64(n) {
+			from = max(from, size-uint64(n))
+		}
+		entries, err := l.Read(from, n)
+		if errors.Is(err, ErrPruned) && l.Pruned().Below > p {
+			continue // a prune overtook the read: the tail starts later
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tail audit log: %w", err)
+		}
+		return entries, nil
 	}
-	entries, err := l.Read(from, n)
-	if err != nil {
-		return nil, fmt.Errorf("tail audit log: %w", err)
-	}
-	return entries, nil
 }
 
 // entry copies a key/value pair out of a transaction.

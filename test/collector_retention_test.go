@@ -57,6 +57,24 @@ func TestCollectorRetention(t *testing.T) {
 		t.Errorf("status retention: %q", first.Log.Retention)
 	}
 
+	// An auditor keeps a checkpoint of the host's log now.
+	trusted := filepath.Join(t.TempDir(), "trusted.note")
+	if out, err := exec.Command(tollgateBin, "audit", "checkpoint", "--config", d.cfgPath, "--out", trusted).CombinedOutput(); err != nil {
+		t.Fatalf("audit checkpoint: %v\n%s", err, out)
+	}
+	tb, err := os.ReadFile(trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv, err := audit.ParseVerifierKey(first.HostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := audit.OpenCheckpoint(tb, tv)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	st := waitPruned(t, d, first.Log.Records/2)
 	if st.Log.Pruned.Below > st.Log.Shipping.Cosigned {
 		t.Fatalf("pruned below %d, beyond the cosigned size %d", st.Log.Pruned.Below, st.Log.Shipping.Cosigned)
@@ -124,6 +142,28 @@ func TestCollectorRetention(t *testing.T) {
 		} else if rep.Begin != 0 || rep.End != rep.TreeSize || rep.End <= st.Log.Pruned.Below {
 			t.Errorf("collector export: records [%d, %d) of %d, host pruned below %d", rep.Begin, rep.End, rep.TreeSize, st.Log.Pruned.Below)
 		}
+	}
+
+	// Records after the auditor's checkpoint, from the collector: the
+	// bundle proves its tree consistent with that checkpoint when asked.
+	after := filepath.Join(dir, "after.tar")
+	from := fmt.Sprint(tcp.Size + 2)
+	if out, err := exec.Command(tollgateBin, "collector", "export", "--config", c.cfgPath, "--host", "retain",
+		"--from", from, "--out", after).CombinedOutput(); err != nil {
+		t.Fatalf("collector export --from %s: %v\n%s", from, err, out)
+	}
+	out, err = exec.Command(tollgateBin, "audit", "verify", after, "--key", pub, "--trusted-checkpoint", trusted).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--prove-from") {
+		t.Errorf("trusted checkpoint outside the collector's bundle without a proof: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(tollgateBin, "collector", "export", "--config", c.cfgPath, "--host", "retain",
+		"--from", from, "--prove-from", fmt.Sprint(tcp.Size), "--out", after).CombinedOutput(); err != nil {
+		t.Fatalf("collector export --prove-from: %v\n%s", err, out)
+	}
+	out, err = exec.Command(tollgateBin, "audit", "verify", after, "--key", pub, "--trusted-checkpoint", trusted,
+		"--witness-key", cpub).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "by proof") {
+		t.Errorf("collector bundle with a consistency proof to the auditor's checkpoint: %v\n%s", err, out)
 	}
 
 	// What needs pruned records fails, naming the range.

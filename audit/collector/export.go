@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/tollgate-dev/tollgate/audit"
 )
@@ -20,6 +23,10 @@ type ExportOptions struct {
 	// From and To select the records, seq [From, To); To zero means up
 	// to the newest checkpoint the collector cosigned.
 	From, To uint64
+	// ProveFrom adds a consistency proof from each of these tree sizes
+	// to the bundle's, for auditors who hold a host checkpoint of that
+	// size outside [From, To) (`audit verify --trusted-checkpoint`).
+	ProveFrom []uint64
 	// Tool names what wrote the bundle.
 	Tool string
 }
@@ -91,11 +98,76 @@ func (s *Store) Export(ctx context.Context, opts ExportOptions) (*audit.Export, 
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
+	var cons []audit.ConsistencyProof
+	for _, f := range slices.Compact(slices.Sorted(slices.Values(opts.ProveFrom))) {
+		c, err := s.consistencyProof(ctx, origin, f, cp)
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		cons = append(cons, c)
+	}
 	return audit.NewExport(ctx, audit.BundlePlan{
 		Log: origin, HostKey: key, Checkpoint: cp,
 		Range:   audit.RangeProof{Begin: from, End: to, Size: n, Left: left, Right: right},
-		Records: storedRecords{pool: s.pool, origin: origin}, Tool: opts.Tool,
+		Records: storedRecords{pool: s.pool, origin: origin}, Consistency: cons, Tool: opts.Tool,
 	})
+}
+
+// consistencyProof returns the RFC 6962 consistency proof from the tree of
+// size to cp's tree, each node computed from the leaf hashes held, and
+// checks it against the roots at both sizes before it goes in a bundle.
+func (s *Store) consistencyProof(ctx context.Context, origin string, size uint64, cp *audit.Checkpoint) (audit.ConsistencyProof, error) {
+	out := audit.ConsistencyProof{From: size, To: cp.Size}
+	if size == 0 || size >= cp.Size {
+		return out, fmt.Errorf("prove from %d: want a size between 1 and %d: %w", size, cp.Size-1, audit.ErrRange)
+	}
+	nodes, err := proof.Consistency(size, cp.Size)
+	if err != nil {
+		return out, fmt.Errorf("prove from %d: %w", size, err)
+	}
+	hashes := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		begin, end := id.Coverage()
+		h, err := s.compactRange(ctx, origin, begin, end)
+		if err != nil {
+			return out, err
+		}
+		if len(h) != 1 {
+			return out, fmt.Errorf("node %d/%d is not a perfect subtree: %w", id.Level, id.Index, audit.ErrCorrupt)
+		}
+		hashes[i] = h[0]
+	}
+	p, err := nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+	if err != nil {
+		return out, fmt.Errorf("prove from %d: %w", size, err)
+	}
+	old, err := s.compactRange(ctx, origin, 0, size)
+	if err != nil {
+		return out, err
+	}
+	r, err := rangeFactory.NewRange(0, size, hashBytes(old))
+	if err != nil {
+		return out, fmt.Errorf("prove from %d: %w", size, err)
+	}
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		return out, fmt.Errorf("prove from %d: %w", size, err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, size, cp.Size, p, root, cp.Root); err != nil {
+		return out, fmt.Errorf("prove from %d: the proof does not verify: %w: %w", size, audit.ErrCorrupt, err)
+	}
+	for _, h := range p {
+		out.Hashes = append(out.Hashes, h)
+	}
+	return out, nil
+}
+
+func hashBytes(hs []audit.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
 }
 
 // compactRange returns the compact range hashes of leaves [begin, end) of

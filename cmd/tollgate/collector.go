@@ -137,6 +137,7 @@ func collectorCommand() *cli.Command {
 					&cli.StringFlag{Name: "origin", Usage: "the log id, tollgate/<host-id>/<epoch> (instead of --host)"},
 					&cli.Uint64Flag{Name: "from", Usage: "first record (seq)"},
 					&cli.Uint64Flag{Name: "to", Usage: "records before this seq (default: the newest cosigned checkpoint's size)"},
+					&cli.Uint64SliceFlag{Name: "prove-from", Usage: "also prove consistency from this tree size (of a host checkpoint the auditor holds)"},
 					&cli.StringFlag{Name: "out", Required: true, Usage: "bundle file to write (a tar archive)"},
 				},
 				Action: collectorExport,
@@ -267,7 +268,7 @@ func collectorExport(c *cli.Context) error {
 	}
 	defer store.Close()
 	ex, err := store.Export(c.Context, collector.ExportOptions{Host: c.String("host"), Origin: c.String("origin"),
-		From: c.Uint64("from"), To: c.Uint64("to"), Tool: "tollgate collector " + version})
+		From: c.Uint64("from"), To: c.Uint64("to"), ProveFrom: c.Uint64Slice("prove-from"), Tool: "tollgate collector " + version})
 	if err != nil {
 		return err
 	}
