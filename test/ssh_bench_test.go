@@ -129,12 +129,12 @@ func BenchmarkSSH(b *testing.B) {
 		}
 		return k
 	}
-	// In waves of 25, each open before the next starts: the figure is
+	// In waves of 10, each open before the next starts: the figure is
 	// memory per open session, not the cost of a connect storm (which
 	// sshd's MaxStartups and a 2-core machine would throttle anyway).
 	open := 0
 	for started := 0; started < n; {
-		wave := min(25, n-started)
+		wave := min(10, n-started)
 		for i := 0; i < wave; i++ {
 			wg.Add(1)
 			go func() {
