@@ -50,6 +50,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkAppend$$' -benchtime 2000x ./audit/
 	TOLLGATE_BENCH_ROUNDS=10 $(GO) test -run '^$$' -bench '^BenchmarkAppendTree$$' -benchtime 1x ./audit/
 	$(GO) test -run '^$$' -bench '^BenchmarkVerify$$' -benchtime 1x -timeout 30m ./audit/
+	$(GO) test -run '^$$' -bench '^BenchmarkPrune$$' -benchtime 200000x ./audit/
 	@if [ "$$(id -u)" != 0 ]; then echo "the interception benchmarks need root"; exit 1; fi
 	$(GO) test -run '^$$' -bench '^BenchmarkConnect$$' -benchtime 2000x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkPostgresUnixConnect$$' -benchtime 300x ./test/

@@ -181,6 +181,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// the approvals and the redirect exist.
 	a.metrics = metrics.NewDaemon(metrics.Build{Version: opts.Version, Commit: opts.Commit}, metrics.Sources{
 		LogSize:          func() uint64 { return a.alog.Size() },
+		Pruned:           func() uint64 { return a.alog.Pruned().Below },
 		Accepted:         a.accepted.Load,
 		LookupMisses:     a.lookupMiss.Load,
 		Refused:          a.refused.Load,
@@ -298,7 +299,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if a.shipper != nil {
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = a.shipper.Run(runCtx) }()
+		bg.Add(1)
+		go func() { defer bg.Done(); a.retentionLoop(runCtx) }()
 	}
+	a.log.Info("audit retention", "retention", RetentionText(cfg))
 
 	a.log.Info("tollgate running", "targets", len(cfg.Targets), "workloads", len(cfg.Workloads),
 		"api", cfg.APISocket, "pin", cfg.BPFPinPath, "log", filepath.Join(cfg.StateDir, LogFile))

@@ -79,6 +79,10 @@ type LogStatus struct {
 	// details (nil when audit.ship.url is not set).
 	ShippingLag string       `json:"shipping_lag"`
 	Shipping    *ship.Status `json:"shipping,omitempty"`
+	// Retention says what audit.retention does (RetentionText); Pruned
+	// is what it removed so far: records [0, Pruned.Below).
+	Retention string           `json:"retention"`
+	Pruned    audit.PruneState `json:"pruned"`
 }
 
 func (a *Agent) status() Status {
@@ -149,6 +153,7 @@ func (a *Agent) status() Status {
 		st.Log.LastCheckpoint = fmt.Sprintf("size %d, signed %s (%s ago)", cp.Size,
 			cp.Time.Format(time.RFC3339), time.Since(cp.Time).Round(time.Second))
 	}
+	st.Log.Retention, st.Log.Pruned = RetentionText(a.cfg), a.alog.Pruned()
 	if a.shipper != nil {
 		ss := a.shipper.Status()
 		st.Log.Shipping = &ss
@@ -309,13 +314,18 @@ func (a *Agent) handleTail(w http.ResponseWriter, r *http.Request) {
 // ends. flush is called after each batch.
 func StreamTail(ctx context.Context, l *audit.Log, n int, follow bool, emit func([]byte) error, flush func() error) error {
 	size := l.Size()
-	from := uint64(0)
+	// Records pruned by audit.retention are not on this host any more.
+	from := l.Pruned().Below
 	if uint64(n) < size {
-		from = size - uint64(n)
+		from = max(from, size-uint64(n))
 	}
 	for {
 		for from < l.Size() {
 			entries, err := l.Read(from, 1024)
+			if p := l.Pruned().Below; errors.Is(err, audit.ErrPruned) && p > from {
+				from = p // a prune overtook the reader: what is left goes on
+				continue
+			}
 			if err != nil {
 				return err
 			}

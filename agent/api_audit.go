@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/ship"
 )
 
 // serveAuditAPI registers the evidence endpoints of the API socket.
@@ -31,9 +32,13 @@ func (a *Agent) handleRecords(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	w.Header().Set("Content-Type", "application/jsonl")
 	bw := bufio.NewWriter(w)
+	wrote := false
 	err = a.alog.Select(r.Context(), audit.Filter{Session: opts.Session, Since: opts.Since, Until: opts.Until}, func(e audit.Entry) error {
+		if !wrote {
+			w.Header().Set("Content-Type", "application/jsonl")
+			wrote = true
+		}
 		if _, err := bw.Write(e.Bytes); err != nil {
 			return err
 		}
@@ -41,6 +46,12 @@ func (a *Agent) handleRecords(w http.ResponseWriter, r *http.Request) {
 	})
 	if err == nil {
 		err = bw.Flush()
+	}
+	if errors.Is(err, audit.ErrPruned) && !wrote {
+		// Select refuses before the first record: the client gets the
+		// reason, naming the pruned range, not a cut stream.
+		http.Error(w, err.Error(), http.StatusGone)
+		return
 	}
 	if err != nil {
 		a.log.Debug("records stream ended", "error", err)
@@ -85,6 +96,9 @@ func ExportQuery(opts audit.ExportOptions) url.Values {
 	for _, s := range opts.ProveFrom {
 		q.Add("prove_from", strconv.FormatUint(s, 10))
 	}
+	if opts.Witnessed {
+		q.Set("witnessed", "1")
+	}
 	return q
 }
 
@@ -104,6 +118,7 @@ func parseExportQuery(q url.Values) (audit.ExportOptions, error) {
 		}
 	}
 	opts.Session = q.Get("session")
+	opts.Witnessed = q.Get("witnessed") == "1"
 	for _, s := range q["prove_from"] {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil || n == 0 {
@@ -124,10 +139,22 @@ func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts.Tool = "tollgate " + a.opts.Version
+	if opts.Witnessed {
+		a.mu.Lock()
+		dir := a.cfg.StateDir
+		a.mu.Unlock()
+		if opts.Cosigned, err = CosignedNotes(dir); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	ex, err := a.alog.PrepareExport(r.Context(), opts)
 	if err != nil {
 		code := http.StatusServiceUnavailable
-		if errors.Is(err, audit.ErrNoRecords) || errors.Is(err, audit.ErrRange) {
+		switch {
+		case errors.Is(err, audit.ErrPruned):
+			code = http.StatusGone
+		case errors.Is(err, audit.ErrNoRecords) || errors.Is(err, audit.ErrRange) || errors.Is(err, audit.ErrNoCheckpoint):
 			code = http.StatusBadRequest
 		}
 		http.Error(w, err.Error(), code)
@@ -184,4 +211,18 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 		return nil, errors.New("daemon returned an empty checkpoint")
 	}
 	return b, nil
+}
+
+// CosignedNotes returns the checkpoints the collector cosigned that the
+// shipper keeps in stateDir (oldest first), for witnessed exports.
+func CosignedNotes(stateDir string) ([][]byte, error) {
+	cs, err := ship.ReadCosigned(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	notes := make([][]byte, len(cs))
+	for i, c := range cs {
+		notes[i] = c.Checkpoint
+	}
+	return notes, nil
 }

@@ -125,6 +125,12 @@ func HostChecks(configPath string) []Check {
 			out = append(out, Check{Name: "protected unix sockets reachable only under their path", Err: err, Warn: true,
 				Fix: "chmod o-x the socket's directory (e.g. 0750 with the group of the server's other local clients): a workload can otherwise reach the socket under another name, a symlink or a relative path, unrecorded (see docs/THREAT-MODEL.md)"})
 		}
+		var rerr error
+		if !RetentionEnforced(cfg) {
+			rerr = errors.New("not without audit.ship: nothing is pruned before a collector cosigned it, so the log keeps growing")
+		}
+		out = append(out, Check{Name: fmt.Sprintf("audit.retention %s enforced", cfg.Audit.Retention), Err: rerr, Warn: true,
+			Fix: "set audit.ship to a collector (records it cosigned are then pruned after audit.retention), or watch state_dir's free space"})
 		werr := dirWritable(cfg.StateDir)
 		out = append(out, Check{Name: "state_dir " + cfg.StateDir + " writable", Err: werr, Fix: "create it as root with mode 0700"})
 		if werr == nil {

@@ -33,6 +33,10 @@ const (
 	HeartbeatOffset = "clock_offset_ns"
 	// HeartbeatConfig is the hash of the config (and policy) in force.
 	HeartbeatConfig = "config"
+	// HeartbeatPrunedBelow is how many records audit.retention removed
+	// from the front of the log (records [0, N) are no longer on the
+	// host; the collector holds them); absent while nothing was.
+	HeartbeatPrunedBelow = "pruned_below"
 )
 
 // clockState is the kernel's view of clock synchronisation.
@@ -98,7 +102,13 @@ func (a *Agent) heartbeat() {
 	a.mu.Lock()
 	hash := a.cfgHash
 	a.mu.Unlock()
-	if err := a.record(heartbeatRecord(cs, err, hash, a.opts.Version)); err != nil {
+	rec := heartbeatRecord(cs, err, hash, a.opts.Version)
+	// The log itself says what retention removed, so a bundle's reader
+	// learns it from signed records, not only from the host's status.
+	if p := a.alog.Pruned(); p.Below > 0 {
+		rec.Detail[HeartbeatPrunedBelow] = strconv.FormatUint(p.Below, 10)
+	}
+	if err := a.record(rec); err != nil {
 		a.log.Warn("heartbeat not recorded", "error", err)
 	}
 }

@@ -168,12 +168,26 @@ type ExportOptions struct {
 	// so the verifier can prove none of the session's records is
 	// missing). It cannot be combined with Since or Until.
 	Session string
+	// Without Since, Until or Session, the bundle holds every record left:
+	// from Log.Pruned().Below (0 unless records were pruned) to the
+	// checkpoint. A selection that could include pruned records fails
+	// with ErrPruned.
+	//
 	// ProveFrom adds a consistency proof from each of these tree sizes to
 	// the bundle's tree size: for auditors who hold a checkpoint outside
 	// the exported range (see Verify's TrustedCheckpoint).
 	ProveFrom []uint64
 	// Tool names what wrote the bundle ("tollgate <version>").
 	Tool string
+	// Witnessed ends the bundle at the newest checkpoint a witness (the
+	// collector) cosigned, taken from Cosigned, instead of a checkpoint
+	// signed now: checkpoint.note then carries the witness's cosignature
+	// line, which `audit verify --witness-key` requires. Records after
+	// that checkpoint (the shipping lag) are left out.
+	Witnessed bool
+	// Cosigned are the cosigned checkpoint notes kept beside the log
+	// (audit/ship's cosigned.jsonl), oldest first; used with Witnessed.
+	Cosigned [][]byte
 }
 
 // ErrNoRecords is returned by PrepareExport when the filters select no
@@ -183,7 +197,8 @@ var ErrNoRecords = errors.New("no signed records match")
 // Export is a planned evidence bundle: the range, checkpoints and proofs
 // are fixed by PrepareExport; WriteTo writes the bundle.
 type Export struct {
-	l        *Log
+	l        *Log // nil for a bundle from NewExport
+	records  RecordSource
 	m        Manifest
 	cp       *Checkpoint
 	earlier  []*Checkpoint
@@ -204,7 +219,13 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	if opts.Session != "" && (!opts.Since.IsZero() || !opts.Until.IsZero()) {
 		return nil, errors.New("export: a session selects its own range; do not combine it with since or until")
 	}
-	cp, err := l.Checkpoint(ctx)
+	var cp *Checkpoint
+	var err error
+	if opts.Witnessed {
+		cp, err = l.newestCosigned(opts.Cosigned)
+	} else {
+		cp, err = l.Checkpoint(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -216,7 +237,7 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", ErrNoCheckpoint)
 	}
 	n := cp.Size
-	e := &Export{l: l, cp: cp, vkeyText: vkey}
+	e := &Export{l: l, records: logRecords{l}, cp: cp, vkeyText: vkey}
 	begin, end, err := l.selectRange(ctx, n, opts)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -271,11 +292,20 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	}
 	e.rng = RangeProof{Begin: begin, End: end, Size: n, Left: toHashes(left), Right: toHashes(right)}
 
-	// First pass over the records: size, hash and times for the manifest.
+	if err := e.scan(ctx, nil); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return e, nil
+}
+
+// scan is the first pass over the records: size, hash and times for the
+// manifest. With leaf, it also gets each record's leaf hash.
+func (e *Export) scan(ctx context.Context, leaf func(seq uint64, b []byte) error) error {
 	h := sha256.New()
 	var size int64
 	first := true
-	err = l.eachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
+	begin, end := e.m.Begin, e.m.End
+	err := e.records.EachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
 		if first {
 			hd, err := headOf(b)
 			if err != nil {
@@ -293,13 +323,167 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 		h.Write(b)
 		h.Write([]byte{'\n'})
 		size += int64(len(b)) + 1
+		if leaf != nil {
+			return leaf(seq, b)
+		}
 		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.recSize, e.recHash = size, h.Sum(nil)
+	return nil
+}
+
+// RecordSource reads the records of a log for an evidence bundle.
+type RecordSource interface {
+	// EachRecord calls fn with every record in [begin, end), in seq
+	// order, with its exact stored bytes; it fails if any is missing.
+	EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error
+}
+
+// logRecords is a Log as a RecordSource.
+type logRecords struct{ l *Log }
+
+func (r logRecords) EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error {
+	return r.l.eachRecord(ctx, begin, end, fn)
+}
+
+// BundlePlan describes a bundle made from a store other than a Log (the
+// collector's PostgreSQL): what the store has instead of the Log's tree.
+type BundlePlan struct {
+	// Log is the log id, the checkpoint's origin.
+	Log string
+	// HostKey is the host's verifier key text (host.pub).
+	HostKey string
+	// Checkpoint is checkpoint.note, as the host signed it (cosignature
+	// lines included).
+	Checkpoint *Checkpoint
+	// Range proves records [Range.Begin, Range.End) in the tree of
+	// Checkpoint.Size leaves.
+	Range RangeProof
+	// Records reads the records.
+	Records RecordSource
+	// Consistency are proofs from earlier tree sizes to Checkpoint.Size,
+	// for auditors who hold a checkpoint outside the range (the store
+	// checked them against the roots it has).
+	Consistency []ConsistencyProof
+	// Tool names what wrote the bundle.
+	Tool string
+}
+
+// NewExport plans a bundle from p, for stores that hold a log's records
+// and tree hashes but are not a Log. It reads the records once, and
+// refuses the plan unless the records and the range proof lead to the
+// checkpoint's root: it never writes a bundle that does not verify. The
+// bundle has no earlier checkpoints or consistency proofs.
+func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
+	cp, rp := p.Checkpoint, p.Range
+	if cp == nil || p.Records == nil || p.HostKey == "" {
+		return nil, errors.New("export: a plan needs a checkpoint, a host key and records")
+	}
+	if cp.Origin != p.Log || rp.Size != cp.Size || rp.End <= rp.Begin {
+		return nil, fmt.Errorf("export: range [%d, %d) of a tree of %d for checkpoint %s at %d: %w",
+			rp.Begin, rp.End, rp.Size, cp.Origin, cp.Size, ErrRange)
+	}
+	if err := checkRangeProof(&rp); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e := &Export{records: p.Records, cp: cp, vkeyText: p.HostKey, rng: rp,
+		cons: ConsistencyProofs{Proofs: []ConsistencyProof{}}}
+	e.m = Manifest{Format: BundleFormat, Log: p.Log, HostKey: p.HostKey, Begin: rp.Begin, End: rp.End,
+		Records: rp.End - rp.Begin, TreeSize: cp.Size, CheckpointTime: cp.Time, Tool: p.Tool,
+		Files: map[string]string{}, Checkpoints: []uint64{}}
+	for _, c := range p.Consistency {
+		if c.To != cp.Size || c.From == 0 || c.From >= cp.Size {
+			return nil, fmt.Errorf("export: consistency proof from %d to %d in a bundle of tree size %d: %w", c.From, c.To, cp.Size, ErrRange)
+		}
+		e.cons.Proofs = append(e.cons.Proofs, c)
+		e.m.ProvedFrom = append(e.m.ProvedFrom, c.From)
+	}
+	mid := rangeFactory.NewEmptyRange(rp.Begin)
+	err := e.scan(ctx, func(seq uint64, b []byte) error {
+		return mid.Append(LeafHash(b), nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	e.recSize, e.recHash = size, h.Sum(nil)
+	all, err := rangeFactory.NewRange(0, rp.Begin, hashBytes(rp.Left))
+	if err != nil {
+		return nil, fmt.Errorf("export: left of the range: %w", err)
+	}
+	right, err := rangeFactory.NewRange(rp.End, rp.Size, hashBytes(rp.Right))
+	if err != nil {
+		return nil, fmt.Errorf("export: right of the range: %w", err)
+	}
+	if err := all.AppendRange(mid, nil); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if err := all.AppendRange(right, nil); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	root, err := rangeRoot(all)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if !bytes.Equal(root, cp.Root) {
+		return nil, fmt.Errorf("export: records [%d, %d) and the range proof lead to root %x, the checkpoint signs %x: %w",
+			rp.Begin, rp.End, root, cp.Root, ErrCorrupt)
+	}
 	return e, nil
+}
+
+func hashBytes(hs []Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}
+
+// CosignedSize returns the size of the newest of the cosigned checkpoint
+// notes that this log's key signed for this log, within its size, after
+// checking that its root is the log's root at that size (ErrCorrupt if
+// not: the log was rewritten after the witness saw it); ErrNoCheckpoint if
+// none is. Retention prunes only below it, so a note of another log (a
+// state directory mixed from two installations) never removes a record.
+func (l *Log) CosignedSize(notes [][]byte) (uint64, error) {
+	cp, err := l.newestCosigned(notes)
+	if err != nil {
+		return 0, err
+	}
+	return cp.Size, nil
+}
+
+// newestCosigned returns the newest of the cosigned checkpoint notes that
+// this log's key signed for this log, within its size. A cosigned
+// checkpoint whose root is not the log's at its size means the log was
+// rewritten after a witness saw it: that is an error, never skipped.
+func (l *Log) newestCosigned(notes [][]byte) (*Checkpoint, error) {
+	vkey, err := l.VerifierKey()
+	if err != nil {
+		return nil, err
+	}
+	v, err := ParseVerifierKey(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("the log's key: %w", err)
+	}
+	for i := len(notes) - 1; i >= 0; i-- {
+		cp, err := OpenCheckpoint(notes[i], v)
+		if err != nil || cp.Origin != l.ID() || cp.Size == 0 || cp.Size > l.Size() {
+			continue
+		}
+		root, err := l.Root(cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(root, cp.Root) {
+			return nil, fmt.Errorf("the cosigned checkpoint of size %d signs root %x, the log has %x: %w", cp.Size, cp.Root, root, ErrCorrupt)
+		}
+		return cp, nil
+	}
+	return nil, fmt.Errorf("none of the %d checkpoints kept is cosigned for this log (is audit.ship set, and has the collector cosigned yet?): %w",
+		len(notes), ErrNoCheckpoint)
 }
 
 // addConsistency adds the proof from size from to size to.
@@ -358,12 +542,21 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 	if n == 0 {
 		return 0, 0, ErrNoRecords
 	}
+	p := l.Pruned()
+	if p.Below >= n {
+		return 0, 0, fmt.Errorf("the %d signed records: %w", n, p.Err())
+	}
 	if opts.Session == "" && opts.Since.IsZero() && opts.Until.IsZero() {
-		return 0, n, nil
+		// The whole log is what is left of it: the range proof's left
+		// side proves the pruned records' place in the tree.
+		return p.Below, n, nil
+	}
+	if err := p.covers(opts.Session, opts.Since); err != nil {
+		return 0, 0, err
 	}
 	found := false
 	begin, end = n, 0
-	err = l.eachRecord(ctx, 0, n, func(seq uint64, b []byte) error {
+	err = l.eachRecord(ctx, p.Below, n, func(seq uint64, b []byte) error {
 		h, err := headOf(b)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
@@ -375,6 +568,11 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 			in = (opts.Since.IsZero() || !h.time.Before(opts.Since)) && (opts.Until.IsZero() || h.time.Before(opts.Until))
 		}
 		if in {
+			if !found && opts.Since.IsZero() {
+				if err := p.sessionBegins(opts.Session, h); err != nil {
+					return err
+				}
+			}
 			found = true
 			begin, end = min(begin, seq), max(end, seq+1)
 		}
@@ -384,6 +582,10 @@ func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (be
 		return 0, 0, err
 	}
 	if !found {
+		if opts.Session != "" && p.Below > 0 {
+			return 0, 0, fmt.Errorf("session %q is not in the signed records [%d, %d) left on this host (it may be older: %w): %w",
+				opts.Session, p.Below, n, p.Err(), ErrNoRecords)
+		}
 		if opts.Session != "" {
 			return 0, 0, fmt.Errorf("session %q is not in the %d signed records: %w", opts.Session, n, ErrNoRecords)
 		}
@@ -445,7 +647,7 @@ func (e *Export) WriteTo(ctx context.Context, w io.Writer) (*Manifest, error) {
 	h := sha256.New()
 	err = writeTarFile(tw, BundleRecords, created, e.recSize, func(w io.Writer) error {
 		bw := &hashWriter{w: w, h: h}
-		return e.l.eachRecord(ctx, e.m.Begin, e.m.End, func(seq uint64, b []byte) error {
+		return e.records.EachRecord(ctx, e.m.Begin, e.m.End, func(seq uint64, b []byte) error {
 			if _, err := bw.Write(b); err != nil {
 				return err
 			}

@@ -124,6 +124,20 @@
 //	              value: the signed checkpoint note at that size. At most
 //	              one per size, written once, never changed.
 //
+//	leaves        (format 4) key: seq as 8-byte big-endian uint64
+//	              value: the 32-byte leaf hash of a pruned record, for
+//	              every seq below meta/pruned. Written once.
+//
+// Format 4 is format 3 after Log.Prune removed records [0, P) from the
+// front (audit.retention, only below the size the collector cosigned):
+// meta/pruned holds P (8-byte big-endian, always below size: the newest
+// record stays), meta/pruned_time the RFC 3339 time of the newest record
+// removed, and leaves their leaf hashes, from which nodes below level 8
+// are recomputed where the records are gone. Roots and proofs at every
+// size are unchanged; reads below P fail with ErrPruned. The first prune
+// sets format 4, so that a build that knows only format 3 refuses the file
+// instead of calling its missing records corruption.
+//
 // records, nodes, meta/size and meta/tree change only together, in the
 // writer's transaction. Open refuses files whose meta/format it does not
 // know (ErrFormat), and a file where the last record key is not size-1, the

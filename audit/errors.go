@@ -86,6 +86,12 @@ var (
 	// signed by the expected key, or whose signature does not verify.
 	ErrBadSignature = errors.New("checkpoint signature not valid for the key")
 
+	// ErrPruned is returned by reads, exports and selections that need
+	// records audit.retention pruned (Log.Prune); the error names the
+	// pruned range. The tree keeps their leaf hashes, so roots and proofs
+	// still cover them.
+	ErrPruned = errors.New("audit records pruned by retention")
+
 	// ErrMalformedCheckpoint is returned by OpenCheckpoint for a note that
 	// is not a checkpoint of the format this build knows.
 	ErrMalformedCheckpoint = errors.New("malformed checkpoint")

@@ -29,6 +29,17 @@ const formatNoTree = 1
 // level 4 up; read as they are.
 const formatLevel4 = 2
 
+// formatPruned is the format version of a log from which Prune removed
+// records: format 3 plus meta/pruned, meta/pruned_time and the leaves
+// bucket. The first prune sets it, so that a binary that knows only format
+// 3 refuses the file by its version instead of reporting the records it
+// lacks as corruption; logs never pruned stay at format 3.
+const formatPruned = 4
+
+// currentFormat reports whether f is a format this build writes: no
+// upgrade is due.
+func currentFormat(f uint64) bool { return f == formatVersion || f == formatPruned }
+
 // logIDPrefix starts every log id: "tollgate/<host-id>/<epoch>".
 const logIDPrefix = "tollgate/"
 
@@ -38,6 +49,9 @@ var (
 	bucketMeta        = []byte("meta")
 	bucketNodes       = []byte("nodes")
 	bucketCheckpoints = []byte("checkpoints")
+	// bucketLeaves holds the leaf hashes of pruned records (format 4
+	// only; created by the first prune).
+	bucketLeaves = []byte("leaves")
 
 	allBuckets = [][]byte{bucketRecords, bucketMeta, bucketNodes, bucketCheckpoints}
 )
@@ -52,6 +66,10 @@ var (
 	metaSize    = []byte("size")    // u64be number of records
 	metaTree    = []byte("tree")    // u64be tree size, then the compact range hashes of [0, size)
 	metaKey     = []byte("key")     // verifier key text of the checkpoint signer
+	// metaPruned is u64be P: records [0, P) were pruned (format 4).
+	metaPruned = []byte("pruned")
+	// metaPrunedTime is the RFC 3339 UTC time of the newest record pruned.
+	metaPrunedTime = []byte("pruned_time")
 )
 
 // logState is what the meta bucket says about a log.
@@ -61,6 +79,10 @@ type logState struct {
 	id     string
 	size   uint64
 	format uint64
+	// pruned is P: records [0, P) were pruned, their leaf hashes kept;
+	// prunedTime is the time of the newest of them.
+	pruned     uint64
+	prunedTime time.Time
 }
 
 // logID returns the log id for a host id and epoch.
@@ -140,7 +162,7 @@ func loadState(tx *bolt.Tx) (logState, error) {
 		return st, fmt.Errorf("no format version: %w", ErrFormat)
 	}
 	st.format = binary.BigEndian.Uint64(f)
-	if st.format != formatVersion && st.format != formatNoTree && st.format != formatLevel4 {
+	if !currentFormat(st.format) && st.format != formatNoTree && st.format != formatLevel4 {
 		return st, fmt.Errorf("format version %d, want %d: %w", st.format, formatVersion, ErrFormat)
 	}
 	for _, name := range allBuckets {
@@ -162,7 +184,38 @@ func loadState(tx *bolt.Tx) (logState, error) {
 	if err := checkTail(tx.Bucket(bucketRecords), size); err != nil {
 		return st, err
 	}
+	if st.pruned, st.prunedTime, err = readPruned(tx, st.format, size); err != nil {
+		return st, err
+	}
 	return st, nil
+}
+
+// readPruned returns how many records were pruned from the front of the
+// log and the time of the newest of them: 0 and the zero time for a log
+// never pruned.
+func readPruned(tx *bolt.Tx, format, size uint64) (uint64, time.Time, error) {
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(metaPruned)
+	if v == nil {
+		if format == formatPruned {
+			return 0, time.Time{}, fmt.Errorf("format %d without meta pruned: %w", format, ErrCorrupt)
+		}
+		return 0, time.Time{}, nil
+	}
+	if format != formatPruned || len(v) != 8 || tx.Bucket(bucketLeaves) == nil {
+		return 0, time.Time{}, fmt.Errorf("meta pruned in a log of format %d: %w", format, ErrCorrupt)
+	}
+	p := binary.BigEndian.Uint64(v)
+	// Prune keeps the last record, so that the log's tail (checkTail)
+	// and the tree's last node stay checkable against the records.
+	if p >= size {
+		return 0, time.Time{}, fmt.Errorf("%d records pruned of %d: %w", p, size, ErrCorrupt)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(meta.Get(metaPrunedTime)))
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("meta pruned_time: %w: %w", ErrCorrupt, err)
+	}
+	return p, t, nil
 }
 
 // readSize returns the number of records from the meta bucket.

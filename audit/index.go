@@ -61,6 +61,11 @@ func (l *Log) indexLoop() {
 	var last time.Time
 	for {
 		l.idxMu.Lock()
+		if p := l.takePrune(); p != nil {
+			l.idxMu.Unlock()
+			p.done <- l.prune(p.opts)
+			continue
+		}
 		work := len(l.unindexed) > 0 || l.idxForce || len(l.idxWaiters) > 0
 		stop := l.idxStop
 		if !work {

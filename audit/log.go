@@ -193,6 +193,14 @@ type Log struct {
 	// for another seq than it got: nextSeq is behind the file.
 	seqStale bool
 
+	// pruned is what Prune removed: records [0, below) and the time of
+	// the newest of them (nil: nothing). Set at Open and by the indexer.
+	pruned atomic.Pointer[PruneState]
+	// idxPrune is a prune batch for the indexer (guarded by idxMu);
+	// pruneMu makes Prune calls take turns.
+	idxPrune *pruneReq
+	pruneMu  sync.Mutex
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -327,6 +335,9 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		}
 	}
 	l.host, l.epoch, l.id = st.host, st.epoch, st.id
+	if st.pruned > 0 {
+		l.pruned.Store(&PruneState{Below: st.pruned, NewestTime: st.prunedTime})
+	}
 	l.indexed.Store(st.size)
 	size := st.size + uint64(len(l.unindexed))
 	l.size.Store(size)

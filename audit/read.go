@@ -5,6 +5,7 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -46,7 +47,8 @@ func (l *Log) view(fn func(tx *bolt.Tx) error) error {
 }
 
 // Read returns up to max records with seq >= from, in seq order, with their
-// exact stored bytes. It returns no entries if from >= Size(). Each call is
+// exact stored bytes. It returns no entries if from >= Size(), and an error
+// wrapping ErrPruned if from is below Pruned().Below. Each call is
 // one short read transaction; read large ranges in chunks. Records that
 // are durable in the journal but not yet in bbolt are read from memory.
 func (l *Log) Read(from uint64, max int) ([]Entry, error) {
@@ -59,8 +61,15 @@ func (l *Log) Read(from uint64, max int) ([]Entry, error) {
 	}
 	n := min(uint64(max), size-from)
 	entries := make([]Entry, 0, n)
+	if p := l.Pruned(); from < p.Below {
+		return nil, fmt.Errorf("read audit log from %d: %w", from, p.Err())
+	}
 	if from < stored {
 		err := l.view(func(tx *bolt.Tx) error {
+			// Pruned records may have gone since the check above.
+			if p := prunedIn(tx); from < p {
+				return l.Pruned().Err()
+			}
 			c := tx.Bucket(bucketRecords).Cursor()
 			for k, v := c.Seek(u64(from)); k != nil && len(entries) < int(n); k, v = c.Next() {
 				e, err := entry(k, v)
@@ -100,22 +109,28 @@ func (l *Log) Read(from uint64, max int) ([]Entry, error) {
 	return entries, nil
 }
 
-// Tail returns the last n records (fewer if the log is shorter), in seq
-// order, with their exact stored bytes.
+// Tail returns the last n records (fewer if the log is shorter, or if
+// older ones were pruned), in seq order, with their exact stored bytes.
 func (l *Log) Tail(n int) ([]Entry, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	size := l.Size()
-	from := uint64(0)
-	if size > uint64(n) {
-		from = size - uint64(n)
+	for {
+		size := l.Size()
+		p := l.Pruned().Below
+		from := p
+		if size > uint64(n) {
+			from = max(from, size-uint64(n))
+		}
+		entries, err := l.Read(from, n)
+		if errors.Is(err, ErrPruned) && l.Pruned().Below > p {
+			continue // a prune overtook the read: the tail starts later
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tail audit log: %w", err)
+		}
+		return entries, nil
 	}
-	entries, err := l.Read(from, n)
-	if err != nil {
-		return nil, fmt.Errorf("tail audit log: %w", err)
-	}
-	return entries, nil
 }
 
 // entry copies a key/value pair out of a transaction.

@@ -207,7 +207,7 @@ func (t *merkleTree) open(db *bolt.DB) error {
 			return fmt.Errorf("tree has %d leaves, log %d records: %w", rng.End(), st.size, ErrCorrupt)
 		}
 		k := meta.Get(metaKey)
-		behind = rng.End() < st.size || st.format != formatVersion || (t.signer != nil && k == nil)
+		behind = rng.End() < st.size || !currentFormat(st.format) || (t.signer != nil && k == nil)
 		if t.signer != nil && k != nil && string(k) != t.vkey {
 			return fmt.Errorf("log checkpoints are signed by %q, not by the host key %q: %w", k, t.vkey, ErrKeyMismatch)
 		}
@@ -268,7 +268,7 @@ func (t *merkleTree) catchUp(tx *bolt.Tx) error {
 			return fmt.Errorf("put key: %w", err)
 		}
 	}
-	if st.format != formatVersion {
+	if !currentFormat(st.format) {
 		if err := meta.Put(metaFormat, u64(formatVersion)); err != nil {
 			return fmt.Errorf("put format: %w", err)
 		}
@@ -351,17 +351,26 @@ func checkTreeState(tx *bolt.Tx, rng *compact.Range) error {
 	return nil
 }
 
-// computeNode computes a node's hash from the records it covers.
+// computeNode computes a node's hash from the records it covers, or from
+// the leaf hashes kept for pruned records.
 func computeNode(tx *bolt.Tx, id compact.NodeID) ([]byte, error) {
 	begin, end := id.Coverage()
 	records := tx.Bucket(bucketRecords)
+	leaves := tx.Bucket(bucketLeaves)
 	r := rangeFactory.NewEmptyRange(begin)
 	for seq := begin; seq < end; seq++ {
-		rec := records.Get(u64(seq))
-		if rec == nil {
+		var leaf []byte
+		if rec := records.Get(u64(seq)); rec != nil {
+			leaf = hasher.HashLeaf(rec)
+		} else if leaves != nil {
+			// A copy: the node may be this leaf, and bbolt's memory is
+			// valid only in the transaction.
+			leaf = bytes.Clone(leaves.Get(u64(seq)))
+		}
+		if len(leaf) != HashSize {
 			return nil, fmt.Errorf("record %d missing: %w", seq, ErrCorrupt)
 		}
-		if err := r.Append(hasher.HashLeaf(rec), nil); err != nil {
+		if err := r.Append(leaf, nil); err != nil {
 			return nil, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
 		}
 	}

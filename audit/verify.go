@@ -45,6 +45,12 @@ type VerifyOptions struct {
 	// (optional): the bundle must be consistent with it, which detects a
 	// log rolled back or rewritten behind it.
 	Trusted []byte
+	// Witnesses are the keys of witnesses (the collector's cosigning key,
+	// C2SP cosignature/v1) each of which must have cosigned
+	// checkpoint.note, so that the whole bundle is covered by a tree the
+	// witness saw before the host could rewrite it. A missing or invalid
+	// cosignature is a failure.
+	Witnesses []note.Verifier
 	// Workers is the number of goroutines hashing and parsing records;
 	// zero means GOMAXPROCS.
 	Workers int
@@ -104,6 +110,9 @@ type VerifyReport struct {
 	ConsistencyProofs int `json:"consistency_proofs"`
 	// Trusted describes the check against the auditor's checkpoint.
 	Trusted string `json:"trusted,omitempty"`
+	// Witnesses names the witness keys whose cosignature on
+	// checkpoint.note verified.
+	Witnesses []string `json:"witnesses,omitempty"`
 	// FirstTime and LastTime are the times of the first and last record.
 	FirstTime time.Time `json:"first_time"`
 	LastTime  time.Time `json:"last_time"`
@@ -336,6 +345,13 @@ func (v *verifier) parseSmallFiles() {
 		v.cp = cp
 		v.rep.Log, v.rep.TreeSize, v.rep.CheckpointTime = cp.Origin, cp.Size, cp.Time
 	}
+	for _, w := range v.opts.Witnesses {
+		if err := checkCosigned(f.data, w); err != nil {
+			v.rep.failf(BundleCheckpoint, "%v", err)
+			continue
+		}
+		v.rep.Witnesses = append(v.rep.Witnesses, fmt.Sprintf("%s+%08x", w.Name(), w.KeyHash()))
+	}
 	var rp RangeProof
 	if err := strictJSON(rf.data, &rp); err != nil {
 		v.rep.failf(BundleRangeProof, "not a range proof: %v", err)
@@ -386,6 +402,24 @@ func (v *verifier) parseSmallFiles() {
 			continue
 		}
 		v.earlier = append(v.earlier, c)
+	}
+}
+
+// checkCosigned checks that the note msg carries a valid signature by the
+// witness key w (other signatures are the host's and other witnesses').
+func checkCosigned(msg []byte, w note.Verifier) error {
+	_, err := note.Open(msg, note.VerifierList(w))
+	var unverified *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unverified):
+		return fmt.Errorf("no cosignature by witness %s+%08x: the checkpoint was not cosigned by it (export with --witnessed?)", w.Name(), w.KeyHash())
+	case errors.As(err, &invalid):
+		return fmt.Errorf("the cosignature of witness %s+%08x does not verify", w.Name(), w.KeyHash())
+	default:
+		return fmt.Errorf("cosignature of witness %s+%08x: %v", w.Name(), w.KeyHash(), err)
 	}
 }
 

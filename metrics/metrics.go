@@ -52,6 +52,9 @@ type Build struct {
 type Sources struct {
 	// LogSize is the number of durable records in the audit log.
 	LogSize func() uint64
+	// Pruned is how many records audit.retention removed from the front
+	// of the log (seqs below it are no longer on the host).
+	Pruned func() uint64
 	// Accepted, LookupMisses and Refused are the daemon's connection
 	// counters: accepted from a redirect, with no origin found in the
 	// BPF map, refused.
@@ -184,6 +187,12 @@ func NewDaemon(b Build, src Sources) *Daemon {
 			Name: "tollgate_audit_log_records",
 			Help: "Durable records in the host's audit log (its Merkle tree size).",
 		}, func() float64 { return float64(src.LogSize()) }))
+	}
+	if src.Pruned != nil {
+		d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_audit_pruned_records",
+			Help: "Records audit.retention removed from the front of the host's log (only ones the collector cosigned); their seqs are below this.",
+		}, func() float64 { return float64(src.Pruned()) }))
 	}
 	counter := func(name, help string, f func() uint64) {
 		if f != nil {

@@ -51,6 +51,7 @@ func TestObserve(t *testing.T) {
 	pending := 2
 	d := NewDaemon(Build{Version: "v1", Commit: "abc"}, Sources{
 		LogSize:          func() uint64 { return size },
+		Pruned:           func() uint64 { return 4 },
 		Accepted:         func() uint64 { return 3 },
 		LookupMisses:     func() uint64 { return 1 },
 		RedirectAttached: func() bool { return true },
@@ -98,6 +99,7 @@ func TestObserve(t *testing.T) {
 		`tollgate_audit_group_commit_records_sum 5`,
 		`tollgate_audit_records_total{kind="statement"} 3`,
 		`tollgate_audit_log_records 7`,
+		`tollgate_audit_pruned_records 4`,
 		`tollgate_connections_accepted_total 3`,
 		`tollgate_origin_lookup_misses_total 1`,
 		`tollgate_redirect_attached 1`,

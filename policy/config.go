@@ -320,7 +320,10 @@ type Audit struct {
 	// CheckpointInterval is the most often a checkpoint is signed while
 	// there is new data.
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
-	// Retention is how long shipped records are kept locally.
+	// Retention is how long records are kept on the host, by their time:
+	// older records below the size the collector cosigned are pruned
+	// (their leaf hashes stay, so proofs still verify). Without Ship
+	// nothing is ever cosigned, so nothing is pruned.
 	Retention Duration `yaml:"retention"`
 	// Ship configures shipping to the central collector.
 	Ship Ship `yaml:"ship"`

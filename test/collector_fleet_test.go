@@ -27,8 +27,9 @@ import (
 )
 
 // startShippingDaemon starts a daemon named host that ships to c with a
-// fresh enrollment token.
-func startShippingDaemon(t *testing.T, c *collectorProc, host string, cfg daemonConfig) *daemon {
+// fresh enrollment token; audit are more lines of its audit section
+// (indented by two spaces).
+func startShippingDaemon(t *testing.T, c *collectorProc, host string, cfg daemonConfig, audit ...string) *daemon {
 	t.Helper()
 	tokFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokFile, []byte(c.enroll(t, host)+"\n"), 0o600); err != nil {
@@ -40,7 +41,7 @@ func startShippingDaemon(t *testing.T, c *collectorProc, host string, cfg daemon
 		t.Fatal(err)
 	}
 	b = bytes.Replace(b, []byte("host_id: e2e-test"), []byte("host_id: "+host), 1)
-	b = fmt.Appendf(b, "audit:\n  ship: {url: %q, token_file: %s, interval: 100ms}\n", c.url, tokFile)
+	b = fmt.Appendf(b, "audit:\n  ship: {url: %q, token_file: %s, interval: 100ms}\n%s", c.url, tokFile, strings.Join(audit, ""))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -69,32 +70,42 @@ func localLines(t *testing.T, d *daemon) [][]byte {
 }
 
 // shipped waits until the collector holds every record of d, then checks
-// that it holds each exactly once, in order, byte for byte.
+// that it holds each exactly once, in order, byte for byte. Records the
+// daemon still appends (signals it has not handled yet, heartbeats) make
+// it look again, until the host's records and the collector's agree.
 func shipped(t *testing.T, c *collectorProc, d *daemon) agent.Status {
 	t.Helper()
-	var st agent.Status
 	deadline := time.Now().Add(60 * time.Second)
+	conn := c.conn(t)
 	for {
-		st = d.status()
+		st := d.status()
 		if s := st.Log.Shipping; s != nil && s.Shipped == st.Log.Records && s.LagRecords == 0 && s.Cosigned == s.Shipped {
-			break
+			local := localLines(t, d)
+			held := storedRecords(t, conn, st.Log.ID)
+			// The host may have pruned its oldest records
+			// (audit.retention): what it still has must be the
+			// collector's, from there on.
+			first, err := audit.Decode(local[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint64(len(held)) == first.Seq+uint64(len(local)) {
+				for i := range local {
+					if !bytes.Equal(held[first.Seq+uint64(i)], local[i]) {
+						t.Fatalf("%s: record %d differs:\n host      %s\n collector %s", st.HostID, first.Seq+uint64(i), local[i], held[first.Seq+uint64(i)])
+					}
+				}
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: collector holds %d records, host has %d from %d", st.HostID, len(held), len(local), first.Seq)
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not shipped in time: %+v, %d records\n%s", st.HostID, st.Log.Shipping, st.Log.Records, d.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	local := localLines(t, d)
-	held := storedRecords(t, c.conn(t), st.Log.ID)
-	if len(held) != len(local) {
-		t.Fatalf("%s: collector holds %d records, host has %d", st.HostID, len(held), len(local))
-	}
-	for i := range local {
-		if !bytes.Equal(held[i], local[i]) {
-			t.Fatalf("%s: record %d differs:\n host      %s\n collector %s", st.HostID, i, local[i], held[i])
-		}
-	}
-	return st
 }
 
 func hup(t *testing.T, d *daemon, n int) {

@@ -48,6 +48,12 @@ func newCollector(t testing.TB, pg *pgCluster) *collectorProc {
 // newCollectorSilence is newCollector with silence_after set.
 func newCollectorSilence(t testing.TB, pg *pgCluster, silence string) *collectorProc {
 	t.Helper()
+	return newCollectorWith(t, pg, "silence_after: "+silence+"\n")
+}
+
+// newCollectorWith is newCollector with more lines of collector.yaml.
+func newCollectorWith(t testing.TB, pg *pgCluster, extra string) *collectorProc {
+	t.Helper()
 	pg.psqlSuper(t, "postgres", "CREATE DATABASE "+collectorDB+" OWNER "+pgScramUser+";")
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "db-password")
@@ -56,8 +62,8 @@ func newCollectorSilence(t testing.TB, pg *pgCluster, silence string) *collector
 	}
 	port := freePort(t, "127.0.0.1")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\ninsecure_loopback: true\n"+
-		"database:\n  dsn: %q\n  password_file: %s\nsigning_key: %s\nsilence_after: %s\n",
-		port, pg.dsn(pgScramUser, collectorDB), pw, filepath.Join(dir, "collector.key"), silence)
+		"database:\n  dsn: %q\n  password_file: %s\nsigning_key: %s\n%s",
+		port, pg.dsn(pgScramUser, collectorDB), pw, filepath.Join(dir, "collector.key"), extra)
 	c := &collectorProc{t: t, pg: pg, dir: dir, cfgPath: filepath.Join(dir, "collector.yaml"),
 		url: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {

@@ -43,6 +43,10 @@ type Config struct {
 	// MetricsListen is the loopback address and port /metrics is served
 	// on; empty serves no metrics.
 	MetricsListen string `yaml:"metrics_listen"`
+	// Retention is how long records are kept: day partitions whose whole
+	// day is older than it are dropped, their leaf hashes kept. Zero (the
+	// default) keeps every record.
+	Retention policy.Duration `yaml:"retention"`
 }
 
 // TLSConfig names the server certificate and key files.
@@ -134,6 +138,9 @@ func (c *Config) check() error {
 	}
 	if c.SilenceAfter <= 0 {
 		return bad("silence_after must be positive")
+	}
+	if c.Retention < 0 {
+		return bad("retention must not be negative (leave it out to keep every record)")
 	}
 	return nil
 }

@@ -136,8 +136,15 @@ func TestParseConfig(t *testing.T) {
 	if time.Duration(c.SilenceAfter) != DefaultSilenceAfter {
 		t.Fatalf("silence_after default %v", c.SilenceAfter)
 	}
+	if c.Retention != 0 {
+		t.Fatalf("retention default %v, want 0 (keep everything)", c.Retention)
+	}
+	if c, err := ParseConfig([]byte(ok + "retention: 30d\n")); err != nil || time.Duration(c.Retention) != 30*24*time.Hour {
+		t.Fatalf("retention 30d: %v, %v", c, err)
+	}
 	for _, tc := range []struct{ name, yaml, want string }{
-		{"unknown key", ok + "retention: 30d\n", "field retention not found"},
+		{"unknown key", ok + "keep: 30d\n", "field keep not found"},
+		{"negative retention", ok + "retention: -1h\n", "retention must not be negative"},
 		{"plain http off loopback", strings.Replace(ok, "127.0.0.1", "10.0.0.1", 1), "only on a loopback address"},
 		{"plain http without the flag", strings.Replace(ok, "insecure_loopback: true\n", "", 1), "insecure_loopback: true"},
 		{"tls half", ok + "tls: {cert: c.pem}\n", "both cert and key"},

@@ -55,4 +55,12 @@ var (
 	// ErrEnrolled is returned by Enroll for a host name already enrolled
 	// with another key or log.
 	ErrEnrolled = errors.New("host already enrolled with another key or log")
+
+	// ErrUnknownLog is returned by Export for a host name or origin that
+	// is not enrolled, or a log with no cosigned checkpoint yet.
+	ErrUnknownLog = errors.New("no such log at the collector")
+
+	// ErrDropped is returned by Export for a range that needs records the
+	// collector's retention dropped (only their leaf hashes are kept).
+	ErrDropped = errors.New("records dropped by the collector's retention")
 )

@@ -267,6 +267,18 @@ func Serve(ctx context.Context, cfg *Config, store *Store, logger *slog.Logger, 
 		defer close(watchDone)
 		store.watchSilence(ctx, silence)
 	}()
+	retention := time.Duration(cfg.Retention)
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		store.watchRetention(ctx, retention)
+	}()
+	if retention > 0 {
+		logger.Info("collector retention", "retention", cfg.Retention.String(),
+			"what", "day partitions of records older than this are dropped; their leaf hashes stay")
+	} else {
+		logger.Info("collector retention", "retention", "none", "what", "every record is kept")
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("collector serving", "listen", ln.Addr().String(), "tls", cfg.TLS.Cert != "", "key", store.cosign.VerifierKey)
@@ -281,6 +293,7 @@ func Serve(ctx context.Context, cfg *Config, store *Store, logger *slog.Logger, 
 		cancel()
 	}
 	<-watchDone
+	<-retentionDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

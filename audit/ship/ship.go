@@ -107,13 +107,16 @@ type Shipper struct {
 	logger *slog.Logger
 	client *http.Client
 
-	mu          sync.Mutex
-	cursor      uint64 // the collector's size, as last heard
-	known       bool   // cursor was heard from the collector
-	cosigned    uint64
-	lastSuccess time.Time
-	lastErr     error
-	halted      bool
+	mu       sync.Mutex
+	cursor   uint64 // the collector's size, as last heard
+	known    bool   // cursor was heard from the collector
+	cosigned uint64
+	// cosignedNote is the checkpoint of size cosigned with the
+	// collector's cosignature (nil before the first).
+	cosignedNote []byte
+	lastSuccess  time.Time
+	lastErr      error
+	halted       bool
 
 	cl   *cosignedLog
 	cred *credential
@@ -150,6 +153,7 @@ func New(opts Options) (*Shipper, error) {
 	}
 	if s.cl.last != nil {
 		s.cosigned = s.cl.last.Size
+		s.cosignedNote = s.cl.last.Checkpoint
 		s.cursor = s.cl.last.Size
 	}
 	if s.cred, err = loadCredential(opts.StateDir); err != nil {
@@ -182,6 +186,15 @@ func (s *Shipper) Status() Status {
 		}
 	}
 	return st
+}
+
+// LastCosigned returns the newest checkpoint the collector cosigned (the
+// host's signed note with the collector's cosignature line), nil before
+// the first. Retention prunes only below its size.
+func (s *Shipper) LastCosigned() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cosignedNote
 }
 
 func (s *Shipper) setErr(err error) {
@@ -373,7 +386,7 @@ func (s *Shipper) send(ctx context.Context, body []byte, end uint64) (done bool,
 		}
 		s.mu.Lock()
 		s.cursor, s.known = ar.Size, true
-		s.cosigned = cp.Size
+		s.cosigned, s.cosignedNote = cp.Size, ar.Checkpoint
 		s.lastSuccess = time.Now()
 		s.lastErr = nil
 		s.mu.Unlock()

@@ -14,6 +14,12 @@ import (
 // "--name=v", with one or two dashes. It returns the positional arguments
 // and whether help was asked for.
 func parseInterspersed(args []string, values map[string]*string) (pos []string, help bool, err error) {
+	return parseInterspersedLists(args, values, nil)
+}
+
+// parseInterspersedLists is parseInterspersed with repeatable flags: each
+// occurrence of a flag in lists appends its value.
+func parseInterspersedLists(args []string, values map[string]*string, lists map[string]*[]string) (pos []string, help bool, err error) {
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		if arg == "--" {
@@ -28,7 +34,8 @@ func parseInterspersed(args []string, values map[string]*string) (pos []string, 
 			return pos, true, nil
 		}
 		dst, ok := values[name]
-		if !ok {
+		list, isList := lists[name]
+		if !ok && !isList {
 			return nil, false, fmt.Errorf("unknown flag %s", arg)
 		}
 		if !hasVal {
@@ -37,6 +44,10 @@ func parseInterspersed(args []string, values map[string]*string) (pos []string, 
 			}
 			i++
 			val = args[i]
+		}
+		if isList {
+			*list = append(*list, val)
+			continue
 		}
 		*dst = val
 	}

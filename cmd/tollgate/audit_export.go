@@ -34,6 +34,7 @@ func auditExportCommand() *cli.Command {
 			&cli.StringFlag{Name: "until", Usage: "records before this time (same forms as --since)"},
 			&cli.StringFlag{Name: "session", Usage: "the records of this session"},
 			&cli.Uint64SliceFlag{Name: "prove-from", Usage: "also prove consistency from this tree size (of a checkpoint the auditor holds)"},
+			&cli.BoolFlag{Name: "witnessed", Usage: "end the bundle at the newest checkpoint the collector cosigned (its cosignature is in checkpoint.note, for `audit verify --witness-key`); later records are left out"},
 		},
 		Action: auditExport,
 	}
@@ -56,6 +57,7 @@ func auditExport(c *cli.Context) error {
 	}
 	opts.Session = c.String("session")
 	opts.ProveFrom = c.Uint64Slice("prove-from")
+	opts.Witnessed = c.Bool("witnessed")
 	opts.Tool = "tollgate " + version
 	if opts.Session != "" && (!opts.Since.IsZero() || !opts.Until.IsZero()) {
 		return errors.New("--session selects its own range; do not combine it with --since or --until")
@@ -74,6 +76,11 @@ func auditExport(c *cli.Context) error {
 			return oerr
 		}
 		defer l.Close()
+		if opts.Witnessed {
+			if opts.Cosigned, err = agent.CosignedNotes(cfg.StateDir); err != nil {
+				return err
+			}
+		}
 		ex, perr := l.PrepareExport(c.Context, opts)
 		if perr != nil {
 			return perr

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/collector"
 )
 
 func auditVerifyCommand() *cli.Command {
@@ -28,11 +29,14 @@ func auditVerifyCommand() *cli.Command {
 		Description: "Checks, with nothing but the host's public key: the checkpoint signatures and origin, that the\n" +
 			"records are contiguous and exactly those the signed tree holds, consistency between the\n" +
 			"checkpoints and with --trusted-checkpoint (a checkpoint you kept earlier: this detects a log rolled\n" +
-			"back or rewritten since), the manifest, and the records' semantics. The bundle's VERIFY.md\n" +
-			"describes the algorithm.",
+			"back or rewritten since), the manifest, and the records' semantics. With --witness-key, the\n" +
+			"signed checkpoint must also carry each witness's valid cosignature (C2SP cosignature/v1): the\n" +
+			"collector saw this tree before the host could rewrite it (export with --witnessed). The bundle's\n" +
+			"VERIFY.md describes the algorithm.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "key", Usage: "the host's public key: a host.pub file or its text (name+hash+key); required"},
 			&cli.StringFlag{Name: "trusted-checkpoint", Usage: "a checkpoint note you obtained earlier (tollgate audit checkpoint, or an earlier bundle's checkpoint.note)"},
+			&cli.StringSliceFlag{Name: "witness-key", Usage: "a witness's public key (the collector's signing_key.pub), as a file or its text; checkpoint.note must carry its valid cosignature (repeat for several witnesses)"},
 			outputFlag,
 		},
 		// urfave/cli v2 stops parsing flags at the first argument, and
@@ -46,19 +50,20 @@ func auditVerifyCommand() *cli.Command {
 // verifyArgs are the parsed arguments of audit verify.
 type verifyArgs struct {
 	bundle, key, trusted, output string
+	witnesses                    []string
 }
 
 // parseVerifyArgs parses flags and the bundle path in any order.
 func parseVerifyArgs(args []string) (verifyArgs, bool, error) {
 	a := verifyArgs{output: "text"}
-	pos, help, err := parseInterspersed(args, map[string]*string{
+	pos, help, err := parseInterspersedLists(args, map[string]*string{
 		"key": &a.key, "trusted-checkpoint": &a.trusted, "output": &a.output, "o": &a.output,
-	})
+	}, map[string]*[]string{"witness-key": &a.witnesses})
 	switch {
 	case help || err != nil:
 		return a, help, err
 	case len(pos) != 1:
-		return a, false, errors.New("usage: tollgate audit verify BUNDLE --key PUBKEY [--trusted-checkpoint FILE] [-o json]")
+		return a, false, errors.New("usage: tollgate audit verify BUNDLE --key PUBKEY [--trusted-checkpoint FILE] [--witness-key FILE]... [-o json]")
 	case a.key == "":
 		return a, false, errors.New("--key is required: the host's public key (host.pub), as you obtained it")
 	case a.output != "text" && a.output != "json":
@@ -81,6 +86,13 @@ func auditVerify(c *cli.Context) error {
 		return err
 	}
 	opts := audit.VerifyOptions{Key: v}
+	for _, w := range args.witnesses {
+		wv, err := loadWitnessKey(w)
+		if err != nil {
+			return err
+		}
+		opts.Witnesses = append(opts.Witnesses, wv)
+	}
 	if args.trusted != "" {
 		if opts.Trusted, err = os.ReadFile(args.trusted); err != nil {
 			return fmt.Errorf("--trusted-checkpoint: %w", err)
@@ -127,6 +139,23 @@ func loadVerifierKey(s string) (note.Verifier, error) {
 	return v, nil
 }
 
+// loadWitnessKey accepts a witness's verifier key text (the collector's
+// signing_key.pub) or a file holding it.
+func loadWitnessKey(s string) (note.Verifier, error) {
+	if v, err := collector.NewCosignVerifier(s); err == nil {
+		return v, nil
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("--witness-key %q is neither a witness key nor a readable file: %w", s, err)
+	}
+	v, err := collector.NewCosignVerifier(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("--witness-key %s: %w", s, err)
+	}
+	return v, nil
+}
+
 // printVerifyReport writes the report for people.
 func printVerifyReport(w io.Writer, path string, rep *audit.VerifyReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -144,6 +173,9 @@ func printVerifyReport(w io.Writer, path string, rep *audit.VerifyReport) {
 	fmt.Fprintf(tw, "checkpoints\t%d earlier, %d consistency proofs verified\n", rep.Checkpoints, rep.ConsistencyProofs)
 	if rep.Trusted != "" {
 		fmt.Fprintf(tw, "trusted\t%s\n", rep.Trusted)
+	}
+	if len(rep.Witnesses) > 0 {
+		fmt.Fprintf(tw, "cosigned by\t%s\n", strings.Join(rep.Witnesses, ", "))
 	}
 	var kinds []string
 	for _, k := range slices.Sorted(maps.Keys(rep.Kinds)) {

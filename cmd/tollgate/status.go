@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -116,6 +117,11 @@ func printStatus(w io.Writer, st agent.Status) error {
 	fmt.Fprintf(tw, "host key\t%s\n", st.HostKey)
 	fmt.Fprintf(tw, "last checkpoint\t%s\n", st.Log.LastCheckpoint)
 	fmt.Fprintf(tw, "shipping\t%s\n", st.Log.ShippingLag)
+	pruned := "nothing pruned"
+	if p := st.Log.Pruned; p.Below > 0 {
+		pruned = fmt.Sprintf("records [0, %d) pruned (newest %s)", p.Below, p.NewestTime.Format(time.RFC3339))
+	}
+	fmt.Fprintf(tw, "retention\t%s; %s\n", st.Log.Retention, pruned)
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nWORKLOADS")
