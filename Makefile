@@ -40,7 +40,7 @@ test-unit: lint
 
 test-e2e:
 	@if [ "$$(id -u)" != 0 ]; then echo "test-e2e needs root (real eBPF, cgroups)"; exit 1; fi
-	$(GO) test -count=1 -v -timeout 30m ./test/ 2>&1 | tee test-e2e.out; status=$${PIPESTATUS[0]}; \
+	$(GO) test -count=1 -v -timeout 60m ./test/ 2>&1 | tee test-e2e.out; status=$${PIPESTATUS[0]}; \
 	  if grep -q -- '--- SKIP' test-e2e.out && [ "$$CI" = true ]; then echo "privileged e2e tests were skipped under CI"; exit 1; fi; \
 	  exit $$status
 
