@@ -45,6 +45,19 @@ func (l *Log) toIndexer(recs []jrec, force bool, waiters []chan error) {
 	l.wakeIndexer()
 }
 
+// flushedLocked is how many of the unindexed records are flushed to disk,
+// the only ones the indexer may store; idxMu is held.
+func (l *Log) flushedLocked() int {
+	if len(l.unindexed) == 0 {
+		return 0
+	}
+	first, synced := l.unindexed[0].seq, l.synced.Load()
+	if synced <= first {
+		return 0
+	}
+	return int(min(uint64(len(l.unindexed)), synced-first))
+}
+
 func (l *Log) wakeIndexer() {
 	select {
 	case l.idxWake <- struct{}{}:
@@ -61,7 +74,8 @@ func (l *Log) indexLoop() {
 	var last time.Time
 	for {
 		l.idxMu.Lock()
-		work := len(l.unindexed) > 0 || l.idxForce || len(l.idxWaiters) > 0
+		avail := l.flushedLocked()
+		work := avail > 0 || l.idxForce || len(l.idxWaiters) > 0
 		stop := l.idxStop
 		if !work {
 			l.idxMu.Unlock()
@@ -89,7 +103,7 @@ func (l *Log) indexLoop() {
 		}
 		l.idxHurry = false
 		last = time.Now()
-		n := min(len(l.unindexed), maxIndexRecords)
+		n := min(avail, maxIndexRecords)
 		recs := l.unindexed[:n:n]
 		var force bool
 		var waiters []chan error
@@ -252,6 +266,11 @@ func (l *Log) waitIndexer(done func() bool) error {
 func (l *Log) hurryLocked() {
 	l.idxHurry = true
 	l.wakeIndexer()
+	if l.flushEvery > 0 {
+		// It stores only flushed records: have the writer flush now.
+		l.syncWanted.Store(true)
+		l.signal()
+	}
 }
 
 // stopIndexer lets the indexer finish what it has and waits for it.

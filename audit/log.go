@@ -52,6 +52,17 @@ type Options struct {
 	// Append returns. For tests only; never set it in the daemon.
 	NoSync bool
 
+	// FlushInterval selects when an appended record counts as durable.
+	// Zero (sync: always) flushes the journal write holding a record
+	// (fdatasync) before Append returns. A positive interval (sync:
+	// batch) returns once the record is written to the journal (pwrite),
+	// so it survives a crash of the daemon, and flushes within the
+	// interval: a power loss or kernel crash can lose the records
+	// appended in the last interval. Either way the indexer stores only
+	// flushed records in bbolt, so no checkpoint covers a record that is
+	// not on disk.
+	FlushInterval time.Duration
+
 	// Key signs checkpoints. Without it the log keeps its Merkle tree but
 	// signs no checkpoints. The first Open with a key records its
 	// verifier key in the log; later opens with another key fail with
@@ -189,6 +200,23 @@ type Log struct {
 	tree *merkleTree
 	// hashLeaves has producers compute leaf hashes for the tree.
 	hashLeaves bool
+	// flushEvery is Options.FlushInterval: zero flushes every journal
+	// write, positive leaves writes unflushed for up to this long.
+	flushEvery time.Duration
+	// synced is how many records are flushed to disk: the indexer stores
+	// no record beyond it. It equals size except in batch mode.
+	synced atomic.Uint64
+	// syncWanted asks the writer to flush now (a reader waits for records
+	// to be stored).
+	syncWanted atomic.Bool
+	// unsynced and unsyncedBytes count the records written to the
+	// journal but not flushed, since unsyncedSince; flushErr is the last
+	// flush's failure. Only the writer uses them.
+	unsynced      int
+	unsyncedBytes int
+	unsyncedSince time.Time
+	flushErr      error
+
 	// seqStale is set by the writer when a batch held a record prepared
 	// for another seq than it got: nextSeq is behind the file.
 	seqStale bool
@@ -253,6 +281,7 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		closing:    make(chan struct{}),
 		hook:       hook,
 		gather:     maxGather,
+		flushEvery: max(opts.FlushInterval, 0),
 		idxWake:    make(chan struct{}, 1),
 		idxDone:    make(chan struct{}),
 	}
@@ -260,6 +289,11 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	jsize := opts.JournalSize
 	if jsize == 0 {
 		jsize = DefaultJournalSize
+	}
+	if l.flushEvery > 0 {
+		// A journal write costs microseconds: waiting to gather more
+		// records into it would only add latency.
+		l.gather = 0
 	}
 	if jsize < MinJournalSize {
 		return nil, fmt.Errorf("open audit log %s: journal size %d below the minimum %d", path, jsize, MinJournalSize)
@@ -313,6 +347,14 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			return nil, fmt.Errorf("open audit log %s: %w", path, err)
 		}
+		if len(recs) > 0 && !opts.NoSync {
+			// Written by a daemon in batch mode, they may be in the
+			// page cache only: the indexer stores only flushed
+			// records, so the journal never lags the bbolt file.
+			if err := l.jrnl.sync(); err != nil {
+				return nil, fmt.Errorf("open audit log %s: flush journal: %w", path, err)
+			}
+		}
 		l.unindexed = recs
 		for _, r := range recs {
 			l.unindexedBytes += len(r.data)
@@ -330,6 +372,7 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	l.indexed.Store(st.size)
 	size := st.size + uint64(len(l.unindexed))
 	l.size.Store(size)
+	l.synced.Store(size)
 	l.nextSeq = size
 	l.hashLeaves = l.tree != nil
 	l.db = db
@@ -436,7 +479,9 @@ func (l *Log) Healthy() error {
 }
 
 // Append writes r to the log and returns its seq once it is durable: the
-// journal write holding it was flushed (fdatasync). It sets r.V and r.Log, sets
+// journal write holding it was flushed (fdatasync), or, with
+// Options.FlushInterval, written to the journal and flushed within that
+// interval. It sets r.V and r.Log, sets
 // r.Time to the current time if it is zero, and on success sets r.Seq. The
 // record is encoded when Append is called; later changes to r do not affect
 // what is stored.

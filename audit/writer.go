@@ -125,6 +125,9 @@ type batch struct {
 	force bool
 	// waiters are Checkpoint calls, answered once the batch committed.
 	waiters []chan error
+	// flush asks only for the journal's unflushed writes to be flushed
+	// (batch mode); the batch has nothing else.
+	flush bool
 }
 
 // run is the writer goroutine: it owns the journal.
@@ -136,6 +139,9 @@ func (l *Log) run() {
 			// Closed and drained: have the indexer store everything
 			// and sign what is still unsigned, so that a clean stop
 			// leaves every record in bbolt under a checkpoint.
+			if err := l.flush(); err != nil {
+				l.logger.Error("audit journal flush at close failed; the records are stored at the next open", "path", l.jrnl.path, "error", err)
+			}
 			done := make(chan error, 1)
 			l.toIndexer(nil, true, []chan error{done})
 			if err := <-done; err != nil {
@@ -148,11 +154,58 @@ func (l *Log) run() {
 			}
 			return
 		}
+		if b.flush {
+			if err := l.flush(); err != nil {
+				l.logger.Debug("audit journal flush failed", "path", l.jrnl.path, "error", err)
+			}
+			continue
+		}
 		start := time.Now()
 		l.commit(b)
 		l.lastCommit = time.Since(start)
 		l.took(b)
 	}
+}
+
+// flushDue reports whether the writer should flush the journal now (batch
+// mode): written records waited flushEvery (since the last failed flush,
+// if one failed), or a reader waits for them to be stored. Only the
+// writer calls it.
+func (l *Log) flushDue() bool {
+	if l.unsynced == 0 {
+		l.syncWanted.Store(false)
+		return false
+	}
+	return l.syncWanted.Load() || time.Since(l.unsyncedSince) >= l.flushEvery
+}
+
+// flush makes the journal writes that Append answered before they were
+// on disk (batch mode) durable with one fdatasync, and lets the indexer
+// store them. A failure marks the log unhealthy: the next batch tries the
+// flush again and fails unless it succeeds. Only the writer calls it.
+func (l *Log) flush() error {
+	l.syncWanted.Store(false)
+	if l.unsynced == 0 && l.flushErr == nil {
+		return nil
+	}
+	start := time.Now()
+	if err := l.jrnl.sync(); err != nil {
+		l.flushErr = fmt.Errorf("flush %d audit records: %w: %w", l.unsynced, ErrUnwritable, err)
+		l.setHealth(healthJournal, l.flushErr)
+		l.unsyncedSince = time.Now()
+		return l.flushErr
+	}
+	if l.opts.Observer != nil {
+		l.opts.Observer.Committed(0, time.Since(start))
+	}
+	l.unsynced, l.unsyncedBytes, l.unsyncedSince = 0, 0, time.Time{}
+	if l.flushErr != nil {
+		l.flushErr = nil
+		l.setHealth(healthJournal, nil)
+	}
+	l.synced.Store(l.size.Load())
+	l.wakeIndexer()
+	return nil
 }
 
 // took sets the writer's expectation after committing b: the producers of
@@ -195,6 +248,9 @@ func (l *Log) next() *batch {
 		}
 	}()
 	for {
+		if l.flushEvery > 0 && l.flushDue() {
+			return &batch{flush: true}
+		}
 		l.mu.Lock()
 		if len(l.queue) > 0 || l.ckptWanted {
 			if len(l.queue) > 0 && l.producers < l.expect && !l.closed && l.lastCommit > 0 {
@@ -243,7 +299,22 @@ func (l *Log) next() *batch {
 		if closed {
 			return nil
 		}
-		<-l.wake
+		if l.unsynced == 0 {
+			<-l.wake
+			continue
+		}
+		// Batch mode: wake up to flush when the oldest unflushed write
+		// is due.
+		wait := l.flushEvery - time.Since(l.unsyncedSince)
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-l.wake:
+		case <-timer.C:
+		}
 	}
 }
 
@@ -252,13 +323,23 @@ func (l *Log) next() *batch {
 func (l *Log) commit(b *batch) {
 	if len(b.reqs) == 0 {
 		// Only a checkpoint was asked for: the indexer signs after the
-		// records before it.
+		// records before it, once they are on disk.
+		if err := l.flush(); err != nil {
+			answer(b.waiters, err)
+			return
+		}
 		l.toIndexer(nil, b.force, b.waiters)
 		return
 	}
 	// While bbolt cannot store records, take none: they would pile up in
-	// the journal only, and the next records must see the failure.
+	// the journal only, and the next records must see the failure. In
+	// batch mode the same holds for a journal that cannot be flushed. The
+	// indexer stores only flushed records, so the writer flushes before
+	// it waits for the indexer to catch up.
 	err := l.indexHealthy()
+	if err == nil && l.flushEvery > 0 && (l.flushErr != nil || l.unsyncedBytes >= maxUnindexed/4) {
+		err = l.flush()
+	}
 	if err == nil {
 		err = l.waitBacklog()
 	}
@@ -290,7 +371,11 @@ func (l *Log) commit(b *batch) {
 	}
 	if !l.jrnl.fits(n) {
 		// The pass is full: start a new one once bbolt holds all of it.
-		if err := l.drainIndex(); err != nil {
+		err := l.flush()
+		if err == nil {
+			err = l.drainIndex()
+		}
+		if err != nil {
 			l.fail(b, err, false)
 			l.resyncSeq()
 			return
@@ -298,7 +383,12 @@ func (l *Log) commit(b *batch) {
 		l.jrnl.rewind()
 	}
 	start := time.Now()
-	if err := l.jrnl.write(recs); err != nil {
+	if l.flushEvery > 0 {
+		_, err = l.jrnl.writeFrames(recs)
+	} else {
+		err = l.jrnl.write(recs)
+	}
+	if err != nil {
 		l.fail(b, err, true)
 		l.resyncSeq()
 		return
@@ -306,9 +396,26 @@ func (l *Log) commit(b *batch) {
 	if l.opts.Observer != nil {
 		l.opts.Observer.Committed(len(recs), time.Since(start))
 	}
-	// Durable. Readers find the records in the indexer's queue until
-	// bbolt has them, so they are queued before the size moves.
-	l.toIndexer(recs, b.force, b.waiters)
+	// Durable (batch mode: written, flushed within flushEvery). Readers
+	// find the records in the indexer's queue until bbolt has them, so
+	// they are queued before the size moves.
+	late := l.flushEvery > 0 && (b.force || len(b.waiters) > 0)
+	if l.flushEvery > 0 {
+		if l.unsynced == 0 {
+			l.unsyncedSince = start
+		}
+		l.unsynced += len(recs)
+		l.unsyncedBytes += int(n)
+	} else {
+		l.synced.Store(size + uint64(len(recs)))
+	}
+	if late {
+		// A checkpoint covers only flushed records: ask for it after
+		// the flush below.
+		l.toIndexer(recs, false, nil)
+	} else {
+		l.toIndexer(recs, b.force, b.waiters)
+	}
 	l.setSize(size + uint64(len(recs)))
 	if l.seqStale {
 		// Records were prepared for other seqs than they got (a batch
@@ -318,6 +425,13 @@ func (l *Log) commit(b *batch) {
 	l.setHealth(healthJournal, nil)
 	for i, req := range b.reqs {
 		req.done <- result{seq: size + uint64(i)}
+	}
+	if late {
+		if err := l.flush(); err != nil {
+			answer(b.waiters, err)
+			return
+		}
+		l.toIndexer(nil, b.force, b.waiters)
 	}
 }
 
