@@ -91,7 +91,10 @@ type Options struct {
 // appending goroutines (Durable).
 type Observer interface {
 	// Committed reports one group commit: the records it made durable
-	// and how long writing and syncing the journal took.
+	// and how long writing and syncing the journal took. In batch mode
+	// (Options.FlushInterval) it reports each journal write (its records
+	// and the write's time) and each flush apart, with records 0 and
+	// the fdatasync's time.
 	Committed(records int, took time.Duration)
 	// Durable reports records once durable, in their order. waited is
 	// how long the caller of Append or AppendAll waited for them; it is
