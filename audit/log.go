@@ -115,6 +115,9 @@ type Log struct {
 	host  string
 	epoch string
 	id    string
+	// head is the encoding of every record before its seq (encodeSplit),
+	// shared read-only by all requests.
+	head []byte
 
 	// size is the number of durable (acknowledged) records.
 	size atomic.Uint64
@@ -372,6 +375,7 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		}
 	}
 	l.host, l.epoch, l.id = st.host, st.epoch, st.id
+	l.head = encodeHead(SchemaVersion, l.id)
 	l.indexed.Store(st.size)
 	size := st.size + uint64(len(l.unindexed))
 	l.size.Store(size)
@@ -607,7 +611,9 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 		if r.Time.IsZero() {
 			r.Time = now
 		}
-		head, tail, err := encodeSplit(r)
+		// The head is the same for every record of the log (V and Log
+		// were just set): encoded once, at Open.
+		tail, err := l.encodeTail(r)
 		if err != nil {
 			if len(rs) > 1 {
 				err = fmt.Errorf("record %d of %d: %w", i+1, len(rs), err)
@@ -619,7 +625,7 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 			invalid(i, err)
 			continue
 		}
-		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
+		reqs[i] = &request{head: l.head, tail: tail, done: make(chan result, 1)}
 	}
 
 	l.mu.Lock()
@@ -648,6 +654,15 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 	}
 	l.signal()
 	return reqs, nil
+}
+
+// encodeTail is encodeSplit's tail for a record of this log (r.V and
+// r.Log set); the head is l.head.
+func (l *Log) encodeTail(r *Record) ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return encodeTail(r, len(l.head))
 }
 
 // signal wakes the writer without blocking.
