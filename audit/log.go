@@ -87,7 +87,8 @@ type Options struct {
 }
 
 // Observer watches the log, for metrics. Its methods must return at
-// once: they are called on the writer goroutine (Committed) and on the
+// once: they are called on the writer goroutine (Committed; in batch mode
+// also on appending goroutines that write the journal) and on the
 // appending goroutines (Durable).
 type Observer interface {
 	// Committed reports one group commit: the records it made durable
@@ -209,6 +210,13 @@ type Log struct {
 	// flushEvery is Options.FlushInterval: zero flushes every journal
 	// write, positive leaves writes unflushed for up to this long.
 	flushEvery time.Duration
+	// wmu is held by whoever writes the journal in batch mode: the
+	// writer goroutine or an appending goroutine that found it free
+	// (see lead). It guards the journal and the writer's state below
+	// (unsynced to flushErr, seqStale) and wdone.
+	wmu sync.Mutex
+	// wdone is set when the writer finished: nothing writes any more.
+	wdone bool
 	// synced is how many records are flushed to disk: the indexer stores
 	// no record beyond it. It equals size except in batch mode.
 	synced atomic.Uint64
@@ -652,7 +660,11 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 			l.prepare(req)
 		}
 	}
-	l.signal()
+	if l.flushEvery > 0 {
+		l.lead()
+	} else {
+		l.signal()
+	}
 	return reqs, nil
 }
 

@@ -125,46 +125,164 @@ type batch struct {
 	force bool
 	// waiters are Checkpoint calls, answered once the batch committed.
 	waiters []chan error
-	// flush asks only for the journal's unflushed writes to be flushed
-	// (batch mode); the batch has nothing else.
-	flush bool
 }
 
-// run is the writer goroutine: it owns the journal.
+// run is the writer goroutine: it owns the journal (in batch mode it
+// shares it, see lead).
 func (l *Log) run() {
 	defer close(l.writerDone)
+	if l.flushEvery > 0 {
+		l.runBatch()
+		return
+	}
 	for {
 		b := l.next()
 		if b == nil {
-			// Closed and drained: have the indexer store everything
-			// and sign what is still unsigned, so that a clean stop
-			// leaves every record in bbolt under a checkpoint.
-			if err := l.flush(); err != nil {
-				l.logger.Error("audit journal flush at close failed; the records are stored at the next open", "path", l.jrnl.path, "error", err)
-			}
-			done := make(chan error, 1)
-			l.toIndexer(nil, true, []chan error{done})
-			if err := <-done; err != nil {
-				l.logger.Error("audit records left in the journal at close; they are stored at the next open",
-					"path", l.path, "records", l.Unstored(), "error", err)
-			}
-			l.stopIndexer()
-			if err := l.jrnl.close(); err != nil {
-				l.logger.Warn("audit journal close failed", "path", l.jrnl.path, "error", err)
-			}
+			l.finish()
 			return
-		}
-		if b.flush {
-			if err := l.flush(); err != nil {
-				l.logger.Debug("audit journal flush failed", "path", l.jrnl.path, "error", err)
-			}
-			continue
 		}
 		start := time.Now()
 		l.commit(b)
 		l.lastCommit = time.Since(start)
 		l.took(b)
 	}
+}
+
+// finish ends the writer once the Log is closed and its queue drained:
+// it has the indexer store everything and sign what is still unsigned, so
+// that a clean stop leaves every record in bbolt under a checkpoint.
+func (l *Log) finish() {
+	if err := l.flush(); err != nil {
+		l.logger.Error("audit journal flush at close failed; the records are stored at the next open", "path", l.jrnl.path, "error", err)
+	}
+	done := make(chan error, 1)
+	l.toIndexer(nil, true, []chan error{done})
+	if err := <-done; err != nil {
+		l.logger.Error("audit records left in the journal at close; they are stored at the next open",
+			"path", l.path, "records", l.Unstored(), "error", err)
+	}
+	l.stopIndexer()
+	if err := l.jrnl.close(); err != nil {
+		l.logger.Warn("audit journal close failed", "path", l.jrnl.path, "error", err)
+	}
+}
+
+// runBatch is the writer goroutine in batch mode. Appending goroutines
+// write the journal themselves when nobody else does (lead); the writer
+// writes what they leave queued, flushes when a flush is due and ends
+// the log at Close.
+func (l *Log) runBatch() {
+	var timer *time.Timer
+	for {
+		l.wmu.Lock()
+		l.drain(-1)
+		wait := time.Duration(-1)
+		if l.unsynced > 0 {
+			wait = max(l.flushEvery-time.Since(l.unsyncedSince), 0)
+		}
+		l.wmu.Unlock()
+		l.mu.Lock()
+		done := l.closed && len(l.queue) == 0 && !l.ckptWanted
+		l.mu.Unlock()
+		if done {
+			l.wmu.Lock()
+			l.finish()
+			l.wdone = true
+			l.wmu.Unlock()
+			return
+		}
+		if wait < 0 {
+			<-l.wake
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-l.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// lead writes the queue to the journal on the appending goroutine when
+// no other goroutine writes it (batch mode): an append then costs no
+// wake-up of the writer and no wake-up back. Otherwise the writer is
+// woken, so that what is queued after the current writer's last batch
+// does not wait.
+func (l *Log) lead() {
+	if !l.wmu.TryLock() {
+		l.signal()
+		return
+	}
+	// A few batches at most (its own is the first): an appender that
+	// found the journal free does not keep writing for others under
+	// sustained load; the writer takes over.
+	empty := l.drain(maxLeadBatches)
+	l.wmu.Unlock()
+	if !empty {
+		l.signal()
+	}
+}
+
+// maxLeadBatches bounds the batches an appending goroutine writes in lead.
+const maxLeadBatches = 4
+
+// drain writes batch after batch of what is queued, at most max batches
+// (max < 0: until the queue is empty), flushing whenever a flush is due
+// (batch mode); wmu is held. It reports whether the queue is empty.
+func (l *Log) drain(max int) bool {
+	for ; max != 0 && !l.wdone; max-- {
+		if l.flushDue() {
+			if err := l.flush(); err != nil {
+				l.logger.Debug("audit journal flush failed", "path", l.jrnl.path, "error", err)
+			}
+		}
+		b := l.take()
+		if b == nil {
+			return true
+		}
+		l.commit(b)
+	}
+	return l.wdone
+}
+
+// take takes a batch of queued requests without waiting, or returns nil
+// when nothing is queued and no checkpoint was asked for.
+func (l *Log) take() *batch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 && !l.ckptWanted {
+		return nil
+	}
+	return l.takeLocked()
+}
+
+// takeLocked takes a batch of queued requests (and the checkpoint asked
+// for, if any); mu is held.
+func (l *Log) takeLocked() *batch {
+	n, bytes, producers := 0, 0, 0
+	for n < len(l.queue) && n < maxBatchRecords {
+		bytes += len(l.queue[n].head) + len(l.queue[n].tail)
+		if n > 0 && bytes > maxBatchBytes {
+			break
+		}
+		if l.queue[n].producer {
+			producers++
+		}
+		n++
+	}
+	l.producers -= producers
+	b := &batch{reqs: l.queue[:n:n], producers: producers, force: l.ckptWanted, waiters: l.ckptWaiters}
+	if n == len(l.queue) {
+		l.queue = nil
+	} else {
+		l.queue = append([]*request(nil), l.queue[n:]...)
+	}
+	l.ckptWanted, l.ckptWaiters = false, nil
+	return b
 }
 
 // flushDue reports whether the writer should flush the journal now (batch
@@ -248,9 +366,6 @@ func (l *Log) next() *batch {
 		}
 	}()
 	for {
-		if l.flushEvery > 0 && l.flushDue() {
-			return &batch{flush: true}
-		}
 		l.mu.Lock()
 		if len(l.queue) > 0 || l.ckptWanted {
 			if len(l.queue) > 0 && l.producers < l.expect && !l.closed && l.lastCommit > 0 {
@@ -272,25 +387,7 @@ func (l *Log) next() *batch {
 					continue
 				}
 			}
-			n, bytes, producers := 0, 0, 0
-			for n < len(l.queue) && n < maxBatchRecords {
-				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
-				if n > 0 && bytes > maxBatchBytes {
-					break
-				}
-				if l.queue[n].producer {
-					producers++
-				}
-				n++
-			}
-			l.producers -= producers
-			b := &batch{reqs: l.queue[:n:n], producers: producers, force: l.ckptWanted, waiters: l.ckptWaiters}
-			if n == len(l.queue) {
-				l.queue = nil
-			} else {
-				l.queue = append([]*request(nil), l.queue[n:]...)
-			}
-			l.ckptWanted, l.ckptWaiters = false, nil
+			b := l.takeLocked()
 			l.mu.Unlock()
 			return b
 		}
@@ -299,22 +396,7 @@ func (l *Log) next() *batch {
 		if closed {
 			return nil
 		}
-		if l.unsynced == 0 {
-			<-l.wake
-			continue
-		}
-		// Batch mode: wake up to flush when the oldest unflushed write
-		// is due.
-		wait := l.flushEvery - time.Since(l.unsyncedSince)
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
-		select {
-		case <-l.wake:
-		case <-timer.C:
-		}
+		<-l.wake
 	}
 }
 
@@ -403,6 +485,9 @@ func (l *Log) commit(b *batch) {
 	if l.flushEvery > 0 {
 		if l.unsynced == 0 {
 			l.unsyncedSince = start
+			// The writer flushes it in time (a leader does not
+			// wait for that).
+			l.signal()
 		}
 		l.unsynced += len(recs)
 		l.unsyncedBytes += int(n)
