@@ -36,16 +36,29 @@ const indexRetry = time.Second
 // toIndexer queues journaled records (in seq order, after those queued
 // before) for the indexer, and a checkpoint request and its waiters, which
 // the indexer answers once everything queued so far is stored.
+//
+// It wakes the indexer only when that changes what the indexer does: a
+// wake-up per commit cost a thread wake-up per statement, and the indexer
+// went back to sleep until indexInterval passed. An idle indexer is woken
+// for its first records (in batch mode by the flush that makes them
+// storable), a pacing one when it should not wait any more.
 func (l *Log) toIndexer(recs []jrec, force bool, waiters []chan error) {
 	l.idxMu.Lock()
+	idle := len(l.unindexed) == 0
+	before := l.unindexedBytes
 	l.unindexed = append(l.unindexed, recs...)
 	for _, r := range recs {
 		l.unindexedBytes += len(r.data)
 	}
 	l.idxForce = l.idxForce || force
 	l.idxWaiters = append(l.idxWaiters, waiters...)
+	wake := force || len(waiters) > 0 ||
+		before < maxUnindexed/2 && l.unindexedBytes >= maxUnindexed/2 ||
+		idle && len(recs) > 0 && l.flushEvery == 0
 	l.idxMu.Unlock()
-	l.wakeIndexer()
+	if wake {
+		l.wakeIndexer()
+	}
 }
 
 // flushedLocked is how many of the unindexed records are flushed to disk,
