@@ -191,9 +191,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Maps:             a.mapUsage,
 	})
 	a.alog, err = audit.Open(filepath.Join(cfg.StateDir, LogFile), audit.Options{HostID: a.hostID, Logger: a.log,
-		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval), Observer: a.metrics})
+		Key: a.hostKey, CheckpointInterval: time.Duration(cfg.Audit.CheckpointInterval), Observer: a.metrics,
+		FlushInterval: flushInterval(cfg.Audit)})
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
+	}
+	if iv := flushInterval(cfg.Audit); iv > 0 {
+		a.log.Info("audit sync: batch: records are written before forwarding and flushed within the interval; a power loss can lose that window",
+			"flush_interval", iv)
 	}
 	defer func() {
 		if cerr := a.alog.Close(); cerr != nil && err == nil {
@@ -744,7 +749,19 @@ func (a *Agent) checkReload(cfg policy.Config) error {
 	if cfg.Log != old.Log {
 		errs = append(errs, errors.New("log cannot change without a restart"))
 	}
+	if flushInterval(cfg.Audit) != flushInterval(old.Audit) {
+		errs = append(errs, errors.New("audit.sync and audit.flush_interval cannot change without a restart"))
+	}
 	return errors.Join(errs...)
+}
+
+// flushInterval is the audit log's Options.FlushInterval for the config:
+// zero for sync: always, the flush interval for sync: batch.
+func flushInterval(a policy.Audit) time.Duration {
+	if a.Sync == policy.SyncBatch {
+		return time.Duration(a.FlushInterval)
+	}
+	return 0
 }
 
 // serveMetrics serves /metrics on addr (loopback) until stop is called.

@@ -41,14 +41,30 @@ func encodeSplit(r *Record) (head, tail []byte, err error) {
 	if err := r.validate(); err != nil {
 		return nil, nil, fmt.Errorf("encode record: %w", err)
 	}
-	head = make([]byte, 0, 32+len(r.Log))
-	head = append(head, `{"v":`...)
-	head = strconv.AppendInt(head, int64(r.V), 10)
-	head = append(head, `,"log":`...)
-	head = appendString(head, r.Log)
-	head = append(head, `,"seq":`...)
+	head = encodeHead(r.V, r.Log)
+	if tail, err = encodeTail(r, len(head)); err != nil {
+		return nil, nil, err
+	}
+	return head, tail, nil
+}
 
-	b := make([]byte, 0, 512)
+// encodeHead returns the part of an encoded record before the seq value,
+// which depends only on the schema version and the log id.
+func encodeHead(v int, log string) []byte {
+	head := make([]byte, 0, 32+len(log))
+	head = append(head, `{"v":`...)
+	head = strconv.AppendInt(head, int64(v), 10)
+	head = append(head, `,"log":`...)
+	head = appendString(head, log)
+	return append(head, `,"seq":`...)
+}
+
+// encodeTail returns the part of r's encoding after the seq value, for a
+// head of headLen bytes; r is valid (Record.validate).
+func encodeTail(r *Record, headLen int) ([]byte, error) {
+	// Most records fit without growing the buffer: a statement record
+	// with its text, classes and decision is 500 to 900 bytes.
+	b := make([]byte, 0, 1024)
 	b = append(b, `,"time":"`...)
 	b = r.Time.UTC().AppendFormat(b, timeLayout)
 	b = append(b, '"')
@@ -134,10 +150,10 @@ func encodeSplit(r *Record) (head, tail []byte, err error) {
 	b = append(b, '}')
 
 	// 20 is the longest decimal uint64.
-	if len(head)+20+len(b) > MaxRecordSize {
-		return nil, nil, fmt.Errorf("encode record: %d bytes, limit %d: %w", len(head)+len(b), MaxRecordSize, ErrInvalidRecord)
+	if headLen+20+len(b) > MaxRecordSize {
+		return nil, fmt.Errorf("encode record: %d bytes, limit %d: %w", headLen+len(b), MaxRecordSize, ErrInvalidRecord)
 	}
-	return head, b, nil
+	return b, nil
 }
 
 // validate checks what Encode needs and Decode guarantees.

@@ -23,8 +23,11 @@ const maxUnindexed = 512 << 10
 // readable from memory before bbolt has them, so storing them later, in
 // larger transactions, costs nothing but saves CPU and, above all, the two
 // flushes of each bbolt commit, which compete with the journal's flush for
-// the disk.
-const indexInterval = 20 * time.Millisecond
+// the disk. At 20 ms the indexer took 8% of the daemon's CPU under pgbench
+// (each transaction writes pages and flushes twice, whatever it holds);
+// under load the indexer runs sooner anyway, once half of maxUnindexed is
+// queued.
+const indexInterval = 100 * time.Millisecond
 
 // indexRetry is how long a failed indexer waits before it tries again by
 // itself; the writer asks for an attempt sooner when records arrive.
@@ -33,16 +36,42 @@ const indexRetry = time.Second
 // toIndexer queues journaled records (in seq order, after those queued
 // before) for the indexer, and a checkpoint request and its waiters, which
 // the indexer answers once everything queued so far is stored.
+//
+// It wakes the indexer only when that changes what the indexer does: a
+// wake-up per commit cost a thread wake-up per statement, and the indexer
+// went back to sleep until indexInterval passed. An idle indexer is woken
+// for its first records (in batch mode by the flush that makes them
+// storable), a pacing one when it should not wait any more.
 func (l *Log) toIndexer(recs []jrec, force bool, waiters []chan error) {
 	l.idxMu.Lock()
+	idle := len(l.unindexed) == 0
+	before := l.unindexedBytes
 	l.unindexed = append(l.unindexed, recs...)
 	for _, r := range recs {
 		l.unindexedBytes += len(r.data)
 	}
 	l.idxForce = l.idxForce || force
 	l.idxWaiters = append(l.idxWaiters, waiters...)
+	wake := force || len(waiters) > 0 ||
+		before < maxUnindexed/2 && l.unindexedBytes >= maxUnindexed/2 ||
+		idle && len(recs) > 0 && l.flushEvery == 0
 	l.idxMu.Unlock()
-	l.wakeIndexer()
+	if wake {
+		l.wakeIndexer()
+	}
+}
+
+// flushedLocked is how many of the unindexed records are flushed to disk,
+// the only ones the indexer may store; idxMu is held.
+func (l *Log) flushedLocked() int {
+	if len(l.unindexed) == 0 {
+		return 0
+	}
+	first, synced := l.unindexed[0].seq, l.synced.Load()
+	if synced <= first {
+		return 0
+	}
+	return int(min(uint64(len(l.unindexed)), synced-first))
 }
 
 func (l *Log) wakeIndexer() {
@@ -66,7 +95,8 @@ func (l *Log) indexLoop() {
 			p.done <- l.prune(p.opts)
 			continue
 		}
-		work := len(l.unindexed) > 0 || l.idxForce || len(l.idxWaiters) > 0
+		avail := l.flushedLocked()
+		work := avail > 0 || l.idxForce || len(l.idxWaiters) > 0
 		stop := l.idxStop
 		if !work {
 			l.idxMu.Unlock()
@@ -94,7 +124,7 @@ func (l *Log) indexLoop() {
 		}
 		l.idxHurry = false
 		last = time.Now()
-		n := min(len(l.unindexed), maxIndexRecords)
+		n := min(avail, maxIndexRecords)
 		recs := l.unindexed[:n:n]
 		var force bool
 		var waiters []chan error
@@ -257,6 +287,11 @@ func (l *Log) waitIndexer(done func() bool) error {
 func (l *Log) hurryLocked() {
 	l.idxHurry = true
 	l.wakeIndexer()
+	if l.flushEvery > 0 {
+		// It stores only flushed records: have the writer flush now.
+		l.syncWanted.Store(true)
+		l.signal()
+	}
 }
 
 // stopIndexer lets the indexer finish what it has and waits for it.

@@ -232,10 +232,27 @@ func (j *journal) rewind() { j.off = journalHeaderSize }
 // write appends recs as frames and flushes them: when it returns nil the
 // records are durable. On failure the pass does not advance.
 func (j *journal) write(recs []jrec) error {
+	from, err := j.writeFrames(recs)
+	if err != nil {
+		return err
+	}
+	if err := j.sync(); err != nil {
+		j.dirty = [2]int64{from, j.off}
+		j.off = from
+		return fmt.Errorf("flush journal: %w", err)
+	}
+	return nil
+}
+
+// writeFrames appends recs as frames without flushing them (one pwrite)
+// and returns where they start: when it returns nil the records are in
+// the page cache, so they survive the daemon's crash but not the
+// machine's until a sync. On failure the pass does not advance.
+func (j *journal) writeFrames(recs []jrec) (int64, error) {
 	if j.dirty[1] > j.dirty[0] {
 		// A failed write may have left frames behind: zero them first.
 		if err := j.zero(j.dirty[0], j.dirty[1]); err != nil {
-			return fmt.Errorf("clear failed journal write: %w", err)
+			return 0, fmt.Errorf("clear failed journal write: %w", err)
 		}
 		j.dirty = [2]int64{}
 	}
@@ -247,18 +264,15 @@ func (j *journal) write(recs []jrec) error {
 		j.buf = buf
 	}
 	if !j.fits(int64(len(buf))) {
-		return fmt.Errorf("journal write of %d bytes at %d beyond its size %d: %w", len(buf), j.off, j.size, ErrCorrupt)
+		return 0, fmt.Errorf("journal write of %d bytes at %d beyond its size %d: %w", len(buf), j.off, j.size, ErrCorrupt)
 	}
 	if _, err := j.f.WriteAt(buf, j.off); err != nil {
 		j.dirty = [2]int64{j.off, j.off + int64(len(buf))}
-		return fmt.Errorf("write journal: %w", err)
+		return 0, fmt.Errorf("write journal: %w", err)
 	}
-	if err := j.sync(); err != nil {
-		j.dirty = [2]int64{j.off, j.off + int64(len(buf))}
-		return fmt.Errorf("flush journal: %w", err)
-	}
+	from := j.off
 	j.off += int64(len(buf))
-	return nil
+	return from, nil
 }
 
 // appendFrame appends r's frame to b.

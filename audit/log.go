@@ -52,6 +52,17 @@ type Options struct {
 	// Append returns. For tests only; never set it in the daemon.
 	NoSync bool
 
+	// FlushInterval selects when an appended record counts as durable.
+	// Zero (sync: always) flushes the journal write holding a record
+	// (fdatasync) before Append returns. A positive interval (sync:
+	// batch) returns once the record is written to the journal (pwrite),
+	// so it survives a crash of the daemon, and flushes within the
+	// interval: a power loss or kernel crash can lose the records
+	// appended in the last interval. Either way the indexer stores only
+	// flushed records in bbolt, so no checkpoint covers a record that is
+	// not on disk.
+	FlushInterval time.Duration
+
 	// Key signs checkpoints. Without it the log keeps its Merkle tree but
 	// signs no checkpoints. The first Open with a key records its
 	// verifier key in the log; later opens with another key fail with
@@ -76,11 +87,15 @@ type Options struct {
 }
 
 // Observer watches the log, for metrics. Its methods must return at
-// once: they are called on the writer goroutine (Committed) and on the
+// once: they are called on the writer goroutine (Committed; in batch mode
+// also on appending goroutines that write the journal) and on the
 // appending goroutines (Durable).
 type Observer interface {
 	// Committed reports one group commit: the records it made durable
-	// and how long writing and syncing the journal took.
+	// and how long writing and syncing the journal took. In batch mode
+	// (Options.FlushInterval) it reports each journal write (its records
+	// and the write's time) and each flush apart, with records 0 and
+	// the fdatasync's time.
 	Committed(records int, took time.Duration)
 	// Durable reports records once durable, in their order. waited is
 	// how long the caller of Append or AppendAll waited for them; it is
@@ -101,6 +116,9 @@ type Log struct {
 	host  string
 	epoch string
 	id    string
+	// head is the encoding of every record before its seq (encodeSplit),
+	// shared read-only by all requests.
+	head []byte
 
 	// size is the number of durable (acknowledged) records.
 	size atomic.Uint64
@@ -189,6 +207,30 @@ type Log struct {
 	tree *merkleTree
 	// hashLeaves has producers compute leaf hashes for the tree.
 	hashLeaves bool
+	// flushEvery is Options.FlushInterval: zero flushes every journal
+	// write, positive leaves writes unflushed for up to this long.
+	flushEvery time.Duration
+	// wmu is held by whoever writes the journal in batch mode: the
+	// writer goroutine or an appending goroutine that found it free
+	// (see lead). It guards the journal and the writer's state below
+	// (unsynced to flushErr, seqStale) and wdone.
+	wmu sync.Mutex
+	// wdone is set when the writer finished: nothing writes any more.
+	wdone bool
+	// synced is how many records are flushed to disk: the indexer stores
+	// no record beyond it. It equals size except in batch mode.
+	synced atomic.Uint64
+	// syncWanted asks the writer to flush now (a reader waits for records
+	// to be stored).
+	syncWanted atomic.Bool
+	// unsynced and unsyncedBytes count the records written to the
+	// journal but not flushed, since unsyncedSince; flushErr is the last
+	// flush's failure. Only the writer uses them.
+	unsynced      int
+	unsyncedBytes int
+	unsyncedSince time.Time
+	flushErr      error
+
 	// seqStale is set by the writer when a batch held a record prepared
 	// for another seq than it got: nextSeq is behind the file.
 	seqStale bool
@@ -261,6 +303,7 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		closing:    make(chan struct{}),
 		hook:       hook,
 		gather:     maxGather,
+		flushEvery: max(opts.FlushInterval, 0),
 		idxWake:    make(chan struct{}, 1),
 		idxDone:    make(chan struct{}),
 	}
@@ -268,6 +311,11 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	jsize := opts.JournalSize
 	if jsize == 0 {
 		jsize = DefaultJournalSize
+	}
+	if l.flushEvery > 0 {
+		// A journal write costs microseconds: waiting to gather more
+		// records into it would only add latency.
+		l.gather = 0
 	}
 	if jsize < MinJournalSize {
 		return nil, fmt.Errorf("open audit log %s: journal size %d below the minimum %d", path, jsize, MinJournalSize)
@@ -321,6 +369,14 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			return nil, fmt.Errorf("open audit log %s: %w", path, err)
 		}
+		if len(recs) > 0 && !opts.NoSync {
+			// Written by a daemon in batch mode, they may be in the
+			// page cache only: the indexer stores only flushed
+			// records, so the journal never lags the bbolt file.
+			if err := l.jrnl.sync(); err != nil {
+				return nil, fmt.Errorf("open audit log %s: flush journal: %w", path, err)
+			}
+		}
 		l.unindexed = recs
 		for _, r := range recs {
 			l.unindexedBytes += len(r.data)
@@ -338,9 +394,11 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	if st.pruned > 0 {
 		l.pruned.Store(&PruneState{Below: st.pruned, NewestTime: st.prunedTime})
 	}
+	l.head = encodeHead(SchemaVersion, l.id)
 	l.indexed.Store(st.size)
 	size := st.size + uint64(len(l.unindexed))
 	l.size.Store(size)
+	l.synced.Store(size)
 	l.nextSeq = size
 	l.hashLeaves = l.tree != nil
 	l.db = db
@@ -447,7 +505,9 @@ func (l *Log) Healthy() error {
 }
 
 // Append writes r to the log and returns its seq once it is durable: the
-// journal write holding it was flushed (fdatasync). It sets r.V and r.Log, sets
+// journal write holding it was flushed (fdatasync), or, with
+// Options.FlushInterval, written to the journal and flushed within that
+// interval. It sets r.V and r.Log, sets
 // r.Time to the current time if it is zero, and on success sets r.Seq. The
 // record is encoded when Append is called; later changes to r do not affect
 // what is stored.
@@ -570,7 +630,9 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 		if r.Time.IsZero() {
 			r.Time = now
 		}
-		head, tail, err := encodeSplit(r)
+		// The head is the same for every record of the log (V and Log
+		// were just set): encoded once, at Open.
+		tail, err := l.encodeTail(r)
 		if err != nil {
 			if len(rs) > 1 {
 				err = fmt.Errorf("record %d of %d: %w", i+1, len(rs), err)
@@ -582,7 +644,7 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 			invalid(i, err)
 			continue
 		}
-		reqs[i] = &request{head: head, tail: tail, done: make(chan result, 1)}
+		reqs[i] = &request{head: l.head, tail: tail, done: make(chan result, 1)}
 	}
 
 	l.mu.Lock()
@@ -609,8 +671,21 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 			l.prepare(req)
 		}
 	}
-	l.signal()
+	if l.flushEvery > 0 {
+		l.lead()
+	} else {
+		l.signal()
+	}
 	return reqs, nil
+}
+
+// encodeTail is encodeSplit's tail for a record of this log (r.V and
+// r.Log set); the head is l.head.
+func (l *Log) encodeTail(r *Record) ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return encodeTail(r, len(l.head))
 }
 
 // signal wakes the writer without blocking.

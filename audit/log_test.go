@@ -191,9 +191,23 @@ func TestAppendInvalidRecord(t *testing.T) {
 
 // TestConcurrentAppendContiguous checks group commit under many producers:
 // every seq exactly once, and each Append's seq holds that Append's bytes.
+// syncModes are the log's durability modes: always (every write
+// flushed) and batch (written, flushed within the interval; appending
+// goroutines write the journal themselves when it is free).
+var syncModes = []struct {
+	name  string
+	flush time.Duration
+}{{"always", 0}, {"batch", 2 * time.Millisecond}}
+
 func TestConcurrentAppendContiguous(t *testing.T) {
+	for _, m := range syncModes {
+		t.Run(m.name, func(t *testing.T) { testConcurrentAppendContiguous(t, m.flush) })
+	}
+}
+
+func testConcurrentAppendContiguous(t *testing.T, flush time.Duration) {
 	const producers, perProducer = 64, 500
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{FlushInterval: flush})
 	ctx := context.Background()
 	got := make([][]byte, producers*perProducer)
 	var wg sync.WaitGroup
@@ -262,8 +276,14 @@ func TestConcurrentAppendContiguous(t *testing.T) {
 // than one commit takes, each land in order with consecutive seqs, never
 // interleaved with another producer's records.
 func TestAppendAllContiguous(t *testing.T) {
+	for _, m := range syncModes {
+		t.Run(m.name, func(t *testing.T) { testAppendAllContiguous(t, m.flush) })
+	}
+}
+
+func testAppendAllContiguous(t *testing.T, flush time.Duration) {
 	const producers, bursts = 16, 20
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{FlushInterval: flush})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, producers)

@@ -127,25 +127,18 @@ type batch struct {
 	waiters []chan error
 }
 
-// run is the writer goroutine: it owns the journal.
+// run is the writer goroutine: it owns the journal (in batch mode it
+// shares it, see lead).
 func (l *Log) run() {
 	defer close(l.writerDone)
+	if l.flushEvery > 0 {
+		l.runBatch()
+		return
+	}
 	for {
 		b := l.next()
 		if b == nil {
-			// Closed and drained: have the indexer store everything
-			// and sign what is still unsigned, so that a clean stop
-			// leaves every record in bbolt under a checkpoint.
-			done := make(chan error, 1)
-			l.toIndexer(nil, true, []chan error{done})
-			if err := <-done; err != nil {
-				l.logger.Error("audit records left in the journal at close; they are stored at the next open",
-					"path", l.path, "records", l.Unstored(), "error", err)
-			}
-			l.stopIndexer()
-			if err := l.jrnl.close(); err != nil {
-				l.logger.Warn("audit journal close failed", "path", l.jrnl.path, "error", err)
-			}
+			l.finish()
 			return
 		}
 		start := time.Now()
@@ -153,6 +146,184 @@ func (l *Log) run() {
 		l.lastCommit = time.Since(start)
 		l.took(b)
 	}
+}
+
+// finish ends the writer once the Log is closed and its queue drained:
+// it has the indexer store everything and sign what is still unsigned, so
+// that a clean stop leaves every record in bbolt under a checkpoint.
+func (l *Log) finish() {
+	if err := l.flush(); err != nil {
+		l.logger.Error("audit journal flush at close failed; the records are stored at the next open", "path", l.jrnl.path, "error", err)
+	}
+	done := make(chan error, 1)
+	l.toIndexer(nil, true, []chan error{done})
+	if err := <-done; err != nil {
+		l.logger.Error("audit records left in the journal at close; they are stored at the next open",
+			"path", l.path, "records", l.Unstored(), "error", err)
+	}
+	l.stopIndexer()
+	if err := l.jrnl.close(); err != nil {
+		l.logger.Warn("audit journal close failed", "path", l.jrnl.path, "error", err)
+	}
+}
+
+// runBatch is the writer goroutine in batch mode. Appending goroutines
+// write the journal themselves when nobody else does (lead); the writer
+// writes what they leave queued, flushes when a flush is due and ends
+// the log at Close.
+func (l *Log) runBatch() {
+	var timer *time.Timer
+	for {
+		l.wmu.Lock()
+		l.drain(-1)
+		wait := time.Duration(-1)
+		if l.unsynced > 0 {
+			wait = max(l.flushEvery-time.Since(l.unsyncedSince), 0)
+		}
+		l.wmu.Unlock()
+		l.mu.Lock()
+		done := l.closed && len(l.queue) == 0 && !l.ckptWanted
+		l.mu.Unlock()
+		if done {
+			l.wmu.Lock()
+			l.finish()
+			l.wdone = true
+			l.wmu.Unlock()
+			return
+		}
+		if wait < 0 {
+			<-l.wake
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-l.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// lead writes the queue to the journal on the appending goroutine when
+// no other goroutine writes it (batch mode): an append then costs no
+// wake-up of the writer and no wake-up back. Otherwise the writer is
+// woken, so that what is queued after the current writer's last batch
+// does not wait.
+func (l *Log) lead() {
+	if !l.wmu.TryLock() {
+		l.signal()
+		return
+	}
+	// A few batches at most (its own is the first): an appender that
+	// found the journal free does not keep writing for others under
+	// sustained load; the writer takes over.
+	empty := l.drain(maxLeadBatches)
+	l.wmu.Unlock()
+	if !empty {
+		l.signal()
+	}
+}
+
+// maxLeadBatches bounds the batches an appending goroutine writes in lead.
+const maxLeadBatches = 4
+
+// drain writes batch after batch of what is queued, at most max batches
+// (max < 0: until the queue is empty), flushing whenever a flush is due
+// (batch mode); wmu is held. It reports whether the queue is empty.
+func (l *Log) drain(max int) bool {
+	for ; max != 0 && !l.wdone; max-- {
+		if l.flushDue() {
+			if err := l.flush(); err != nil {
+				l.logger.Debug("audit journal flush failed", "path", l.jrnl.path, "error", err)
+			}
+		}
+		b := l.take()
+		if b == nil {
+			return true
+		}
+		l.commit(b)
+	}
+	return l.wdone
+}
+
+// take takes a batch of queued requests without waiting, or returns nil
+// when nothing is queued and no checkpoint was asked for.
+func (l *Log) take() *batch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 && !l.ckptWanted {
+		return nil
+	}
+	return l.takeLocked()
+}
+
+// takeLocked takes a batch of queued requests (and the checkpoint asked
+// for, if any); mu is held.
+func (l *Log) takeLocked() *batch {
+	n, bytes, producers := 0, 0, 0
+	for n < len(l.queue) && n < maxBatchRecords {
+		bytes += len(l.queue[n].head) + len(l.queue[n].tail)
+		if n > 0 && bytes > maxBatchBytes {
+			break
+		}
+		if l.queue[n].producer {
+			producers++
+		}
+		n++
+	}
+	l.producers -= producers
+	b := &batch{reqs: l.queue[:n:n], producers: producers, force: l.ckptWanted, waiters: l.ckptWaiters}
+	if n == len(l.queue) {
+		l.queue = nil
+	} else {
+		l.queue = append([]*request(nil), l.queue[n:]...)
+	}
+	l.ckptWanted, l.ckptWaiters = false, nil
+	return b
+}
+
+// flushDue reports whether the writer should flush the journal now (batch
+// mode): written records waited flushEvery (since the last failed flush,
+// if one failed), or a reader waits for them to be stored. Only the
+// writer calls it.
+func (l *Log) flushDue() bool {
+	if l.unsynced == 0 {
+		l.syncWanted.Store(false)
+		return false
+	}
+	return l.syncWanted.Load() || time.Since(l.unsyncedSince) >= l.flushEvery
+}
+
+// flush makes the journal writes that Append answered before they were
+// on disk (batch mode) durable with one fdatasync, and lets the indexer
+// store them. A failure marks the log unhealthy: the next batch tries the
+// flush again and fails unless it succeeds. Only the writer calls it.
+func (l *Log) flush() error {
+	l.syncWanted.Store(false)
+	if l.unsynced == 0 && l.flushErr == nil {
+		return nil
+	}
+	start := time.Now()
+	if err := l.jrnl.sync(); err != nil {
+		l.flushErr = fmt.Errorf("flush %d audit records: %w: %w", l.unsynced, ErrUnwritable, err)
+		l.setHealth(healthJournal, l.flushErr)
+		l.unsyncedSince = time.Now()
+		return l.flushErr
+	}
+	if l.opts.Observer != nil {
+		l.opts.Observer.Committed(0, time.Since(start))
+	}
+	l.unsynced, l.unsyncedBytes, l.unsyncedSince = 0, 0, time.Time{}
+	if l.flushErr != nil {
+		l.flushErr = nil
+		l.setHealth(healthJournal, nil)
+	}
+	l.synced.Store(l.size.Load())
+	l.wakeIndexer()
+	return nil
 }
 
 // took sets the writer's expectation after committing b: the producers of
@@ -216,25 +387,7 @@ func (l *Log) next() *batch {
 					continue
 				}
 			}
-			n, bytes, producers := 0, 0, 0
-			for n < len(l.queue) && n < maxBatchRecords {
-				bytes += len(l.queue[n].head) + len(l.queue[n].tail)
-				if n > 0 && bytes > maxBatchBytes {
-					break
-				}
-				if l.queue[n].producer {
-					producers++
-				}
-				n++
-			}
-			l.producers -= producers
-			b := &batch{reqs: l.queue[:n:n], producers: producers, force: l.ckptWanted, waiters: l.ckptWaiters}
-			if n == len(l.queue) {
-				l.queue = nil
-			} else {
-				l.queue = append([]*request(nil), l.queue[n:]...)
-			}
-			l.ckptWanted, l.ckptWaiters = false, nil
+			b := l.takeLocked()
 			l.mu.Unlock()
 			return b
 		}
@@ -252,13 +405,23 @@ func (l *Log) next() *batch {
 func (l *Log) commit(b *batch) {
 	if len(b.reqs) == 0 {
 		// Only a checkpoint was asked for: the indexer signs after the
-		// records before it.
+		// records before it, once they are on disk.
+		if err := l.flush(); err != nil {
+			answer(b.waiters, err)
+			return
+		}
 		l.toIndexer(nil, b.force, b.waiters)
 		return
 	}
 	// While bbolt cannot store records, take none: they would pile up in
-	// the journal only, and the next records must see the failure.
+	// the journal only, and the next records must see the failure. In
+	// batch mode the same holds for a journal that cannot be flushed. The
+	// indexer stores only flushed records, so the writer flushes before
+	// it waits for the indexer to catch up.
 	err := l.indexHealthy()
+	if err == nil && l.flushEvery > 0 && (l.flushErr != nil || l.unsyncedBytes >= maxUnindexed/4) {
+		err = l.flush()
+	}
 	if err == nil {
 		err = l.waitBacklog()
 	}
@@ -290,7 +453,11 @@ func (l *Log) commit(b *batch) {
 	}
 	if !l.jrnl.fits(n) {
 		// The pass is full: start a new one once bbolt holds all of it.
-		if err := l.drainIndex(); err != nil {
+		err := l.flush()
+		if err == nil {
+			err = l.drainIndex()
+		}
+		if err != nil {
 			l.fail(b, err, false)
 			l.resyncSeq()
 			return
@@ -298,7 +465,12 @@ func (l *Log) commit(b *batch) {
 		l.jrnl.rewind()
 	}
 	start := time.Now()
-	if err := l.jrnl.write(recs); err != nil {
+	if l.flushEvery > 0 {
+		_, err = l.jrnl.writeFrames(recs)
+	} else {
+		err = l.jrnl.write(recs)
+	}
+	if err != nil {
 		l.fail(b, err, true)
 		l.resyncSeq()
 		return
@@ -306,9 +478,29 @@ func (l *Log) commit(b *batch) {
 	if l.opts.Observer != nil {
 		l.opts.Observer.Committed(len(recs), time.Since(start))
 	}
-	// Durable. Readers find the records in the indexer's queue until
-	// bbolt has them, so they are queued before the size moves.
-	l.toIndexer(recs, b.force, b.waiters)
+	// Durable (batch mode: written, flushed within flushEvery). Readers
+	// find the records in the indexer's queue until bbolt has them, so
+	// they are queued before the size moves.
+	late := l.flushEvery > 0 && (b.force || len(b.waiters) > 0)
+	if l.flushEvery > 0 {
+		if l.unsynced == 0 {
+			l.unsyncedSince = start
+			// The writer flushes it in time (a leader does not
+			// wait for that).
+			l.signal()
+		}
+		l.unsynced += len(recs)
+		l.unsyncedBytes += int(n)
+	} else {
+		l.synced.Store(size + uint64(len(recs)))
+	}
+	if late {
+		// A checkpoint covers only flushed records: ask for it after
+		// the flush below.
+		l.toIndexer(recs, false, nil)
+	} else {
+		l.toIndexer(recs, b.force, b.waiters)
+	}
 	l.setSize(size + uint64(len(recs)))
 	if l.seqStale {
 		// Records were prepared for other seqs than they got (a batch
@@ -318,6 +510,13 @@ func (l *Log) commit(b *batch) {
 	l.setHealth(healthJournal, nil)
 	for i, req := range b.reqs {
 		req.done <- result{seq: size + uint64(i)}
+	}
+	if late {
+		if err := l.flush(); err != nil {
+			answer(b.waiters, err)
+			return
+		}
+		l.toIndexer(nil, b.force, b.waiters)
 	}
 }
 

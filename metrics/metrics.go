@@ -274,9 +274,12 @@ func (d *Daemon) Durable(rs []*audit.Record, waited time.Duration) {
 }
 
 // Committed observes one group commit of the audit journal: it
-// implements audit.Observer.
+// implements audit.Observer. With audit.sync batch a flush comes apart
+// from the writes (records 0): it counts as a flush, not a group.
 func (d *Daemon) Committed(records int, took time.Duration) {
-	d.commitSize.Observe(float64(records))
+	if records > 0 {
+		d.commitSize.Observe(float64(records))
+	}
 	d.flushDur.Observe(took.Seconds())
 }
 

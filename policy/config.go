@@ -69,6 +69,7 @@ func Default() Config {
 		ListenAddress: "127.0.0.1",
 		Audit: Audit{
 			Sync:               SyncAlways,
+			FlushInterval:      Duration(DefaultFlushInterval),
 			CheckpointInterval: Duration(time.Second),
 			Retention:          Duration(400 * day),
 			Ship:               Ship{Interval: Duration(time.Second)},
@@ -315,8 +316,11 @@ type Pattern struct {
 
 // Audit configures the audit log.
 type Audit struct {
-	// Sync is when a record is durable; only SyncAlways exists.
+	// Sync is when a record counts as durable: SyncAlways or SyncBatch.
 	Sync SyncMode `yaml:"sync"`
+	// FlushInterval is, with SyncBatch, the longest a written record
+	// waits for its flush to disk. SyncAlways ignores it.
+	FlushInterval Duration `yaml:"flush_interval"`
 	// CheckpointInterval is the most often a checkpoint is signed while
 	// there is new data.
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
@@ -508,12 +512,23 @@ func (a BinaryAction) Valid() bool { return a == BinaryRefuse || a == BinaryNull
 // SyncMode is when an audit record counts as durable.
 type SyncMode string
 
-// SyncAlways means a statement is forwarded only after its record is on
-// disk; it is the only mode.
-const SyncAlways SyncMode = "always"
+// Sync modes.
+const (
+	// SyncAlways means a statement is forwarded only after its record is
+	// on disk (written and flushed with fdatasync).
+	SyncAlways SyncMode = "always"
+	// SyncBatch means a statement is forwarded once its record is written
+	// to the journal, which survives a crash of the daemon, and the record
+	// is flushed to disk within Audit.FlushInterval: a power loss or
+	// kernel crash can lose the records of that last interval.
+	SyncBatch SyncMode = "batch"
+)
+
+// DefaultFlushInterval is Audit.FlushInterval when the config omits it.
+const DefaultFlushInterval = 10 * time.Millisecond
 
 // Valid reports whether m is a known mode.
-func (m SyncMode) Valid() bool { return m == SyncAlways }
+func (m SyncMode) Valid() bool { return m == SyncAlways || m == SyncBatch }
 
 // Metrics configures the daemon's Prometheus endpoint.
 // Log configures the daemon's operational log (stderr; the journal under

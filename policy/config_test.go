@@ -61,6 +61,7 @@ func TestDefault(t *testing.T) {
 	}
 	want := policy.Audit{
 		Sync:               policy.SyncAlways,
+		FlushInterval:      policy.Duration(10 * time.Millisecond),
 		CheckpointInterval: policy.Duration(time.Second),
 		Retention:          policy.Duration(400 * 24 * time.Hour),
 		Ship:               policy.Ship{Interval: policy.Duration(time.Second)},
@@ -79,6 +80,27 @@ func TestParseKeepsDefaults(t *testing.T) {
 	if c.StateDir != "/var/lib/tollgate" || c.Audit.Sync != policy.SyncAlways ||
 		time.Duration(c.Audit.CheckpointInterval) != time.Second || time.Duration(c.Audit.Retention) != 30*24*time.Hour {
 		t.Errorf("Parse = %+v", c)
+	}
+}
+
+func TestParseSyncBatch(t *testing.T) {
+	c, err := policy.Parse([]byte("host_id: h1\naudit:\n  sync: batch\n  flush_interval: 5ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audit.Sync != policy.SyncBatch || time.Duration(c.Audit.FlushInterval) != 5*time.Millisecond {
+		t.Errorf("audit = %+v", c.Audit)
+	}
+	c, err = policy.Parse([]byte("host_id: h1\naudit:\n  sync: batch\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Audit.FlushInterval) != policy.DefaultFlushInterval {
+		t.Errorf("flush interval %v, want the default", c.Audit.FlushInterval)
+	}
+	if _, err := policy.Parse([]byte("host_id: h1\naudit:\n  sync: lazy\n")); err == nil ||
+		!strings.Contains(err.Error(), `audit.sync (line 3): unknown sync mode "lazy" (want always or batch)`) {
+		t.Errorf("sync: lazy: %v", err)
 	}
 }
 
@@ -449,7 +471,13 @@ func TestValidate(t *testing.T) {
 		{"masking exempt", func(c *policy.Config) { c.Masking[0].Exempt = []string{"nightly", "root"} },
 			`masking[0].exempt[1]: unknown identity "root"`},
 		{"audit sync", func(c *policy.Config) { c.Audit.Sync = "never" },
-			`audit.sync: unknown sync mode "never" (want always)`},
+			`audit.sync: unknown sync mode "never" (want always or batch)`},
+		{"audit flush interval", func(c *policy.Config) { c.Audit.Sync = policy.SyncBatch; c.Audit.FlushInterval = 0 },
+			`audit.flush_interval: want a positive duration, not 0s`},
+		{"audit flush interval long", func(c *policy.Config) {
+			c.Audit.Sync = policy.SyncBatch
+			c.Audit.FlushInterval = policy.Duration(2 * time.Second)
+		}, `audit.flush_interval: 2s is more than 1s: a power loss could lose that much of the audit trail`},
 		{"audit retention", func(c *policy.Config) { c.Audit.Retention = 0 },
 			`audit.retention: want a positive duration, not 0s`},
 		{"ship url", func(c *policy.Config) { c.Audit.Ship.URL = "https://collector.example/ingest?x=1" },

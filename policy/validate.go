@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxSocketPath is the longest unix socket path: sun_path holds 108 bytes
@@ -558,7 +559,11 @@ func minMatchLen(re *syntax.Regexp) int {
 func (v *validator) audit() {
 	a := &v.c.Audit
 	if !a.Sync.Valid() {
-		v.add("audit.sync", "unknown sync mode %q (want always)", a.Sync)
+		v.add("audit.sync", "unknown sync mode %q (want always or batch)", a.Sync)
+	}
+	v.positive("audit.flush_interval", a.FlushInterval)
+	if a.FlushInterval > Duration(time.Second) {
+		v.add("audit.flush_interval", "%s is more than 1s: a power loss could lose that much of the audit trail", a.FlushInterval)
 	}
 	v.positive("audit.checkpoint_interval", a.CheckpointInterval)
 	v.positive("audit.retention", a.Retention)

@@ -118,6 +118,7 @@ type daemonConfig struct {
 	Workloads string // YAML list items, indented by two spaces
 	Targets   string // YAML list items, indented by two spaces
 	Metrics   string // metrics.listen; empty: no metrics endpoint
+	Audit     string // keys of the audit section, indented by two spaces; empty: the defaults
 }
 
 const configTemplate = `host_id: e2e-test
@@ -132,6 +133,10 @@ targets:
 {{- if .Metrics}}
 metrics:
   listen: {{.Metrics}}
+{{- end}}
+{{- if .Audit}}
+audit:
+{{.Audit}}
 {{- end}}
 `
 

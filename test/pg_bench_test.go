@@ -26,18 +26,25 @@ import (
 // direct, latency, tollgate's CPU time per transaction, and writes a
 // Markdown report to $TOLLGATE_BENCH_REPORT when set.
 //
-// A second tollgate row keeps its audit log on tmpfs: a diagnostic that
-// separates the proxy's own cost from the cost of flushing the log to disk;
-// it is not a supported configuration (records are not durable there).
+// Three tollgate targets: "tollgate" (audit.sync always), "tollgate-batch"
+// (audit.sync batch: records written before forwarding, flushed within
+// 10 ms) and "tollgate-tmpfs", which keeps its audit log on tmpfs: a
+// diagnostic that separates the proxy's own cost from the cost of flushing
+// the log to disk; it is not a supported configuration (records are not
+// durable there). CPU per transaction is the proxy process's utime+stime
+// over a run divided by the transactions pgbench reports, for tollgate and
+// pgbouncer alike.
 //
 //	go test -run '^$' -bench '^BenchmarkPostgres$' -benchtime 1x -timeout 60m ./test/
 //
-// TOLLGATE_PGBENCH_SECONDS sets the length of each run (default 8). For a
+// TOLLGATE_PGBENCH_SECONDS sets the length of each run (default 8) and
+// TOLLGATE_PGBENCH_ROUNDS the number of rounds (default 1), each of which
+// runs every target in turn; cells report the medians. For a
 // focused run, comma-separated lists narrow the matrix:
 // TOLLGATE_PGBENCH_SCRIPTS (select-only, tpcb), TOLLGATE_PGBENCH_MODES
 // (simple, extended, prepared), TOLLGATE_PGBENCH_CLIENTS (1, 8, 32) and
-// TOLLGATE_PGBENCH_TARGETS (direct, tollgate, pgbouncer, tollgate-tmpfs,
-// connect); for example
+// TOLLGATE_PGBENCH_TARGETS (direct, pgbouncer, tollgate, tollgate-batch,
+// tollgate-tmpfs, connect); for example
 //
 //	TOLLGATE_PGBENCH_SCRIPTS=select-only TOLLGATE_PGBENCH_MODES=simple,prepared \
 //	TOLLGATE_PGBENCH_CLIENTS=1,8 TOLLGATE_PGBENCH_TARGETS=direct,tollgate,tollgate-tmpfs
@@ -57,7 +64,12 @@ func BenchmarkPostgres(b *testing.B) {
 		}
 		clientCounts = append(clientCounts, n)
 	}
-	targets := envList("TOLLGATE_PGBENCH_TARGETS", "direct", "tollgate", "pgbouncer", "tollgate-tmpfs", "connect")
+	rounds := 1
+	if v, err := strconv.Atoi(os.Getenv("TOLLGATE_PGBENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	allTargets := []string{"direct", "pgbouncer", "tollgate", "tollgate-batch", "tollgate-tmpfs"}
+	targets := envList("TOLLGATE_PGBENCH_TARGETS", append(allTargets, "connect")...)
 	want := func(t string) bool { return slices.Contains(targets, t) }
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
@@ -80,23 +92,53 @@ func BenchmarkPostgres(b *testing.B) {
 	direct := target{name: "direct", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: dsn}
 	viaBouncer := target{name: "pgbouncer", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: bouncer.dsn(pgScramUser, db),
 		pid: func() int { return bouncer.cmd.Process.Pid }}
-	var d *daemon
-	viaTollgate := target{name: "tollgate", cgroup: s.cgroup, dsn: dsn, pid: func() int { return d.cmd.Process.Pid }}
-	d = s.d
+	d := s.d
+	via := func(name string) target {
+		return target{name: name, cgroup: s.cgroup, dsn: dsn, pid: func() int { return d.cmd.Process.Pid }}
+	}
+
+	// The tollgate targets are one daemon restarted with another config
+	// between them: each keeps its own state directory.
+	base := s.d.cfg
+	running := "tollgate"
+	shm := ""
+	daemonFor := func(name string) {
+		if running == name {
+			return
+		}
+		cfg := base
+		switch name {
+		case "tollgate-batch":
+			cfg.StateDir = filepath.Join(filepath.Dir(base.StateDir), "state-batch")
+			cfg.Audit = "  sync: batch"
+		case "tollgate-tmpfs":
+			if shm == "" {
+				var err error
+				if shm, err = os.MkdirTemp("/dev/shm", "tollgate-bench-"); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { os.RemoveAll(shm) })
+			}
+			cfg.StateDir = filepath.Join(shm, "state")
+		}
+		d.stop()
+		d = startDaemon(b, cfg)
+		running = name
+	}
 
 	type result struct {
 		tps, latMS float64
 		txns       int64
 		cpuUS      float64 // proxy CPU µs per transaction
 	}
-	results := map[string]result{} // key: target|script|mode|clients
+	runs := map[string][]result{} // key: target|script|mode|clients; one per round
 	key := func(t, script, mode string, c int) string { return fmt.Sprintf("%s|%s|%s|%d", t, script, mode, c) }
 	tpsRe := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 	tpsConnRe := regexp.MustCompile(`tps = ([0-9.]+) \(including reconnection times\)`)
 	latRe := regexp.MustCompile(`latency average = ([0-9.]+) ms`)
 	txRe := regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 	run := func(t target, script, mode string, clients int, extra ...string) result {
-		args := []string{"-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 4)), "-T", strconv.Itoa(secs)}
+		args := []string{"-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(secs)}
 		if script == "select-only" {
 			args = append(args, "-S")
 		}
@@ -124,84 +166,99 @@ func BenchmarkPostgres(b *testing.B) {
 		if t.pid != nil && r.txns > 0 {
 			r.cpuUS = float64(procCPU(b, t.pid())-cpu0) / float64(time.Microsecond) / float64(r.txns)
 		}
-		b.Logf("%-9s %-11s %-8s c=%-2d %s tps=%.0f lat=%.3fms cpu=%.0fµs/tx", t.name, script, mode, clients,
+		b.Logf("%-14s %-11s %-8s c=%-2d %s tps=%.0f lat=%.3fms cpu=%.0fµs/tx", t.name, script, mode, clients,
 			strings.Join(extra, " "), r.tps, r.latMS, r.cpuUS)
 		return r
 	}
 	matrix := func(t target) {
-		if !want(t.name) {
-			return
-		}
 		for _, script := range scripts {
 			for _, mode := range modes {
 				for _, c := range clientCounts {
-					results[key(t.name, script, mode, c)] = run(t, script, mode, c)
+					k := key(t.name, script, mode, c)
+					runs[k] = append(runs[k], run(t, script, mode, c))
 				}
 			}
 		}
 		if want("connect") {
-			results[key(t.name, "connect", "simple", 8)] = run(t, "select-only", "simple", 8, "-C")
+			k := key(t.name, "connect", "simple", 8)
+			runs[k] = append(runs[k], run(t, "select-only", "simple", 8, "-C"))
 		}
 	}
 
+	// Rounds alternate the targets, so that a change of the machine's
+	// load during the run hits all of them alike; each cell reports the
+	// median of its rounds.
 	b.ResetTimer()
-	matrix(direct)
-	matrix(viaTollgate)
-	matrix(viaBouncer)
-
-	if want("tollgate-tmpfs") {
-		// The same daemon config with the audit log on tmpfs.
-		d.stop()
-		cfg := d.cfg
-		shm, err := os.MkdirTemp("/dev/shm", "tollgate-bench-")
-		if err != nil {
-			b.Fatal(err)
+	for round := range rounds {
+		b.Logf("round %d of %d", round+1, rounds)
+		for _, name := range allTargets {
+			if !want(name) {
+				continue
+			}
+			switch name {
+			case "direct":
+				matrix(direct)
+			case "pgbouncer":
+				matrix(viaBouncer)
+			default:
+				daemonFor(name)
+				matrix(via(name))
+			}
 		}
-		b.Cleanup(func() { os.RemoveAll(shm) })
-		cfg.StateDir = filepath.Join(shm, "state")
-		d = startDaemon(b, cfg)
-		viaTmpfs := viaTollgate
-		viaTmpfs.name = "tollgate-tmpfs"
-		matrix(viaTmpfs)
 	}
 	b.StopTimer()
+	results := map[string]result{}
+	for k, rs := range runs {
+		results[k] = result{
+			tps:   median(rs, func(r result) float64 { return r.tps }),
+			latMS: median(rs, func(r result) float64 { return r.latMS }),
+			cpuUS: median(rs, func(r result) float64 { return r.cpuUS }),
+		}
+	}
 
 	// Report.
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "pgbench %s s per run, scale %s, TCP loopback, %d CPUs; PostgreSQL 15, pgbouncer 1.18 (session mode, SCRAM).\n", strconv.Itoa(secs), scale, runtimeCPUs())
-	fmt.Fprintf(&sb, "tollgate: every statement's record durable (fsync) before it is forwarded; tollgate-tmpfs: audit log on tmpfs (diagnostic only).\n\n")
+	fmt.Fprintf(&sb, "pgbench %s s per run, scale %s, TCP loopback, %d CPUs, -j min(clients, 2); PostgreSQL 15, pgbouncer 1.18 (session mode, SCRAM).\n", strconv.Itoa(secs), scale, runtimeCPUs())
+	fmt.Fprintf(&sb, "Medians of %d rounds; each round runs every target in turn.\n", rounds)
+	fmt.Fprintf(&sb, "tollgate: audit.sync always (every statement's record flushed before it is forwarded); tollgate-batch: audit.sync batch\n"+
+		"(written before it is forwarded, flushed within 10 ms); tollgate-tmpfs: always, audit log on tmpfs (diagnostic only).\n"+
+		"CPU µs/tx: the proxy process's utime+stime over the run / pgbench's transactions.\n\n")
 	tw := tabwriter.NewWriter(&sb, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "script\tmode\tclients\tdirect tps\ttollgate tps\tratio\tpgbouncer tps\tratio\ttollgate-tmpfs tps\tratio\ttollgate CPU µs/tx\tpgbouncer CPU µs/tx\t")
+	fmt.Fprintln(tw, "script\tmode\tclients\tdirect tps\tpgbouncer tps\tratio\ttollgate tps\tratio\ttollgate-batch tps\tratio\ttollgate-tmpfs tps\tratio\t"+
+		"CPU µs/tx pgbouncer\ttollgate\tbatch\ttmpfs\t")
 	for _, script := range scripts {
 		for _, mode := range modes {
 			for _, c := range clientCounts {
 				dr := results[key("direct", script, mode, c)]
-				tg := results[key("tollgate", script, mode, c)]
 				pb := results[key("pgbouncer", script, mode, c)]
+				tg := results[key("tollgate", script, mode, c)]
+				tb := results[key("tollgate-batch", script, mode, c)]
 				tm := results[key("tollgate-tmpfs", script, mode, c)]
-				if dr.tps == 0 && tg.tps == 0 && pb.tps == 0 && tm.tps == 0 {
+				if dr.tps == 0 && tg.tps == 0 && pb.tps == 0 && tb.tps == 0 && tm.tps == 0 {
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t%.0f\t\n", script, mode, c,
-					dr.tps, tg.tps, tg.tps/dr.tps, pb.tps, pb.tps/dr.tps, tm.tps, tm.tps/dr.tps, tg.cpuUS, pb.cpuUS, tm.cpuUS)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", script, mode, c,
+					dr.tps, pb.tps, pb.tps/dr.tps, tg.tps, tg.tps/dr.tps, tb.tps, tb.tps/dr.tps, tm.tps, tm.tps/dr.tps,
+					pb.cpuUS, tg.cpuUS, tb.cpuUS, tm.cpuUS)
 			}
 		}
 	}
 	tw.Flush()
 	if slices.Contains(clientCounts, 1) {
-		sb.WriteString("\nadded latency per transaction at 1 client (tollgate − direct, pgbench latency average):\n")
+		sb.WriteString("\nadded latency per transaction at 1 client (proxy − direct, pgbench latency average):\n")
 		for _, script := range scripts {
 			for _, mode := range modes {
-				dr, tg, pb, tm := results[key("direct", script, mode, 1)], results[key("tollgate", script, mode, 1)],
-					results[key("pgbouncer", script, mode, 1)], results[key("tollgate-tmpfs", script, mode, 1)]
-				fmt.Fprintf(&sb, "  %-11s %-8s direct %.3f ms, tollgate +%.3f ms, tollgate-tmpfs +%.3f ms, pgbouncer +%.3f ms\n",
-					script, mode, dr.latMS, tg.latMS-dr.latMS, tm.latMS-dr.latMS, pb.latMS-dr.latMS)
+				dr, pb, tg, tb, tm := results[key("direct", script, mode, 1)], results[key("pgbouncer", script, mode, 1)],
+					results[key("tollgate", script, mode, 1)], results[key("tollgate-batch", script, mode, 1)],
+					results[key("tollgate-tmpfs", script, mode, 1)]
+				fmt.Fprintf(&sb, "  %-11s %-8s direct %.3f ms, pgbouncer %+.3f ms, tollgate %+.3f ms, tollgate-batch %+.3f ms, tollgate-tmpfs %+.3f ms\n",
+					script, mode, dr.latMS, pb.latMS-dr.latMS, tg.latMS-dr.latMS, tb.latMS-dr.latMS, tm.latMS-dr.latMS)
 			}
 		}
 	}
 	if want("connect") {
 		sb.WriteString("\nconnect rate (pgbench -C -S -M simple -c 8: a new connection per transaction), tps:\n")
-		for _, t := range []string{"direct", "tollgate", "pgbouncer", "tollgate-tmpfs"} {
+		for _, t := range allTargets {
 			r := results[key(t, "connect", "simple", 8)]
 			fmt.Fprintf(&sb, "  %-15s %.0f\n", t, r.tps)
 		}
@@ -212,6 +269,23 @@ func BenchmarkPostgres(b *testing.B) {
 			b.Error(err)
 		}
 	}
+}
+
+// median is the median of f over rs (the mean of the middle two for an
+// even count); 0 for none.
+func median[T any](rs []T, f func(T) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // procCPU is a process's user plus system CPU time so far.

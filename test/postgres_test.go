@@ -59,12 +59,20 @@ func pgTargetTLSYAML(pg *pgCluster, secret, clientAuth, tlsLines, extra string) 
 // YAML appended after the targets (oidc, identities).
 func newPGSetup(t testing.TB, clientAuth, extra string) *pgSetup {
 	t.Helper()
+	return newPGSetupAudit(t, clientAuth, extra, "")
+}
+
+// newPGSetupAudit is newPGSetup with the config's audit keys (indented by
+// two spaces), such as "  sync: batch".
+func newPGSetupAudit(t testing.TB, clientAuth, extra, audit string) *pgSetup {
+	t.Helper()
 	requireRoot(t)
 	s := &pgSetup{pg: startPostgres(t), cgroup: newCgroup(t)}
 	s.secret = writeSecret(t, pgScramPass)
 	cfg := newDaemonConfig(t, fmt.Sprintf("  - name: pg-workload\n    cgroup: %s", s.cgroup),
 		pgTargetYAML(s.pg, s.secret, clientAuth, extra))
 	cfg.Metrics = freeLoopbackAddr(t)
+	cfg.Audit = audit
 	s.metrics = cfg.Metrics
 	s.d = startDaemon(t, cfg)
 	return s

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -39,6 +40,9 @@ func daemonCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("log level: %w", err)
 			}
+			procs := daemonProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0))
+			runtime.GOMAXPROCS(procs)
+			log.Debug("scheduler", "gomaxprocs", procs)
 			err = agent.Run(c.Context, agent.Options{
 				ConfigPath: c.String("config"),
 				Logger:     log,
@@ -52,4 +56,19 @@ func daemonCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// daemonProcs is the daemon's GOMAXPROCS: the GOMAXPROCS environment
+// variable's when set (def is then the runtime's reading of it), else
+// half of the runtime's default (the CPUs, or the cgroup's CPU limit), at
+// least 1. The daemon shares its host with the processes it intercepts and
+// with their servers: on 2 vCPUs with pgbench and PostgreSQL, one P cut its
+// CPU per statement by about a third (docs/BENCHMARKS.md), since a
+// goroutine woken by another (client side, server side, audit log) runs
+// on the same thread instead of waking a second one on a busy CPU.
+func daemonProcs(env string, def int) int {
+	if env != "" {
+		return def
+	}
+	return max(1, def/2)
 }
