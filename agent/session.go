@@ -155,14 +155,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 	}
 	info := &sessionInfo{ID: id, Target: ts.cfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
 		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
-	a.mu.Lock()
-	a.open[id] = info
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.open, id)
-		a.mu.Unlock()
-	}()
+	defer a.track(info)()
 
 	end := base
 	end.Kind = audit.KindSessionEnd
@@ -257,14 +250,7 @@ func (a *Agent) handlePostgres(ts *targetState, c net.Conn, origin redirect.Orig
 	}
 	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: dst, PID: origin.Process.PID,
 		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
-	a.mu.Lock()
-	a.open[id] = info
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.open, id)
-		a.mu.Unlock()
-	}()
+	defer a.track(info)()
 	st := a.pg.Serve(a.ctx, c, sess)
 	if st.Reason == postgres.ReasonAudit {
 		a.refused.Add(1)
@@ -376,17 +362,23 @@ func (a *Agent) handleSSH(ts *targetState, c *net.TCPConn, origin redirect.Origi
 	}
 	info := &sessionInfo{ID: id, Target: tcfg.Name, Dst: origin.Dst.String(), PID: origin.Process.PID,
 		UID: origin.Process.UID, Comm: origin.Process.Comm, Started: start}
-	a.mu.Lock()
-	a.open[id] = info
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.open, id)
-		a.mu.Unlock()
-	}()
+	defer a.track(info)()
 	tcp.SetKeepAlive(c)
 	st := a.ssh.Serve(a.ctx, c, sess)
 	if st.Reason == sshproxy.ReasonAudit {
 		a.refused.Add(1)
+	}
+}
+
+// track lists an open session for status until the returned func is
+// called.
+func (a *Agent) track(info *sessionInfo) func() {
+	a.mu.Lock()
+	a.open[info.ID] = info
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		delete(a.open, info.ID)
+		a.mu.Unlock()
 	}
 }

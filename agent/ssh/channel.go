@@ -568,14 +568,7 @@ func (c *session) recordOpen(id, typ, dst string, d policy.Decision, errMsg stri
 		r.Decision = decisionRecord(d, hash)
 	}
 	r.Error = errMsg
-	if durable {
-		if err := c.s.opts.Recorder.Record(c.ctx, &r); err != nil {
-			return fmt.Errorf("%w: %w", ErrAudit, err)
-		}
-		return nil
-	}
-	c.s.opts.Recorder.RecordEventually(&r)
-	return nil
+	return c.emit(&r, durable)
 }
 
 // recordRequest records a channel request (id "" for a global request).
@@ -595,13 +588,19 @@ func (c *session) recordRequest(id string, detail map[string]string, stmt *audit
 	}
 	r.Statement = stmt
 	r.Decision = d
-	if durable {
-		if err := c.s.opts.Recorder.Record(c.ctx, &r); err != nil {
-			return fmt.Errorf("%w: %w", ErrAudit, err)
-		}
+	return c.emit(&r, durable)
+}
+
+// emit appends r: durably (before what it records is forwarded), or
+// eventually (for what already happened).
+func (c *session) emit(r *audit.Record, durable bool) error {
+	if !durable {
+		c.s.opts.Recorder.RecordEventually(r)
 		return nil
 	}
-	c.s.opts.Recorder.RecordEventually(&r)
+	if err := c.s.opts.Recorder.Record(c.ctx, r); err != nil {
+		return fmt.Errorf("%w: %w", ErrAudit, err)
+	}
 	return nil
 }
 

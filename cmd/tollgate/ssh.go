@@ -34,36 +34,31 @@ func sshCommand() *cli.Command {
 				Usage:     "print the @cert-authority line for clients' known_hosts (e.g. /etc/ssh/ssh_known_hosts)",
 				ArgsUsage: "[host-patterns]",
 				Flags:     flags,
-				Action: func(c *cli.Context) error {
-					dir, err := stateDir(c)
-					if err != nil {
-						return err
-					}
-					ca, err := sshproxy.LoadCA(dir)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(c.App.Writer, ca.KnownHostsLine(c.Args().First()))
-					return nil
-				},
+				Action:    printCA(stateDir, func(c *cli.Context, ca *sshproxy.CA) string { return ca.KnownHostsLine(c.Args().First()) }),
 			},
 			{
-				Name:  "user-ca",
-				Usage: "print the user CA key for targets' TrustedUserCAKeys file",
-				Flags: flags,
-				Action: func(c *cli.Context) error {
-					dir, err := stateDir(c)
-					if err != nil {
-						return err
-					}
-					ca, err := sshproxy.LoadCA(dir)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(c.App.Writer, ca.UserCALine())
-					return nil
-				},
+				Name:   "user-ca",
+				Usage:  "print the user CA key for targets' TrustedUserCAKeys file",
+				Flags:  flags,
+				Action: printCA(stateDir, func(_ *cli.Context, ca *sshproxy.CA) string { return ca.UserCALine() }),
 			},
 		},
+	}
+}
+
+// printCA is the action of a command that prints a line of the CAs in the
+// state directory.
+func printCA(stateDir func(*cli.Context) (string, error), line func(*cli.Context, *sshproxy.CA) string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		dir, err := stateDir(c)
+		if err != nil {
+			return err
+		}
+		ca, err := sshproxy.LoadCA(dir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, line(c, ca))
+		return nil
 	}
 }
