@@ -56,14 +56,21 @@ func (a *Agent) startAcceptingUnix(ts *targetState) {
 }
 
 func (a *Agent) acceptLoop(ts *targetState, ln *net.TCPListener) {
+	a.serveListener(ts, func() (net.Conn, error) { return ln.AcceptTCP() },
+		func(c net.Conn) { a.handle(ts, c.(*net.TCPConn)) })
+}
+
+// serveListener accepts until the listener is closed and serves each
+// connection in its own goroutine, counted for a clean stop. Temporary
+// errors (EMFILE, ENFILE) back off instead of ending the loop.
+func (a *Agent) serveListener(ts *targetState, accept func() (net.Conn, error), handle func(net.Conn)) {
 	var delay time.Duration
 	for {
-		c, err := ln.AcceptTCP()
+		c, err := accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Temporary errors (EMFILE, ENFILE): back off, keep going.
 			if delay == 0 {
 				delay = 5 * time.Millisecond
 			} else if delay < time.Second {
@@ -78,7 +85,7 @@ func (a *Agent) acceptLoop(ts *targetState, ln *net.TCPListener) {
 		a.sessions.Add(1)
 		go func() {
 			defer a.sessions.Done()
-			a.handle(ts, c)
+			handle(c)
 		}()
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
-	"time"
 
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/redirect"
@@ -154,31 +153,8 @@ func (a *Agent) unixTargets() []redirect.UnixTarget {
 }
 
 func (a *Agent) acceptLoopUnix(ts *targetState, ln *net.UnixListener) {
-	var delay time.Duration
-	for {
-		c, err := ln.AcceptUnix()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Temporary errors (EMFILE, ENFILE): back off, keep going.
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay < time.Second {
-				delay *= 2
-			}
-			a.log.Warn("accept failed", "target", ts.cfg.Name, "error", err)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		a.accepted.Add(1)
-		a.sessions.Add(1)
-		go func() {
-			defer a.sessions.Done()
-			a.handleUnix(ts, c)
-		}()
-	}
+	a.serveListener(ts, func() (net.Conn, error) { return ln.AcceptUnix() },
+		func(c net.Conn) { a.handleUnix(ts, c.(*net.UnixConn)) })
 }
 
 // handleUnix serves one connection accepted on a target's unix socket: the
