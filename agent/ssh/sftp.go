@@ -74,10 +74,23 @@ type sftpLog struct {
 	id string
 
 	mu      sync.Mutex
-	in, out []byte // partial packets
+	in, out sftpStream
 	pending map[uint32]*sftpOp
 	handles map[string]*sftpHandle
 	stopped bool
+}
+
+// bulkHeader bounds the part of a WRITE or DATA packet the recorder
+// collects: type, id, a handle of at most 256 bytes (the protocol's
+// limit), offset and the data's length word. The file data after it passes
+// uncollected, so a transfer costs the recorder no copy of its bytes.
+const bulkHeader = 1 + 4 + 4 + 256 + 8 + 4
+
+// sftpStream is one direction's position in its packets.
+type sftpStream struct {
+	buf  []byte // the current packet's collected bytes, its length word first
+	want int    // len(buf) at which to act: 5 (length and type) until the packet's length is known
+	skip uint64 // the current packet's bytes past buf, passed uncollected
 }
 
 func newSFTPLog(c *session, id string) *sftpLog {
@@ -88,56 +101,76 @@ func newSFTPLog(c *session, id string) *sftpLog {
 func (l *sftpLog) feed(stream string, b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopped {
-		return
-	}
-	var buf *[]byte
+	var s *sftpStream
+	var bulk byte
 	switch stream {
 	case "in":
-		buf = &l.in
+		s, bulk = &l.in, fxpWrite
 	case "out":
-		buf = &l.out
+		s, bulk = &l.out, fxpData
 	default:
 		return
 	}
-	*buf = append(*buf, b...)
-	for len(*buf) >= 4 {
-		n := binary.BigEndian.Uint32(*buf)
-		if n == 0 || n > maxSFTPPacket {
-			l.stop("packet length " + strconv.FormatUint(uint64(n), 10))
-			return
+	for len(b) > 0 && !l.stopped {
+		if s.skip > 0 {
+			k := min(uint64(len(b)), s.skip)
+			s.skip -= k
+			b = b[k:]
+			continue
 		}
-		if uint64(len(*buf)) < 4+uint64(n) {
-			break
+		if s.want == 0 {
+			s.want = 5
 		}
-		pkt := (*buf)[4 : 4+n]
+		k := min(len(b), s.want-len(s.buf))
+		s.buf = append(s.buf, b[:k]...)
+		b = b[k:]
+		if len(s.buf) < s.want {
+			continue
+		}
+		n := binary.BigEndian.Uint32(s.buf)
+		if s.want == 5 {
+			if n == 0 || n > maxSFTPPacket {
+				l.stop("packet length " + strconv.FormatUint(uint64(n), 10))
+				return
+			}
+			s.want = 4 + int(n)
+			if s.buf[4] == bulk {
+				s.want = min(s.want, 4+bulkHeader)
+			}
+			if len(s.buf) < s.want {
+				continue
+			}
+		}
+		rest := uint64(4+n) - uint64(s.want)
 		var err error
 		if stream == "in" {
-			err = l.request(pkt)
+			err = l.request(s.buf[4:], rest)
 		} else {
-			err = l.response(pkt)
+			err = l.response(s.buf[4:], rest)
 		}
 		if err != nil {
 			l.stop(err.Error())
 			return
 		}
-		*buf = (*buf)[4+n:]
-	}
-	if len(*buf) == 0 {
-		*buf = nil // let a large packet's buffer go
+		s.skip, s.want = rest, 5
+		s.buf = s.buf[:0]
+		if cap(s.buf) > 64<<10 {
+			s.buf = nil // let a large packet's buffer go
+		}
 	}
 }
 
 // stop gives up itemising: the stream is not sftp as we know it.
 func (l *sftpLog) stop(why string) {
 	l.stopped = true
-	l.in, l.out = nil, nil
+	l.in, l.out = sftpStream{}, sftpStream{}
 	l.record(map[string]string{"op": "unparsed", "error": "sftp operations not itemised from here on: " + why})
 }
 
-// request reads a client packet.
-func (l *sftpLog) request(p []byte) error {
-	r := sftpReader{b: p}
+// request reads a client packet; rest is how many of its bytes follow p
+// uncollected (a WRITE's data).
+func (l *sftpLog) request(p []byte, rest uint64) error {
+	r := sftpReader{b: p, rest: rest}
 	typ := r.byte()
 	if typ == 1 { // INIT: a version, no id
 		return r.err
@@ -201,9 +234,10 @@ func (l *sftpLog) request(p []byte) error {
 	return nil
 }
 
-// response reads a server packet and records the operation it answers.
-func (l *sftpLog) response(p []byte) error {
-	r := sftpReader{b: p}
+// response reads a server packet and records the operation it answers;
+// rest is how many of its bytes follow p uncollected (a DATA's data).
+func (l *sftpLog) response(p []byte, rest uint64) error {
+	r := sftpReader{b: p, rest: rest}
 	typ := r.byte()
 	if typ == 2 { // VERSION
 		return r.err
@@ -326,8 +360,9 @@ func openFlags(f uint32) string {
 
 // sftpReader reads the fields of one packet; the first error sticks.
 type sftpReader struct {
-	b   []byte
-	err error
+	b    []byte
+	rest uint64 // the packet's bytes after b, not collected
+	err  error
 }
 
 func (r *sftpReader) byte() byte {
@@ -371,14 +406,16 @@ func (r *sftpReader) string() string {
 	return s
 }
 
-// skipString passes over a string field (file data) without copying it and
-// returns its length.
+// skipString passes over a string field (file data), which may run past
+// the collected bytes into the uncollected rest, and returns its length.
 func (r *sftpReader) skipString() int {
-	n := r.uint32()
-	if r.err != nil || uint64(len(r.b)) < uint64(n) {
+	n := uint64(r.uint32())
+	if r.err != nil || uint64(len(r.b))+r.rest < n {
 		r.err = errSFTP
 		return 0
 	}
-	r.b = r.b[n:]
+	k := min(n, uint64(len(r.b)))
+	r.b = r.b[k:]
+	r.rest -= n - k
 	return int(n)
 }

@@ -5,6 +5,9 @@ package ssh
 import (
 	"context"
 	"encoding/binary"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -110,6 +113,48 @@ func TestSFTPLog(t *testing.T) {
 	}
 }
 
+// TestSFTPLogBulk follows a download and an upload of packets far larger
+// than the part the recorder collects: the byte counts come from the
+// length words, the data is never buffered.
+func TestSFTPLogBulk(t *testing.T) {
+	l, rec := newTestSFTPLog()
+	big := string(make([]byte, 255<<10))
+	feed := func(stream string, b []byte) {
+		for len(b) > 0 {
+			n := min(32<<10, len(b))
+			l.feed(stream, b[:n])
+			b = b[n:]
+		}
+	}
+	feed("in", packet(byte(fxpOpen), uint32(1), "/srv/db.dump", uint32(fxfRead), uint32(0)))
+	feed("out", packet(byte(fxpHandle), uint32(1), "h"))
+	for i := uint32(0); i < 4; i++ {
+		feed("in", packet(byte(fxpRead), 10+i, "h", uint64(i)*uint64(len(big)), uint32(len(big))))
+		feed("out", packet(byte(fxpData), 10+i, big))
+	}
+	feed("in", packet(byte(fxpOpen), uint32(20), "/srv/up.bin", uint32(fxfWrite|fxfCreat), uint32(0)))
+	feed("out", packet(byte(fxpHandle), uint32(20), "w"))
+	for i := uint32(0); i < 3; i++ {
+		feed("in", packet(byte(fxpWrite), 30+i, "w", uint64(i)*uint64(len(big)), big))
+		feed("out", packet(byte(fxpStatus), 30+i, uint32(0), "", ""))
+	}
+	feed("in", packet(byte(fxpClose), uint32(40), "h"))
+	feed("out", packet(byte(fxpStatus), uint32(40), uint32(0), "", ""))
+	feed("in", packet(byte(fxpClose), uint32(41), "w"))
+	feed("out", packet(byte(fxpStatus), uint32(41), uint32(0), "", ""))
+	var got []string
+	for _, r := range rec.recs {
+		got = append(got, r.Detail["op"]+" "+r.Detail["path"]+" "+r.Detail["bytes_read"]+" "+r.Detail["bytes_written"])
+	}
+	want := []string{"open /srv/db.dump  ", "open /srv/up.bin  ", "close /srv/db.dump 1044480 0", "close /srv/up.bin 0 783360"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("records %q, want %q", got, want)
+	}
+	if c := cap(l.in.buf) + cap(l.out.buf); c > 4<<10 {
+		t.Fatalf("the recorder holds %d bytes of buffers after 1.7 MiB of file data", c)
+	}
+}
+
 // TestSFTPLogStops checks that a stream that is not sftp stops the
 // itemising with one record, and nothing after.
 func TestSFTPLogStops(t *testing.T) {
@@ -140,5 +185,46 @@ func FuzzSFTPLog(f *testing.F) {
 		if len(l.pending) > 4096 || len(l.handles) > 4096 {
 			t.Fatal("unbounded state")
 		}
+		// How the bytes are cut into reads must not change what is
+		// recorded: file data is skipped, headers collected, across any
+		// boundary.
+		var want []string
+		for i, step := range []int{1, 7, 300, len(in) + len(out) + 1} {
+			l, rec := newTestSFTPLog()
+			for _, dir := range []struct {
+				stream string
+				b      []byte
+			}{{"in", in}, {"out", out}} {
+				for b := dir.b; len(b) > 0; {
+					n := min(step, len(b))
+					l.feed(dir.stream, b[:n])
+					b = b[n:]
+				}
+			}
+			l.flush()
+			got := recordLines(rec)
+			if i == 0 {
+				want = got
+				continue
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("fed in steps of %d: %q; in steps of 1: %q", step, got, want)
+			}
+		}
 	})
+}
+
+// recordLines renders records' details for comparison, in a stable order.
+func recordLines(rec *memRecorder) []string {
+	var out []string
+	for _, r := range rec.recs {
+		keys := slices.Sorted(maps.Keys(r.Detail))
+		var b strings.Builder
+		for _, k := range keys {
+			b.WriteString(k + "=" + r.Detail[k] + " ")
+		}
+		out = append(out, b.String())
+	}
+	slices.Sort(out) // flush ranges over a map
+	return out
 }
