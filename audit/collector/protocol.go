@@ -91,10 +91,18 @@ func decodeStrict(body []byte, v any) error {
 // an origin, at most MaxRecords entries none of them empty, and a
 // checkpoint. It does not check signatures or content against a log.
 func DecodeAddEntries(body []byte) (*AddEntriesRequest, error) {
+	return decodeAddEntries(body, nil)
+}
+
+// decodeAddEntries is DecodeAddEntries with the entries of the usual
+// layout decoded into arena's spare capacity when it has room for them
+// (one buffer per request instead of one allocation per record); the
+// request then refers to arena until the caller is done with it.
+func decodeAddEntries(body, arena []byte) (*AddEntriesRequest, error) {
 	if len(body) > MaxBodyBytes {
 		return nil, fmt.Errorf("%w: body of %d bytes, at most %d", ErrTooLarge, len(body), MaxBodyBytes)
 	}
-	req, ok := fastAddEntries(body)
+	req, ok := fastAddEntries(body, arena)
 	if !ok {
 		req = &AddEntriesRequest{}
 		if err := decodeStrict(body, req); err != nil {
@@ -124,8 +132,13 @@ func DecodeAddEntries(body []byte) (*AddEntriesRequest, error) {
 // escapes, base64 of the standard alphabet), which is what shippers send,
 // in one pass. For anything else it reports false and DecodeAddEntries
 // uses the strict general decoder; FuzzDecode checks that whatever this
-// accepts the general decoder accepts with the same result.
-func fastAddEntries(b []byte) (*AddEntriesRequest, bool) {
+// accepts the general decoder accepts with the same result. Entries are
+// decoded into arena's spare capacity if it holds them all (the decoded
+// size of b does), else each into its own slice.
+func fastAddEntries(b, arena []byte) (*AddEntriesRequest, bool) {
+	if cap(arena)-len(arena) < base64.StdEncoding.DecodedLen(len(b)) {
+		arena = nil
+	}
 	var req AddEntriesRequest
 	rest, ok := bytes.CutPrefix(b, []byte(`{"origin":"`))
 	if !ok {
@@ -163,7 +176,7 @@ func fastAddEntries(b []byte) (*AddEntriesRequest, bool) {
 	} else {
 		for {
 			var e []byte
-			if e, rest, ok = fastBase64(rest); !ok {
+			if e, rest, arena, ok = fastBase64(rest, arena); !ok {
 				return nil, false
 			}
 			req.Entries = append(req.Entries, e)
@@ -180,7 +193,9 @@ func fastAddEntries(b []byte) (*AddEntriesRequest, bool) {
 	if rest, ok = bytes.CutPrefix(rest, []byte(`,"checkpoint":`)); !ok {
 		return nil, false
 	}
-	if req.Checkpoint, rest, ok = fastBase64(rest); !ok {
+	// The checkpoint gets its own slice: the answer is built from it and
+	// must not refer to the arena.
+	if req.Checkpoint, rest, _, ok = fastBase64(rest, nil); !ok {
 		return nil, false
 	}
 	if !bytes.Equal(rest, []byte(`}`)) {
@@ -189,28 +204,41 @@ func fastAddEntries(b []byte) (*AddEntriesRequest, bool) {
 	return &req, true
 }
 
+// strictBase64 is the standard padded alphabet without the line breaks
+// the decoder otherwise skips.
+var strictBase64 = base64.StdEncoding.Strict()
+
 // fastBase64 reads a JSON string of standard base64 (padded, no other
-// characters) and decodes it.
-func fastBase64(b []byte) (out, rest []byte, ok bool) {
+// characters) and decodes it into arena's spare capacity, returning the
+// arena grown by it; with a nil arena into a new slice.
+func fastBase64(b, arena []byte) (out, rest, grown []byte, ok bool) {
 	if len(b) == 0 || b[0] != '"' {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	i := bytes.IndexByte(b[1:], '"')
 	if i < 0 {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	s := b[1 : 1+i]
-	for _, c := range s {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
-			return nil, nil, false
-		}
+	// The decoder rejects every other character outside the alphabet
+	// (a backslash escape included) but skips CR and LF.
+	if bytes.IndexByte(s, '\r') >= 0 || bytes.IndexByte(s, '\n') >= 0 {
+		return nil, nil, nil, false
 	}
-	out = make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-	n, err := base64.StdEncoding.Strict().Decode(out, s)
+	m := base64.StdEncoding.DecodedLen(len(s))
+	if arena == nil {
+		out = make([]byte, m)
+	} else {
+		out = arena[len(arena) : len(arena)+m]
+	}
+	n, err := strictBase64.Decode(out, s)
 	if err != nil {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return out[:n], b[2+i:], true
+	if arena != nil {
+		arena = arena[:len(arena)+n]
+	}
+	return out[:n:n], b[2+i:], arena, true
 }
 
 // DecodeEnroll decodes an enrollment body; every field is required.
@@ -228,20 +256,46 @@ func DecodeEnroll(body []byte) (*EnrollRequest, error) {
 	return &req, nil
 }
 
-// readBody reads a request body of at most MaxBodyBytes; a larger one is
-// ErrTooLarge, a body cut short (the client announced more than it sent)
-// ErrBadRequest.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads a request body of at most MaxBodyBytes into buf, reusing
+// its capacity; a larger one is ErrTooLarge, a body cut short (the client
+// announced more than it sent) ErrBadRequest.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
 	if r.ContentLength > MaxBodyBytes {
 		return nil, fmt.Errorf("%w: body of %d bytes, at most %d", ErrTooLarge, r.ContentLength, MaxBodyBytes)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, MaxBodyBytes)
+	rd := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	b := buf[:0]
+	if n := int(r.ContentLength); n >= 0 {
+		// Known length: one read into a buffer of that size, then the
+		// end of the body (net/http refuses a body longer than announced).
+		if cap(b) < n {
+			b = make([]byte, n)
 		}
-		return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
+		b = b[:n]
+		if _, err := io.ReadFull(rd, b); err != nil {
+			return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
+		}
+		var one [1]byte
+		if k, err := rd.Read(one[:]); k != 0 || err != io.EOF {
+			return nil, fmt.Errorf("%w: body longer than its Content-Length", ErrBadRequest)
+		}
+		return b, nil
 	}
-	return b, nil
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		k, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, MaxBodyBytes)
+			}
+			return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ package collector
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -70,13 +71,21 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"origin":"o","start":0,"entries":[],"checkpoint":"eA=="}`))
 	f.Add([]byte(`{"origin":"o","start":01,"entries":["e30=","AA=="],"checkpoint":"eA=="}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if fast, ok := fastAddEntries(body); ok {
+		if fast, ok := fastAddEntries(body, nil); ok {
 			var strict AddEntriesRequest
 			if err := decodeStrict(body, &strict); err != nil {
 				t.Fatalf("fast path accepted what the strict decoder refuses: %v", err)
 			}
 			if !reflect.DeepEqual(fast, &strict) && !(len(fast.Entries) == 0 && len(strict.Entries) == 0) {
 				t.Fatalf("fast path %+v, strict %+v", fast, strict)
+			}
+			// Decoding into an arena (one that already holds bytes, as a
+			// reused one may) gives the same request and leaves those
+			// bytes alone.
+			arena := append(make([]byte, 0, 3+base64.StdEncoding.DecodedLen(len(body))), "abc"...)
+			inArena, ok := fastAddEntries(body, arena)
+			if !ok || !reflect.DeepEqual(inArena, fast) || string(arena[:3]) != "abc" {
+				t.Fatalf("arena decode %+v (ok %v), plain %+v", inArena, ok, fast)
 			}
 		}
 		if req, err := DecodeAddEntries(body); err == nil {
