@@ -715,7 +715,8 @@ func ptraceRow(t *testing.T, cfgPath, cgroup string) bypassRow {
 	sleeper(cgroup)
 	outside := sleeper("")
 	out, _ := runTollgate("doctor", "--config", cfgPath)
-	warned := strings.Contains(out, "WARN  no process of a workload's uid outside it")
+	const ptraceWarn = "WARN  no process of a workload's uid outside it"
+	warned := strings.Contains(out, ptraceWarn)
 	outside.Process.Kill()
 	outside.Wait()
 	out2, _ := runTollgate("doctor", "--config", cfgPath)
@@ -731,7 +732,7 @@ func ptraceRow(t *testing.T, cfgPath, cgroup string) bypassRow {
 		row.seen = "doctor quiet"
 	}
 	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "WARN") {
+		if strings.HasPrefix(l, ptraceWarn) {
 			row.detail = l
 		}
 	}
