@@ -70,6 +70,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"origin":"o","start":0,"entries":[],"checkpoint":"eA=="} x`))
 	f.Add([]byte(`{"origin":"o","start":0,"entries":[],"checkpoint":"eA=="}`))
 	f.Add([]byte(`{"origin":"o","start":01,"entries":["e30=","AA=="],"checkpoint":"eA=="}`))
+	f.Add([]byte("{\"origin\":\"o\",\"start\":0,\"entries\":[\"e30=\\nAA\\n\\n\\n\\n==\"],\"checkpoint\":\"eA==\"}"))
+	f.Add([]byte("{\"origin\":\"o\",\"start\":0,\"entries\":[\"e30=\nAA\n\n\n==\"],\"checkpoint\":\"eA==\"}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if fast, ok := fastAddEntries(body, nil); ok {
 			var strict AddEntriesRequest
