@@ -17,34 +17,6 @@ import (
 	"time"
 )
 
-// Detail keys the report reads. Producers of approval, grant and masking
-// records use them:
-//
-//   - approval.request and approval.decision carry the approval id in
-//     "approval"; the decision's Decision.Action is "allow" or "deny" and
-//     its Identity is the approver; the request's Identity (or else the
-//     session's) is the requester. A vote that does not end the hold has
-//     "final" = "false"; the final decision has no "final" key.
-//   - any record may count masked values in "masked" (a decimal number).
-//   - grant records carry "identity", "target", "allow", "for" and
-//     "reason"; their Identity is who granted.
-const (
-	DetailApproval = "approval"
-	DetailMasked   = "masked"
-	// DetailFinal is "false" on an approval.decision that records one
-	// approver's vote without ending the hold.
-	DetailFinal = "final"
-	// DetailPrepared is, on the statement record of an SQL EXECUTE, the
-	// normalised PREPARE text of what the name may hold (several, joined
-	// by "; ", while a PREPARE of the name was in flight), or "unknown".
-	DetailPrepared = "prepared"
-	// DetailProbe is "parse" on the statement record of a text tollgate's
-	// parser rejected: the server was only asked to parse it, never to run
-	// it; "describe" on that of an SQL EXECUTE of a name tollgate knows
-	// nothing of: the server was only asked whether the name exists.
-	DetailProbe = "probe"
-)
-
 // AccessRow summarises one identity's access to one target.
 type AccessRow struct {
 	Identity string `json:"identity"`

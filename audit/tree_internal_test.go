@@ -264,11 +264,7 @@ func TestLeafAccMatchesCompactRange(t *testing.T) {
 			}
 		}
 		var acc leafAcc
-		hs := make([]Hash, len(ref.Hashes()))
-		for i, h := range ref.Hashes() {
-			hs[i] = h
-		}
-		if err := acc.init(begin, hs); err != nil {
+		if err := acc.init(begin, ref.Hashes()); err != nil {
 			t.Fatal(err)
 		}
 		for i := begin; i < begin+70; i++ {
@@ -320,10 +316,10 @@ func TestLeafAccMatchesCompactRange(t *testing.T) {
 		t.Fatalf("appendVisit reported %d nodes, compact.Range %d (or others)", len(got), len(want))
 	}
 	var acc leafAcc
-	if err := acc.init(3, []Hash{make(Hash, HashSize)}); err == nil {
+	if err := acc.init(3, [][]byte{make([]byte, HashSize)}); err == nil {
 		t.Fatal("a range [0, 3) of one hash was accepted")
 	}
-	if err := acc.init(2, []Hash{make(Hash, HashSize-1)}); err == nil {
+	if err := acc.init(2, [][]byte{make([]byte, HashSize-1)}); err == nil {
 		t.Fatal("a short hash was accepted")
 	}
 	if got := (&leafAcc{}).root(); !bytes.Equal(got, EmptyRoot()) {

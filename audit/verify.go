@@ -21,6 +21,7 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -510,7 +511,7 @@ func (v *verifier) checkConsistency(rs *recordState) {
 			continue
 		}
 		delete(proofs, k)
-		if err := proof.VerifyConsistency(hasher, a.Size, b.Size, hs, a.Root, b.Root); err != nil {
+		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, a.Size, b.Size, hs, a.Root, b.Root); err != nil {
 			v.rep.failf(BundleConsistency, "checkpoint size %d is not consistent with size %d: %v", a.Size, b.Size, err)
 			continue
 		}
@@ -525,7 +526,7 @@ func (v *verifier) checkConsistency(rs *recordState) {
 			continue
 		}
 		if v.trusted != nil && v.trusted.Size == k.from && k.from > 0 {
-			if err := proof.VerifyConsistency(hasher, k.from, k.to, hs, v.trusted.Root, v.cp.Root); err != nil {
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, k.from, k.to, hs, v.trusted.Root, v.cp.Root); err != nil {
 				rs.trustedFailure(fmt.Sprintf("the consistency proof from size %d does not lead from its root to the bundle's: %v", k.from, err))
 			} else {
 				rs.trustedProved = true

@@ -74,10 +74,20 @@ func kindIndex(k []byte) int {
 	return -1
 }
 
+// lineHead is what the in-order checks need of a record's leading fields.
+// The byte slices point into the record's line.
+type lineHead struct {
+	log     []byte
+	seq     uint64
+	time    time.Time
+	kind    []byte
+	session []byte // nil if the record has none
+}
+
 // lineResult is what a worker found about one line.
 type lineResult struct {
 	leaf [HashSize]byte
-	head recordHead
+	head lineHead
 	rec  *Record // decoded for kinds whose body the semantics need
 	err  error
 	// kind is the index of the record's kind in kinds, -1 if unknown.
@@ -118,7 +128,7 @@ func (b *recordBatch) release() {
 }
 
 // process splits the batch into lines and checks each.
-func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
+func (b *recordBatch) process(lh *leafHasher, cc *CanonicalChecker) {
 	n := bytes.Count(b.lines, []byte{'\n'})
 	if cap(b.res) < n {
 		b.res = make([]lineResult, n)
@@ -128,7 +138,7 @@ func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
 	for i := range b.res {
 		j := bytes.IndexByte(rest, '\n')
 		res := &b.res[i]
-		checkLine(lh, scratch, rest[:j], res)
+		checkLine(lh, cc, rest[:j], res)
 		if i > 0 && res.err == nil && b.res[0].err == nil {
 			res.sameLog = bytes.Equal(res.head.log, b.res[0].head.log)
 		}
@@ -137,33 +147,31 @@ func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
 }
 
 // checkLine hashes and parses one line: the whole record must be in the
-// canonical encoding (checked without allocating, in scratch).
-func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResult) {
+// canonical encoding (checked without allocating, by cc).
+func checkLine(lh *leafHasher, cc *CanonicalChecker, line []byte, res *lineResult) {
 	*res = lineResult{}
 	lh.sum(&res.leaf, line)
 	if len(line) > MaxRecordSize {
 		res.err = fmt.Errorf("line of %d bytes, longer than the largest record (%d bytes)", len(line), MaxRecordSize)
 		return
 	}
-	if r, ok := checkCanonical(line, scratch); ok {
+	if r, ok := cc.Check(line); ok {
 		// The record's strings alias line, which lives as long as the
 		// batch.
-		res.head = recordHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
+		res.head = lineHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
 		res.kind = kindIndex(res.head.kind)
 		if r.Session != "" {
 			res.head.session = aliasBytes(r.Session)
 		}
 		if r.Kind == KindHeartbeat || r.Kind == KindApprovalRequest || r.Kind == KindApprovalDecision {
-			// The semantics read its detail after the scratch moved on.
-			res.rec, _ = decodeCanonical(line)
+			// The semantics read its detail after the checker moved
+			// on: a record of its own (canonical, so DecodeFast
+			// takes its fast path).
+			res.rec, _ = DecodeFast(line)
 		}
 		return
 	}
-	h, err := strictHead(line)
-	if err == nil {
-		err = errHeadNotCanonical
-	}
-	res.head, res.err, res.kind = h, err, -1
+	res.err, res.kind = CanonicalError(line), -1
 }
 
 // aliasBytes returns the bytes of s without copying; they must not be
@@ -214,9 +222,9 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 	for range v.opts.Workers {
 		go func() {
 			lh := newLeafHasher()
-			var scratch canonScratch
+			var cc CanonicalChecker
 			for b := range work {
-				b.process(lh, &scratch)
+				b.process(lh, &cc)
 				b.done <- struct{}{}
 			}
 		}()
@@ -329,7 +337,7 @@ type recordState struct {
 	// Tree: acc is the compact range [0, begin+lines) once the range
 	// proof is known (planned); before that, leaf hashes are kept in
 	// leaves.
-	acc        leafAcc
+	acc        *CompactRange
 	planned    bool
 	leaves     [][HashSize]byte
 	checkSizes []uint64 // sizes to take roots at, ascending
@@ -380,9 +388,11 @@ func (rs *recordState) planTree() {
 	if rs.planned || v.rng == nil {
 		return
 	}
-	if err := rs.acc.init(v.rng.Begin, v.rng.Left); err != nil {
+	acc, err := NewCompactRange(v.rng.Begin, hashBytes(v.rng.Left))
+	if err != nil {
 		return // checkRangeProof already refused such a proof
 	}
+	rs.acc = acc
 	for _, c := range v.earlier {
 		rs.checkSizes = append(rs.checkSizes, c.Size)
 	}
@@ -405,7 +415,7 @@ func (rs *recordState) addLeaf(h [HashSize]byte) {
 		rs.leaves = append(rs.leaves, h)
 		return
 	}
-	rs.acc.append(&h)
+	rs.acc.Append(&h)
 	if rs.next < len(rs.checkSizes) {
 		rs.snapshot()
 	}
@@ -413,11 +423,11 @@ func (rs *recordState) addLeaf(h [HashSize]byte) {
 
 // snapshot records the root when the tree reached a size to check.
 func (rs *recordState) snapshot() {
-	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.size {
+	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.Size() {
 		rs.next++
 	}
-	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.size {
-		rs.roots[rs.acc.size] = rs.acc.root()
+	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.Size() {
+		rs.roots[rs.acc.Size()] = rs.acc.Root()
 		rs.next++
 	}
 }
@@ -514,7 +524,7 @@ func (rs *recordState) consume(res *lineResult, first bool) {
 }
 
 // semantics checks what a record means against what came before.
-func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(string, ...any) Problem) {
+func (rs *recordState) semantics(kind Kind, h *lineHead, rec *Record, at func(string, ...any) Problem) {
 	rep := rs.rep()
 	seq := h.seq
 	begin := uint64(0)
@@ -694,26 +704,12 @@ func (rs *recordState) finishTree() {
 		rs.trustedMsg = "cannot be checked: the records do not match the signed range"
 		return
 	}
-	right := make([][]byte, len(v.rng.Right))
-	for i, h := range v.rng.Right {
-		right[i] = h
-	}
-	rr, err := rangeFactory.NewRange(v.rng.End, v.rng.Size, right)
+	root, err := rs.acc.RootWith(v.rng.Size, hashBytes(v.rng.Right))
 	if err != nil {
-		rep.failf(BundleRangeProof, "right hashes: %v", err)
+		rep.failf(BundleRangeProof, "%v", err)
 		return
 	}
-	full, err := rs.acc.compact()
-	if err != nil {
-		rep.failf(BundleRangeProof, "left hashes: %v", err)
-		return
-	}
-	if err := full.AppendRange(rr, nil); err != nil {
-		rep.failf(BundleRangeProof, "cannot merge: %v", err)
-		return
-	}
-	root, err := rangeRoot(full)
-	if err != nil || !bytes.Equal(root, v.cp.Root) {
+	if !bytes.Equal(root, v.cp.Root) {
 		rep.failf(BundleCheckpoint, "the records [%d, %d) with the range proof give another root than the signed one at size %d: a record in seq [%d, %d) was changed, removed, added or reordered (or the range proof is wrong)",
 			v.rng.Begin, v.rng.End, v.cp.Size, good, v.rng.End)
 		rs.trustedMsg = "cannot be checked: the records do not match the signed root"
