@@ -7,17 +7,19 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 // TestCompactRange rebuilds roots from records and range proofs, as the
 // evidence exporter and verifier do: the range [0, begin) from the proof's
 // left side, the records' leaves, then the right side up to the tree size.
 func TestCompactRange(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
 	ctx := context.Background()
 	const n = 300
 	for i := range n {
@@ -107,7 +109,7 @@ func TestCanonicalChecker(t *testing.T) {
 // TestSelectRange: the contiguous range from a selection's first record to
 // its last, and ErrNoRecords for a selection of nothing.
 func TestSelectRange(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 26, 14, 0, 0, 0, time.UTC)
 	for i := range 10 {
@@ -159,6 +161,18 @@ func TestParseTime(t *testing.T) {
 	for _, in := range []string{"", "yesterday", "2026-13-01", "-"} {
 		if _, err := audit.ParseTime(in, now); err == nil {
 			t.Errorf("ParseTime(%q) accepted", in)
+		}
+	}
+}
+
+// TestBenchRecord: evidencetest.BenchRecord, which BenchmarkVerify's bundle
+// is made of, is the record this package's benchmarks append.
+func TestBenchRecord(t *testing.T) {
+	for _, i := range []int{0, 1, 15662} {
+		a, b := audit.BenchRecord(i), evidencetest.BenchRecord(i)
+		a.Time, b.Time = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("record %d: audit's benchRecord is\n%+v\nevidencetest's\n%+v", i, a, b)
 		}
 	}
 }

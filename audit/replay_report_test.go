@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 // sessionWithEverything writes a session with a denial, an approval and
 // masking, and a self-approved one, and returns the log.
 func sessionWithEverything(t *testing.T) *audit.Log {
 	t.Helper()
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
 	t0 := time.Date(2026, 11, 26, 14, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	deploy := &audit.Identity{Name: "ci-deploy", Method: "oidc", Issuer: "https://issuer", Subject: "repo:org/app"}

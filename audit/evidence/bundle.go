@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit
+package evidence
 
 import (
 	"archive/tar"
@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // Evidence bundle layout. A bundle is a tar archive (POSIX ustar/PAX) of
@@ -133,15 +135,15 @@ func (h Hash) MarshalJSON() ([]byte, error) {
 	return json.Marshal(base64.StdEncoding.EncodeToString(h))
 }
 
-// UnmarshalJSON decodes a base64 string of exactly HashSize bytes.
+// UnmarshalJSON decodes a base64 string of exactly audit.HashSize bytes.
 func (h *Hash) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
 	v, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil || len(v) != HashSize {
-		return fmt.Errorf("hash %q is not base64 of %d bytes", s, HashSize)
+	if err != nil || len(v) != audit.HashSize {
+		return fmt.Errorf("hash %q is not base64 of %d bytes", s, audit.HashSize)
 	}
 	*h = v
 	return nil
@@ -170,11 +172,11 @@ type ExportOptions struct {
 	// Without Since, Until or Session, the bundle holds every record left:
 	// from Log.Pruned().Below (0 unless records were pruned) to the
 	// checkpoint. A selection that could include pruned records fails
-	// with ErrPruned.
+	// with audit.ErrPruned.
 	//
 	// ProveFrom adds a consistency proof from each of these tree sizes to
 	// the bundle's tree size: for auditors who hold a checkpoint outside
-	// the exported range (see Verify's TrustedCheckpoint).
+	// the exported range (see VerifyOptions.Trusted).
 	ProveFrom []uint64
 	// Tool names what wrote the bundle ("tollgate <version>").
 	Tool string
@@ -192,11 +194,11 @@ type ExportOptions struct {
 // Export is a planned evidence bundle: the range, checkpoints and proofs
 // are fixed by PrepareExport; WriteTo writes the bundle.
 type Export struct {
-	l        *Log // nil for a bundle from NewExport
+	l        *audit.Log // nil for a bundle from NewExport
 	records  RecordSource
 	m        Manifest
-	cp       *Checkpoint
-	earlier  []*Checkpoint
+	cp       *audit.Checkpoint
+	earlier  []*audit.Checkpoint
 	rng      RangeProof
 	cons     ConsistencyProofs
 	recSize  int64
@@ -209,12 +211,14 @@ type Export struct {
 // read-only Log exports up to its newest checkpoint (records after it,
 // left unsigned by a crash, are signed when the daemon runs again). It
 // reads the selected records once to find the range and hash them, so that
-// every error comes before WriteTo writes anything.
-func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, error) {
+// every error comes before WriteTo writes anything. A selection of no
+// signed records fails with audit.ErrNoRecords, one that could include
+// pruned records with audit.ErrPruned.
+func PrepareExport(ctx context.Context, l *audit.Log, opts ExportOptions) (*Export, error) {
 	if opts.Session != "" && (!opts.Since.IsZero() || !opts.Until.IsZero()) {
 		return nil, errors.New("export: a session selects its own range; do not combine it with since or until")
 	}
-	var cp *Checkpoint
+	var cp *audit.Checkpoint
 	var err error
 	if opts.Witnessed {
 		cp, err = l.CosignedCheckpoint(opts.Cosigned)
@@ -229,11 +233,11 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	if vkey == "" {
-		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", ErrNoCheckpoint)
+		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", audit.ErrNoCheckpoint)
 	}
 	n := cp.Size
 	e := &Export{l: l, records: l, cp: cp, vkeyText: vkey}
-	begin, end, err := l.SelectRange(ctx, n, Filter{Session: opts.Session, Since: opts.Since, Until: opts.Until})
+	begin, end, err := l.SelectRange(ctx, n, audit.Filter{Session: opts.Session, Since: opts.Since, Until: opts.Until})
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -270,7 +274,7 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	}
 	for _, from := range slices.Compact(slices.Sorted(slices.Values(opts.ProveFrom))) {
 		if from > n {
-			return nil, fmt.Errorf("export: cannot prove from size %d, the signed tree has %d: %w", from, n, ErrRange)
+			return nil, fmt.Errorf("export: cannot prove from size %d, the signed tree has %d: %w", from, n, audit.ErrRange)
 		}
 		if slices.Contains(sizes, from) && from != n {
 			continue // the chain proves it already
@@ -302,14 +306,14 @@ func (e *Export) scan(ctx context.Context, leaf func(seq uint64, b []byte) error
 	begin, end := e.m.Begin, e.m.End
 	err := e.records.EachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
 		if first {
-			r, err := DecodeFast(b)
+			r, err := audit.DecodeFast(b)
 			if err != nil {
 				return fmt.Errorf("record %d: %w", seq, err)
 			}
 			e.m.FirstTime, first = r.Time, false
 		}
 		if seq == end-1 {
-			r, err := DecodeFast(b)
+			r, err := audit.DecodeFast(b)
 			if err != nil {
 				return fmt.Errorf("record %d: %w", seq, err)
 			}
@@ -330,14 +334,15 @@ func (e *Export) scan(ctx context.Context, leaf func(seq uint64, b []byte) error
 	return nil
 }
 
-// RecordSource reads the records of a log for an evidence bundle.
+// RecordSource reads the records of a log for an evidence bundle. An
+// *audit.Log is one; the collector's PostgreSQL store is another.
 type RecordSource interface {
 	// EachRecord calls fn with every record in [begin, end), in seq
 	// order, with its exact stored bytes; it fails if any is missing.
 	EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error
 }
 
-// BundlePlan describes a bundle made from a store other than a Log (the
+// BundlePlan describes a bundle made from a store other than an audit.Log (the
 // collector's PostgreSQL): what the store has instead of the Log's tree.
 type BundlePlan struct {
 	// Log is the log id, the checkpoint's origin.
@@ -346,7 +351,7 @@ type BundlePlan struct {
 	HostKey string
 	// Checkpoint is checkpoint.note, as the host signed it (cosignature
 	// lines included).
-	Checkpoint *Checkpoint
+	Checkpoint *audit.Checkpoint
 	// Range proves records [Range.Begin, Range.End) in the tree of
 	// Checkpoint.Size leaves.
 	Range RangeProof
@@ -372,7 +377,7 @@ func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
 	}
 	if cp.Origin != p.Log || rp.Size != cp.Size || rp.End <= rp.Begin {
 		return nil, fmt.Errorf("export: range [%d, %d) of a tree of %d for checkpoint %s at %d: %w",
-			rp.Begin, rp.End, rp.Size, cp.Origin, cp.Size, ErrRange)
+			rp.Begin, rp.End, rp.Size, cp.Origin, cp.Size, audit.ErrRange)
 	}
 	if err := checkRangeProof(&rp); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -384,17 +389,17 @@ func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
 		Files: map[string]string{}, Checkpoints: []uint64{}}
 	for _, c := range p.Consistency {
 		if c.To != cp.Size || c.From == 0 || c.From >= cp.Size {
-			return nil, fmt.Errorf("export: consistency proof from %d to %d in a bundle of tree size %d: %w", c.From, c.To, cp.Size, ErrRange)
+			return nil, fmt.Errorf("export: consistency proof from %d to %d in a bundle of tree size %d: %w", c.From, c.To, cp.Size, audit.ErrRange)
 		}
 		e.cons.Proofs = append(e.cons.Proofs, c)
 		e.m.ProvedFrom = append(e.m.ProvedFrom, c.From)
 	}
-	acc, err := NewCompactRange(rp.Begin, hashBytes(rp.Left))
+	acc, err := audit.NewCompactRange(rp.Begin, hashBytes(rp.Left))
 	if err != nil {
 		return nil, fmt.Errorf("export: left of the range: %w", err)
 	}
 	lh := newLeafHasher()
-	var leaf [HashSize]byte
+	var leaf [audit.HashSize]byte
 	err = e.scan(ctx, func(seq uint64, b []byte) error {
 		lh.sum(&leaf, b)
 		acc.Append(&leaf)
@@ -409,7 +414,7 @@ func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
 	}
 	if !bytes.Equal(root, cp.Root) {
 		return nil, fmt.Errorf("export: records [%d, %d) and the range proof lead to root %x, the checkpoint signs %x: %w",
-			rp.Begin, rp.End, root, cp.Root, ErrCorrupt)
+			rp.Begin, rp.End, root, cp.Root, audit.ErrCorrupt)
 	}
 	return e, nil
 }
@@ -434,11 +439,11 @@ func (e *Export) addConsistency(from, to uint64) error {
 
 // thinCheckpoints keeps at most max checkpoints, evenly spread, always the
 // first and the last.
-func thinCheckpoints(cps []*Checkpoint, max int) []*Checkpoint {
+func thinCheckpoints(cps []*audit.Checkpoint, max int) []*audit.Checkpoint {
 	if len(cps) <= max {
 		return cps
 	}
-	out := make([]*Checkpoint, 0, max)
+	out := make([]*audit.Checkpoint, 0, max)
 	for i := range max {
 		out = append(out, cps[i*(len(cps)-1)/(max-1)])
 	}
@@ -510,7 +515,7 @@ func (e *Export) WriteTo(ctx context.Context, w io.Writer) (*Manifest, error) {
 		return nil, err
 	}
 	if sum := h.Sum(nil); !bytes.Equal(sum, e.recHash) {
-		return nil, fmt.Errorf("export: records changed between two reads: %w", ErrCorrupt)
+		return nil, fmt.Errorf("export: records changed between two reads: %w", audit.ErrCorrupt)
 	}
 	e.m.Files[BundleRecords] = "sha256:" + hex.EncodeToString(e.recHash)
 
