@@ -81,12 +81,12 @@
 //
 // Package audit/evidence writes evidence bundles of a Log (the exact record
 // lines with the checkpoints and proofs that prove them against the host's
-// key) and verifies them offline. It reads the log through this package's
-// exported API (Log.EachRecord, Log.SelectRange, Log.RangeProof,
-// Log.CosignedCheckpoint, CompactRange, CanonicalChecker); this package
-// does not import it. Replay and WriteCast render one session's timeline;
-// ReportBuilder summarises access for a period, by ISO/IEC 27001:2022
-// control.
+// key) and verifies them offline; package audit/report renders a session's
+// timeline and summarises access for a period, by ISO/IEC 27001:2022
+// control. Both read the log through this package's exported API
+// (Log.EachRecord, Log.SelectRange, Log.RangeProof, Log.CosignedCheckpoint,
+// CompactRange, CanonicalChecker, the Detail* keys); this package imports
+// neither.
 //
 // # On-disk format (format version 2)
 //

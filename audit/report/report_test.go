@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit_test
+package report_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
+	"github.com/tollgate-dev/tollgate/audit/report"
 )
 
 // sessionWithEverything writes a session with a denial, an approval and
@@ -79,7 +80,7 @@ func TestReplay(t *testing.T) {
 	}
 	var out bytes.Buffer
 	var slept []time.Duration
-	err := audit.Replay(context.Background(), &out, recs, audit.ReplayOptions{Speed: 2, IdleLimit: time.Second,
+	err := report.Replay(context.Background(), &out, recs, report.ReplayOptions{Speed: 2, IdleLimit: time.Second,
 		Sleep: func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestReplay(t *testing.T) {
 	}
 
 	var cast bytes.Buffer
-	if err := audit.WriteCast(&cast, recs); err != nil {
+	if err := report.WriteCast(&cast, recs); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(cast.String()), "\n")
@@ -119,14 +120,14 @@ func TestReplay(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ev); err != nil || ev[1] != "o" || ev[0].(float64) != 2.99 {
 		t.Fatalf("last cast event %s: %v", lines[len(lines)-1], err)
 	}
-	if err := audit.Replay(context.Background(), &out, nil, audit.ReplayOptions{}); err == nil {
+	if err := report.Replay(context.Background(), &out, nil, report.ReplayOptions{}); err == nil {
 		t.Error("empty replay accepted")
 	}
 }
 
 func TestReport(t *testing.T) {
 	l := sessionWithEverything(t)
-	b := audit.NewReportBuilder(l.ID(), time.Time{}, time.Time{})
+	b := report.NewBuilder(l.ID(), time.Time{}, time.Time{})
 	if err := l.Select(context.Background(), audit.Filter{}, func(e audit.Entry) error {
 		r, err := audit.DecodeFast(e.Bytes)
 		if err == nil {
@@ -175,7 +176,7 @@ func TestReport(t *testing.T) {
 	if err != nil || len(rows) != 3 || rows[1][0] != "ci-deploy" {
 		t.Errorf("csv %v, %v", rows, err)
 	}
-	var back audit.Report
+	var back report.Report
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Records != rep.Records {
 		t.Errorf("json: %v", err)
 	}
