@@ -49,7 +49,7 @@ test-e2e:
 bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkAppend$$' -benchtime 2000x ./audit/
 	TOLLGATE_BENCH_ROUNDS=10 $(GO) test -run '^$$' -bench '^BenchmarkAppendTree$$' -benchtime 1x ./audit/
-	$(GO) test -run '^$$' -bench '^BenchmarkVerify$$' -benchtime 1x -timeout 30m ./audit/
+	$(GO) test -run '^$$' -bench '^BenchmarkVerify$$' -benchtime 1x -timeout 30m ./audit/evidence/
 	$(GO) test -run '^$$' -bench '^BenchmarkPrune$$' -benchtime 200000x ./audit/
 	@if [ "$$(id -u)" != 0 ]; then echo "the interception benchmarks need root"; exit 1; fi
 	$(GO) test -run '^$$' -bench '^BenchmarkConnect$$' -benchtime 2000x ./test/
@@ -76,7 +76,7 @@ lint:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./audit/
-	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 60s ./audit/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 60s ./audit/evidence/
 	$(GO) test -run '^$$' -fuzz '^FuzzScanFrames$$' -fuzztime 60s ./audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzNegotiate$$' -fuzztime 60s ./agent/postgres/

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
 	"github.com/tollgate-dev/tollgate/audit/ship"
 )
 
@@ -62,7 +63,7 @@ func (a *Agent) handleRecords(w http.ResponseWriter, r *http.Request) {
 // Records streams the stored bytes of the records f selects to emit, in
 // seq order.
 func (c *Client) Records(ctx context.Context, f audit.Filter, emit func([]byte) error) error {
-	q := ExportQuery(audit.ExportOptions{Session: f.Session, Since: f.Since, Until: f.Until})
+	q := ExportQuery(evidence.ExportOptions{Session: f.Session, Since: f.Since, Until: f.Until})
 	resp, err := c.get(ctx, "/v1/audit/records?"+q.Encode())
 	if err != nil {
 		return err
@@ -82,7 +83,7 @@ func (c *Client) Records(ctx context.Context, f audit.Filter, emit func([]byte) 
 }
 
 // ExportQuery encodes export options as the query of GET /v1/audit/export.
-func ExportQuery(opts audit.ExportOptions) url.Values {
+func ExportQuery(opts evidence.ExportOptions) url.Values {
 	q := url.Values{}
 	if !opts.Since.IsZero() {
 		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
@@ -103,8 +104,8 @@ func ExportQuery(opts audit.ExportOptions) url.Values {
 }
 
 // parseExportQuery is the inverse of ExportQuery.
-func parseExportQuery(q url.Values) (audit.ExportOptions, error) {
-	var opts audit.ExportOptions
+func parseExportQuery(q url.Values) (evidence.ExportOptions, error) {
+	var opts evidence.ExportOptions
 	for _, f := range []struct {
 		name string
 		dst  *time.Time
@@ -148,7 +149,7 @@ func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ex, err := a.alog.PrepareExport(r.Context(), opts)
+	ex, err := evidence.PrepareExport(r.Context(), a.alog, opts)
 	if err != nil {
 		code := http.StatusServiceUnavailable
 		switch {
@@ -171,7 +172,7 @@ func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
 
 // Export streams an evidence bundle from the daemon into w. It fails if
 // the daemon aborts the stream.
-func (c *Client) Export(ctx context.Context, opts audit.ExportOptions, w io.Writer) error {
+func (c *Client) Export(ctx context.Context, opts evidence.ExportOptions, w io.Writer) error {
 	resp, err := c.get(ctx, "/v1/audit/export?"+ExportQuery(opts).Encode())
 	if err != nil {
 		return err

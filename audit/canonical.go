@@ -3,16 +3,11 @@
 package audit
 
 import (
-	"errors"
 	"math/bits"
 	"time"
 	"unicode/utf8"
 	"unsafe"
 )
-
-// errNotCanonical is what decodeCanonical's parser reports for bytes that
-// are not exactly an output of Encode. It never leaves the package.
-var errNotCanonical = errors.New("not in canonical encoding")
 
 // decodeCanonical parses b if it is exactly the canonical encoding of a
 // record (Encode(r) == b for the returned r), and reports false otherwise.
@@ -60,6 +55,19 @@ func checkCanonical(b []byte, s *canonScratch) (*Record, bool) {
 	return &s.r, true
 }
 
+// CanonicalChecker recognises records in the canonical encoding without
+// allocating, for readers that check every record of a log or bundle
+// (audit/evidence's verifier, one checker per worker). Its zero value is
+// ready to use; it is not safe for concurrent use.
+type CanonicalChecker struct{ s canonScratch }
+
+// Check reports whether b is exactly the canonical encoding of a record
+// (Encode(r) == b), like DecodeFast without the fallback. The returned
+// record lives in c and its strings alias b: it is valid only while b is
+// unchanged and until the next Check with c. CanonicalError says why b is
+// not canonical.
+func (c *CanonicalChecker) Check(b []byte) (*Record, bool) { return checkCanonical(b, &c.s) }
+
 // DecodeFast is Decode for stored records: the same result, much faster for
 // records in the canonical encoding (every record the log writes), and
 // Decode's answer for anything else.
@@ -80,7 +88,7 @@ type canonParser struct {
 // lit consumes s or fails.
 func (p *canonParser) lit(s string) error {
 	if len(p.b)-p.i < len(s) || p.b[p.i:p.i+len(s)] != s {
-		return errNotCanonical
+		return ErrNotCanonical
 	}
 	p.i += len(s)
 	return nil
@@ -124,14 +132,14 @@ func (p *canonParser) uint(bits int) (uint64, error) {
 		d := uint64(b[i] - '0')
 		// 20 digits may overflow 64 bits: check as they come.
 		if v > (1<<64-1)/10 || v*10 > 1<<64-1-d {
-			return 0, errNotCanonical
+			return 0, ErrNotCanonical
 		}
 		v = v*10 + d
 	}
 	p.i = i
 	n := i - start
 	if n == 0 || n > 1 && b[start] == '0' || bits < 64 && v >= 1<<bits {
-		return 0, errNotCanonical
+		return 0, ErrNotCanonical
 	}
 	return v, nil
 }
@@ -140,7 +148,7 @@ func (p *canonParser) uint(bits int) (uint64, error) {
 func (p *canonParser) nonZeroUint(bits int) (uint64, error) {
 	v, err := p.uint(bits)
 	if err == nil && v == 0 {
-		return 0, errNotCanonical
+		return 0, ErrNotCanonical
 	}
 	return v, err
 }
@@ -151,7 +159,7 @@ func (p *canonParser) nonZeroUint(bits int) (uint64, error) {
 func (p *canonParser) str() (string, error) {
 	b, i := p.b, p.i
 	if i >= len(b) || b[i] != '"' {
-		return "", errNotCanonical
+		return "", ErrNotCanonical
 	}
 	i++
 	start := i
@@ -193,14 +201,14 @@ func (p *canonParser) escapedStr(start int) (string, error) {
 			p.i++
 			return string(buf), nil
 		case c < 0x20:
-			return "", errNotCanonical
+			return "", ErrNotCanonical
 		case c != '\\':
 			buf = append(buf, c)
 			p.i++
 			continue
 		}
 		if p.i+1 >= len(p.b) {
-			return "", errNotCanonical
+			return "", ErrNotCanonical
 		}
 		e := p.b[p.i+1]
 		p.i += 2
@@ -219,24 +227,24 @@ func (p *canonParser) escapedStr(start int) (string, error) {
 			buf = append(buf, '\r')
 		case 'u':
 			if len(p.b)-p.i < 4 || p.b[p.i] != '0' || p.b[p.i+1] != '0' {
-				return "", errNotCanonical
+				return "", ErrNotCanonical
 			}
 			hi, lo := unhex(p.b[p.i+2]), unhex(p.b[p.i+3])
 			if hi < 0 || lo < 0 || hi > 1 {
-				return "", errNotCanonical
+				return "", ErrNotCanonical
 			}
 			v := byte(hi<<4 | lo)
 			switch v {
 			case '\b', '\t', '\n', '\f', '\r':
-				return "", errNotCanonical // has a short escape
+				return "", ErrNotCanonical // has a short escape
 			}
 			buf = append(buf, v)
 			p.i += 4
 		default:
-			return "", errNotCanonical
+			return "", ErrNotCanonical
 		}
 	}
-	return "", errNotCanonical
+	return "", ErrNotCanonical
 }
 
 // specialBytes has the high bit set in the byte of w (little-endian) that
@@ -275,7 +283,7 @@ func unhex(c byte) int {
 func (p *canonParser) nonEmptyStr() (string, error) {
 	s, err := p.str()
 	if err == nil && s == "" {
-		return "", errNotCanonical
+		return "", ErrNotCanonical
 	}
 	return s, err
 }
@@ -358,7 +366,7 @@ func (p *canonParser) record(r *Record) error {
 	*r = Record{}
 	// Once for the whole record: str relies on it.
 	if !utf8.ValidString(p.b) {
-		return errNotCanonical
+		return ErrNotCanonical
 	}
 	if err := p.lit(`{"v":1,"log":`); err != nil {
 		return err
@@ -380,11 +388,11 @@ func (p *canonParser) record(r *Record) error {
 		return err
 	}
 	if len(p.b)-p.i < len(timeLayout)+1 || p.b[p.i+len(timeLayout)] != '"' {
-		return errNotCanonical
+		return ErrNotCanonical
 	}
 	var ok bool
 	if r.Time, ok = parseCanonicalTime(p.b[p.i : p.i+len(timeLayout)]); !ok {
-		return errNotCanonical
+		return ErrNotCanonical
 	}
 	p.i += len(timeLayout) + 1
 	if err := p.lit(`,"kind":`); err != nil {
@@ -479,7 +487,7 @@ func (p *canonParser) record(r *Record) error {
 		case neg && v <= 1<<63:
 			r.DurationNS = int64(-v)
 		default:
-			return errNotCanonical
+			return ErrNotCanonical
 		}
 	}
 	if p.field("close_reason") {
@@ -502,7 +510,7 @@ func (p *canonParser) record(r *Record) error {
 	}
 	// Encode's limit, which counts the seq as 20 digits.
 	if len(p.b)-seqDigits+20 > MaxRecordSize {
-		return errNotCanonical
+		return ErrNotCanonical
 	}
 	return nil
 }
@@ -679,7 +687,7 @@ func (p *canonParser) detail() (map[string]string, error) {
 		}
 		// Encode sorts the keys by byte value.
 		if n > 0 && k <= prev {
-			return nil, errNotCanonical
+			return nil, ErrNotCanonical
 		}
 		prev = k
 		if err := p.lit(":"); err != nil {

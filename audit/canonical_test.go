@@ -167,7 +167,8 @@ func BenchmarkDecodeCanonical(b *testing.B) {
 			}
 		}
 	})
-	// The records of BenchmarkVerify's bundle.
+	// The records of BenchmarkVerify's bundle (audit/evidence, made of
+	// evidencetest.BenchRecord, the same record).
 	br := benchRecord(15662)
 	br.Seq, br.Session = 100, "sess-1-1"
 	benc, err := Encode(br)

@@ -79,18 +79,14 @@
 //
 // # Evidence
 //
-// Log.PrepareExport and Export.WriteTo write an evidence bundle (a tar
-// archive, see BundleManifest and the other Bundle* names) of the whole log,
-// a time range or a session: the exact record lines, the newest checkpoint,
-// earlier checkpoints within the range, a range proof (the compact ranges
-// left and right of the records) and consistency proofs between the
-// checkpoints, the host's verifier key, a manifest hashing every file, and
-// VERIFY.md, which describes the algorithm for auditors. Verify checks a
-// bundle offline with nothing but the host's key (and, optionally, a
-// checkpoint the auditor kept, which detects a rollback) and reports every
-// failure with the file, line and seq. Replay and WriteCast render one
-// session's timeline; ReportBuilder summarises access for a period, by
-// ISO/IEC 27001:2022 control.
+// Package audit/evidence writes evidence bundles of a Log (the exact record
+// lines with the checkpoints and proofs that prove them against the host's
+// key) and verifies them offline; package audit/report renders a session's
+// timeline and summarises access for a period, by ISO/IEC 27001:2022
+// control. Both read the log through this package's exported API
+// (Log.EachRecord, Log.SelectRange, Log.RangeProof, Log.CosignedCheckpoint,
+// CompactRange, CanonicalChecker, the Detail* keys); this package imports
+// neither.
 //
 // # On-disk format (format version 2)
 //

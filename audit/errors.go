@@ -59,6 +59,12 @@ var (
 	// ErrUnknownVersion is returned by Decode for a record without a schema
 	// version or with a version this build does not know.
 	ErrUnknownVersion = errors.New("unknown audit record schema version")
+
+	// ErrNotCanonical is returned, or wrapped, by CanonicalError for bytes
+	// that are a record, or start like one, but are not byte for byte what
+	// Encode writes: the evidence verifier refuses them, since every record
+	// the log stores is canonical.
+	ErrNotCanonical = errors.New("record is not in the canonical encoding")
 )
 
 // Errors of the Merkle tree, checkpoints, host key and evidence bundles.
@@ -95,4 +101,8 @@ var (
 	// ErrMalformedCheckpoint is returned by OpenCheckpoint for a note that
 	// is not a checkpoint of the format this build knows.
 	ErrMalformedCheckpoint = errors.New("malformed checkpoint")
+
+	// ErrNoRecords is returned by Log.SelectRange (and so by evidence
+	// exports) when the filter selects no signed records.
+	ErrNoRecords = errors.New("no signed records match")
 )

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 const fsizeChildEnv = "TOLLGATE_AUDIT_FSIZE_DIR"
@@ -47,7 +48,7 @@ func fsizeChild(t *testing.T, dir string) {
 	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim) })
 
 	path := filepath.Join(dir, "audit.db")
-	l := openLog(t, path, audit.Options{})
+	l := evidencetest.OpenLog(t, path, audit.Options{})
 	ctx := context.Background()
 	acked := map[uint64][]byte{}
 	appendOK := func(r *audit.Record) uint64 {
@@ -132,7 +133,7 @@ func fsizeChild(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 
-	l2 := openLog(t, path, audit.Options{ReadOnly: true})
+	l2 := evidencetest.OpenLog(t, path, audit.Options{ReadOnly: true})
 	got := readAll(t, l2)
 	if len(got) != len(acked) {
 		t.Fatalf("reopened log has %d records, %d acknowledged", len(got), len(acked))

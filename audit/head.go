@@ -4,14 +4,13 @@ package audit
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"time"
 )
 
 // recordHead is what the leading fields of a canonical record say: the
-// fields readers of a whole log need for every record (verify, export by
-// time or session). The byte slices point into the record.
+// fields readers of a whole log need for every record (Select, SelectRange
+// and Prune, by time or session). The byte slices point into the record.
 type recordHead struct {
 	log     []byte
 	seq     uint64
@@ -36,17 +35,17 @@ const (
 func parseHead(b []byte) (recordHead, error) {
 	var h recordHead
 	if !bytes.HasPrefix(b, []byte(headV)) {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	i := len(headV)
 	end := plainString(b, i)
 	if end < 0 {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	h.log = b[i:end]
 	i = end
 	if !bytes.HasPrefix(b[i:], []byte(headSeq)) {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	i += len(headSeq)
 	start := i
@@ -54,31 +53,31 @@ func parseHead(b []byte) (recordHead, error) {
 	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 		d := uint64(b[i] - '0')
 		if seq > (1<<64-1-d)/10 {
-			return h, errNotCanonical
+			return h, ErrNotCanonical
 		}
 		seq = seq*10 + d
 	}
 	if i == start || i-start > 1 && b[start] == '0' {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	h.seq = seq
 	if !bytes.HasPrefix(b[i:], []byte(headTime)) || len(b)-i < len(headTime)+len(timeLayout) {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	i += len(headTime)
 	t, ok := parseCanonicalTime(string(b[i : i+len(timeLayout)]))
 	if !ok {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	h.time = t
 	i += len(timeLayout)
 	if !bytes.HasPrefix(b[i:], []byte(headKind)) {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	i += len(headKind)
 	end = plainString(b, i)
 	if end <= i {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	h.kind = b[i:end]
 	i = end
@@ -86,13 +85,13 @@ func parseHead(b []byte) (recordHead, error) {
 		i += len(headSess)
 		end = plainString(b, i)
 		if end <= i {
-			return h, errNotCanonical
+			return h, ErrNotCanonical
 		}
 		h.session = b[i:end]
 		i = end
 	}
 	if i+1 >= len(b) || b[i] != '"' || b[i+1] != ',' && b[i+1] != '}' || b[len(b)-1] != '}' {
-		return h, errNotCanonical
+		return h, ErrNotCanonical
 	}
 	return h, nil
 }
@@ -129,26 +128,21 @@ func headOf(b []byte) (recordHead, error) {
 	return h, nil
 }
 
-// errHeadNotCanonical wraps errors for records that decode but are not in
-// the canonical encoding.
-var errHeadNotCanonical = errors.New("record is not in the canonical encoding")
-
-// strictHead is headOf for verification: the record must also be
-// canonical, or the error says it is not.
-func strictHead(b []byte) (recordHead, error) {
-	if h, err := parseHead(b); err == nil {
-		return h, nil
+// CanonicalError returns nil if b is a record in the canonical encoding
+// (what Encode writes, and all the log stores), and otherwise why it is
+// not: Decode's error for bytes that are not a record, or an error
+// wrapping ErrNotCanonical for a record that Encode would write
+// differently. The evidence verifier reports it for every line it refuses.
+func CanonicalError(b []byte) error {
+	if _, ok := decodeCanonical(b); ok {
+		return nil
 	}
-	r, ok := decodeCanonical(b)
-	if !ok {
-		if _, err := Decode(b); err != nil {
-			return recordHead{}, err
-		}
-		return recordHead{}, fmt.Errorf("%w (decodes, but is not byte for byte what tollgate writes)", errHeadNotCanonical)
+	if _, err := parseHead(b); err == nil {
+		// A canonical head, and something else after it.
+		return ErrNotCanonical
 	}
-	h := recordHead{log: []byte(r.Log), seq: r.Seq, time: r.Time, kind: []byte(r.Kind)}
-	if r.Session != "" {
-		h.session = []byte(r.Session)
+	if _, err := Decode(b); err != nil {
+		return err
 	}
-	return h, nil
+	return fmt.Errorf("%w (decodes, but is not byte for byte what tollgate writes)", ErrNotCanonical)
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 // copyFile copies src to dst (mode 0600).
@@ -50,23 +52,23 @@ func readAllBytes(t *testing.T, l *audit.Log) [][]byte {
 // crashedLog builds the files a crash leaves when bbolt had stored only the
 // first 10 of 20 acknowledged records: the log file from when it held 10,
 // and the journal written with all 20. It returns the records' bytes.
-func crashedLog(t *testing.T, e *evidenceLog) [][]byte {
+func crashedLog(t *testing.T, e *evidencetest.KeyedLog) [][]byte {
 	t.Helper()
-	e.add(t, &audit.Record{Kind: audit.KindSessionStart, Session: "s", Target: "db",
+	e.Add(t, &audit.Record{Kind: audit.KindSessionStart, Session: "s", Target: "db",
 		Process: &audit.Process{Pid: 42, UID: 1000, Comm: "psql"}})
 	for i := 1; i < 10; i++ {
-		e.add(t, &audit.Record{Kind: audit.KindStatement, Session: "s", Statement: &audit.Statement{Text: fmt.Sprint("SELECT ", i)}})
+		e.Add(t, &audit.Record{Kind: audit.KindStatement, Session: "s", Statement: &audit.Statement{Text: fmt.Sprint("SELECT ", i)}})
 	}
-	e.l.Close()
-	early := e.path + ".early"
-	copyFile(t, e.path, early)
-	e.open(t)
+	e.Log.Close()
+	early := e.Path + ".early"
+	copyFile(t, e.Path, early)
+	e.Open(t)
 	for i := 10; i < 20; i++ {
-		e.add(t, &audit.Record{Kind: audit.KindStatement, Session: "s", Statement: &audit.Statement{Text: fmt.Sprint("SELECT ", i)}})
+		e.Add(t, &audit.Record{Kind: audit.KindStatement, Session: "s", Statement: &audit.Statement{Text: fmt.Sprint("SELECT ", i)}})
 	}
-	want := readAllBytes(t, e.l)
-	e.l.Close()
-	copyFile(t, early, e.path)
+	want := readAllBytes(t, e.Log)
+	e.Log.Close()
+	copyFile(t, early, e.Path)
 	return want
 }
 
@@ -74,14 +76,14 @@ func crashedLog(t *testing.T, e *evidenceLog) [][]byte {
 // (a crash between the two) are there after the next open, byte for byte,
 // in the Merkle tree, under a checkpoint, and readable read-only before.
 func TestJournalReplay(t *testing.T) {
-	e := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	e := evidencetest.NewKeyedLog(t, filepath.Join(t.TempDir(), "audit.db"))
 	want := crashedLog(t, e)
 	if len(want) != 20 {
 		t.Fatalf("%d records written", len(want))
 	}
 
 	// Read-only (the daemon stopped): the journaled records are visible.
-	ro, err := audit.Open(e.path, audit.Options{ReadOnly: true})
+	ro, err := audit.Open(e.Path, audit.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,21 +98,21 @@ func TestJournalReplay(t *testing.T) {
 		}
 	}
 
-	e.open(t)
-	if e.l.Size() != 20 {
-		t.Fatalf("size after replay %d, want 20", e.l.Size())
+	e.Open(t)
+	if e.Log.Size() != 20 {
+		t.Fatalf("size after replay %d, want 20", e.Log.Size())
 	}
-	got = readAllBytes(t, e.l)
+	got = readAllBytes(t, e.Log)
 	for i := range want {
 		if !bytes.Equal(got[i], want[i]) {
 			t.Fatalf("record %d = %s, want %s", i, got[i], want[i])
 		}
 	}
-	seq, err := e.l.Append(context.Background(), &audit.Record{Kind: audit.KindHeartbeat})
+	seq, err := e.Log.Append(context.Background(), &audit.Record{Kind: audit.KindHeartbeat})
 	if err != nil || seq != 20 {
 		t.Fatalf("Append after replay = %d, %v; want 20", seq, err)
 	}
-	rep := mustVerify(t, e.export(t, audit.ExportOptions{}), e.v, nil)
+	rep := evidencetest.MustVerify(t, e.Export(t, evidence.ExportOptions{}), e.Verifier, nil)
 	if rep.Records != 21 || rep.TreeSize != 21 {
 		t.Fatalf("bundle: %d records, tree %d; want 21", rep.Records, rep.TreeSize)
 	}
@@ -120,9 +122,9 @@ func TestJournalReplay(t *testing.T) {
 // Append never returned) ends the journal; the records before it are
 // replayed and the next Append takes its seq.
 func TestJournalTornFrame(t *testing.T) {
-	e := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	e := evidencetest.NewKeyedLog(t, filepath.Join(t.TempDir(), "audit.db"))
 	want := crashedLog(t, e)
-	j, err := os.ReadFile(e.path + audit.JournalSuffix)
+	j, err := os.ReadFile(e.Path + audit.JournalSuffix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,23 +133,23 @@ func TestJournalTornFrame(t *testing.T) {
 		t.Fatal("last record not in the journal")
 	}
 	j[last+3] ^= 0x20
-	if err := os.WriteFile(e.path+audit.JournalSuffix, j, 0o600); err != nil {
+	if err := os.WriteFile(e.Path+audit.JournalSuffix, j, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.open(t)
-	if e.l.Size() != 19 {
-		t.Fatalf("size %d, want 19", e.l.Size())
+	e.Open(t)
+	if e.Log.Size() != 19 {
+		t.Fatalf("size %d, want 19", e.Log.Size())
 	}
-	got := readAllBytes(t, e.l)
+	got := readAllBytes(t, e.Log)
 	for i := range 19 {
 		if !bytes.Equal(got[i], want[i]) {
 			t.Fatalf("record %d = %s, want %s", i, got[i], want[i])
 		}
 	}
-	if seq, err := e.l.Append(context.Background(), &audit.Record{Kind: audit.KindHeartbeat}); err != nil || seq != 19 {
+	if seq, err := e.Log.Append(context.Background(), &audit.Record{Kind: audit.KindHeartbeat}); err != nil || seq != 19 {
 		t.Fatalf("Append = %d, %v; want 19", seq, err)
 	}
-	mustVerify(t, e.export(t, audit.ExportOptions{}), e.v, nil)
+	evidencetest.MustVerify(t, e.Export(t, evidence.ExportOptions{}), e.Verifier, nil)
 }
 
 // TestJournalWraps: with the smallest journal, records worth several

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,41 +17,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
-
-// testLogger routes slog output to t.Log.
-func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.tb.Helper()
-	w.tb.Log(string(p))
-	return len(p), nil
-}
-
-// openLog opens (creating) a log at path and closes it when the test ends.
-func openLog(tb testing.TB, path string, opts audit.Options) *audit.Log {
-	tb.Helper()
-	if opts.HostID == "" && !opts.ReadOnly {
-		opts.HostID = "test-host"
-	}
-	if opts.Logger == nil {
-		opts.Logger = testLogger(tb)
-	}
-	l, err := audit.Open(path, opts)
-	if err != nil {
-		tb.Fatalf("Open(%s): %v", path, err)
-	}
-	tb.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
-	return l
-}
 
 func statementRecord(session string, i int) *audit.Record {
 	return &audit.Record{
@@ -84,7 +50,7 @@ func readAll(tb testing.TB, l *audit.Log) []audit.Entry {
 
 func TestOpenCreatesLog(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.db")
-	l := openLog(t, path, audit.Options{HostID: "host-a.example"})
+	l := evidencetest.OpenLog(t, path, audit.Options{HostID: "host-a.example"})
 	if !regexp.MustCompile(`^tollgate/host-a\.example/[0-9a-f]{16}$`).MatchString(l.ID()) {
 		t.Errorf("ID() = %q", l.ID())
 	}
@@ -107,7 +73,7 @@ func TestOpenCreatesLog(t *testing.T) {
 }
 
 func TestAppendAndRead(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
 	ctx := context.Background()
 	var want [][]byte
 	for i := range 5 {
@@ -180,7 +146,7 @@ func TestAppendAndRead(t *testing.T) {
 }
 
 func TestAppendInvalidRecord(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
 	if _, err := l.Append(context.Background(), &audit.Record{}); !errors.Is(err, audit.ErrInvalidRecord) {
 		t.Errorf("Append(no kind) = %v, want ErrInvalidRecord", err)
 	}
@@ -207,7 +173,7 @@ func TestConcurrentAppendContiguous(t *testing.T) {
 
 func testConcurrentAppendContiguous(t *testing.T, flush time.Duration) {
 	const producers, perProducer = 64, 500
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{FlushInterval: flush})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{FlushInterval: flush})
 	ctx := context.Background()
 	got := make([][]byte, producers*perProducer)
 	var wg sync.WaitGroup
@@ -283,7 +249,7 @@ func TestAppendAllContiguous(t *testing.T) {
 
 func testAppendAllContiguous(t *testing.T, flush time.Duration) {
 	const producers, bursts = 16, 20
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{FlushInterval: flush})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{FlushInterval: flush})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, producers)
@@ -359,7 +325,7 @@ func TestAppendAllClosed(t *testing.T) {
 func TestReopenDurable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.db")
 	ctx := context.Background()
-	l, err := audit.Open(path, audit.Options{HostID: "h1", Logger: testLogger(t)})
+	l, err := audit.Open(path, audit.Options{HostID: "h1", Logger: evidencetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,14 +341,14 @@ func TestReopenDurable(t *testing.T) {
 	}
 
 	// Reopen with the same host id, then without one (accepts the stored one).
-	l2 := openLog(t, path, audit.Options{HostID: "h1"})
+	l2 := evidencetest.OpenLog(t, path, audit.Options{HostID: "h1"})
 	if l2.ID() != id {
 		t.Errorf("ID() = %q after reopen, want %q", l2.ID(), id)
 	}
 	if err := l2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l3, err := audit.Open(path, audit.Options{Logger: testLogger(t)})
+	l3, err := audit.Open(path, audit.Options{Logger: evidencetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +430,7 @@ func TestReadOnly(t *testing.T) {
 		t.Errorf("Open(missing, read-only) = %v, want fs.ErrNotExist", err)
 	}
 
-	w, err := audit.Open(path, audit.Options{HostID: "h", Logger: testLogger(t)})
+	w, err := audit.Open(path, audit.Options{HostID: "h", Logger: evidencetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,8 +457,8 @@ func TestReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r1 := openLog(t, path, audit.Options{ReadOnly: true})
-	r2 := openLog(t, path, audit.Options{ReadOnly: true}) // shared lock
+	r1 := evidencetest.OpenLog(t, path, audit.Options{ReadOnly: true})
+	r2 := evidencetest.OpenLog(t, path, audit.Options{ReadOnly: true}) // shared lock
 	for _, r := range []*audit.Log{r1, r2} {
 		if r.ID() != w.ID() || r.Size() != 3 {
 			t.Errorf("read-only: id %q size %d", r.ID(), r.Size())
@@ -515,7 +481,7 @@ func TestReadOnly(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.db")
-	l, err := audit.Open(path, audit.Options{HostID: "h", Logger: testLogger(t)})
+	l, err := audit.Open(path, audit.Options{HostID: "h", Logger: evidencetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +516,7 @@ func TestClose(t *testing.T) {
 // a seq that holds its record, or ErrClosed.
 func TestCloseDrains(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.db")
-	l, err := audit.Open(path, audit.Options{HostID: "h", Logger: testLogger(t)})
+	l, err := audit.Open(path, audit.Options{HostID: "h", Logger: evidencetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +549,7 @@ func TestCloseDrains(t *testing.T) {
 	}
 	wg.Wait()
 
-	r := openLog(t, path, audit.Options{ReadOnly: true})
+	r := evidencetest.OpenLog(t, path, audit.Options{ReadOnly: true})
 	if r.Size() != uint64(len(acked)) {
 		t.Errorf("size %d, acknowledged %d", r.Size(), len(acked))
 	}
@@ -595,7 +561,7 @@ func TestCloseDrains(t *testing.T) {
 }
 
 func TestAppendContextDone(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := l.Append(ctx, statementRecord("s", 0)); !errors.Is(err, context.Canceled) {
@@ -607,7 +573,7 @@ func TestAppendContextDone(t *testing.T) {
 }
 
 func TestWait(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
 	ctx := context.Background()
 
 	woke := make(chan error, 1)

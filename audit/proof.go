@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -201,4 +202,51 @@ func (l *Log) RangeProof(begin, end, size uint64) (left, right [][]byte, err err
 		return nil, nil, fmt.Errorf("range proof: %w", err)
 	}
 	return left, right, nil
+}
+
+// CosignedSize returns the size of the newest of the cosigned checkpoint
+// notes that this log's key signed for this log, within its size, after
+// checking that its root is the log's root at that size (ErrCorrupt if
+// not: the log was rewritten after the witness saw it); ErrNoCheckpoint if
+// none is. Retention prunes only below it, so a note of another log (a
+// state directory mixed from two installations) never removes a record.
+func (l *Log) CosignedSize(notes [][]byte) (uint64, error) {
+	cp, err := l.CosignedCheckpoint(notes)
+	if err != nil {
+		return 0, err
+	}
+	return cp.Size, nil
+}
+
+// CosignedCheckpoint returns the newest of the cosigned checkpoint notes
+// (audit/ship's cosigned.jsonl, oldest first) that this log's key signed
+// for this log, within its size. A cosigned checkpoint whose root is not
+// the log's at its size means the log was rewritten after a witness saw
+// it: that is an error (ErrCorrupt), never skipped; ErrNoCheckpoint if no
+// note is cosigned for this log. A witnessed evidence export ends at it.
+func (l *Log) CosignedCheckpoint(notes [][]byte) (*Checkpoint, error) {
+	vkey, err := l.VerifierKey()
+	if err != nil {
+		return nil, err
+	}
+	v, err := ParseVerifierKey(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("the log's key: %w", err)
+	}
+	for i := len(notes) - 1; i >= 0; i-- {
+		cp, err := OpenCheckpoint(notes[i], v)
+		if err != nil || cp.Origin != l.ID() || cp.Size == 0 || cp.Size > l.Size() {
+			continue
+		}
+		root, err := l.Root(cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(root, cp.Root) {
+			return nil, fmt.Errorf("the cosigned checkpoint of size %d signs root %x, the log has %x: %w", cp.Size, cp.Root, root, ErrCorrupt)
+		}
+		return cp, nil
+	}
+	return nil, fmt.Errorf("none of the %d checkpoints kept is cosigned for this log (is audit.ship set, and has the collector cosigned yet?): %w",
+		len(notes), ErrNoCheckpoint)
 }

@@ -69,9 +69,9 @@ func (l *Log) Pruned() PruneState {
 // record's leaf hash, so the Merkle tree is unchanged: roots, checkpoints,
 // consistency proofs and range proofs at every size still verify, and
 // exports of later records prove their place in the tree. Reads of removed
-// records (Read, Select, PrepareExport) fail with ErrPruned, naming the
-// range. The newest record is never removed, nor one bbolt does not hold
-// yet (only in the journal).
+// records (Read, Select, SelectRange, EachRecord, and so evidence exports)
+// fail with ErrPruned, naming the range. The newest record is never
+// removed, nor one bbolt does not hold yet (only in the journal).
 //
 // Prune is how audit.retention is enforced: the daemon calls it with the
 // size the collector cosigned as Below, so nothing leaves the host before

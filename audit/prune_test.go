@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 // pruneT0 is the time of record 0 in the prune tests; record i is i
@@ -22,11 +24,11 @@ var pruneT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // timedLog appends n records to e, record i at pruneT0 + i minutes, as
 // sessions of four records (start, statement, result, end), signing a
 // checkpoint at each size in cps.
-func timedLog(t *testing.T, e *evidenceLog, n int, cps ...uint64) map[uint64]*audit.Checkpoint {
+func timedLog(t *testing.T, e *evidencetest.KeyedLog, n int, cps ...uint64) map[uint64]*audit.Checkpoint {
 	t.Helper()
 	out := map[uint64]*audit.Checkpoint{}
 	for i := range n {
-		seq := e.l.Size()
+		seq := e.Log.Size()
 		sess := fmt.Sprintf("s-%04d", seq/4)
 		r := &audit.Record{Session: sess, Time: pruneT0.Add(time.Duration(seq) * time.Minute), Target: "db"}
 		switch seq % 4 {
@@ -42,10 +44,10 @@ func timedLog(t *testing.T, e *evidenceLog, n int, cps ...uint64) map[uint64]*au
 			r.Kind = audit.KindSessionEnd
 			r.Bytes = &audit.Bytes{Up: 1, Down: 2}
 		}
-		e.add(t, r)
+		e.Add(t, r)
 		for _, c := range cps {
-			if e.l.Size() == c {
-				cp, err := e.l.Checkpoint(context.Background())
+			if e.Log.Size() == c {
+				cp, err := e.Log.Checkpoint(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -111,41 +113,41 @@ func equalFacts(t *testing.T, want, got treeFacts) {
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "audit.db")
-	e := newEvidenceLog(t, path)
+	e := evidencetest.NewKeyedLog(t, path)
 	cps := timedLog(t, e, 1201, 101, 600, 1000, 1201)
 	sizes := []uint64{0, 1, 2, 3, 100, 101, 255, 256, 257, 299, 300, 301, 511, 512, 513, 600, 777, 1000, 1200, 1201}
-	before := collectFacts(t, e.l, sizes)
+	before := collectFacts(t, e.Log, sizes)
 
 	// Nothing is pruned at or beyond Below, the cosigned size.
-	n, err := e.l.Prune(ctx, audit.PruneOptions{Below: 301, Before: time.Now()})
+	n, err := e.Log.Prune(ctx, audit.PruneOptions{Below: 301, Before: time.Now()})
 	if err != nil || n != 301 {
 		t.Fatalf("prune below 301: %d, %v", n, err)
 	}
 	// Nothing is pruned at or after Before, the retention cutoff.
-	n, err = e.l.Prune(ctx, audit.PruneOptions{Below: 1000, Before: pruneT0.Add(517*time.Minute + time.Second)})
+	n, err = e.Log.Prune(ctx, audit.PruneOptions{Below: 1000, Before: pruneT0.Add(517*time.Minute + time.Second)})
 	if err != nil || n != 217 {
 		t.Fatalf("prune before record 518: %d, %v", n, err)
 	}
-	p := e.l.Pruned()
+	p := e.Log.Pruned()
 	if p.Below != 518 || !p.NewestTime.Equal(pruneT0.Add(517*time.Minute)) {
 		t.Fatalf("pruned %+v", p)
 	}
 	// A second call with the same bounds removes nothing.
-	if n, err = e.l.Prune(ctx, audit.PruneOptions{Below: 1000, Before: pruneT0.Add(517*time.Minute + time.Second)}); err != nil || n != 0 {
+	if n, err = e.Log.Prune(ctx, audit.PruneOptions{Below: 1000, Before: pruneT0.Add(517*time.Minute + time.Second)}); err != nil || n != 0 {
 		t.Fatalf("prune again: %d, %v", n, err)
 	}
-	equalFacts(t, before, collectFacts(t, e.l, sizes))
+	equalFacts(t, before, collectFacts(t, e.Log, sizes))
 
 	// Reads of pruned records fail and name the range; the rest reads.
-	_, err = e.l.Read(517, 2)
+	_, err = e.Log.Read(517, 2)
 	if !errors.Is(err, audit.ErrPruned) || !strings.Contains(err.Error(), "[0, 518)") {
 		t.Fatalf("read of a pruned record: %v", err)
 	}
-	es, err := e.l.Read(518, 2)
+	es, err := e.Log.Read(518, 2)
 	if err != nil || len(es) != 2 || es[0].Seq != 518 {
 		t.Fatalf("read after the pruned range: %v, %v", es, err)
 	}
-	if es, err := e.l.Tail(10000); err != nil || len(es) != 1201-518 || es[0].Seq != 518 {
+	if es, err := e.Log.Tail(10000); err != nil || len(es) != 1201-518 || es[0].Seq != 518 {
 		t.Fatalf("tail: %d entries, %v", len(es), err)
 	}
 
@@ -159,39 +161,39 @@ func TestPrune(t *testing.T) {
 		{Session: "s-0129"}, // records 516-519: its start was pruned
 		{Session: "s-0001"}, // pruned whole
 	} {
-		if err := e.l.Select(ctx, f, count); !errors.Is(err, audit.ErrPruned) {
+		if err := e.Log.Select(ctx, f, count); !errors.Is(err, audit.ErrPruned) {
 			t.Errorf("select %+v: %v", f, err)
 		}
 	}
 	got = 0
-	if err := e.l.Select(ctx, audit.Filter{Since: pruneT0.Add(518 * time.Minute)}, count); err != nil || got != 1201-518 {
+	if err := e.Log.Select(ctx, audit.Filter{Since: pruneT0.Add(518 * time.Minute)}, count); err != nil || got != 1201-518 {
 		t.Errorf("select since record 518: %d records, %v", got, err)
 	}
 	got = 0
-	if err := e.l.Select(ctx, audit.Filter{Session: "s-0130"}, count); err != nil || got != 4 {
+	if err := e.Log.Select(ctx, audit.Filter{Session: "s-0130"}, count); err != nil || got != 4 {
 		t.Errorf("select a session after the pruned range: %d records, %v", got, err)
 	}
 	// A session and a since after the pruned records: decided by the since.
 	got = 0
-	if err := e.l.Select(ctx, audit.Filter{Session: "s-0130", Since: pruneT0.Add(521 * time.Minute)}, count); err != nil || got != 3 {
+	if err := e.Log.Select(ctx, audit.Filter{Session: "s-0130", Since: pruneT0.Add(521 * time.Minute)}, count); err != nil || got != 3 {
 		t.Errorf("select the end of a session after the pruned range: %d records, %v", got, err)
 	}
 
 	// The whole log exports as what is left of it, and verifies, also
 	// against checkpoints the auditor kept from before the prune.
-	b := e.export(t, audit.ExportOptions{ProveFrom: []uint64{101}})
-	rep := mustVerify(t, b, e.v, cps[101].Note)
+	b := e.Export(t, evidence.ExportOptions{ProveFrom: []uint64{101}})
+	rep := evidencetest.MustVerify(t, b, e.Verifier, cps[101].Note)
 	if rep.Begin != 518 || rep.End != 1201 {
 		t.Fatalf("export of the pruned log: [%d, %d)", rep.Begin, rep.End)
 	}
-	mustVerify(t, e.export(t, audit.ExportOptions{Since: pruneT0.Add(600 * time.Minute)}), e.v, cps[600].Note)
-	for _, opts := range []audit.ExportOptions{
+	evidencetest.MustVerify(t, e.Export(t, evidence.ExportOptions{Since: pruneT0.Add(600 * time.Minute)}), e.Verifier, cps[600].Note)
+	for _, opts := range []evidence.ExportOptions{
 		{Since: pruneT0.Add(100 * time.Minute)},
 		{Until: pruneT0.Add(600 * time.Minute)},
 		{Session: "s-0129"},
 		{Session: "s-0001"},
 	} {
-		_, err := e.l.PrepareExport(ctx, opts)
+		_, err := evidence.PrepareExport(ctx, e.Log, opts)
 		if !errors.Is(err, audit.ErrPruned) || !strings.Contains(err.Error(), "[0, 518)") {
 			t.Errorf("export %+v: %v", opts, err)
 		}
@@ -199,28 +201,28 @@ func TestPrune(t *testing.T) {
 
 	// Reopened, the log keeps its pruned state, checks its tree against
 	// the leaf hashes, and goes on.
-	if err := e.l.Close(); err != nil {
+	if err := e.Log.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e.open(t)
-	if p := e.l.Pruned(); p.Below != 518 {
+	e.Open(t)
+	if p := e.Log.Pruned(); p.Below != 518 {
 		t.Fatalf("pruned after reopen: %+v", p)
 	}
-	equalFacts(t, before, collectFacts(t, e.l, sizes))
+	equalFacts(t, before, collectFacts(t, e.Log, sizes))
 	timedLog(t, e, 300)
-	if _, err := e.l.Checkpoint(ctx); err != nil {
+	if _, err := e.Log.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustVerify(t, e.export(t, audit.ExportOptions{ProveFrom: []uint64{1}}), e.v, cps[1000].Note)
+	evidencetest.MustVerify(t, e.Export(t, evidence.ExportOptions{ProveFrom: []uint64{1}}), e.Verifier, cps[1000].Note)
 
 	// Cosigned up to the end: the newest record stays.
-	if n, err := e.l.Prune(ctx, audit.PruneOptions{Below: 1 << 40, Before: time.Now()}); err != nil || n != 1501-518-1 {
+	if n, err := e.Log.Prune(ctx, audit.PruneOptions{Below: 1 << 40, Before: time.Now()}); err != nil || n != 1501-518-1 {
 		t.Fatalf("prune all: %d, %v", n, err)
 	}
-	if es, err := e.l.Tail(5); err != nil || len(es) != 1 || es[0].Seq != 1500 {
+	if es, err := e.Log.Tail(5); err != nil || len(es) != 1 || es[0].Seq != 1500 {
 		t.Fatalf("tail after pruning all but one: %v, %v", es, err)
 	}
-	if err := e.l.Close(); err != nil {
+	if err := e.Log.Close(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -243,12 +245,12 @@ func TestPrune(t *testing.T) {
 
 // TestPruneEmpty: a log without records has nothing to prune.
 func TestPruneEmpty(t *testing.T) {
-	e := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
-	n, err := e.l.Prune(context.Background(), audit.PruneOptions{Below: 10, Before: time.Now()})
+	e := evidencetest.NewKeyedLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	n, err := e.Log.Prune(context.Background(), audit.PruneOptions{Below: 10, Before: time.Now()})
 	if err != nil || n != 0 {
 		t.Fatalf("prune of an empty log: %d, %v", n, err)
 	}
-	if p := e.l.Pruned(); p.Below != 0 {
+	if p := e.Log.Pruned(); p.Below != 0 {
 		t.Fatalf("pruned %+v", p)
 	}
 }
@@ -258,7 +260,7 @@ func TestPruneEmpty(t *testing.T) {
 // records it removed, and leaves the tree as it was.
 func TestPruneConcurrent(t *testing.T) {
 	ctx := context.Background()
-	e := newEvidenceLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	e := evidencetest.NewKeyedLog(t, filepath.Join(t.TempDir(), "audit.db"))
 	const producers, each = 4, 500
 	stop := make(chan struct{})
 	readerErr := make(chan error, 1)
@@ -270,8 +272,8 @@ func TestPruneConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			from := e.l.Pruned().Below
-			es, err := e.l.Read(from, 64)
+			from := e.Log.Pruned().Below
+			es, err := e.Log.Read(from, 64)
 			if err != nil && !errors.Is(err, audit.ErrPruned) {
 				readerErr <- fmt.Errorf("read from %d: %w", from, err)
 				return
@@ -282,7 +284,7 @@ func TestPruneConcurrent(t *testing.T) {
 					return
 				}
 			}
-			if _, err := e.l.Tail(32); err != nil {
+			if _, err := e.Log.Tail(32); err != nil {
 				readerErr <- fmt.Errorf("tail: %w", err)
 				return
 			}
@@ -294,7 +296,7 @@ func TestPruneConcurrent(t *testing.T) {
 			for i := range each {
 				r := &audit.Record{Kind: audit.KindHeartbeat, Time: pruneT0.Add(time.Duration(i) * time.Second),
 					Detail: map[string]string{"p": fmt.Sprint(p)}}
-				if _, err := e.l.Append(ctx, r); err != nil {
+				if _, err := e.Log.Append(ctx, r); err != nil {
 					done <- err
 					return
 				}
@@ -311,19 +313,19 @@ func TestPruneConcurrent(t *testing.T) {
 			}
 			finished++
 		default:
-			n, err := e.l.Prune(ctx, audit.PruneOptions{Below: e.l.Size() / 2, Before: time.Now()})
+			n, err := e.Log.Prune(ctx, audit.PruneOptions{Below: e.Log.Size() / 2, Before: time.Now()})
 			if err != nil {
 				t.Fatal(err)
 			}
 			pruned += int(n)
 		}
 	}
-	size := e.l.Size()
-	root, err := e.l.Root(size)
+	size := e.Log.Size()
+	root, err := e.Log.Root(size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := e.l.Prune(ctx, audit.PruneOptions{Below: size, Before: time.Now()})
+	n, err := e.Log.Prune(ctx, audit.PruneOptions{Below: size, Before: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,14 +333,14 @@ func TestPruneConcurrent(t *testing.T) {
 	if err := <-readerErr; err != nil {
 		t.Fatal(err)
 	}
-	if got := e.l.Pruned().Below; got != size-1 || uint64(pruned)+n != size-1 {
+	if got := e.Log.Pruned().Below; got != size-1 || uint64(pruned)+n != size-1 {
 		t.Fatalf("pruned below %d (%d+%d removed) of %d", got, pruned, n, size)
 	}
-	if r, err := e.l.Root(size); err != nil || !bytes.Equal(r, root) {
+	if r, err := e.Log.Root(size); err != nil || !bytes.Equal(r, root) {
 		t.Fatalf("root after pruning: %v", err)
 	}
-	if _, err := e.l.Checkpoint(ctx); err != nil {
+	if _, err := e.Log.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustVerify(t, e.export(t, audit.ExportOptions{ProveFrom: []uint64{1, size / 3}}), e.v, nil)
+	evidencetest.MustVerify(t, e.Export(t, evidence.ExportOptions{ProveFrom: []uint64{1, size / 3}}), e.Verifier, nil)
 }

@@ -642,7 +642,7 @@ type leafAcc struct {
 }
 
 // init starts the range [0, size) from its compact range hashes.
-func (a *leafAcc) init(size uint64, hashes []Hash) error {
+func (a *leafAcc) init(size uint64, hashes [][]byte) error {
 	if want := compact.RangeSize(0, size); len(hashes) != want {
 		return fmt.Errorf("%d hashes, [0, %d) needs %d", len(hashes), size, want)
 	}
@@ -698,11 +698,7 @@ func (a *leafAcc) setRange(r *compact.Range) error {
 	if r.Begin() != 0 {
 		return fmt.Errorf("range begins at %d", r.Begin())
 	}
-	hs := make([]Hash, len(r.Hashes()))
-	for i, h := range r.Hashes() {
-		hs[i] = h
-	}
-	return a.init(r.End(), hs)
+	return a.init(r.End(), r.Hashes())
 }
 
 // encode is encodeTree of the range.
@@ -735,4 +731,50 @@ func (a *leafAcc) compact() (*compact.Range, error) {
 		hs[i] = bytes.Clone(a.hashes[i][:])
 	}
 	return rangeFactory.NewRange(0, a.size, hs)
+}
+
+// CompactRange is the compact range [0, Size()) of an RFC 6962 tree built
+// leaf by leaf, as the log's writer keeps its own: node hashes go into
+// fixed arrays, nothing is allocated per leaf. It is exported for readers
+// that rebuild a tree from records, such as audit/evidence's exporter and
+// verifier, which prove records against a signed root.
+type CompactRange struct{ a leafAcc }
+
+// NewCompactRange starts the range [0, size) from its compact range hashes,
+// left to right (the left side of Log.RangeProof); an empty range starts
+// from none.
+func NewCompactRange(size uint64, hashes [][]byte) (*CompactRange, error) {
+	c := &CompactRange{}
+	if err := c.a.init(size, hashes); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Size returns the number of leaves in the range.
+func (c *CompactRange) Size() uint64 { return c.a.size }
+
+// Append adds the next leaf hash (LeafHash of the record's bytes).
+func (c *CompactRange) Append(leaf *[HashSize]byte) { c.a.append(leaf) }
+
+// Root returns the root of the tree of Size() leaves.
+func (c *CompactRange) Root() []byte { return c.a.root() }
+
+// RootWith returns the root of the tree of size leaves whose leaves
+// [Size(), size) have the compact range hashes right (the right side of
+// Log.RangeProof): with the range's own leaves, it is what proves them
+// against a checkpoint's root.
+func (c *CompactRange) RootWith(size uint64, right [][]byte) ([]byte, error) {
+	rr, err := rangeFactory.NewRange(c.a.size, size, right)
+	if err != nil {
+		return nil, fmt.Errorf("right hashes: %w", err)
+	}
+	full, err := c.a.compact()
+	if err != nil {
+		return nil, fmt.Errorf("left hashes: %w", err)
+	}
+	if err := full.AppendRange(rr, nil); err != nil {
+		return nil, fmt.Errorf("cannot merge: %w", err)
+	}
+	return rangeRoot(full)
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 // tlogTree is an independent RFC 6962 implementation (x/mod/sumdb/tlog)
@@ -73,7 +74,7 @@ func appendConcurrently(t testing.TB, l *audit.Log, n int) {
 // and that inclusion, consistency and range proofs from the stored nodes
 // verify.
 func TestTreeMatchesTlog(t *testing.T) {
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
 	const n = 1100 // stored nodes of levels 8 to 10, and records above them
 	appendConcurrently(t, l, n)
 	entries, err := l.Read(0, n)
@@ -183,7 +184,7 @@ func TestTreeSurvivesReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := openLog(t, path, audit.Options{ReadOnly: true})
+	l := evidencetest.OpenLog(t, path, audit.Options{ReadOnly: true})
 	entries, err := l.Read(0, 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +234,7 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 func TestCheckpoints(t *testing.T) {
 	key, v := newKey(t, "test-host")
 	path := filepath.Join(t.TempDir(), "audit.db")
-	l, err := audit.Open(path, audit.Options{HostID: "test-host", Key: key, CheckpointInterval: 100 * time.Millisecond, Logger: testLogger(t)})
+	l, err := audit.Open(path, audit.Options{HostID: "test-host", Key: key, CheckpointInterval: 100 * time.Millisecond, Logger: evidencetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestCheckpoints(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ro := openLog(t, path, audit.Options{ReadOnly: true})
+	ro := evidencetest.OpenLog(t, path, audit.Options{ReadOnly: true})
 	last, err := ro.LastCheckpoint()
 	if err != nil || last.Size != size {
 		t.Fatalf("after Close: last checkpoint %v, %v; size %d", last, err, size)
@@ -324,7 +325,7 @@ func TestCheckpoints(t *testing.T) {
 
 func TestOpenCheckpointRejects(t *testing.T) {
 	key, v := newKey(t, "h")
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{HostID: "h", Key: key})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{HostID: "h", Key: key})
 	if _, err := l.Append(context.Background(), statementRecord("s", 1)); err != nil {
 		t.Fatal(err)
 	}

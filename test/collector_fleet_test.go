@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/tollgate-dev/tollgate/audit/report"
 	"github.com/tollgate-dev/tollgate/audit/ship"
 )
 
@@ -197,7 +198,7 @@ func TestCollectorFleet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("collector report: %v", err)
 	}
-	var rep audit.Report
+	var rep report.Report
 	if err := json.Unmarshal(rj, &rep); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
 )
 
 // waitPruned polls d's status until it pruned at least min records.
@@ -130,7 +131,7 @@ func TestCollectorRetention(t *testing.T) {
 		if err != nil {
 			t.Fatalf("audit verify of the collector's export %v: %v\n%s", args, err, out)
 		}
-		var rep audit.VerifyReport
+		var rep evidence.VerifyReport
 		if err := json.Unmarshal(out, &rep); err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
 )
 
 // evidenceSessions runs n intercepted client sessions and waits until their
@@ -158,20 +159,20 @@ func tamper(t *testing.T, bundle, name string, fixManifest bool, fn func([]byte)
 	if fixManifest {
 		var m map[string]any
 		for _, f := range files {
-			if f.name == audit.BundleManifest {
+			if f.name == evidence.BundleManifest {
 				if err := json.Unmarshal(f.data, &m); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
 		for _, f := range files {
-			if f.name != audit.BundleManifest {
+			if f.name != evidence.BundleManifest {
 				sum := sha256.Sum256(f.data)
 				m["files"].(map[string]any)[f.name] = "sha256:" + hex.EncodeToString(sum[:])
 			}
 		}
 		for i := range files {
-			if files[i].name == audit.BundleManifest {
+			if files[i].name == evidence.BundleManifest {
 				files[i].data, _ = json.MarshalIndent(m, "", "  ")
 			}
 		}
@@ -182,7 +183,7 @@ func tamper(t *testing.T, bundle, name string, fixManifest bool, fn func([]byte)
 // tamperLines edits records.jsonl line by line.
 func tamperLines(t *testing.T, bundle string, fn func([][]byte) [][]byte) string {
 	t.Helper()
-	return tamper(t, bundle, audit.BundleRecords, true, func(d []byte) []byte {
+	return tamper(t, bundle, evidence.BundleRecords, true, func(d []byte) []byte {
 		lines := bytes.Split(bytes.TrimSuffix(d, []byte("\n")), []byte("\n"))
 		return append(bytes.Join(fn(lines), []byte("\n")), '\n')
 	})
@@ -256,9 +257,9 @@ func TestEvidenceBundle(t *testing.T) {
 	}
 
 	// Tampering.
-	var m audit.Manifest
+	var m evidence.Manifest
 	for _, f := range readBundle(t, bundle) {
-		if f.name == audit.BundleManifest {
+		if f.name == evidence.BundleManifest {
 			json.Unmarshal(f.data, &m)
 		}
 	}
@@ -312,7 +313,7 @@ func TestEvidenceBundle(t *testing.T) {
 			})
 		}, []string{fmt.Sprintf("seq %d is beyond the range", n), "a record was added without a checkpoint"}},
 		{"a checkpoint signed by another key", func() string {
-			return tamper(t, bundle, audit.BundleCheckpoint, true, func(d []byte) []byte {
+			return tamper(t, bundle, evidence.BundleCheckpoint, true, func(d []byte) []byte {
 				text := d[:bytes.LastIndex(d, []byte("\n\n"))+1]
 				msg, err := note.Sign(&note.Note{Text: string(text)}, otherKey.Signer)
 				if err != nil {
@@ -322,12 +323,12 @@ func TestEvidenceBundle(t *testing.T) {
 			})
 		}, []string{"checkpoint.note: not signed by " + audit.KeyName("e2e-test")}},
 		{"a modified manifest", func() string {
-			return tamper(t, bundle, audit.BundleManifest, false, func(d []byte) []byte {
+			return tamper(t, bundle, evidence.BundleManifest, false, func(d []byte) []byte {
 				return bytes.Replace(d, []byte(fmt.Sprintf(`"end": %d`, m.End)), []byte(fmt.Sprintf(`"end": %d`, m.End-1)), 1)
 			})
 		}, []string{"MANIFEST.json: claims records"}},
 		{"records changed, manifest not fixed", func() string {
-			return tamper(t, bundle, audit.BundleRecords, false, func(d []byte) []byte { return d[:len(d)/2] })
+			return tamper(t, bundle, evidence.BundleRecords, false, func(d []byte) []byte { return d[:len(d)/2] })
 		}, []string{"MANIFEST.json: sha256 of records.jsonl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

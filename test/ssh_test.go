@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/report"
 )
 
 // sshd is a real OpenSSH server started by the test on a loopback address.
@@ -864,7 +865,7 @@ func TestSSH(t *testing.T) {
 		if err != nil {
 			t.Fatalf("report: %v: %s", err, out)
 		}
-		var rep audit.Report
+		var rep report.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatal(err)
 		}

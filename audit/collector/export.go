@@ -14,6 +14,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
 )
 
 // ExportOptions select what Store.Export puts in a bundle.
@@ -32,7 +33,7 @@ type ExportOptions struct {
 }
 
 // Export plans an evidence bundle of one log from what the collector
-// holds, in the format of `tollgate audit export` (audit.NewExport writes
+// holds, in the format of `tollgate audit export` (evidence.NewExport writes
 // it): records [From, To) exactly as the host stored them, the newest
 // checkpoint the collector cosigned (the host's signature and the
 // collector's cosignature line), the range proof from the leaf hashes the
@@ -40,7 +41,7 @@ type ExportOptions struct {
 // leaf_hashes), and the host's key as enrolled. `tollgate audit verify
 // --key host.pub --witness-key collector.pub` checks it offline. Records
 // the retention dropped cannot be exported (ErrDropped names them).
-func (s *Store) Export(ctx context.Context, opts ExportOptions) (*audit.Export, error) {
+func (s *Store) Export(ctx context.Context, opts ExportOptions) (*evidence.Export, error) {
 	if (opts.Host == "") == (opts.Origin == "") {
 		return nil, errors.New("export: name the log by host or by origin, not both")
 	}
@@ -98,7 +99,7 @@ func (s *Store) Export(ctx context.Context, opts ExportOptions) (*audit.Export, 
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	var cons []audit.ConsistencyProof
+	var cons []evidence.ConsistencyProof
 	for _, f := range slices.Compact(slices.Sorted(slices.Values(opts.ProveFrom))) {
 		c, err := s.consistencyProof(ctx, origin, f, cp)
 		if err != nil {
@@ -106,9 +107,9 @@ func (s *Store) Export(ctx context.Context, opts ExportOptions) (*audit.Export, 
 		}
 		cons = append(cons, c)
 	}
-	return audit.NewExport(ctx, audit.BundlePlan{
+	return evidence.NewExport(ctx, evidence.BundlePlan{
 		Log: origin, HostKey: key, Checkpoint: cp,
-		Range:   audit.RangeProof{Begin: from, End: to, Size: n, Left: left, Right: right},
+		Range:   evidence.RangeProof{Begin: from, End: to, Size: n, Left: left, Right: right},
 		Records: storedRecords{pool: s.pool, origin: origin}, Consistency: cons, Tool: opts.Tool,
 	})
 }
@@ -116,8 +117,8 @@ func (s *Store) Export(ctx context.Context, opts ExportOptions) (*audit.Export, 
 // consistencyProof returns the RFC 6962 consistency proof from the tree of
 // size to cp's tree, each node computed from the leaf hashes held, and
 // checks it against the roots at both sizes before it goes in a bundle.
-func (s *Store) consistencyProof(ctx context.Context, origin string, size uint64, cp *audit.Checkpoint) (audit.ConsistencyProof, error) {
-	out := audit.ConsistencyProof{From: size, To: cp.Size}
+func (s *Store) consistencyProof(ctx context.Context, origin string, size uint64, cp *audit.Checkpoint) (evidence.ConsistencyProof, error) {
+	out := evidence.ConsistencyProof{From: size, To: cp.Size}
 	if size == 0 || size >= cp.Size {
 		return out, fmt.Errorf("prove from %d: want a size between 1 and %d: %w", size, cp.Size-1, audit.ErrRange)
 	}
@@ -162,7 +163,7 @@ func (s *Store) consistencyProof(ctx context.Context, origin string, size uint64
 	return out, nil
 }
 
-func hashBytes(hs []audit.Hash) [][]byte {
+func hashBytes(hs []evidence.Hash) [][]byte {
 	out := make([][]byte, len(hs))
 	for i, h := range hs {
 		out[i] = h
@@ -173,7 +174,7 @@ func hashBytes(hs []audit.Hash) [][]byte {
 // compactRange returns the compact range hashes of leaves [begin, end) of
 // origin's tree, from the leaf hashes PostgreSQL computes of the records
 // it holds and those kept of dropped ones: 32 bytes a leaf cross the wire.
-func (s *Store) compactRange(ctx context.Context, origin string, begin, end uint64) ([]audit.Hash, error) {
+func (s *Store) compactRange(ctx context.Context, origin string, begin, end uint64) ([]evidence.Hash, error) {
 	r := rangeFactory.NewEmptyRange(begin)
 	if begin < end {
 		rows, err := s.pool.Query(ctx, `SELECT seq, hash FROM leaf_hashes WHERE origin = $1 AND seq >= $2 AND seq < $3
@@ -199,7 +200,7 @@ func (s *Store) compactRange(ctx context.Context, origin string, begin, end uint
 			return nil, fmt.Errorf("leaf hashes of %s end at %d, want %d: %w", origin, next, end, audit.ErrCorrupt)
 		}
 	}
-	out := make([]audit.Hash, len(r.Hashes()))
+	out := make([]evidence.Hash, len(r.Hashes()))
 	for i, h := range r.Hashes() {
 		out[i] = h
 	}
@@ -212,7 +213,7 @@ type storedRecords struct {
 	origin string
 }
 
-// EachRecord implements audit.RecordSource.
+// EachRecord implements evidence.RecordSource.
 func (r storedRecords) EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error {
 	rows, err := r.pool.Query(ctx, "SELECT seq, data FROM records WHERE origin = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
 		r.origin, int64(begin), int64(end))

@@ -8,18 +8,19 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/report"
 )
 
 // Report builds the access report of `tollgate audit report` from the
 // records the collector holds: of one host (host not empty) or of the
 // whole fleet, for records with since <= time < until (zero: unbounded).
 // Records are read in (origin, seq) order, each log's in its own order.
-func (s *Store) Report(ctx context.Context, host string, since, until time.Time) (*audit.Report, error) {
+func (s *Store) Report(ctx context.Context, host string, since, until time.Time) (*report.Report, error) {
 	name := "fleet"
 	if host != "" {
 		name = host
 	}
-	b := audit.NewReportBuilder(name, since, until)
+	b := report.NewBuilder(name, since, until)
 	var lo, hi *time.Time
 	if !since.IsZero() {
 		lo = &since

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
 )
 
 func auditExportCommand() *cli.Command {
@@ -41,7 +42,7 @@ func auditExportCommand() *cli.Command {
 }
 
 func auditExport(c *cli.Context) error {
-	var opts audit.ExportOptions
+	var opts evidence.ExportOptions
 	now := time.Now()
 	for _, f := range []struct {
 		name string
@@ -81,7 +82,7 @@ func auditExport(c *cli.Context) error {
 				return err
 			}
 		}
-		ex, perr := l.PrepareExport(c.Context, opts)
+		ex, perr := evidence.PrepareExport(c.Context, l, opts)
 		if perr != nil {
 			return perr
 		}
@@ -107,7 +108,7 @@ func auditExport(c *cli.Context) error {
 }
 
 // bundleSummary reads the manifest of a bundle file and hashes the file.
-func bundleSummary(path string) (*audit.Manifest, string, error) {
+func bundleSummary(path string) (*evidence.Manifest, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, "", err
@@ -115,7 +116,7 @@ func bundleSummary(path string) (*audit.Manifest, string, error) {
 	defer f.Close()
 	h := sha256.New()
 	tr := tar.NewReader(io.TeeReader(f, h))
-	var m *audit.Manifest
+	var m *evidence.Manifest
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -124,8 +125,8 @@ func bundleSummary(path string) (*audit.Manifest, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		if hdr.Name == audit.BundleManifest {
-			m = &audit.Manifest{}
+		if hdr.Name == evidence.BundleManifest {
+			m = &evidence.Manifest{}
 			if err := json.NewDecoder(tr).Decode(m); err != nil {
 				return nil, "", err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/report"
 )
 
 func auditReplayCommand() *cli.Command {
@@ -48,7 +49,7 @@ func auditReplay(c *cli.Context) error {
 	if len(pos) != 1 {
 		return errors.New("usage: tollgate audit replay SESSION [--speed X] [--idle-limit D] [--cast FILE]")
 	}
-	opts := audit.ReplayOptions{}
+	opts := report.ReplayOptions{}
 	if opts.Speed, err = strconv.ParseFloat(speed, 64); err != nil {
 		return fmt.Errorf("--speed %q: %w", speed, err)
 	}
@@ -62,14 +63,14 @@ func auditReplay(c *cli.Context) error {
 		return err
 	}
 	if len(recs) == 0 {
-		return fmt.Errorf("session %q: %w", pos[0], audit.ErrNoSession)
+		return fmt.Errorf("session %q: %w", pos[0], report.ErrNoSession)
 	}
 	if cast != "" {
-		if err := writeFileFrom(cast, 0o600, func(w io.Writer) error { return audit.WriteCast(w, recs) }); err != nil {
+		if err := writeFileFrom(cast, 0o600, func(w io.Writer) error { return report.WriteCast(w, recs) }); err != nil {
 			return err
 		}
 	}
-	return audit.Replay(c.Context, c.App.Writer, recs, opts)
+	return report.Replay(c.Context, c.App.Writer, recs, opts)
 }
 
 // fetchRecords returns the records f selects, from the running daemon or,

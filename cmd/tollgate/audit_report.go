@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/report"
 )
 
 func auditReportCommand() *cli.Command {
@@ -42,9 +43,9 @@ func auditReport(c *cli.Context) error {
 			return fmt.Errorf("--until: %w", err)
 		}
 	}
-	write := map[string]func(*audit.Report, io.Writer) error{
-		"text": (*audit.Report).WriteText, "csv": (*audit.Report).WriteCSV,
-		"json": (*audit.Report).WriteJSON, "html": (*audit.Report).WriteHTML,
+	write := map[string]func(*report.Report, io.Writer) error{
+		"text": (*report.Report).WriteText, "csv": (*report.Report).WriteCSV,
+		"json": (*report.Report).WriteJSON, "html": (*report.Report).WriteHTML,
 	}[c.String("output")]
 	if write == nil {
 		return fmt.Errorf("-o %q: text, csv, json or html", c.String("output"))
@@ -53,7 +54,7 @@ func auditReport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b := audit.NewReportBuilder("", f.Since, f.Until)
+	b := report.NewBuilder("", f.Since, f.Until)
 	for _, r := range recs {
 		b.Add(r)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
 )
 
 func auditVerifyCommand() *cli.Command {
@@ -85,7 +86,7 @@ func auditVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := audit.VerifyOptions{Key: v}
+	opts := evidence.VerifyOptions{Key: v}
 	for _, w := range args.witnesses {
 		wv, err := loadWitnessKey(w)
 		if err != nil {
@@ -104,8 +105,8 @@ func auditVerify(c *cli.Context) error {
 		return err
 	}
 	defer f.Close()
-	rep, err := audit.Verify(f, opts)
-	if err != nil && !errors.Is(err, audit.ErrVerifyFailed) {
+	rep, err := evidence.Verify(f, opts)
+	if err != nil && !errors.Is(err, evidence.ErrVerifyFailed) {
 		return err
 	}
 	if args.output == "json" {
@@ -157,7 +158,7 @@ func loadWitnessKey(s string) (note.Verifier, error) {
 }
 
 // printVerifyReport writes the report for people.
-func printVerifyReport(w io.Writer, path string, rep *audit.VerifyReport) {
+func printVerifyReport(w io.Writer, path string, rep *evidence.VerifyReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "bundle\t%s\n", path)
 	fmt.Fprintf(tw, "sha256\t%s\n", rep.BundleSHA256)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
+	"github.com/tollgate-dev/tollgate/audit/report"
 	"github.com/tollgate-dev/tollgate/metrics"
 	"github.com/urfave/cli/v2"
 )
@@ -223,9 +224,9 @@ func collectorReport(c *cli.Context) error {
 			return fmt.Errorf("--until: %w", err)
 		}
 	}
-	write := map[string]func(*audit.Report, io.Writer) error{
-		"text": (*audit.Report).WriteText, "csv": (*audit.Report).WriteCSV,
-		"json": (*audit.Report).WriteJSON, "html": (*audit.Report).WriteHTML,
+	write := map[string]func(*report.Report, io.Writer) error{
+		"text": (*report.Report).WriteText, "csv": (*report.Report).WriteCSV,
+		"json": (*report.Report).WriteJSON, "html": (*report.Report).WriteHTML,
 	}[c.String("output")]
 	if write == nil {
 		return fmt.Errorf("-o %q: text, csv, json or html", c.String("output"))

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit_test
+package report_test
 
 import (
 	"bytes"
@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
+	"github.com/tollgate-dev/tollgate/audit/report"
 )
 
 // sessionWithEverything writes a session with a denial, an approval and
 // masking, and a self-approved one, and returns the log.
 func sessionWithEverything(t *testing.T) *audit.Log {
 	t.Helper()
-	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{NoSync: true})
 	t0 := time.Date(2026, 11, 26, 14, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	deploy := &audit.Identity{Name: "ci-deploy", Method: "oidc", Issuer: "https://issuer", Subject: "repo:org/app"}
@@ -78,7 +80,7 @@ func TestReplay(t *testing.T) {
 	}
 	var out bytes.Buffer
 	var slept []time.Duration
-	err := audit.Replay(context.Background(), &out, recs, audit.ReplayOptions{Speed: 2, IdleLimit: time.Second,
+	err := report.Replay(context.Background(), &out, recs, report.ReplayOptions{Speed: 2, IdleLimit: time.Second,
 		Sleep: func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +108,7 @@ func TestReplay(t *testing.T) {
 	}
 
 	var cast bytes.Buffer
-	if err := audit.WriteCast(&cast, recs); err != nil {
+	if err := report.WriteCast(&cast, recs); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(cast.String()), "\n")
@@ -118,14 +120,14 @@ func TestReplay(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ev); err != nil || ev[1] != "o" || ev[0].(float64) != 2.99 {
 		t.Fatalf("last cast event %s: %v", lines[len(lines)-1], err)
 	}
-	if err := audit.Replay(context.Background(), &out, nil, audit.ReplayOptions{}); err == nil {
+	if err := report.Replay(context.Background(), &out, nil, report.ReplayOptions{}); err == nil {
 		t.Error("empty replay accepted")
 	}
 }
 
 func TestReport(t *testing.T) {
 	l := sessionWithEverything(t)
-	b := audit.NewReportBuilder(l.ID(), time.Time{}, time.Time{})
+	b := report.NewBuilder(l.ID(), time.Time{}, time.Time{})
 	if err := l.Select(context.Background(), audit.Filter{}, func(e audit.Entry) error {
 		r, err := audit.DecodeFast(e.Bytes)
 		if err == nil {
@@ -174,7 +176,7 @@ func TestReport(t *testing.T) {
 	if err != nil || len(rows) != 3 || rows[1][0] != "ci-deploy" {
 		t.Errorf("csv %v, %v", rows, err)
 	}
-	var back audit.Report
+	var back report.Report
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Records != rep.Records {
 		t.Errorf("json: %v", err)
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit
+package evidence
 
 import (
 	"archive/tar"
@@ -17,8 +17,9 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // Evidence bundle layout. A bundle is a tar archive (POSIX ustar/PAX) of
@@ -134,15 +135,15 @@ func (h Hash) MarshalJSON() ([]byte, error) {
 	return json.Marshal(base64.StdEncoding.EncodeToString(h))
 }
 
-// UnmarshalJSON decodes a base64 string of exactly HashSize bytes.
+// UnmarshalJSON decodes a base64 string of exactly audit.HashSize bytes.
 func (h *Hash) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
 	v, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil || len(v) != HashSize {
-		return fmt.Errorf("hash %q is not base64 of %d bytes", s, HashSize)
+	if err != nil || len(v) != audit.HashSize {
+		return fmt.Errorf("hash %q is not base64 of %d bytes", s, audit.HashSize)
 	}
 	*h = v
 	return nil
@@ -171,11 +172,11 @@ type ExportOptions struct {
 	// Without Since, Until or Session, the bundle holds every record left:
 	// from Log.Pruned().Below (0 unless records were pruned) to the
 	// checkpoint. A selection that could include pruned records fails
-	// with ErrPruned.
+	// with audit.ErrPruned.
 	//
 	// ProveFrom adds a consistency proof from each of these tree sizes to
 	// the bundle's tree size: for auditors who hold a checkpoint outside
-	// the exported range (see Verify's TrustedCheckpoint).
+	// the exported range (see VerifyOptions.Trusted).
 	ProveFrom []uint64
 	// Tool names what wrote the bundle ("tollgate <version>").
 	Tool string
@@ -190,18 +191,14 @@ type ExportOptions struct {
 	Cosigned [][]byte
 }
 
-// ErrNoRecords is returned by PrepareExport when the filters select no
-// signed records.
-var ErrNoRecords = errors.New("no signed records match")
-
 // Export is a planned evidence bundle: the range, checkpoints and proofs
 // are fixed by PrepareExport; WriteTo writes the bundle.
 type Export struct {
-	l        *Log // nil for a bundle from NewExport
+	l        *audit.Log // nil for a bundle from NewExport
 	records  RecordSource
 	m        Manifest
-	cp       *Checkpoint
-	earlier  []*Checkpoint
+	cp       *audit.Checkpoint
+	earlier  []*audit.Checkpoint
 	rng      RangeProof
 	cons     ConsistencyProofs
 	recSize  int64
@@ -214,15 +211,17 @@ type Export struct {
 // read-only Log exports up to its newest checkpoint (records after it,
 // left unsigned by a crash, are signed when the daemon runs again). It
 // reads the selected records once to find the range and hash them, so that
-// every error comes before WriteTo writes anything.
-func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, error) {
+// every error comes before WriteTo writes anything. A selection of no
+// signed records fails with audit.ErrNoRecords, one that could include
+// pruned records with audit.ErrPruned.
+func PrepareExport(ctx context.Context, l *audit.Log, opts ExportOptions) (*Export, error) {
 	if opts.Session != "" && (!opts.Since.IsZero() || !opts.Until.IsZero()) {
 		return nil, errors.New("export: a session selects its own range; do not combine it with since or until")
 	}
-	var cp *Checkpoint
+	var cp *audit.Checkpoint
 	var err error
 	if opts.Witnessed {
-		cp, err = l.newestCosigned(opts.Cosigned)
+		cp, err = l.CosignedCheckpoint(opts.Cosigned)
 	} else {
 		cp, err = l.Checkpoint(ctx)
 	}
@@ -234,11 +233,11 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	if vkey == "" {
-		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", ErrNoCheckpoint)
+		return nil, fmt.Errorf("export: the log has no signing key recorded: %w", audit.ErrNoCheckpoint)
 	}
 	n := cp.Size
-	e := &Export{l: l, records: logRecords{l}, cp: cp, vkeyText: vkey}
-	begin, end, err := l.selectRange(ctx, n, opts)
+	e := &Export{l: l, records: l, cp: cp, vkeyText: vkey}
+	begin, end, err := l.SelectRange(ctx, n, audit.Filter{Session: opts.Session, Since: opts.Since, Until: opts.Until})
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -275,7 +274,7 @@ func (l *Log) PrepareExport(ctx context.Context, opts ExportOptions) (*Export, e
 	}
 	for _, from := range slices.Compact(slices.Sorted(slices.Values(opts.ProveFrom))) {
 		if from > n {
-			return nil, fmt.Errorf("export: cannot prove from size %d, the signed tree has %d: %w", from, n, ErrRange)
+			return nil, fmt.Errorf("export: cannot prove from size %d, the signed tree has %d: %w", from, n, audit.ErrRange)
 		}
 		if slices.Contains(sizes, from) && from != n {
 			continue // the chain proves it already
@@ -307,18 +306,18 @@ func (e *Export) scan(ctx context.Context, leaf func(seq uint64, b []byte) error
 	begin, end := e.m.Begin, e.m.End
 	err := e.records.EachRecord(ctx, begin, end, func(seq uint64, b []byte) error {
 		if first {
-			hd, err := headOf(b)
+			r, err := audit.DecodeFast(b)
 			if err != nil {
 				return fmt.Errorf("record %d: %w", seq, err)
 			}
-			e.m.FirstTime, first = hd.time, false
+			e.m.FirstTime, first = r.Time, false
 		}
 		if seq == end-1 {
-			hd, err := headOf(b)
+			r, err := audit.DecodeFast(b)
 			if err != nil {
 				return fmt.Errorf("record %d: %w", seq, err)
 			}
-			e.m.LastTime = hd.time
+			e.m.LastTime = r.Time
 		}
 		h.Write(b)
 		h.Write([]byte{'\n'})
@@ -335,21 +334,15 @@ func (e *Export) scan(ctx context.Context, leaf func(seq uint64, b []byte) error
 	return nil
 }
 
-// RecordSource reads the records of a log for an evidence bundle.
+// RecordSource reads the records of a log for an evidence bundle. An
+// *audit.Log is one; the collector's PostgreSQL store is another.
 type RecordSource interface {
 	// EachRecord calls fn with every record in [begin, end), in seq
 	// order, with its exact stored bytes; it fails if any is missing.
 	EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error
 }
 
-// logRecords is a Log as a RecordSource.
-type logRecords struct{ l *Log }
-
-func (r logRecords) EachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error {
-	return r.l.eachRecord(ctx, begin, end, fn)
-}
-
-// BundlePlan describes a bundle made from a store other than a Log (the
+// BundlePlan describes a bundle made from a store other than an audit.Log (the
 // collector's PostgreSQL): what the store has instead of the Log's tree.
 type BundlePlan struct {
 	// Log is the log id, the checkpoint's origin.
@@ -358,7 +351,7 @@ type BundlePlan struct {
 	HostKey string
 	// Checkpoint is checkpoint.note, as the host signed it (cosignature
 	// lines included).
-	Checkpoint *Checkpoint
+	Checkpoint *audit.Checkpoint
 	// Range proves records [Range.Begin, Range.End) in the tree of
 	// Checkpoint.Size leaves.
 	Range RangeProof
@@ -384,7 +377,7 @@ func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
 	}
 	if cp.Origin != p.Log || rp.Size != cp.Size || rp.End <= rp.Begin {
 		return nil, fmt.Errorf("export: range [%d, %d) of a tree of %d for checkpoint %s at %d: %w",
-			rp.Begin, rp.End, rp.Size, cp.Origin, cp.Size, ErrRange)
+			rp.Begin, rp.End, rp.Size, cp.Origin, cp.Size, audit.ErrRange)
 	}
 	if err := checkRangeProof(&rp); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -396,39 +389,32 @@ func NewExport(ctx context.Context, p BundlePlan) (*Export, error) {
 		Files: map[string]string{}, Checkpoints: []uint64{}}
 	for _, c := range p.Consistency {
 		if c.To != cp.Size || c.From == 0 || c.From >= cp.Size {
-			return nil, fmt.Errorf("export: consistency proof from %d to %d in a bundle of tree size %d: %w", c.From, c.To, cp.Size, ErrRange)
+			return nil, fmt.Errorf("export: consistency proof from %d to %d in a bundle of tree size %d: %w", c.From, c.To, cp.Size, audit.ErrRange)
 		}
 		e.cons.Proofs = append(e.cons.Proofs, c)
 		e.m.ProvedFrom = append(e.m.ProvedFrom, c.From)
 	}
-	mid := rangeFactory.NewEmptyRange(rp.Begin)
-	err := e.scan(ctx, func(seq uint64, b []byte) error {
-		return mid.Append(LeafHash(b), nil)
+	acc, err := audit.NewCompactRange(rp.Begin, hashBytes(rp.Left))
+	if err != nil {
+		return nil, fmt.Errorf("export: left of the range: %w", err)
+	}
+	lh := newLeafHasher()
+	var leaf [audit.HashSize]byte
+	err = e.scan(ctx, func(seq uint64, b []byte) error {
+		lh.sum(&leaf, b)
+		acc.Append(&leaf)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	all, err := rangeFactory.NewRange(0, rp.Begin, hashBytes(rp.Left))
+	root, err := acc.RootWith(rp.Size, hashBytes(rp.Right))
 	if err != nil {
-		return nil, fmt.Errorf("export: left of the range: %w", err)
-	}
-	right, err := rangeFactory.NewRange(rp.End, rp.Size, hashBytes(rp.Right))
-	if err != nil {
-		return nil, fmt.Errorf("export: right of the range: %w", err)
-	}
-	if err := all.AppendRange(mid, nil); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	if err := all.AppendRange(right, nil); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	root, err := rangeRoot(all)
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+		return nil, fmt.Errorf("export: the range proof: %w", err)
 	}
 	if !bytes.Equal(root, cp.Root) {
 		return nil, fmt.Errorf("export: records [%d, %d) and the range proof lead to root %x, the checkpoint signs %x: %w",
-			rp.Begin, rp.End, root, cp.Root, ErrCorrupt)
+			rp.Begin, rp.End, root, cp.Root, audit.ErrCorrupt)
 	}
 	return e, nil
 }
@@ -439,51 +425,6 @@ func hashBytes(hs []Hash) [][]byte {
 		out[i] = h
 	}
 	return out
-}
-
-// CosignedSize returns the size of the newest of the cosigned checkpoint
-// notes that this log's key signed for this log, within its size, after
-// checking that its root is the log's root at that size (ErrCorrupt if
-// not: the log was rewritten after the witness saw it); ErrNoCheckpoint if
-// none is. Retention prunes only below it, so a note of another log (a
-// state directory mixed from two installations) never removes a record.
-func (l *Log) CosignedSize(notes [][]byte) (uint64, error) {
-	cp, err := l.newestCosigned(notes)
-	if err != nil {
-		return 0, err
-	}
-	return cp.Size, nil
-}
-
-// newestCosigned returns the newest of the cosigned checkpoint notes that
-// this log's key signed for this log, within its size. A cosigned
-// checkpoint whose root is not the log's at its size means the log was
-// rewritten after a witness saw it: that is an error, never skipped.
-func (l *Log) newestCosigned(notes [][]byte) (*Checkpoint, error) {
-	vkey, err := l.VerifierKey()
-	if err != nil {
-		return nil, err
-	}
-	v, err := ParseVerifierKey(vkey)
-	if err != nil {
-		return nil, fmt.Errorf("the log's key: %w", err)
-	}
-	for i := len(notes) - 1; i >= 0; i-- {
-		cp, err := OpenCheckpoint(notes[i], v)
-		if err != nil || cp.Origin != l.ID() || cp.Size == 0 || cp.Size > l.Size() {
-			continue
-		}
-		root, err := l.Root(cp.Size)
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(root, cp.Root) {
-			return nil, fmt.Errorf("the cosigned checkpoint of size %d signs root %x, the log has %x: %w", cp.Size, cp.Root, root, ErrCorrupt)
-		}
-		return cp, nil
-	}
-	return nil, fmt.Errorf("none of the %d checkpoints kept is cosigned for this log (is audit.ship set, and has the collector cosigned yet?): %w",
-		len(notes), ErrNoCheckpoint)
 }
 
 // addConsistency adds the proof from size from to size to.
@@ -498,100 +439,15 @@ func (e *Export) addConsistency(from, to uint64) error {
 
 // thinCheckpoints keeps at most max checkpoints, evenly spread, always the
 // first and the last.
-func thinCheckpoints(cps []*Checkpoint, max int) []*Checkpoint {
+func thinCheckpoints(cps []*audit.Checkpoint, max int) []*audit.Checkpoint {
 	if len(cps) <= max {
 		return cps
 	}
-	out := make([]*Checkpoint, 0, max)
+	out := make([]*audit.Checkpoint, 0, max)
 	for i := range max {
 		out = append(out, cps[i*(len(cps)-1)/(max-1)])
 	}
 	return out
-}
-
-// eachRecord calls fn with every record in [begin, end), read in chunks of
-// short read transactions.
-func (l *Log) eachRecord(ctx context.Context, begin, end uint64, fn func(seq uint64, b []byte) error) error {
-	for next := begin; next < end; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		entries, err := l.Read(next, int(min(end-next, 4096)))
-		if err != nil {
-			return err
-		}
-		if len(entries) == 0 {
-			return fmt.Errorf("records end at %d, want %d: %w", next, end, ErrCorrupt)
-		}
-		for _, en := range entries {
-			if en.Seq != next {
-				return fmt.Errorf("record %d where %d belongs: %w", en.Seq, next, ErrCorrupt)
-			}
-			if err := fn(en.Seq, en.Bytes); err != nil {
-				return err
-			}
-			next++
-		}
-	}
-	return nil
-}
-
-// selectRange finds the seq range [begin, end) within the first n records
-// that opts select.
-func (l *Log) selectRange(ctx context.Context, n uint64, opts ExportOptions) (begin, end uint64, err error) {
-	if n == 0 {
-		return 0, 0, ErrNoRecords
-	}
-	p := l.Pruned()
-	if p.Below >= n {
-		return 0, 0, fmt.Errorf("the %d signed records: %w", n, p.Err())
-	}
-	if opts.Session == "" && opts.Since.IsZero() && opts.Until.IsZero() {
-		// The whole log is what is left of it: the range proof's left
-		// side proves the pruned records' place in the tree.
-		return p.Below, n, nil
-	}
-	if err := p.covers(opts.Session, opts.Since); err != nil {
-		return 0, 0, err
-	}
-	found := false
-	begin, end = n, 0
-	err = l.eachRecord(ctx, p.Below, n, func(seq uint64, b []byte) error {
-		h, err := headOf(b)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", seq, err)
-		}
-		var in bool
-		if opts.Session != "" {
-			in = string(h.session) == opts.Session
-		} else {
-			in = (opts.Since.IsZero() || !h.time.Before(opts.Since)) && (opts.Until.IsZero() || h.time.Before(opts.Until))
-		}
-		if in {
-			if !found && opts.Since.IsZero() {
-				if err := p.sessionBegins(opts.Session, h); err != nil {
-					return err
-				}
-			}
-			found = true
-			begin, end = min(begin, seq), max(end, seq+1)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	if !found {
-		if opts.Session != "" && p.Below > 0 {
-			return 0, 0, fmt.Errorf("session %q is not in the signed records [%d, %d) left on this host (it may be older: %w): %w",
-				opts.Session, p.Below, n, p.Err(), ErrNoRecords)
-		}
-		if opts.Session != "" {
-			return 0, 0, fmt.Errorf("session %q is not in the %d signed records: %w", opts.Session, n, ErrNoRecords)
-		}
-		return 0, 0, fmt.Errorf("between %v and %v: %w", opts.Since, opts.Until, ErrNoRecords)
-	}
-	return begin, end, nil
 }
 
 // Manifest returns the bundle's manifest as planned (Files is filled by
@@ -659,7 +515,7 @@ func (e *Export) WriteTo(ctx context.Context, w io.Writer) (*Manifest, error) {
 		return nil, err
 	}
 	if sum := h.Sum(nil); !bytes.Equal(sum, e.recHash) {
-		return nil, fmt.Errorf("export: records changed between two reads: %w", ErrCorrupt)
+		return nil, fmt.Errorf("export: records changed between two reads: %w", audit.ErrCorrupt)
 	}
 	e.m.Files[BundleRecords] = "sha256:" + hex.EncodeToString(e.recHash)
 
@@ -702,21 +558,4 @@ func (hw *hashWriter) Write(p []byte) (int, error) {
 	n, err := hw.w.Write(p)
 	hw.h.Write(p[:n])
 	return n, err
-}
-
-// ParseTime parses a --since/--until value: RFC 3339 (with or without
-// fractional seconds), a date "2006-01-02" (midnight UTC), or a duration
-// before now ("24h", "90m").
-func ParseTime(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(strings.TrimPrefix(s, "-")); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-26T14:00:00Z), a date (2026-11-26) or a duration ago (24h)", s)
 }

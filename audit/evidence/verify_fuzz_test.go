@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit_test
+package evidence_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/audit/evidence"
+	"github.com/tollgate-dev/tollgate/audit/internal/evidencetest"
 )
 
 // seedDir holds genuine bundles signed with the fixed test key. Fuzzing
@@ -52,27 +54,27 @@ func fuzzSeeds(f *testing.F) [][]byte {
 
 // makeSeeds builds the genuine bundles.
 func makeSeeds(f *testing.F) [][]byte {
-	e := newEvidenceLog(f, filepath.Join(f.TempDir(), "audit.db"))
-	e.start(f)
-	e.sessions(f, 6, 2)
-	e.add(f, &audit.Record{Kind: audit.KindSessionStart, Session: "open"})
-	e.add(f, &audit.Record{Kind: audit.KindHeartbeat, Detail: map[string]string{"clock_sync": "unsynchronised"}})
-	whole := e.export(f, audit.ExportOptions{})
-	first, _ := e.l.Read(9, 1)
+	e := evidencetest.NewKeyedLog(f, filepath.Join(f.TempDir(), "audit.db"))
+	e.Start(f)
+	e.Sessions(f, 6, 2)
+	e.Add(f, &audit.Record{Kind: audit.KindSessionStart, Session: "open"})
+	e.Add(f, &audit.Record{Kind: audit.KindHeartbeat, Detail: map[string]string{"clock_sync": "unsynchronised"}})
+	whole := e.Export(f, evidence.ExportOptions{})
+	first, _ := e.Log.Read(9, 1)
 	r, _ := first[0].Record()
-	ranged := e.export(f, audit.ExportOptions{Since: r.Time, ProveFrom: []uint64{3}})
-	session := e.export(f, audit.ExportOptions{Session: e.ids[3]})
+	ranged := e.Export(f, evidence.ExportOptions{Since: r.Time, ProveFrom: []uint64{3}})
+	session := e.Export(f, evidence.ExportOptions{Session: e.IDs[3]})
 	return [][]byte{whole, ranged, session}
 }
 
 // bundleContent is what a bundle says, independent of tar framing and
 // manifest formatting: the file contents, and the manifest decoded with
 // its informational fields cleared.
-func bundleContent(t testing.TB, b []byte) (map[string]string, audit.Manifest, bool) {
+func bundleContent(t testing.TB, b []byte) (map[string]string, evidence.Manifest, bool) {
 	files := map[string]string{}
-	var m audit.Manifest
+	var m evidence.Manifest
 	for _, f := range untar(t, b) {
-		if f.name == audit.BundleManifest {
+		if f.name == evidence.BundleManifest {
 			if err := json.Unmarshal(f.data, &m); err != nil {
 				return nil, m, false
 			}
@@ -94,7 +96,7 @@ func FuzzVerify(f *testing.F) {
 	seeds := fuzzSeeds(f)
 	type genuine struct {
 		files map[string]string
-		m     audit.Manifest
+		m     evidence.Manifest
 	}
 	var known []genuine
 	for _, s := range seeds {
@@ -102,9 +104,9 @@ func FuzzVerify(f *testing.F) {
 		files, m, _ := bundleContent(f, s)
 		known = append(known, genuine{files, m})
 	}
-	_, v := testKey(f, testSignerKey)
+	_, v := evidencetest.Key(f, evidencetest.SignerKey)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rep, err := audit.Verify(bytes.NewReader(b), audit.VerifyOptions{Key: v, Workers: 1})
+		rep, err := evidence.Verify(bytes.NewReader(b), evidence.VerifyOptions{Key: v, Workers: 1})
 		if err == nil && !rep.OK || err != nil && rep.OK {
 			t.Fatalf("err %v with OK %v", err, rep.OK)
 		}
@@ -131,10 +133,10 @@ func FuzzVerify(f *testing.F) {
 // genuine checkpoints (those of the seed bundles) open.
 func FuzzOpenCheckpoint(f *testing.F) {
 	var genuine []*audit.Checkpoint
-	_, v := testKey(f, testSignerKey)
+	_, v := evidencetest.Key(f, evidencetest.SignerKey)
 	for _, b := range fuzzSeeds(f) {
 		for _, file := range untar(f, b) {
-			if file.name == audit.BundleCheckpoint || strings.HasPrefix(file.name, audit.BundleCheckpointsDir) {
+			if file.name == evidence.BundleCheckpoint || strings.HasPrefix(file.name, evidence.BundleCheckpointsDir) {
 				cp, err := audit.OpenCheckpoint(file.data, v)
 				if err != nil {
 					f.Fatal(err)
@@ -166,12 +168,12 @@ func FuzzOpenCheckpoint(f *testing.F) {
 
 // TestSeedBundlesVerify keeps the committed genuine bundles genuine.
 func TestSeedBundlesVerify(t *testing.T) {
-	_, v := testKey(t, testSignerKey)
+	_, v := evidencetest.Key(t, evidencetest.SignerKey)
 	for _, n := range []string{"whole.tar", "range.tar", "session.tar"} {
 		b, err := os.ReadFile(filepath.Join(seedDir, n))
 		if err != nil {
 			t.Skipf("no seed bundles yet (run FuzzVerify once): %v", err)
 		}
-		mustVerify(t, b, v, nil)
+		evidencetest.MustVerify(t, b, v, nil)
 	}
 }

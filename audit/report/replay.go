@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit
+package report
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // ErrNoSession is returned by Replay and WriteCast when there are no
@@ -41,9 +43,9 @@ type timedLine struct {
 
 // sortRecords orders records by time, then seq (records of one session
 // are written in order, but a session end recorded late keeps its time).
-func sortRecords(recs []*Record) []*Record {
+func sortRecords(recs []*audit.Record) []*audit.Record {
 	s := slices.Clone(recs)
-	slices.SortStableFunc(s, func(a, b *Record) int {
+	slices.SortStableFunc(s, func(a, b *audit.Record) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
 		}
@@ -60,12 +62,12 @@ func sortRecords(recs []*Record) []*Record {
 
 // timeline renders a session's records: header lines, then one line per
 // record with its offset from the first.
-func timeline(recs []*Record) (header []string, lines []timedLine) {
+func timeline(recs []*audit.Record) (header []string, lines []timedLine) {
 	recs = sortRecords(recs)
 	first := recs[0]
-	var start *Record
+	var start *audit.Record
 	for _, r := range recs {
-		if r.Kind == KindSessionStart {
+		if r.Kind == audit.KindSessionStart {
 			start = r
 			break
 		}
@@ -94,7 +96,7 @@ func timeline(recs []*Record) (header []string, lines []timedLine) {
 }
 
 // identityString renders an identity on one line.
-func identityString(id *Identity) string {
+func identityString(id *audit.Identity) string {
 	s := dash(id.Name)
 	var parts []string
 	for _, p := range []string{id.Method, id.Issuer, id.Subject} {
@@ -112,26 +114,26 @@ func identityString(id *Identity) string {
 }
 
 // replayLine renders one record of a session.
-func replayLine(r *Record, requests map[string]time.Time) string {
+func replayLine(r *audit.Record, requests map[string]time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "#%-7d %-17s", r.Seq, r.Kind)
 	used := map[string]bool{}
 	switch r.Kind {
-	case KindSessionStart:
+	case audit.KindSessionStart:
 		fmt.Fprintf(&b, " %s → %s", dash(r.Client), dash(r.Dst))
-	case KindStatement:
+	case audit.KindStatement:
 		if s := r.Statement; s != nil {
 			fmt.Fprintf(&b, " %s", s.Text)
 			if len(s.Classes) > 0 {
 				fmt.Fprintf(&b, "  [%s]", strings.Join(s.Classes, ","))
 			}
 		}
-	case KindApprovalRequest:
+	case audit.KindApprovalRequest:
 		requests[r.Detail["approval"]] = r.Time
 		requests[""] = r.Time
 		used["approval"] = true
 		fmt.Fprintf(&b, " held for approval %s", dash(r.Detail["approval"]))
-	case KindApprovalDecision:
+	case audit.KindApprovalDecision:
 		verdict := "DECIDED"
 		if d := r.Decision; d != nil {
 			switch d.Action {
@@ -141,7 +143,7 @@ func replayLine(r *Record, requests map[string]time.Time) string {
 				verdict = "DENIED"
 			}
 		}
-		if r.Detail[DetailFinal] == "false" {
+		if r.Detail[audit.DetailFinal] == "false" {
 			// One approver's vote; the hold goes on.
 			verdict = "vote to approve"
 			if d := r.Decision; d == nil || d.Action != "allow" {
@@ -161,7 +163,7 @@ func replayLine(r *Record, requests map[string]time.Time) string {
 		if ok {
 			fmt.Fprintf(&b, " after %s", r.Time.Sub(t).Round(time.Millisecond))
 		}
-	case KindSessionEnd:
+	case audit.KindSessionEnd:
 		fmt.Fprintf(&b, " %s", dash(r.CloseReason))
 		if r.Bytes != nil {
 			fmt.Fprintf(&b, ", up %d B, down %d B", r.Bytes.Up, r.Bytes.Down)
@@ -170,7 +172,7 @@ func replayLine(r *Record, requests map[string]time.Time) string {
 			fmt.Fprintf(&b, ", %s", time.Duration(r.DurationNS).Round(time.Millisecond))
 		}
 	}
-	if d := r.Decision; d != nil && r.Kind != KindApprovalDecision {
+	if d := r.Decision; d != nil && r.Kind != audit.KindApprovalDecision {
 		action := d.Action
 		if action == "deny" {
 			action = "DENIED"
@@ -201,7 +203,7 @@ func dash(s string) string {
 // Replay writes a session's records to w as a timeline: a header (who, from
 // where, to what), then one line per record, in time order, each prefixed
 // with its offset, paced as it happened (opts.Speed).
-func Replay(ctx context.Context, w io.Writer, recs []*Record, opts ReplayOptions) error {
+func Replay(ctx context.Context, w io.Writer, recs []*audit.Record, opts ReplayOptions) error {
 	if len(recs) == 0 {
 		return ErrNoSession
 	}
@@ -253,8 +255,8 @@ func Replay(ctx context.Context, w io.Writer, recs []*Record, opts ReplayOptions
 
 // isTerminal reports whether a session recorded channel bytes (an SSH
 // session): it replays as the terminal showed it.
-func isTerminal(recs []*Record) bool {
-	return slices.ContainsFunc(recs, func(r *Record) bool { return r.Kind == KindChannelData })
+func isTerminal(recs []*audit.Record) bool {
+	return slices.ContainsFunc(recs, func(r *audit.Record) bool { return r.Kind == audit.KindChannelData })
 }
 
 // terminalLines is the replay of an SSH session: the bytes the client's
@@ -262,7 +264,7 @@ func isTerminal(recs []*Record) bool {
 // each on a line of its own, the requests with their decisions, approvals
 // and ends. Input is not shown: the terminal's echo shows what was typed,
 // and a password typed with echo off stays unseen, as it was.
-func terminalLines(recs []*Record) []timedLine {
+func terminalLines(recs []*audit.Record) []timedLine {
 	recs = sortRecords(recs)
 	first := recs[0]
 	requests := map[string]time.Time{}
@@ -271,19 +273,19 @@ func terminalLines(recs []*Record) []timedLine {
 	for _, r := range recs {
 		at := r.Time.Sub(first.Time)
 		switch {
-		case r.Kind == KindChannelData:
-			if s := r.Detail[DetailStream]; s != "out" && s != "err" {
+		case r.Kind == audit.KindChannelData:
+			if s := r.Detail[audit.DetailStream]; s != "out" && s != "err" {
 				continue
 			}
-			b, err := base64.StdEncoding.DecodeString(r.Detail[DetailData])
+			b, err := base64.StdEncoding.DecodeString(r.Detail[audit.DetailData])
 			if err != nil || len(b) == 0 {
 				continue
 			}
 			out = append(out, timedLine{at: at, text: string(b), raw: true})
 			midLine = b[len(b)-1] != '\n'
-		case r.Kind == KindChannelRequest && r.Statement == nil && r.Decision == nil:
+		case r.Kind == audit.KindChannelRequest && r.Statement == nil && r.Decision == nil:
 			// pty-req, env, window-change: the terminal's plumbing.
-		case r.Kind == KindSFTP:
+		case r.Kind == audit.KindSFTP:
 			// Listed by the timeline; a terminal shows no file operations.
 		default:
 			text := fmt.Sprintf("[tollgate %+.3fs] %s\r\n", at.Seconds(), replayLine(r, requests))
@@ -301,7 +303,7 @@ func terminalLines(recs []*Record) []timedLine {
 // (https://docs.asciinema.org/manual/asciicast/v2/): a header line, then
 // one output event per line at the offset it happened, so that any
 // asciinema player replays it.
-func WriteCast(w io.Writer, recs []*Record) error {
+func WriteCast(w io.Writer, recs []*audit.Record) error {
 	if len(recs) == 0 {
 		return ErrNoSession
 	}
@@ -337,12 +339,12 @@ func WriteCast(w io.Writer, recs []*Record) error {
 // writeTerminalCast writes an SSH session as the terminal saw it: the size
 // from its pty request, output ("o") and input ("i") events at their
 // offsets, and resizes ("r") from window changes.
-func writeTerminalCast(w io.Writer, recs []*Record) error {
+func writeTerminalCast(w io.Writer, recs []*audit.Record) error {
 	recs = sortRecords(recs)
 	first := recs[0]
 	width, height := 80, 24
 	for _, r := range recs {
-		if r.Kind == KindChannelRequest && r.Detail["request"] == "pty-req" {
+		if r.Kind == audit.KindChannelRequest && r.Detail["request"] == "pty-req" {
 			if c, err := strconv.Atoi(r.Detail["cols"]); err == nil && c > 0 {
 				width = c
 			}
@@ -354,7 +356,7 @@ func writeTerminalCast(w io.Writer, recs []*Record) error {
 	}
 	title := "tollgate session " + first.Session
 	for _, r := range recs {
-		if r.Kind == KindSessionStart {
+		if r.Kind == audit.KindSessionStart {
 			who := "unidentified"
 			if r.Identity != nil && r.Identity.Name != "" {
 				who = r.Identity.Name
@@ -378,13 +380,13 @@ func writeTerminalCast(w io.Writer, recs []*Record) error {
 		at := r.Time.Sub(first.Time).Seconds()
 		var ev []any
 		switch {
-		case r.Kind == KindChannelData:
-			b, err := base64.StdEncoding.DecodeString(r.Detail[DetailData])
+		case r.Kind == audit.KindChannelData:
+			b, err := base64.StdEncoding.DecodeString(r.Detail[audit.DetailData])
 			if err != nil {
 				continue
 			}
 			code := "o"
-			if r.Detail[DetailStream] == "in" {
+			if r.Detail[audit.DetailStream] == "in" {
 				code = "i"
 			}
 			b = append(carry[code], b...)
@@ -394,7 +396,7 @@ func writeTerminalCast(w io.Writer, recs []*Record) error {
 				continue
 			}
 			ev = []any{at, code, string(b[:cut])}
-		case r.Kind == KindChannelRequest && r.Detail["request"] == "window-change":
+		case r.Kind == audit.KindChannelRequest && r.Detail["request"] == "window-change":
 			ev = []any{at, "r", r.Detail["cols"] + "x" + r.Detail["rows"]}
 		default:
 			continue

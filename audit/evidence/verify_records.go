@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit
+package evidence
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // heartbeatGap is the longest silence between heartbeats (written every
@@ -27,58 +29,68 @@ const verifyChunk = 256 << 10
 
 // kinds lists the record kinds of schema version 1, the only ones the
 // verifier accepts.
-var kinds = [...]Kind{KindAgentStart, KindAgentStop, KindPolicyLoad, KindSessionStart, KindSessionEnd,
-	KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision, KindGrant, KindHeartbeat, KindError,
-	KindChannelOpen, KindChannelRequest, KindChannelData, KindChannelClose, KindSFTP}
+var kinds = [...]audit.Kind{audit.KindAgentStart, audit.KindAgentStop, audit.KindPolicyLoad, audit.KindSessionStart, audit.KindSessionEnd,
+	audit.KindStatement, audit.KindResult, audit.KindApprovalRequest, audit.KindApprovalDecision, audit.KindGrant, audit.KindHeartbeat, audit.KindError,
+	audit.KindChannelOpen, audit.KindChannelRequest, audit.KindChannelData, audit.KindChannelClose, audit.KindSFTP}
 
 // kindIndex returns the index of k in kinds, -1 if unknown. A switch on
 // the string compiles to a few length and word comparisons, where a loop
 // over kinds compared them all.
 func kindIndex(k []byte) int {
-	switch Kind(k) {
-	case KindAgentStart:
+	switch audit.Kind(k) {
+	case audit.KindAgentStart:
 		return 0
-	case KindAgentStop:
+	case audit.KindAgentStop:
 		return 1
-	case KindPolicyLoad:
+	case audit.KindPolicyLoad:
 		return 2
-	case KindSessionStart:
+	case audit.KindSessionStart:
 		return 3
-	case KindSessionEnd:
+	case audit.KindSessionEnd:
 		return 4
-	case KindStatement:
+	case audit.KindStatement:
 		return 5
-	case KindResult:
+	case audit.KindResult:
 		return 6
-	case KindApprovalRequest:
+	case audit.KindApprovalRequest:
 		return 7
-	case KindApprovalDecision:
+	case audit.KindApprovalDecision:
 		return 8
-	case KindGrant:
+	case audit.KindGrant:
 		return 9
-	case KindHeartbeat:
+	case audit.KindHeartbeat:
 		return 10
-	case KindError:
+	case audit.KindError:
 		return 11
-	case KindChannelOpen:
+	case audit.KindChannelOpen:
 		return 12
-	case KindChannelRequest:
+	case audit.KindChannelRequest:
 		return 13
-	case KindChannelData:
+	case audit.KindChannelData:
 		return 14
-	case KindChannelClose:
+	case audit.KindChannelClose:
 		return 15
-	case KindSFTP:
+	case audit.KindSFTP:
 		return 16
 	}
 	return -1
 }
 
+// lineHead is what the in-order checks need of a record's leading fields.
+// The byte slices point into the record's line.
+type lineHead struct {
+	log     []byte
+	seq     uint64
+	time    time.Time
+	kind    []byte
+	session []byte // nil if the record has none
+}
+
 // lineResult is what a worker found about one line.
 type lineResult struct {
-	leaf [HashSize]byte
-	head recordHead
-	rec  *Record // decoded for kinds whose body the semantics need
+	leaf [audit.HashSize]byte
+	head lineHead
+	rec  *audit.Record // decoded for kinds whose body the semantics need
 	err  error
 	// kind is the index of the record's kind in kinds, -1 if unknown.
 	kind int
@@ -118,7 +130,7 @@ func (b *recordBatch) release() {
 }
 
 // process splits the batch into lines and checks each.
-func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
+func (b *recordBatch) process(lh *leafHasher, cc *audit.CanonicalChecker) {
 	n := bytes.Count(b.lines, []byte{'\n'})
 	if cap(b.res) < n {
 		b.res = make([]lineResult, n)
@@ -128,7 +140,7 @@ func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
 	for i := range b.res {
 		j := bytes.IndexByte(rest, '\n')
 		res := &b.res[i]
-		checkLine(lh, scratch, rest[:j], res)
+		checkLine(lh, cc, rest[:j], res)
 		if i > 0 && res.err == nil && b.res[0].err == nil {
 			res.sameLog = bytes.Equal(res.head.log, b.res[0].head.log)
 		}
@@ -137,33 +149,31 @@ func (b *recordBatch) process(lh *leafHasher, scratch *canonScratch) {
 }
 
 // checkLine hashes and parses one line: the whole record must be in the
-// canonical encoding (checked without allocating, in scratch).
-func checkLine(lh *leafHasher, scratch *canonScratch, line []byte, res *lineResult) {
+// canonical encoding (checked without allocating, by cc).
+func checkLine(lh *leafHasher, cc *audit.CanonicalChecker, line []byte, res *lineResult) {
 	*res = lineResult{}
 	lh.sum(&res.leaf, line)
-	if len(line) > MaxRecordSize {
-		res.err = fmt.Errorf("line of %d bytes, longer than the largest record (%d bytes)", len(line), MaxRecordSize)
+	if len(line) > audit.MaxRecordSize {
+		res.err = fmt.Errorf("line of %d bytes, longer than the largest record (%d bytes)", len(line), audit.MaxRecordSize)
 		return
 	}
-	if r, ok := checkCanonical(line, scratch); ok {
+	if r, ok := cc.Check(line); ok {
 		// The record's strings alias line, which lives as long as the
 		// batch.
-		res.head = recordHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
+		res.head = lineHead{log: aliasBytes(r.Log), seq: r.Seq, time: r.Time, kind: aliasBytes(string(r.Kind))}
 		res.kind = kindIndex(res.head.kind)
 		if r.Session != "" {
 			res.head.session = aliasBytes(r.Session)
 		}
-		if r.Kind == KindHeartbeat || r.Kind == KindApprovalRequest || r.Kind == KindApprovalDecision {
-			// The semantics read its detail after the scratch moved on.
-			res.rec, _ = decodeCanonical(line)
+		if r.Kind == audit.KindHeartbeat || r.Kind == audit.KindApprovalRequest || r.Kind == audit.KindApprovalDecision {
+			// The semantics read its detail after the checker moved
+			// on: a record of its own (canonical, so audit.DecodeFast
+			// takes its fast path).
+			res.rec, _ = audit.DecodeFast(line)
 		}
 		return
 	}
-	h, err := strictHead(line)
-	if err == nil {
-		err = errHeadNotCanonical
-	}
-	res.head, res.err, res.kind = h, err, -1
+	res.err, res.kind = audit.CanonicalError(line), -1
 }
 
 // aliasBytes returns the bytes of s without copying; they must not be
@@ -214,9 +224,9 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 	for range v.opts.Workers {
 		go func() {
 			lh := newLeafHasher()
-			var scratch canonScratch
+			var cc audit.CanonicalChecker
 			for b := range work {
-				b.process(lh, &scratch)
+				b.process(lh, &cc)
 				b.done <- struct{}{}
 			}
 		}()
@@ -261,7 +271,7 @@ func (v *verifier) readRecords(r io.Reader, size int64) []byte {
 		}
 		cut := bytes.LastIndexByte(lines, '\n') + 1
 		b.lines, carry = lines[:cut], lines[cut:]
-		if len(carry) > MaxRecordSize {
+		if len(carry) > audit.MaxRecordSize {
 			b.tooLong = true
 			carry, skipping = nil, true
 		}
@@ -329,9 +339,9 @@ type recordState struct {
 	// Tree: acc is the compact range [0, begin+lines) once the range
 	// proof is known (planned); before that, leaf hashes are kept in
 	// leaves.
-	acc        leafAcc
+	acc        *audit.CompactRange
 	planned    bool
-	leaves     [][HashSize]byte
+	leaves     [][audit.HashSize]byte
 	checkSizes []uint64 // sizes to take roots at, ascending
 	next       int
 	roots      map[uint64][]byte
@@ -380,9 +390,11 @@ func (rs *recordState) planTree() {
 	if rs.planned || v.rng == nil {
 		return
 	}
-	if err := rs.acc.init(v.rng.Begin, v.rng.Left); err != nil {
+	acc, err := audit.NewCompactRange(v.rng.Begin, hashBytes(v.rng.Left))
+	if err != nil {
 		return // checkRangeProof already refused such a proof
 	}
+	rs.acc = acc
 	for _, c := range v.earlier {
 		rs.checkSizes = append(rs.checkSizes, c.Size)
 	}
@@ -400,12 +412,12 @@ func (rs *recordState) planTree() {
 }
 
 // addLeaf appends a leaf hash to the tree (or keeps it for later).
-func (rs *recordState) addLeaf(h [HashSize]byte) {
+func (rs *recordState) addLeaf(h [audit.HashSize]byte) {
 	if !rs.planned {
 		rs.leaves = append(rs.leaves, h)
 		return
 	}
-	rs.acc.append(&h)
+	rs.acc.Append(&h)
 	if rs.next < len(rs.checkSizes) {
 		rs.snapshot()
 	}
@@ -413,11 +425,11 @@ func (rs *recordState) addLeaf(h [HashSize]byte) {
 
 // snapshot records the root when the tree reached a size to check.
 func (rs *recordState) snapshot() {
-	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.size {
+	for rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] < rs.acc.Size() {
 		rs.next++
 	}
-	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.size {
-		rs.roots[rs.acc.size] = rs.acc.root()
+	if rs.next < len(rs.checkSizes) && rs.checkSizes[rs.next] == rs.acc.Size() {
+		rs.roots[rs.acc.Size()] = rs.acc.Root()
 		rs.next++
 	}
 }
@@ -425,9 +437,9 @@ func (rs *recordState) snapshot() {
 // tooLong reports a line longer than any record.
 func (rs *recordState) tooLong() {
 	rs.lines++
-	rs.rep().fail(Problem{File: BundleRecords, Line: rs.lines, Message: fmt.Sprintf("line longer than the largest record (%d bytes)", MaxRecordSize)})
+	rs.rep().fail(Problem{File: BundleRecords, Line: rs.lines, Message: fmt.Sprintf("line longer than the largest record (%d bytes)", audit.MaxRecordSize)})
 	rs.expect++
-	rs.addLeaf([HashSize]byte{}) // keep positions: the root will not match
+	rs.addLeaf([audit.HashSize]byte{}) // keep positions: the root will not match
 }
 
 // consumeBatch checks a batch's lines, in order.
@@ -514,7 +526,7 @@ func (rs *recordState) consume(res *lineResult, first bool) {
 }
 
 // semantics checks what a record means against what came before.
-func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(string, ...any) Problem) {
+func (rs *recordState) semantics(kind audit.Kind, h *lineHead, rec *audit.Record, at func(string, ...any) Problem) {
 	rep := rs.rep()
 	seq := h.seq
 	begin := uint64(0)
@@ -522,7 +534,7 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 		begin = rs.v.rng.Begin
 	}
 	switch kind {
-	case KindAgentStart:
+	case audit.KindAgentStart:
 		var cut []string
 		for id, s := range rs.sessions {
 			if !s.ended && !s.cut {
@@ -542,10 +554,10 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 		}
 		rs.lastHeartbeat, rs.hbSince = time.Time{}, seq
 		return
-	case KindAgentStop:
+	case audit.KindAgentStop:
 		rs.lastHeartbeat = time.Time{}
 		return
-	case KindHeartbeat:
+	case audit.KindHeartbeat:
 		if !rs.lastHeartbeat.IsZero() && h.time.Sub(rs.lastHeartbeat) > heartbeatGap {
 			rep.warn(at("no heartbeat for %s before this one (since seq %d) while the daemon ran", h.time.Sub(rs.lastHeartbeat).Round(time.Second), rs.hbSince))
 		}
@@ -559,20 +571,20 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 			}
 		}
 		return
-	case KindSessionStart, KindSessionEnd, KindStatement, KindResult, KindApprovalRequest, KindApprovalDecision,
-		KindChannelOpen, KindChannelRequest, KindChannelData, KindChannelClose, KindSFTP:
+	case audit.KindSessionStart, audit.KindSessionEnd, audit.KindStatement, audit.KindResult, audit.KindApprovalRequest, audit.KindApprovalDecision,
+		audit.KindChannelOpen, audit.KindChannelRequest, audit.KindChannelData, audit.KindChannelClose, audit.KindSFTP:
 	default:
 		return
 	}
 	if len(h.session) == 0 {
-		if kind == KindApprovalRequest || kind == KindApprovalDecision {
+		if kind == audit.KindApprovalRequest || kind == audit.KindApprovalDecision {
 			return // approvals may concern grants rather than a session
 		}
 		rep.fail(at("%s record without a session", kind))
 		return
 	}
 	s := rs.sessions[string(h.session)]
-	if kind == KindSessionStart {
+	if kind == audit.KindSessionStart {
 		if s != nil {
 			rep.fail(at("session %s starts again (it started at seq %d)", h.session, s.start))
 			return
@@ -600,18 +612,18 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 		return
 	}
 	switch kind {
-	case KindSessionEnd:
+	case audit.KindSessionEnd:
 		s.ended, s.end = true, seq
 		rep.Sessions.Ended++
-	case KindStatement:
+	case audit.KindStatement:
 		s.statements++
 		rep.Sessions.Statements++
-	case KindResult:
+	case audit.KindResult:
 		if s.results >= s.statements && !s.startedBefore {
 			rep.fail(at("result in session %s without a prior statement", h.session))
 		}
 		s.results++
-	case KindApprovalRequest:
+	case audit.KindApprovalRequest:
 		s.requests++
 		if id := approvalID(rec); id != "" {
 			if s.approvals == nil {
@@ -619,7 +631,7 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 			}
 			s.approvals[id] = true
 		}
-	case KindApprovalDecision:
+	case audit.KindApprovalDecision:
 		// Decisions are matched to requests by approval id; records
 		// without one are counted against the session's requests.
 		if id := approvalID(rec); id != "" {
@@ -634,11 +646,11 @@ func (rs *recordState) semantics(kind Kind, h *recordHead, rec *Record, at func(
 }
 
 // approvalID is the approval id an approval record names, if any.
-func approvalID(rec *Record) string {
+func approvalID(rec *audit.Record) string {
 	if rec == nil {
 		return ""
 	}
-	return rec.Detail[DetailApproval]
+	return rec.Detail[audit.DetailApproval]
 }
 
 // trustedFailure notes why the trusted checkpoint does not relate.
@@ -694,26 +706,12 @@ func (rs *recordState) finishTree() {
 		rs.trustedMsg = "cannot be checked: the records do not match the signed range"
 		return
 	}
-	right := make([][]byte, len(v.rng.Right))
-	for i, h := range v.rng.Right {
-		right[i] = h
-	}
-	rr, err := rangeFactory.NewRange(v.rng.End, v.rng.Size, right)
+	root, err := rs.acc.RootWith(v.rng.Size, hashBytes(v.rng.Right))
 	if err != nil {
-		rep.failf(BundleRangeProof, "right hashes: %v", err)
+		rep.failf(BundleRangeProof, "%v", err)
 		return
 	}
-	full, err := rs.acc.compact()
-	if err != nil {
-		rep.failf(BundleRangeProof, "left hashes: %v", err)
-		return
-	}
-	if err := full.AppendRange(rr, nil); err != nil {
-		rep.failf(BundleRangeProof, "cannot merge: %v", err)
-		return
-	}
-	root, err := rangeRoot(full)
-	if err != nil || !bytes.Equal(root, v.cp.Root) {
+	if !bytes.Equal(root, v.cp.Root) {
 		rep.failf(BundleCheckpoint, "the records [%d, %d) with the range proof give another root than the signed one at size %d: a record in seq [%d, %d) was changed, removed, added or reordered (or the range proof is wrong)",
 			v.rng.Begin, v.rng.End, v.cp.Size, good, v.rng.End)
 		rs.trustedMsg = "cannot be checked: the records do not match the signed root"

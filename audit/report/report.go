@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit
+package report
 
 import (
 	"cmp"
@@ -15,34 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-)
 
-// Detail keys the report reads. Producers of approval, grant and masking
-// records use them:
-//
-//   - approval.request and approval.decision carry the approval id in
-//     "approval"; the decision's Decision.Action is "allow" or "deny" and
-//     its Identity is the approver; the request's Identity (or else the
-//     session's) is the requester. A vote that does not end the hold has
-//     "final" = "false"; the final decision has no "final" key.
-//   - any record may count masked values in "masked" (a decimal number).
-//   - grant records carry "identity", "target", "allow", "for" and
-//     "reason"; their Identity is who granted.
-const (
-	DetailApproval = "approval"
-	DetailMasked   = "masked"
-	// DetailFinal is "false" on an approval.decision that records one
-	// approver's vote without ending the hold.
-	DetailFinal = "final"
-	// DetailPrepared is, on the statement record of an SQL EXECUTE, the
-	// normalised PREPARE text of what the name may hold (several, joined
-	// by "; ", while a PREPARE of the name was in flight), or "unknown".
-	DetailPrepared = "prepared"
-	// DetailProbe is "parse" on the statement record of a text tollgate's
-	// parser rejected: the server was only asked to parse it, never to run
-	// it; "describe" on that of an SQL EXECUTE of a name tollgate knows
-	// nothing of: the server was only asked whether the name exists.
-	DetailProbe = "probe"
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // AccessRow summarises one identity's access to one target.
@@ -67,9 +41,9 @@ type AccessRow struct {
 	Errors           int      `json:"errors"`
 }
 
-// ReportEvent is a record worth listing on its own (a denial, a
+// Event is a record worth listing on its own (a denial, a
 // self-approval, a grant, a policy change).
-type ReportEvent struct {
+type Event struct {
 	Seq      uint64    `json:"seq"`
 	Time     time.Time `json:"time"`
 	Session  string    `json:"session,omitempty"`
@@ -93,15 +67,15 @@ type Report struct {
 	CheckpointSize uint64    `json:"checkpoint_size,omitempty"`
 	CheckpointTime time.Time `json:"checkpoint_time,omitempty"`
 
-	Access  []AccessRow   `json:"access"`
-	Denials []ReportEvent `json:"denials"`
+	Access  []AccessRow `json:"access"`
+	Denials []Event     `json:"denials"`
 	// Commands are the SSH requests that run something on a target
 	// (exec commands, shells, subsystems), allowed or not, in order.
-	Commands      []ReportEvent  `json:"commands"`
-	SelfApprovals []ReportEvent  `json:"self_approvals"`
-	Grants        []ReportEvent  `json:"grants"`
-	PolicyChanges []ReportEvent  `json:"policy_changes"`
-	Errors        []ReportEvent  `json:"errors"`
+	Commands      []Event        `json:"commands"`
+	SelfApprovals []Event        `json:"self_approvals"`
+	Grants        []Event        `json:"grants"`
+	PolicyChanges []Event        `json:"policy_changes"`
+	Errors        []Event        `json:"errors"`
 	Kinds         map[string]int `json:"kinds"`
 
 	DaemonStarts   int   `json:"daemon_starts"`
@@ -111,8 +85,8 @@ type Report struct {
 	MaxClockError  int64 `json:"max_clock_error_us"`
 }
 
-// ReportBuilder accumulates records into a Report.
-type ReportBuilder struct {
+// Builder accumulates records into a Report.
+type Builder struct {
 	r        Report
 	rows     map[[2]string]*AccessRow
 	sessions map[string]*reportSession
@@ -129,9 +103,9 @@ type reportRequest struct {
 	requester string
 }
 
-// NewReportBuilder starts a report of the log logID for [since, until).
-func NewReportBuilder(logID string, since, until time.Time) *ReportBuilder {
-	return &ReportBuilder{
+// NewBuilder starts a report of the log logID for [since, until).
+func NewBuilder(logID string, since, until time.Time) *Builder {
+	return &Builder{
 		r:        Report{Log: logID, Since: since, Until: until, Kinds: map[string]int{}},
 		rows:     map[[2]string]*AccessRow{},
 		sessions: map[string]*reportSession{},
@@ -140,7 +114,7 @@ func NewReportBuilder(logID string, since, until time.Time) *ReportBuilder {
 }
 
 // identityName names a record's identity, or its process when it has none.
-func identityName(r *Record) (name, method string) {
+func identityName(r *audit.Record) (name, method string) {
 	if id := r.Identity; id != nil && id.Name != "" {
 		return id.Name, id.Method
 	}
@@ -151,7 +125,7 @@ func identityName(r *Record) (name, method string) {
 }
 
 // session returns the state of a session, creating it from r if needed.
-func (b *ReportBuilder) session(r *Record) *reportSession {
+func (b *Builder) session(r *audit.Record) *reportSession {
 	if s, ok := b.sessions[r.Session]; ok {
 		return s
 	}
@@ -168,7 +142,7 @@ func (b *ReportBuilder) session(r *Record) *reportSession {
 }
 
 // Add adds one record (in seq order).
-func (b *ReportBuilder) Add(r *Record) {
+func (b *Builder) Add(r *audit.Record) {
 	rep := &b.r
 	if rep.Records == 0 {
 		rep.FirstSeq, rep.FirstTime = r.Seq, r.Time
@@ -179,8 +153,8 @@ func (b *ReportBuilder) Add(r *Record) {
 	rep.Records++
 	rep.LastSeq, rep.LastTime = r.Seq, r.Time
 	rep.Kinds[string(r.Kind)]++
-	event := func(what string) ReportEvent {
-		e := ReportEvent{Seq: r.Seq, Time: r.Time, Session: r.Session, Target: r.Target, What: what}
+	event := func(what string) Event {
+		e := Event{Seq: r.Seq, Time: r.Time, Session: r.Session, Target: r.Target, What: what}
 		if r.Session != "" {
 			s := b.session(r)
 			e.Identity, e.Target = s.identity, s.row.Target
@@ -192,22 +166,22 @@ func (b *ReportBuilder) Add(r *Record) {
 		row = b.session(r).row
 	}
 	if row != nil {
-		if n, err := strconv.Atoi(r.Detail[DetailMasked]); err == nil && n > 0 {
+		if n, err := strconv.Atoi(r.Detail[audit.DetailMasked]); err == nil && n > 0 {
 			row.Masked += n
 		}
 	}
 	switch r.Kind {
-	case KindAgentStart:
+	case audit.KindAgentStart:
 		rep.DaemonStarts++
-	case KindAgentStop:
+	case audit.KindAgentStop:
 		rep.DaemonStops++
-	case KindPolicyLoad:
+	case audit.KindPolicyLoad:
 		what := fmt.Sprintf("policy %s: %s", dash(r.Detail["result"]), dash(r.Detail["hash"]))
 		if r.Error != "" {
 			what += " (" + r.Error + ")"
 		}
 		rep.PolicyChanges = append(rep.PolicyChanges, event(what))
-	case KindHeartbeat:
+	case audit.KindHeartbeat:
 		rep.Heartbeats++
 		if r.Detail["clock_sync"] != "synchronised" {
 			rep.Unsynchronised++
@@ -215,25 +189,25 @@ func (b *ReportBuilder) Add(r *Record) {
 		if e, err := strconv.ParseInt(r.Detail["clock_max_error_us"], 10, 64); err == nil {
 			rep.MaxClockError = max(rep.MaxClockError, e)
 		}
-	case KindError:
+	case audit.KindError:
 		rep.Errors = append(rep.Errors, event(dash(r.Error)))
 		if row != nil {
 			row.Errors++
 		}
-	case KindGrant:
+	case audit.KindGrant:
 		who := r.Identity.Label()
-		rep.Grants = append(rep.Grants, ReportEvent{Seq: r.Seq, Time: r.Time, Identity: r.Detail["identity"], Target: r.Detail["target"],
+		rep.Grants = append(rep.Grants, Event{Seq: r.Seq, Time: r.Time, Identity: r.Detail["identity"], Target: r.Detail["target"],
 			What: fmt.Sprintf("allow %s for %s by %s: %s", dash(r.Detail["allow"]), dash(r.Detail["for"]), dash(who), dash(r.Detail["reason"]))})
 	}
 	if row == nil {
 		return
 	}
 	switch r.Kind {
-	case KindSessionStart:
+	case audit.KindSessionStart:
 		row.Sessions++
-	case KindSessionEnd:
+	case audit.KindSessionEnd:
 		row.DurationNS += r.DurationNS
-	case KindChannelRequest:
+	case audit.KindChannelRequest:
 		// SSH requests with a decision count like statements: the
 		// command is what ran (or was refused) on the target.
 		if r.Statement == nil || r.Decision == nil {
@@ -257,7 +231,7 @@ func (b *ReportBuilder) Add(r *Record) {
 			}
 			rep.Denials = append(rep.Denials, event(fmt.Sprintf("denied by %s: %s", by, r.Statement.Text)))
 		}
-	case KindStatement:
+	case audit.KindStatement:
 		row.Statements++
 		if s := r.Statement; s != nil {
 			for _, c := range s.Classes {
@@ -276,19 +250,19 @@ func (b *ReportBuilder) Add(r *Record) {
 			}
 			rep.Denials = append(rep.Denials, event(fmt.Sprintf("denied by %s: %s", by, text)))
 		}
-	case KindApprovalRequest:
+	case audit.KindApprovalRequest:
 		row.ApprovalRequests++
 		req := b.sessions[r.Session].identity
 		if l := r.Identity.Label(); l != "" {
 			req = l
 		}
-		b.requests[r.Detail[DetailApproval]] = reportRequest{at: r.Time, requester: req}
-	case KindApprovalDecision:
+		b.requests[r.Detail[audit.DetailApproval]] = reportRequest{at: r.Time, requester: req}
+	case audit.KindApprovalDecision:
 		approver := r.Identity.Label()
 		// A vote that did not end the hold (final=false, when a rule
 		// needs several approvers) names an approver; only the final
 		// decision counts as approved or rejected and ends the wait.
-		final := r.Detail[DetailFinal] != "false"
+		final := r.Detail[audit.DetailFinal] != "false"
 		if final {
 			if d := r.Decision; d != nil && d.Action == "allow" {
 				row.Approved++
@@ -299,7 +273,7 @@ func (b *ReportBuilder) Add(r *Record) {
 		if approver != "" && !slices.Contains(row.Approvers, approver) {
 			row.Approvers = append(row.Approvers, approver)
 		}
-		req, ok := b.requests[r.Detail[DetailApproval]]
+		req, ok := b.requests[r.Detail[audit.DetailApproval]]
 		if !ok {
 			break
 		}
@@ -310,13 +284,13 @@ func (b *ReportBuilder) Add(r *Record) {
 		// decision; every vote before it has its own record.
 		if approver != "" && approver == req.requester && r.Decision != nil && r.Decision.Action == "allow" {
 			row.SelfApprovals++
-			rep.SelfApprovals = append(rep.SelfApprovals, event("approved their own request "+dash(r.Detail[DetailApproval])))
+			rep.SelfApprovals = append(rep.SelfApprovals, event("approved their own request "+dash(r.Detail[audit.DetailApproval])))
 		}
 	}
 }
 
 // Finish returns the report, rows sorted by identity then target.
-func (b *ReportBuilder) Finish() *Report {
+func (b *Builder) Finish() *Report {
 	rep := b.r
 	for _, row := range b.rows {
 		rep.Access = append(rep.Access, *row)
@@ -324,9 +298,9 @@ func (b *ReportBuilder) Finish() *Report {
 	slices.SortFunc(rep.Access, func(x, y AccessRow) int {
 		return cmp.Or(cmp.Compare(x.Identity, y.Identity), cmp.Compare(x.Target, y.Target))
 	})
-	for _, l := range []*[]ReportEvent{&rep.Denials, &rep.Commands, &rep.SelfApprovals, &rep.Grants, &rep.PolicyChanges, &rep.Errors} {
+	for _, l := range []*[]Event{&rep.Denials, &rep.Commands, &rep.SelfApprovals, &rep.Grants, &rep.PolicyChanges, &rep.Errors} {
 		if *l == nil {
-			*l = []ReportEvent{}
+			*l = []Event{}
 		}
 	}
 	if rep.Access == nil {
@@ -413,7 +387,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 	return nil
 }
 
-func events(w io.Writer, es []ReportEvent) {
+func events(w io.Writer, es []Event) {
 	const limit = 50
 	for i, e := range es {
 		if i == limit {

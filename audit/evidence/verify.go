@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package audit
+package evidence
 
 import (
 	"archive/tar"
@@ -21,7 +21,10 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tollgate-dev/tollgate/audit"
 )
 
 // Limits of the bundle reader: beyond them a bundle is refused, so that a
@@ -68,6 +71,8 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
+// String formats the problem after where it was found: "records.jsonl
+// line 8 seq 7: message".
 func (p Problem) String() string {
 	var where []string
 	if p.File != "" {
@@ -184,10 +189,10 @@ type verifier struct {
 	entries int
 
 	// From the small files, once parsed (nil or zero until then).
-	cp      *Checkpoint
+	cp      *audit.Checkpoint
 	rng     *RangeProof
-	earlier []*Checkpoint
-	trusted *Checkpoint
+	earlier []*audit.Checkpoint
+	trusted *audit.Checkpoint
 	parsed  bool
 
 	// Records.
@@ -217,7 +222,7 @@ func Verify(r io.Reader, opts VerifyOptions) (*VerifyReport, error) {
 	v := &verifier{opts: opts, rep: rep, files: map[string]*bundleFile{}, chunk: verifyChunk}
 
 	if opts.Trusted != nil {
-		cp, err := OpenCheckpoint(opts.Trusted, opts.Key)
+		cp, err := audit.OpenCheckpoint(opts.Trusted, opts.Key)
 		if err != nil {
 			rep.failf("trusted checkpoint", "%v", err)
 		} else {
@@ -338,7 +343,7 @@ func (v *verifier) parseSmallFiles() {
 		return // not yet: records.jsonl came first, or files are missing
 	}
 	v.parsed = true
-	cp, err := OpenCheckpoint(f.data, v.opts.Key)
+	cp, err := audit.OpenCheckpoint(f.data, v.opts.Key)
 	if err != nil {
 		v.rep.failf(BundleCheckpoint, "%v", err)
 	} else {
@@ -383,7 +388,7 @@ func (v *verifier) parseSmallFiles() {
 	})
 	for _, name := range names {
 		size, _ := checkpointFileSize(name)
-		c, err := OpenCheckpoint(v.files[name].data, v.opts.Key)
+		c, err := audit.OpenCheckpoint(v.files[name].data, v.opts.Key)
 		switch {
 		case err != nil:
 			v.rep.failf(name, "%v", err)
@@ -510,7 +515,7 @@ func (v *verifier) checkConsistency(rs *recordState) {
 			continue
 		}
 		delete(proofs, k)
-		if err := proof.VerifyConsistency(hasher, a.Size, b.Size, hs, a.Root, b.Root); err != nil {
+		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, a.Size, b.Size, hs, a.Root, b.Root); err != nil {
 			v.rep.failf(BundleConsistency, "checkpoint size %d is not consistent with size %d: %v", a.Size, b.Size, err)
 			continue
 		}
@@ -525,7 +530,7 @@ func (v *verifier) checkConsistency(rs *recordState) {
 			continue
 		}
 		if v.trusted != nil && v.trusted.Size == k.from && k.from > 0 {
-			if err := proof.VerifyConsistency(hasher, k.from, k.to, hs, v.trusted.Root, v.cp.Root); err != nil {
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, k.from, k.to, hs, v.trusted.Root, v.cp.Root); err != nil {
 				rs.trustedFailure(fmt.Sprintf("the consistency proof from size %d does not lead from its root to the bundle's: %v", k.from, err))
 			} else {
 				rs.trustedProved = true
@@ -670,7 +675,7 @@ func (v *verifier) checkManifest(rs *recordState) {
 	}
 	v.checkFilters(&m, rs)
 	if key := strings.TrimSpace(m.HostKey); key != "" {
-		if kv, err := ParseVerifierKey(key); err != nil || kv.Name() != v.opts.Key.Name() || kv.KeyHash() != v.opts.Key.KeyHash() {
+		if kv, err := audit.ParseVerifierKey(key); err != nil || kv.Name() != v.opts.Key.Name() || kv.KeyHash() != v.opts.Key.KeyHash() {
 			bad("names host key %q, not the key given (%s)", key, v.rep.Key)
 		}
 	}
@@ -713,7 +718,7 @@ func (v *verifier) checkHostPub() {
 	if f == nil {
 		return
 	}
-	kv, err := ParseVerifierKey(string(f.data))
+	kv, err := audit.ParseVerifierKey(string(f.data))
 	if err != nil {
 		v.rep.failf(BundleHostPub, "not a verifier key: %v", err)
 		return
@@ -730,10 +735,12 @@ type leafHasher struct {
 	pre [1]byte // the leaf prefix, a field so that Write does not allocate
 }
 
-func newLeafHasher() *leafHasher { return &leafHasher{h: sha256.New(), buf: make([]byte, 0, HashSize)} }
+func newLeafHasher() *leafHasher {
+	return &leafHasher{h: sha256.New(), buf: make([]byte, 0, audit.HashSize)}
+}
 
 // sum returns the RFC 6962 leaf hash of data into dst.
-func (lh *leafHasher) sum(dst *[HashSize]byte, data []byte) {
+func (lh *leafHasher) sum(dst *[audit.HashSize]byte, data []byte) {
 	lh.h.Reset()
 	lh.pre[0] = 0 // rfc6962.RFC6962LeafHashPrefix
 	lh.h.Write(lh.pre[:])
