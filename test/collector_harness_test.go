@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -231,7 +232,18 @@ func count(t testing.TB, conn *pgx.Conn, sql string, args ...any) int {
 // post sends a JSON body to the collector and returns the status and body.
 func post(t testing.TB, url, cred string, body []byte) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	return postReader(t, url, cred, bytes.NewReader(body))
+}
+
+// postChunked sends body without a Content-Length (chunked encoding).
+func postChunked(t testing.TB, url, cred string, body []byte) (int, []byte) {
+	t.Helper()
+	return postReader(t, url, cred, io.MultiReader(bytes.NewReader(body)))
+}
+
+func postReader(t testing.TB, url, cred string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}

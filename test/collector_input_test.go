@@ -172,8 +172,27 @@ func TestCollectorBadInput(t *testing.T) {
 		nothingStored(tc.name)
 	}
 
-	// The good batch, then its repeat: the same cosigned checkpoint.
-	code, b = post(t, url, er.Credential, good)
+	// A chunked body (no Content-Length) over the limit is refused alike.
+	if code, b := postChunked(t, url, er.Credential, bytes.Repeat([]byte(" "), collector.MaxBodyBytes+1)); code != 413 || !strings.Contains(string(b), "too large") {
+		t.Errorf("oversized chunked body: %d %s", code, b)
+	}
+	nothingStored("oversized chunked body")
+
+	// A probe of the empty log (what a shipper sends first when its log
+	// has no records yet): size 0, cosigned, nothing stored.
+	code, b = post(t, url, er.Credential, h.body(t, 0, 0, h.key.Signer))
+	var probe collector.AddEntriesResponse
+	if code != http.StatusOK || json.Unmarshal(b, &probe) != nil || probe.Size != 0 {
+		t.Fatalf("probe at size 0: %d %s", code, b)
+	}
+	if _, err := collector.VerifyCosigned(probe.Checkpoint, ver); err != nil {
+		t.Errorf("probe's cosignature: %v", err)
+	}
+	nothingStored("probe at size 0")
+
+	// The good batch (chunked), then its repeat: the same cosigned
+	// checkpoint.
+	code, b = postChunked(t, url, er.Credential, good)
 	if code != http.StatusOK {
 		t.Fatalf("add-entries: %d %s", code, b)
 	}

@@ -519,8 +519,11 @@ func decodeRange(size uint64, b []byte) (*compact.Range, error) {
 	return rangeFactory.NewRange(0, size, hashes)
 }
 
+// encodeRange concatenates r's hashes; the range of an empty log is an
+// empty value, never NULL (the column is NOT NULL: a shipper's first
+// probe of a log without records is stored like any other).
 func encodeRange(r *compact.Range) []byte {
-	var b []byte
+	b := make([]byte, 0, len(r.Hashes())*audit.HashSize)
 	for _, h := range r.Hashes() {
 		b = append(b, h...)
 	}
