@@ -191,8 +191,9 @@ func (a *Agent) recordExpiries(marks *expiryMarks, now time.Time) error {
 	var done []string
 	var errs []error
 	for _, g := range a.expiredUnmarked(marks, now) {
+		// Stamped when written (record times never go back along seq);
+		// the end of the window is Detail["until"].
 		rec := grantRecord(g, "expired", postgres.ApproverIdentity(g.By), nil)
-		rec.Time = g.Until.UTC()
 		if err := a.record(rec); err != nil {
 			errs = append(errs, fmt.Errorf("grant %s: %w", g.ID, err))
 			continue

@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,10 @@ type Log struct {
 	// before it commits: size plus the records queued or being
 	// committed.
 	nextSeq uint64
+	// lastTime is the time of the newest record queued (under mu): a
+	// record is never stamped earlier than the one before it in seq
+	// order (see enqueue).
+	lastTime time.Time
 	// wake has room for one token: Append and Close leave one after
 	// changing the queue or closed.
 	wake chan struct{}
@@ -402,6 +407,9 @@ func open(path string, opts Options, hook txHook) (_ *Log, err error) {
 	l.nextSeq = size
 	l.hashLeaves = l.tree != nil
 	l.db = db
+	if l.lastTime, err = l.newestTime(&st); err != nil {
+		return nil, fmt.Errorf("open audit log %s: %w", path, err)
+	}
 	if l.readOnly {
 		close(l.writerDone)
 		close(l.idxDone)
@@ -508,9 +516,11 @@ func (l *Log) Healthy() error {
 // journal write holding it was flushed (fdatasync), or, with
 // Options.FlushInterval, written to the journal and flushed within that
 // interval. It sets r.V and r.Log, sets
-// r.Time to the current time if it is zero, and on success sets r.Seq. The
-// record is encoded when Append is called; later changes to r do not affect
-// what is stored.
+// r.Time to the current time if it is zero, or to the time of the record
+// before it if r.Time is earlier (record times never go back along seq;
+// a caller that needs another instant keeps it in Detail), and on success
+// sets r.Seq. The record is encoded when Append is called; later changes
+// to r do not affect what is stored.
 //
 // If the journal write fails, or the bbolt file cannot store records (see
 // Healthy), Append returns an error wrapping ErrUnwritable and the cause;
@@ -652,8 +662,18 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 		l.mu.Unlock()
 		return nil, fmt.Errorf("append: %w", ErrClosed)
 	}
-	for _, req := range reqs {
+	for i, req := range reqs {
 		if req != nil {
+			// Records are stamped before they take their place in seq
+			// order (encoding runs outside the lock), so one stamped a
+			// moment later may take the earlier seq: it lends its time to
+			// the ones behind it. The time's width is fixed, so the
+			// encoded tail is patched in place.
+			if rs[i].Time.Before(l.lastTime) {
+				rs[i].Time = l.lastTime
+				setTailTime(req.tail, l.lastTime)
+			}
+			l.lastTime = rs[i].Time
 			req.seq = l.nextSeq
 			l.nextSeq++
 			if producer {
@@ -677,6 +697,57 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 		l.signal()
 	}
 	return reqs, nil
+}
+
+// tailTimeAt is where the time value starts in an encoded tail.
+var tailTimeAt = len(`,"time":"`)
+
+// setTailTime overwrites the time in an encoded tail (encodeTail's
+// layout: the time comes first, in the fixed-width timeLayout).
+func setTailTime(tail []byte, t time.Time) {
+	t.UTC().AppendFormat(tail[tailTimeAt:tailTimeAt], timeLayout)
+}
+
+// recordTime reads the time of an encoded record.
+func recordTime(b []byte) (time.Time, error) {
+	i := bytes.Index(b, []byte(`,"time":"`))
+	if i < 0 || len(b) < i+tailTimeAt+len(timeLayout) {
+		return time.Time{}, fmt.Errorf("record without a time: %w", ErrCorrupt)
+	}
+	t, err := time.Parse(timeLayout, string(b[i+tailTimeAt:i+tailTimeAt+len(timeLayout)]))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("record time: %w: %w", ErrCorrupt, err)
+	}
+	return t, nil
+}
+
+// newestTime is the time of the log's last record at open (zero for an
+// empty log): the journal's last one, else the store's, else, when
+// retention pruned every record, the newest pruned time.
+func (l *Log) newestTime(st *logState) (time.Time, error) {
+	if n := len(l.unindexed); n > 0 {
+		return recordTime(l.unindexed[n-1].data)
+	}
+	if st.size == 0 {
+		return time.Time{}, nil
+	}
+	if st.pruned >= st.size {
+		return st.prunedTime, nil
+	}
+	var t time.Time
+	err := l.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRecords).Get(u64(st.size - 1))
+		if v == nil {
+			return fmt.Errorf("last record %d missing: %w", st.size-1, ErrCorrupt)
+		}
+		e, err := entry(u64(st.size-1), v)
+		if err != nil {
+			return err
+		}
+		t, err = recordTime(e.Bytes)
+		return err
+	})
+	return t, err
 }
 
 // encodeTail is encodeSplit's tail for a record of this log (r.V and

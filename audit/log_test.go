@@ -130,9 +130,11 @@ func TestAppendAndRead(t *testing.T) {
 	if es, err := l.Tail(100); err != nil || len(es) != 5 || es[0].Seq != 0 {
 		t.Errorf("Tail(100) = %v, %v", es, err)
 	}
-	// Time given by the caller is kept.
+	// Time given by the caller is kept when it is not before the last
+	// record's (TestRecordTimeNeverGoesBack has the other case).
 	r := statementRecord("s1", 9)
-	r.Time = goldenTime
+	given := time.Now().Add(time.Hour).UTC()
+	r.Time = given
 	if _, err := l.Append(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +142,8 @@ func TestAppendAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := es[0].Record(); err != nil || !got.Time.Equal(goldenTime) {
-		t.Errorf("stored time = %v, %v; want %v", got.Time, err, goldenTime)
+	if got, err := es[0].Record(); err != nil || !got.Time.Equal(given) {
+		t.Errorf("stored time = %v, %v; want %v", got.Time, err, given)
 	}
 }
 
@@ -619,4 +621,77 @@ func TestWait(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Wait did not return on Close")
 	}
+}
+
+// TestRecordTimeNeverGoesBack: whatever times callers give (a grant's end,
+// a hold's creation, records stamped a moment before another goroutine's),
+// stored times never decrease along seq, the caller's record says the time
+// stored, and a reopened log continues from its last record's time.
+func TestRecordTimeNeverGoesBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	ctx := context.Background()
+	l, err := audit.Open(path, audit.Options{HostID: "h1", Logger: evidencetest.Logger(t), FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	first := statementRecord("s", 0)
+	first.Time = now
+	if _, err := l.Append(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	early := statementRecord("s", 1)
+	early.Time = now.Add(-time.Hour)
+	if _, err := l.Append(ctx, early); err != nil {
+		t.Fatal(err)
+	}
+	if !early.Time.Equal(now) {
+		t.Errorf("a record an hour before the last one got time %v, want the last one's %v", early.Time, now)
+	}
+	var wg sync.WaitGroup
+	for p := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				r := statementRecord(fmt.Sprintf("p%d", p), i)
+				if i%3 == 0 {
+					r.Time = now.Add(-time.Duration(i) * time.Second)
+				}
+				if _, err := l.Append(ctx, r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkTimes := func(l *audit.Log) time.Time {
+		t.Helper()
+		var last time.Time
+		for _, e := range readAll(t, l) {
+			r, err := e.Record()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Time.Before(last) {
+				t.Fatalf("record %d at %v, before the one before it at %v", e.Seq, r.Time, last)
+			}
+			last = r.Time
+		}
+		return last
+	}
+	last := checkTimes(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l2 := evidencetest.OpenLog(t, path, audit.Options{HostID: "h1"})
+	late := statementRecord("s", 2)
+	late.Time = last.Add(-time.Minute)
+	if _, err := l2.Append(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	if !late.Time.Equal(last) {
+		t.Errorf("after reopen a record before the last got %v, want %v", late.Time, last)
+	}
+	checkTimes(l2)
 }

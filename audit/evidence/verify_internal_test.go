@@ -91,3 +91,30 @@ func TestKindIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyTimeGoesBack: a log written before records were stamped in seq
+// order may go back in time; the verifier warns once, naming the first
+// such record and counting them, and does not fail.
+func TestVerifyTimeGoesBack(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	var data []byte
+	for i, d := range []time.Duration{0, time.Second, 500 * time.Millisecond, 2 * time.Second, 2 * time.Second, time.Second} {
+		r := &audit.Record{V: audit.SchemaVersion, Log: "tollgate/a/1", Seq: uint64(i), Time: t0.Add(d), Kind: audit.KindError, Session: "s"}
+		b, err := audit.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(append(data, b...), '\n')
+	}
+	rep := &VerifyReport{Kinds: map[string]uint64{}}
+	v := &verifier{opts: VerifyOptions{Workers: 1}, rep: rep, files: map[string]*bundleFile{}, chunk: verifyChunk}
+	v.readRecords(bytes.NewReader(data), int64(len(data)))
+	v.recs.warnTimeBack()
+	if len(rep.Failures) != 0 {
+		t.Fatalf("failures: %v", rep.Failures)
+	}
+	want := "records.jsonl seq 2: 2 record(s) carry a time before the record before them (the first, at this seq, by 500ms)"
+	if len(rep.Warnings) != 1 || !strings.HasPrefix(rep.Warnings[0].String(), want) {
+		t.Fatalf("warnings %v, want one starting %q", rep.Warnings, want)
+	}
+}

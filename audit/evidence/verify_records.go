@@ -366,6 +366,10 @@ type recordState struct {
 	hbSince       uint64 // seq of the last heartbeat or daemon start
 	unsynced      int
 	firstUnsynced uint64
+	// Record times along seq: how many went back, the first that did.
+	timeBack      int
+	firstTimeBack uint64
+	timeBackBy    time.Duration
 }
 
 func (rs *recordState) rep() *VerifyReport { return rs.v.rep }
@@ -514,6 +518,13 @@ func (rs *recordState) consume(res *lineResult, first bool) {
 	if line == 1 {
 		rep.FirstTime = h.time
 		rs.firstSession = string(h.session)
+	} else if h.time.Before(rep.LastTime) {
+		// The log stamps records in seq order; logs written before it
+		// did could go back by moments, so this warns rather than fails.
+		if rs.timeBack == 0 {
+			rs.firstTimeBack, rs.timeBackBy = seq, rep.LastTime.Sub(h.time)
+		}
+		rs.timeBack++
 	}
 	rep.LastTime = h.time
 	k := res.kind
@@ -656,6 +667,14 @@ func approvalID(rec *audit.Record) string {
 // trustedFailure notes why the trusted checkpoint does not relate.
 func (rs *recordState) trustedFailure(msg string) { rs.trustedMsg = msg }
 
+// warnTimeBack reports records whose time is before the previous one's.
+func (rs *recordState) warnTimeBack() {
+	if rs.timeBack > 0 {
+		rs.rep().warn(Problem{File: BundleRecords, Seq: &rs.firstTimeBack,
+			Message: fmt.Sprintf("%d record(s) carry a time before the record before them (the first, at this seq, by %s): record times go back along seq", rs.timeBack, rs.timeBackBy)})
+	}
+}
+
 // finishTree ends the record stream: the records must be exactly the range,
 // their tree with the range proof must give the signed root, and the
 // earlier checkpoints' roots must match.
@@ -677,6 +696,7 @@ func (rs *recordState) finishTree() {
 		rep.warn(Problem{File: BundleRecords, Seq: &rs.firstUnsynced,
 			Message: fmt.Sprintf("%d heartbeat(s) say the clock was not synchronised (first at this seq): record times may be off", rs.unsynced)})
 	}
+	rs.warnTimeBack()
 	if !rs.planned {
 		return
 	}
