@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,10 +63,12 @@ func runMasked(t testing.TB, clientMsgs, server []byte) ([]byte, Stats) {
 	s := NewServer(Options{Recorder: &fakeRecorder{}, MaxMessage: 1 << 16,
 		Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }})
 	done := make(chan Stats, 1)
+	ended := make(chan struct{})
 	r := newRelay(s, &Session{Base: audit.Record{Session: "M"}}, cA, uA)
 	r.mk = testMasking(t)
 	go func() {
 		st := r.run(context.Background())
+		close(ended)
 		cA.Close()
 		done <- st
 	}()
@@ -75,10 +78,32 @@ func runMasked(t testing.TB, clientMsgs, server []byte) ([]byte, Stats) {
 		got <- b
 	}()
 	go func() {
+		// The fake server hangs up after its answer, but only once the
+		// client's messages have all been forwarded (or the relay ended):
+		// otherwise the relay could see the hang-up while still forwarding
+		// them and end as "upstream error" before what the test watches.
 		var hdr [1]byte
 		if _, err := io.ReadFull(uB, hdr[:]); err == nil {
-			go io.Copy(io.Discard, uB)
+			forwarded := make(chan struct{})
+			go func() {
+				n, once := 1, sync.OnceFunc(func() { close(forwarded) })
+				buf := make([]byte, 4096)
+				for {
+					if n >= len(clientMsgs) {
+						once()
+					}
+					k, err := uB.Read(buf)
+					if err != nil {
+						return
+					}
+					n += k
+				}
+			}()
 			uB.Write(server)
+			select {
+			case <-forwarded:
+			case <-ended:
+			}
 		}
 		uB.Close()
 	}()
