@@ -241,7 +241,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 
 	if err := a.record(&audit.Record{Kind: audit.KindAgentStart, Detail: map[string]string{
-		"version": opts.Version, "pid": strconv.Itoa(os.Getpid()), "config": opts.ConfigPath,
+		"version": opts.Version, "pid": strconv.Itoa(os.Getpid()), audit.DetailConfig: opts.ConfigPath,
 	}}); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -353,7 +353,7 @@ loop:
 	cancel()
 	bg.Wait()
 	a.dropPending()
-	if err := a.record(&audit.Record{Kind: audit.KindAgentStop, Detail: map[string]string{"reason": "signal"}}); err != nil {
+	if err := a.record(&audit.Record{Kind: audit.KindAgentStop, Detail: map[string]string{audit.DetailReason: "signal"}}); err != nil {
 		a.log.Error("recording agent stop", "error", err)
 	}
 	return nil
@@ -677,12 +677,12 @@ func (a *Agent) reload() error {
 // "hash" covers the config and its policy_file together; each file's own
 // hash is there too, so either can be checked with sha256sum.
 func policyLoadDetail(cfg *policy.Config, source, result string) map[string]string {
-	d := map[string]string{"hash": cfg.Hash(), "source": source, "result": result}
+	d := map[string]string{audit.DetailHash: cfg.Hash(), audit.DetailSource: source, audit.DetailResult: result}
 	ch, ph := cfg.FileHashes()
-	d["config_hash"] = ch
+	d[audit.DetailConfigHash] = ch
 	if cfg.PolicyFile != "" {
-		d["policy_file"] = cfg.PolicyFile
-		d["policy_file_hash"] = ph
+		d[audit.DetailPolicyFile] = cfg.PolicyFile
+		d[audit.DetailPolicyFileHash] = ph
 	}
 	return d
 }

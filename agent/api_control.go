@@ -348,7 +348,7 @@ func (a *Agent) handleDecide(w http.ResponseWriter, r *http.Request, approve boo
 		}
 		rec := &audit.Record{Kind: audit.KindApprovalDecision, Session: h.Session, Target: h.Target, Identity: ap.identity,
 			Process: c.proc, Decision: &audit.Decision{Action: action, Rule: h.Rule, Policy: hash, Reason: req.Reason},
-			Detail: map[string]string{audit.DetailApproval: id, "final": "false",
+			Detail: map[string]string{audit.DetailApproval: id, audit.DetailFinal: "false",
 				"approvals": strconv.Itoa(res.Approvals), "needed": strconv.Itoa(needed)}}
 		seq, err := a.alog.Append(r.Context(), rec)
 		if err != nil {
@@ -389,7 +389,7 @@ func (a *Agent) waitDecisionRecord(ctx context.Context, from uint64, id string) 
 				if err != nil {
 					continue
 				}
-				if r.Kind == audit.KindApprovalDecision && r.Detail[audit.DetailApproval] == id && r.Detail["final"] != "false" {
+				if r.Kind == audit.KindApprovalDecision && r.Detail[audit.DetailApproval] == id && r.Detail[audit.DetailFinal] != "false" {
 					return e.Seq, true
 				}
 			}

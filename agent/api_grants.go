@@ -77,9 +77,9 @@ func grantRecord(g policy.Grant, event string, who *audit.Identity, proc *audit.
 		classes[i] = string(c)
 	}
 	d := map[string]string{
-		"grant": g.ID, "event": event, "identity": g.Identity, "target": g.Target,
-		"allow": strings.Join(classes, ","), "for": policy.Duration(g.Until.Sub(g.Created)).String(),
-		"reason": g.Reason, "until": g.Until.Format(time.RFC3339Nano), "granted_by": g.By.Label(),
+		audit.DetailGrant: g.ID, audit.DetailEvent: event, audit.DetailIdentity: g.Identity, audit.DetailTarget: g.Target,
+		audit.DetailAllow: strings.Join(classes, ","), audit.DetailFor: policy.Duration(g.Until.Sub(g.Created)).String(),
+		audit.DetailReason: g.Reason, audit.DetailUntil: g.Until.Format(time.RFC3339Nano), audit.DetailGrantedBy: g.By.Label(),
 	}
 	return &audit.Record{Kind: audit.KindGrant, Target: g.Target, Identity: who, Process: proc, Detail: d}
 }
@@ -99,7 +99,7 @@ func (a *Agent) handleGrantCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.target = req.Target
-	for k, v := range map[string]string{"identity": req.Identity, "target": req.Target, "for": req.For.String(), "reason": req.Reason} {
+	for k, v := range map[string]string{audit.DetailIdentity: req.Identity, audit.DetailTarget: req.Target, audit.DetailFor: req.For.String(), audit.DetailReason: req.Reason} {
 		c.detail[k] = v
 	}
 	ap, err := a.authenticateCall(r.Context(), r, c)
@@ -138,7 +138,7 @@ func (a *Agent) handleGrantRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	c.detail["grant"] = id
+	c.detail[audit.DetailGrant] = id
 	var req RevokeRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		a.refuse(w, c, err)
@@ -181,7 +181,7 @@ func (a *Agent) handleGrantRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := grantRecord(g, "revoked", ap.identity, c.proc)
 	if req.Reason != "" {
-		rec.Detail["revoke_reason"] = req.Reason
+		rec.Detail[audit.DetailRevokeReason] = req.Reason
 	}
 	if err := a.record(rec); err != nil {
 		// Revoking only takes rights away, so it stands; its record is

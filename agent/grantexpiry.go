@@ -170,9 +170,9 @@ func (a *Agent) reconcileExpiries(ctx context.Context, marks *expiryMarks) error
 		if err != nil {
 			return err
 		}
-		if r.Kind == audit.KindGrant && r.Detail["event"] == "expired" && want[r.Detail["grant"]] {
-			found = append(found, r.Detail["grant"])
-			delete(want, r.Detail["grant"])
+		if r.Kind == audit.KindGrant && r.Detail[audit.DetailEvent] == "expired" && want[r.Detail[audit.DetailGrant]] {
+			found = append(found, r.Detail[audit.DetailGrant])
+			delete(want, r.Detail[audit.DetailGrant])
 		}
 		return nil
 	})
@@ -192,7 +192,7 @@ func (a *Agent) recordExpiries(marks *expiryMarks, now time.Time) error {
 	var errs []error
 	for _, g := range a.expiredUnmarked(marks, now) {
 		// Stamped when written (record times never go back along seq);
-		// the end of the window is Detail["until"].
+		// the end of the window is Detail[audit.DetailUntil].
 		rec := grantRecord(g, "expired", postgres.ApproverIdentity(g.By), nil)
 		if err := a.record(rec); err != nil {
 			errs = append(errs, fmt.Errorf("grant %s: %w", g.ID, err))

@@ -19,26 +19,6 @@ import (
 // (ISO/IEC 27001:2022 A.8.16, A.8.17).
 const HeartbeatInterval = 60 * time.Second
 
-// Detail keys of heartbeat records.
-const (
-	// HeartbeatClockSync is "synchronised" or "unsynchronised", from the
-	// kernel's NTP state (adjtimex: TIME_ERROR or STA_UNSYNC mean
-	// unsynchronised), or "unknown" if it could not be read.
-	HeartbeatClockSync = "clock_sync"
-	// HeartbeatMaxError is the kernel's maximum clock error, µs.
-	HeartbeatMaxError = "clock_max_error_us"
-	// HeartbeatEstError is the kernel's estimated clock error, µs.
-	HeartbeatEstError = "clock_est_error_us"
-	// HeartbeatOffset is the last measured offset to the time source, ns.
-	HeartbeatOffset = "clock_offset_ns"
-	// HeartbeatConfig is the hash of the config (and policy) in force.
-	HeartbeatConfig = "config"
-	// HeartbeatPrunedBelow is how many records audit.retention removed
-	// from the front of the log (records [0, N) are no longer on the
-	// host; the collector holds them); absent while nothing was.
-	HeartbeatPrunedBelow = "pruned_below"
-)
-
 // clockState is the kernel's view of clock synchronisation.
 type clockState struct {
 	synchronised bool
@@ -74,21 +54,21 @@ func readClock() (clockState, error) {
 // heartbeatRecord builds a heartbeat record from the clock state.
 func heartbeatRecord(cs clockState, clockErr error, cfgHash, version string) *audit.Record {
 	d := map[string]string{
-		HeartbeatConfig: cfgHash,
-		"version":       version,
-		"interval":      HeartbeatInterval.String(),
+		audit.DetailConfig: cfgHash,
+		"version":          version,
+		"interval":         HeartbeatInterval.String(),
 	}
 	if clockErr != nil {
-		d[HeartbeatClockSync] = "unknown"
+		d[audit.DetailClockSync] = "unknown"
 		return &audit.Record{Kind: audit.KindHeartbeat, Error: clockErr.Error(), Detail: d}
 	}
-	d[HeartbeatClockSync] = "unsynchronised"
+	d[audit.DetailClockSync] = "unsynchronised"
 	if cs.synchronised {
-		d[HeartbeatClockSync] = "synchronised"
+		d[audit.DetailClockSync] = "synchronised"
 	}
-	d[HeartbeatMaxError] = strconv.FormatInt(cs.maxErrorUS, 10)
-	d[HeartbeatEstError] = strconv.FormatInt(cs.estErrorUS, 10)
-	d[HeartbeatOffset] = strconv.FormatInt(cs.offsetNS, 10)
+	d[audit.DetailClockMaxError] = strconv.FormatInt(cs.maxErrorUS, 10)
+	d[audit.DetailClockEstError] = strconv.FormatInt(cs.estErrorUS, 10)
+	d[audit.DetailClockOffset] = strconv.FormatInt(cs.offsetNS, 10)
 	d["clock_status"] = fmt.Sprintf("%#x", cs.status)
 	d["clock_state"] = strconv.Itoa(cs.state)
 	return &audit.Record{Kind: audit.KindHeartbeat, Detail: d}
@@ -106,7 +86,7 @@ func (a *Agent) heartbeat() {
 	// The log itself says what retention removed, so a bundle's reader
 	// learns it from signed records, not only from the host's status.
 	if p := a.alog.Pruned(); p.Below > 0 {
-		rec.Detail[HeartbeatPrunedBelow] = strconv.FormatUint(p.Below, 10)
+		rec.Detail[audit.DetailPrunedBelow] = strconv.FormatUint(p.Below, 10)
 	}
 	if err := a.record(rec); err != nil {
 		a.log.Warn("heartbeat not recorded", "error", err)

@@ -21,19 +21,19 @@ func TestHeartbeatRecord(t *testing.T) {
 	if _, err := audit.Encode(r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Kind != audit.KindHeartbeat || r.Detail[HeartbeatConfig] != "sha256:abc" {
+	if r.Kind != audit.KindHeartbeat || r.Detail[audit.DetailConfig] != "sha256:abc" {
 		t.Fatalf("record %+v", r)
 	}
-	if s := r.Detail[HeartbeatClockSync]; s != "synchronised" && s != "unsynchronised" {
+	if s := r.Detail[audit.DetailClockSync]; s != "synchronised" && s != "unsynchronised" {
 		t.Fatalf("clock_sync %q", s)
 	}
-	for _, k := range []string{HeartbeatMaxError, HeartbeatEstError, HeartbeatOffset} {
+	for _, k := range []string{audit.DetailClockMaxError, audit.DetailClockEstError, audit.DetailClockOffset} {
 		if _, err := strconv.ParseInt(r.Detail[k], 10, 64); err != nil {
 			t.Errorf("%s = %q: %v", k, r.Detail[k], err)
 		}
 	}
 	r = heartbeatRecord(clockState{}, errors.New("no adjtimex"), "h", "v1")
-	if r.Detail[HeartbeatClockSync] != "unknown" || r.Error == "" {
+	if r.Detail[audit.DetailClockSync] != "unknown" || r.Error == "" {
 		t.Fatalf("record without clock state %+v", r)
 	}
 }

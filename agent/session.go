@@ -151,7 +151,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 	startRec.Kind = audit.KindSessionStart
 	startRec.Client = peer.String()
 	startRec.Listener = c.LocalAddr().String()
-	startRec.Detail = map[string]string{"protocol": string(ts.cfg.Protocol), "workload": a.workloadName(origin.WorkloadID)}
+	startRec.Detail = map[string]string{audit.DetailProtocol: string(ts.cfg.Protocol), audit.DetailWorkload: a.workloadName(origin.WorkloadID)}
 	// The session's traffic is relayed only once this record is durable:
 	// if the log cannot be written, the session is refused (fail closed).
 	if err := a.record(&startRec); err != nil {
@@ -246,7 +246,7 @@ func (a *Agent) handlePostgres(ts *targetState, c net.Conn, origin redirect.Orig
 		ServerName: serverName(tcfg, upstream),
 		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: dst, Client: client,
 			Listener: listener, Process: processRecord(origin)},
-		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
+		Detail:     map[string]string{audit.DetailWorkload: a.workloadName(origin.WorkloadID)},
 		Identities: identities,
 		PolicyHash: hash,
 		TLS:        tlsConf,
@@ -361,7 +361,7 @@ func (a *Agent) handleSSH(ts *targetState, c *net.TCPConn, origin redirect.Origi
 		Dst:    upstream,
 		Base: audit.Record{Session: id, Target: tcfg.Name, Dst: origin.Dst.String(), Client: peer.String(),
 			Listener: c.LocalAddr().String(), Process: processRecord(origin)},
-		Detail:     map[string]string{"workload": a.workloadName(origin.WorkloadID)},
+		Detail:     map[string]string{audit.DetailWorkload: a.workloadName(origin.WorkloadID)},
 		Identities: identities,
 	}
 	if ver != nil { // a nil *OIDCVerifier must not become a non-nil interface

@@ -79,51 +79,6 @@ const (
 	KindSFTP Kind = "sftp"
 )
 
-// Detail keys of SSH records.
-const (
-	// DetailChannel is the channel's number within its session.
-	DetailChannel = "channel"
-	// DetailStream is the direction of a data chunk: "in" (client to
-	// target, stdin), "out" (stdout) or "err" (stderr).
-	DetailStream = "stream"
-	// DetailData is a data chunk's bytes, base64 (standard, padded).
-	DetailData = "data"
-	// DetailExitStatus is a command's exit status.
-	DetailExitStatus = "exit_status"
-	// DetailExitSignal is the signal that ended a command.
-	DetailExitSignal = "exit_signal"
-)
-
-// Detail keys of approval, grant, masking and statement records, which
-// the access report (audit/report) and the metrics read:
-//
-//   - approval.request and approval.decision carry the approval id in
-//     "approval"; the decision's Decision.Action is "allow" or "deny" and
-//     its Identity is the approver; the request's Identity (or else the
-//     session's) is the requester. A vote that does not end the hold has
-//     "final" = "false"; the final decision has no "final" key.
-//   - any record may count masked values in "masked" (a decimal number).
-//   - grant records carry "identity", "target", "allow", "for" and
-//     "reason"; their Identity is who granted.
-const (
-	// DetailApproval is the approval id an approval record concerns.
-	DetailApproval = "approval"
-	// DetailMasked is the number of values masked in a record's result.
-	DetailMasked = "masked"
-	// DetailFinal is "false" on an approval.decision that records one
-	// approver's vote without ending the hold.
-	DetailFinal = "final"
-	// DetailPrepared is, on the statement record of an SQL EXECUTE, the
-	// normalised PREPARE text of what the name may hold (several, joined
-	// by "; ", while a PREPARE of the name was in flight), or "unknown".
-	DetailPrepared = "prepared"
-	// DetailProbe is "parse" on the statement record of a text tollgate's
-	// parser rejected: the server was only asked to parse it, never to run
-	// it; "describe" on that of an SQL EXECUTE of a name tollgate knows
-	// nothing of: the server was only asked whether the name exists.
-	DetailProbe = "probe"
-)
-
 // Record is one audit event, schema version 1. Its canonical encoding (see
 // Encode) is what the log stores, and those exact bytes are the Merkle leaf.
 // Empty fields are omitted from the encoding, except v, log, seq, time and

@@ -289,14 +289,14 @@ func (d *Daemon) Observe(r *audit.Record) {
 	d.recordsSeen.WithLabelValues(string(r.Kind)).Inc()
 	switch r.Kind {
 	case audit.KindSessionStart:
-		if r.Detail["request"] == "cancel" {
+		if r.Detail[audit.DetailRequest] == "cancel" {
 			return // a cancel request, not a session
 		}
 		method := "none"
 		if r.Identity != nil && r.Identity.Method != "" {
 			method = r.Identity.Method
 		}
-		protocol := r.Detail["protocol"]
+		protocol := r.Detail[audit.DetailProtocol]
 		if protocol == "" {
 			protocol = "tcp"
 		}
@@ -318,9 +318,9 @@ func (d *Daemon) Observe(r *audit.Record) {
 	case audit.KindResult:
 		outcome := "ok"
 		switch {
-		case r.Detail["skipped"] == "true":
+		case r.Detail[audit.DetailSkipped] == "true":
 			outcome = "skipped"
-		case r.Detail["sqlstate"] != "":
+		case r.Detail[audit.DetailSQLState] != "":
 			outcome = "error"
 		}
 		d.results.WithLabelValues(r.Target, outcome).Inc()
@@ -340,9 +340,9 @@ func (d *Daemon) Observe(r *audit.Record) {
 		}
 		outcome := "denied"
 		switch {
-		case r.Detail["timed_out"] == "true":
+		case r.Detail[audit.DetailTimedOut] == "true":
 			outcome = "timed_out"
-		case r.Detail["cancelled"] != "":
+		case r.Detail[audit.DetailCancelled] != "":
 			outcome = "cancelled"
 		case r.Decision != nil && r.Decision.Action == "allow":
 			outcome = "approved"
@@ -368,7 +368,7 @@ type maskedColumn struct {
 }
 
 func (d *Daemon) observeMasked(r *audit.Record) {
-	js := r.Detail["masked_columns"]
+	js := r.Detail[audit.DetailMaskedColumns]
 	if js == "" {
 		return
 	}

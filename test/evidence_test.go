@@ -239,7 +239,7 @@ func TestEvidenceBundle(t *testing.T) {
 			break
 		}
 	}
-	if hb == nil || hb.Detail[agent.HeartbeatClockSync] == "" || hb.Detail[agent.HeartbeatConfig] == "" {
+	if hb == nil || hb.Detail[audit.DetailClockSync] == "" || hb.Detail[audit.DetailConfig] == "" {
 		t.Errorf("heartbeat record %+v", hb)
 	}
 

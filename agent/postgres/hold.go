@@ -150,16 +150,16 @@ func (r *relay) requested(h policy.Hold, info sql.Statement, v verdict) error {
 	rec.Time = h.Created
 	rec.Statement = statementRecord(info)
 	rec.Decision = &audit.Decision{Action: string(policy.ActionReview), Rule: v.Rule, Policy: r.hashOf(v), Reason: v.Reason}
-	rec.Detail = map[string]string{audit.DetailApproval: h.ID, "deadline": h.Deadline.Format(time.RFC3339),
-		"n": strconv.FormatInt(r.n+1, 10)}
+	rec.Detail = map[string]string{audit.DetailApproval: h.ID, audit.DetailDeadline: h.Deadline.Format(time.RFC3339),
+		audit.DetailN: strconv.FormatInt(r.n+1, 10)}
 	if len(h.Approvers.Groups) > 0 {
-		rec.Detail["approver_groups"] = strings.Join(h.Approvers.Groups, ",")
+		rec.Detail[audit.DetailApproverGroups] = strings.Join(h.Approvers.Groups, ",")
 	}
 	if len(h.Approvers.Identities) > 0 {
-		rec.Detail["approver_identities"] = strings.Join(h.Approvers.Identities, ",")
+		rec.Detail[audit.DetailApproverIdentities] = strings.Join(h.Approvers.Identities, ",")
 	}
 	if h.Approvers.Min > 1 {
-		rec.Detail["min"] = strconv.Itoa(h.Approvers.Min)
+		rec.Detail[audit.DetailMin] = strconv.Itoa(h.Approvers.Min)
 	}
 	if err := r.s.opts.Recorder.Record(r.ctx, &rec); err != nil {
 		return fmt.Errorf("%w: %w", ErrAudit, err)
@@ -184,7 +184,7 @@ func (r *relay) decided(h policy.Hold, vd policy.Verdict, v verdict, cause error
 	case vd.Approved:
 		d.Action = string(policy.ActionAllow)
 	case vd.TimedOut:
-		rec.Detail["timed_out"] = "true"
+		rec.Detail[audit.DetailTimedOut] = "true"
 	case vd.Cancelled:
 		why := "cancelled by the client"
 		switch {
@@ -195,7 +195,7 @@ func (r *relay) decided(h policy.Hold, vd policy.Verdict, v verdict, cause error
 		case errors.Is(cause, errSessionEnded):
 			why = "session ended"
 		}
-		rec.Detail["cancelled"] = why
+		rec.Detail[audit.DetailCancelled] = why
 	}
 	if len(vd.By) > 0 {
 		// The approver who completed the decision; all of them in detail.
@@ -204,7 +204,7 @@ func (r *relay) decided(h policy.Hold, vd policy.Verdict, v verdict, cause error
 		for i, p := range vd.By {
 			names[i] = p.Label()
 		}
-		rec.Detail["approvers"] = strings.Join(names, ",")
+		rec.Detail[audit.DetailApprovers] = strings.Join(names, ",")
 	}
 	rec.Decision = d
 	if vd.Cancelled && !errors.Is(cause, errCancelRequest) {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/mask"
 	"github.com/tollgate-dev/tollgate/policy/sql"
@@ -851,16 +852,16 @@ func (r *relay) forwardMasked(typ byte, body []byte) (string, error) {
 // and which entries the session is exempt from, and why.
 func maskingDetail(s *mask.Session, d map[string]string) {
 	if s.Active() {
-		d["masking"] = "on"
+		d[audit.DetailMasking] = "on"
 	} else {
-		d["masking"] = "off"
+		d[audit.DetailMasking] = "off"
 	}
 	var ex []string
 	for _, e := range s.Exempted() {
 		ex = append(ex, e.Rule+" ("+e.By+")")
 	}
 	if len(ex) > 0 {
-		d["masking_exempt"] = strings.Join(ex, ", ")
+		d[audit.DetailMaskingExempt] = strings.Join(ex, ", ")
 	}
 }
 

@@ -478,18 +478,18 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 				v = r.current(pt.stmt.verdict, info)
 			}
 			if pt.stmtName != "" {
-				detail["statement"] = pt.stmtName
+				detail[audit.DetailStatementName] = pt.stmtName
 			}
-			detail["params"] = strconv.Itoa(pt.params)
+			detail[audit.DetailParams] = strconv.Itoa(pt.params)
 		} else {
 			// A portal from a statement tollgate did not see parsed
 			// (an SQL-level PREPARE): judged as unknown.
 			info = sql.Statement{Classes: unknownClasses}
 			v = r.judge("", info)
-			detail["unknown_statement"] = "true"
+			detail[audit.DetailUnknownStatement] = "true"
 		}
 		if e.Portal != "" {
-			detail["portal"] = e.Portal
+			detail[audit.DetailPortal] = e.Portal
 		}
 		r.maskParams(e.Portal, detail)
 		fwd, err := r.execute(expectExecute, info, v, "extended", detail)
@@ -523,7 +523,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 			return false, malformed("FunctionCall", err)
 		}
 		info := sql.Statement{Classes: functionCallClasses}
-		detail := map[string]string{"function_oid": strconv.FormatUint(uint64(f.Function), 10)}
+		detail := map[string]string{audit.DetailFunctionOID: strconv.FormatUint(uint64(f.Function), 10)}
 		return r.execute(expectFunction, info, r.judge("", info), "function", detail)
 	case 'd', 'f':
 		// COPY data and CopyFail pass as they are.
@@ -540,14 +540,14 @@ func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
 	info := r.classify(p.Query)
 	detail := map[string]string{}
 	if p.Name != "" {
-		detail["statement"] = p.Name
+		detail[audit.DetailStatementName] = p.Name
 	}
 	if info.Err != nil {
 		r.mu.Lock()
 		r.st.refusedParse(p.Name)
 		r.mu.Unlock()
 		if r.discard {
-			detail["discarded"] = "true"
+			detail[audit.DetailDiscarded] = "true"
 			r.appendStatement(nil, info, r.unparsed(), "parse", detail)
 			return false, nil
 		}
@@ -568,7 +568,7 @@ func (r *relay) parse(p *pgproto3.Parse) (bool, error) {
 	r.mu.Unlock()
 	if r.discard {
 		// The server discards it anyway: recorded, not sent.
-		detail["discarded"] = "true"
+		detail[audit.DetailDiscarded] = "true"
 		r.appendStatement(nil, info, v, "parse", detail)
 		return false, nil
 	}
@@ -593,7 +593,7 @@ func (r *relay) execute(kind expectKind, info sql.Statement, v verdict, protocol
 		// After a refusal the server discards everything up to the
 		// Sync: the statement would not run. It is recorded and not
 		// sent, and its response is skipped like the server's.
-		detail["discarded"] = "true"
+		detail[audit.DetailDiscarded] = "true"
 		r.statement(kind, info, v, protocol, detail)
 		return false, nil
 	}
@@ -720,7 +720,7 @@ func (r *relay) appendStatement(e *exec, info sql.Statement, v verdict, protocol
 	}
 	if e != nil {
 		now = e.start
-		detail["n"] = strconv.FormatInt(e.n, 10)
+		detail[audit.DetailN] = strconv.FormatInt(e.n, 10)
 	}
 	rec := r.sess.Base
 	rec.Kind = audit.KindStatement
@@ -729,17 +729,17 @@ func (r *relay) appendStatement(e *exec, info sql.Statement, v verdict, protocol
 	rec.Decision = &audit.Decision{Action: string(v.Action), Rule: v.Rule, Policy: r.hashOf(v), Reason: v.Reason}
 	if g := grantIDs(v.Rule); g != "" {
 		// The grant was used: this record says so.
-		detail["grant"] = g
+		detail[audit.DetailGrant] = g
 	}
-	detail["protocol"] = protocol
+	detail[audit.DetailProtocol] = protocol
 	if info.Err != nil {
-		detail["parse_error"] = strings.TrimPrefix(info.Err.Error(), sql.ErrUnparsed.Error()+": ")
+		detail[audit.DetailParseError] = strings.TrimPrefix(info.Err.Error(), sql.ErrUnparsed.Error()+": ")
 	}
 	if info.Truncated {
-		detail["truncated"] = "true"
+		detail[audit.DetailTruncated] = "true"
 	}
 	if info.Withheld {
-		detail["withheld"] = "true"
+		detail[audit.DetailWithheld] = "true"
 	}
 	rec.Detail = detail
 	r.recs = append(r.recs, &rec)
@@ -1075,22 +1075,22 @@ func (r *relay) finish(e *exec) {
 	now := time.Now()
 	rec.Time = now.UTC()
 	rec.DurationNS = now.Sub(e.start).Nanoseconds()
-	d := map[string]string{"n": strconv.FormatInt(e.n, 10), "protocol": e.protocol}
+	d := map[string]string{audit.DetailN: strconv.FormatInt(e.n, 10), audit.DetailProtocol: e.protocol}
 	if e.seqSet {
-		d["statement_seq"] = strconv.FormatUint(e.seq, 10)
+		d[audit.DetailStatementSeq] = strconv.FormatUint(e.seq, 10)
 	}
 	if len(e.tags) > 0 {
-		d["tag"] = strings.Join(e.tags, "; ")
+		d[audit.DetailTag] = strings.Join(e.tags, "; ")
 	}
-	d["rows"] = strconv.FormatInt(resultRows(e), 10)
+	d[audit.DetailRows] = strconv.FormatInt(resultRows(e), 10)
 	if e.sqlstate != "" {
-		d["sqlstate"] = e.sqlstate
+		d[audit.DetailSQLState] = e.sqlstate
 	}
 	if e.skipped {
-		d["skipped"] = "true"
+		d[audit.DetailSkipped] = "true"
 	}
 	if e.suspended {
-		d["suspended"] = "true"
+		d[audit.DetailSuspended] = "true"
 	}
 	maskDetail(e, d)
 	r.executedDDL(e)

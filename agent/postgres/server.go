@@ -255,9 +255,9 @@ func (s *Server) refused(sess *Session, phase string, err error) {
 	r := sess.Base
 	r.Kind = audit.KindError
 	r.Error = err.Error()
-	r.Detail = map[string]string{"protocol": "postgres", "phase": phase}
+	r.Detail = map[string]string{audit.DetailProtocol: "postgres", audit.DetailPhase: phase}
 	if errors.As(err, &e) && e.Code != "" {
-		r.Detail["sqlstate"] = e.Code
+		r.Detail[audit.DetailSQLState] = e.Code
 	}
 	s.log.Info("postgres connection refused", "session", sess.Base.Session, "phase", phase, "error", err)
 	s.opts.Recorder.RecordEventually(&r)
@@ -360,14 +360,14 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, sess *Session, st
 	startRec := sess.Base
 	startRec.Kind = audit.KindSessionStart
 	startRec.Time = start.UTC()
-	startRec.Detail = map[string]string{"protocol": "postgres", "database": st.Database, "user": st.User,
-		"auth": ident.Method, "protocol_version": "3." + strconv.Itoa(int(st.Minor)),
-		"upstream_user": sess.Target.Upstream.User, "tls": tlsName(st.TLS)}
+	startRec.Detail = map[string]string{audit.DetailProtocol: "postgres", audit.DetailDatabase: st.Database, audit.DetailUser: st.User,
+		audit.DetailAuth: ident.Method, audit.DetailProtocolVersion: "3." + strconv.Itoa(int(st.Minor)),
+		audit.DetailUpstreamUser: sess.Target.Upstream.User, audit.DetailTLS: tlsName(st.TLS)}
 	if st.ApplicationName != "" {
-		startRec.Detail["application_name"] = st.ApplicationName
+		startRec.Detail[audit.DetailApplicationName] = st.ApplicationName
 	}
 	if sess.Target.Upstream.Database != "" {
-		startRec.Detail["upstream_database"] = sess.Target.Upstream.Database
+		startRec.Detail[audit.DetailUpstreamDatabase] = sess.Target.Upstream.Database
 	}
 	maps.Copy(startRec.Detail, sess.Detail)
 	var ms *mask.Session
@@ -501,14 +501,14 @@ func (s *Server) serveCancel(ctx context.Context, sess *Session, st *Startup) {
 		r := sess.Base
 		r.Kind = audit.KindError
 		r.Error = "cancel request matches no session"
-		r.Detail = map[string]string{"protocol": "postgres", "request": "cancel"}
+		r.Detail = map[string]string{audit.DetailProtocol: "postgres", audit.DetailRequest: "cancel"}
 		s.opts.Recorder.RecordEventually(&r)
 		return
 	}
 	start := time.Now()
 	rec := sess.Base
 	rec.Kind = audit.KindSessionStart
-	rec.Detail = map[string]string{"protocol": "postgres", "request": "cancel", "cancels": t.session, "tls": tlsName(st.TLS)}
+	rec.Detail = map[string]string{audit.DetailProtocol: "postgres", audit.DetailRequest: "cancel", audit.DetailCancels: t.session, audit.DetailTLS: tlsName(st.TLS)}
 	if err := s.opts.Recorder.Record(ctx, &rec); err != nil {
 		s.log.Error("dropping cancel request: audit log unwritable", "session", sess.Base.Session, "error", err)
 		return

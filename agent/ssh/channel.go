@@ -275,26 +275,26 @@ func (sc *schan) request(r *ssh.Request) {
 			Width, Height uint32
 			Modes         string
 		}
-		detail := map[string]string{"request": r.Type}
+		detail := map[string]string{audit.DetailRequest: r.Type}
 		if ssh.Unmarshal(r.Payload, &p) == nil {
-			detail["term"] = p.Term
-			detail["cols"] = strconv.FormatUint(uint64(p.Cols), 10)
-			detail["rows"] = strconv.FormatUint(uint64(p.Rows), 10)
+			detail[audit.DetailTerm] = p.Term
+			detail[audit.DetailCols] = strconv.FormatUint(uint64(p.Cols), 10)
+			detail[audit.DetailRows] = strconv.FormatUint(uint64(p.Rows), 10)
 		}
 		c.recordRequest(sc.id, detail, nil, nil, false)
 		sc.forward(r)
 	case "window-change":
 		var p struct{ Cols, Rows, Width, Height uint32 }
 		if ssh.Unmarshal(r.Payload, &p) == nil {
-			c.recordRequest(sc.id, map[string]string{"request": r.Type, "cols": strconv.FormatUint(uint64(p.Cols), 10),
-				"rows": strconv.FormatUint(uint64(p.Rows), 10)}, nil, nil, false)
+			c.recordRequest(sc.id, map[string]string{audit.DetailRequest: r.Type, audit.DetailCols: strconv.FormatUint(uint64(p.Cols), 10),
+				audit.DetailRows: strconv.FormatUint(uint64(p.Rows), 10)}, nil, nil, false)
 		}
 		sc.forward(r)
 	case "env":
 		var p struct{ Name, Value string }
 		if ssh.Unmarshal(r.Payload, &p) == nil {
 			// The value may be a secret: its name is evidence enough.
-			c.recordRequest(sc.id, map[string]string{"request": r.Type, "name": p.Name}, nil, nil, false)
+			c.recordRequest(sc.id, map[string]string{audit.DetailRequest: r.Type, "name": p.Name}, nil, nil, false)
 		}
 		sc.forward(r)
 	case "signal", "break", "keepalive@openssh.com", "eow@openssh.com":
@@ -302,7 +302,7 @@ func (sc *schan) request(r *ssh.Request) {
 	default:
 		d := policy.Decision{Action: policy.ActionDeny, Reason: "request " + r.Type + " is not supported"}
 		_, hash := c.s.opts.Policy.Current()
-		c.recordRequest(sc.id, map[string]string{"request": r.Type}, nil, decisionRecord(d, hash), false)
+		c.recordRequest(sc.id, map[string]string{audit.DetailRequest: r.Type}, nil, decisionRecord(d, hash), false)
 		reply(r, false)
 	}
 }
@@ -328,7 +328,7 @@ func reply(r *ssh.Request, ok bool) {
 func (sc *schan) capability(r *ssh.Request, class policy.Class, what string) bool {
 	d, hash := sc.c.decide(policy.Request{Classes: []policy.Class{class}})
 	stmt := &audit.Statement{Text: what, Classes: []string{string(class)}}
-	detail := map[string]string{"request": r.Type}
+	detail := map[string]string{audit.DetailRequest: r.Type}
 	if d.Action != policy.ActionAllow && d.Action != policy.ActionMask {
 		if d.Action == policy.ActionReview {
 			d.Action, d.Reason = policy.ActionDeny, "review rules cannot hold "+what
@@ -355,7 +355,7 @@ func (sc *schan) run(r *ssh.Request, req policy.Request, text, kind string) {
 	c := sc.c
 	d, hash := c.decide(req)
 	stmt := &audit.Statement{Text: text, Classes: classNames(req.Classes)}
-	detail := map[string]string{"request": kind}
+	detail := map[string]string{audit.DetailRequest: kind}
 	if d.Action == policy.ActionReview {
 		d = sc.hold(req, text, d, hash, detail)
 	}
@@ -402,7 +402,7 @@ func (sc *schan) watchGrant(req policy.Request, rule string) {
 		id := strings.TrimPrefix(rule, "grant:")
 		reason := "grant " + id + " expired or was revoked"
 		d.Reason = reason
-		sc.c.recordRequest(sc.id, map[string]string{"request": "grant-ended", "grant": id},
+		sc.c.recordRequest(sc.id, map[string]string{audit.DetailRequest: "grant-ended", audit.DetailGrant: id},
 			&audit.Statement{Text: "end of grant " + id, Classes: classNames(req.Classes)}, decisionRecord(d, hash), false)
 		fmt.Fprintf(sc.ch.Stderr(), "\r\ntollgate: %s; ending this session\r\n", reason)
 		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
@@ -469,13 +469,13 @@ func (sc *schan) hold(req policy.Request, text string, d policy.Decision, hash s
 		rec.Time = h.Created
 		rec.Statement = &audit.Statement{Text: text, Classes: classNames(req.Classes)}
 		rec.Decision = decisionRecord(d, hash)
-		rec.Detail = map[string]string{audit.DetailApproval: h.ID, "deadline": h.Deadline.Format(time.RFC3339),
+		rec.Detail = map[string]string{audit.DetailApproval: h.ID, audit.DetailDeadline: h.Deadline.Format(time.RFC3339),
 			audit.DetailChannel: sc.id}
 		if len(h.Approvers.Groups) > 0 {
-			rec.Detail["approver_groups"] = strings.Join(h.Approvers.Groups, ",")
+			rec.Detail[audit.DetailApproverGroups] = strings.Join(h.Approvers.Groups, ",")
 		}
 		if len(h.Approvers.Identities) > 0 {
-			rec.Detail["approver_identities"] = strings.Join(h.Approvers.Identities, ",")
+			rec.Detail[audit.DetailApproverIdentities] = strings.Join(h.Approvers.Identities, ",")
 		}
 		if err := c.s.opts.Recorder.Record(c.ctx, &rec); err != nil {
 			return fmt.Errorf("%w: %w", ErrAudit, err)
@@ -496,10 +496,10 @@ func (sc *schan) hold(req policy.Request, text string, d policy.Decision, hash s
 		out.Action, out.Reason = policy.ActionAllow, v.Reason
 	case v.TimedOut:
 		out.Reason = "approval " + held.ID + " timed out"
-		rec.Detail["timed_out"] = "true"
+		rec.Detail[audit.DetailTimedOut] = "true"
 	case v.Cancelled:
 		out.Reason = "cancelled while held for approval " + held.ID
-		rec.Detail["cancelled"] = "client closed"
+		rec.Detail[audit.DetailCancelled] = "client closed"
 	default:
 		by := "an approver"
 		if len(v.By) > 0 {
@@ -520,7 +520,7 @@ func (sc *schan) hold(req policy.Request, text string, d policy.Decision, hash s
 		for i, p := range v.By {
 			names[i] = p.Label()
 		}
-		rec.Detail["approvers"] = strings.Join(names, ",")
+		rec.Detail[audit.DetailApprovers] = strings.Join(names, ",")
 	}
 	rec.Decision = &audit.Decision{Action: string(out.Action), Rule: d.Rule, Policy: hash, Reason: v.Reason}
 	if v.Approved {

@@ -109,7 +109,7 @@ func (c *session) remoteForward(r *ssh.Request) {
 	dst := net.JoinHostPort(p.Addr, strconv.FormatUint(uint64(p.Port), 10))
 	d, hash := c.decide(policy.Request{Classes: []policy.Class{policy.ClassForwardRemote}, Forward: dst})
 	stmt := &audit.Statement{Text: "remote forward " + dst, Classes: []string{string(policy.ClassForwardRemote)}}
-	detail := map[string]string{"request": r.Type, "forward": dst}
+	detail := map[string]string{audit.DetailRequest: r.Type, "forward": dst}
 	if d.Action != policy.ActionAllow && d.Action != policy.ActionMask {
 		if d.Action == policy.ActionReview {
 			d.Action, d.Reason = policy.ActionDeny, "review rules cannot hold port forwarding"

@@ -547,7 +547,7 @@ func (c *session) recordStart() error {
 	r := c.sess.Base
 	r.Kind = audit.KindSessionStart
 	r.Time = c.start.UTC()
-	r.Detail = map[string]string{"protocol": string(policy.ProtocolSSH), "client_user": c.clientUser,
+	r.Detail = map[string]string{audit.DetailProtocol: string(policy.ProtocolSSH), "client_user": c.clientUser,
 		"client_key": c.clientKey, "login": c.sess.Target.Upstream.User}
 	for k, v := range c.sess.Detail {
 		r.Detail[k] = v

@@ -574,7 +574,7 @@ func (rs *recordState) semantics(kind audit.Kind, h *lineHead, rec *audit.Record
 		}
 		rs.lastHeartbeat, rs.hbSince = h.time, seq
 		if rec != nil {
-			if s := rec.Detail["clock_sync"]; s != "synchronised" {
+			if s := rec.Detail[audit.DetailClockSync]; s != "synchronised" {
 				if rs.unsynced == 0 {
 					rs.firstUnsynced = seq
 				}

@@ -129,10 +129,10 @@ func replayLine(r *audit.Record, requests map[string]time.Time) string {
 			}
 		}
 	case audit.KindApprovalRequest:
-		requests[r.Detail["approval"]] = r.Time
+		requests[r.Detail[audit.DetailApproval]] = r.Time
 		requests[""] = r.Time
 		used["approval"] = true
-		fmt.Fprintf(&b, " held for approval %s", dash(r.Detail["approval"]))
+		fmt.Fprintf(&b, " held for approval %s", dash(r.Detail[audit.DetailApproval]))
 	case audit.KindApprovalDecision:
 		verdict := "DECIDED"
 		if d := r.Decision; d != nil {
@@ -154,7 +154,7 @@ func replayLine(r *audit.Record, requests map[string]time.Time) string {
 		if r.Identity != nil {
 			fmt.Fprintf(&b, " by %s", identityString(r.Identity))
 		}
-		id := r.Detail["approval"]
+		id := r.Detail[audit.DetailApproval]
 		used["approval"] = true
 		t, ok := requests[id]
 		if !ok {
@@ -344,11 +344,11 @@ func writeTerminalCast(w io.Writer, recs []*audit.Record) error {
 	first := recs[0]
 	width, height := 80, 24
 	for _, r := range recs {
-		if r.Kind == audit.KindChannelRequest && r.Detail["request"] == "pty-req" {
-			if c, err := strconv.Atoi(r.Detail["cols"]); err == nil && c > 0 {
+		if r.Kind == audit.KindChannelRequest && r.Detail[audit.DetailRequest] == "pty-req" {
+			if c, err := strconv.Atoi(r.Detail[audit.DetailCols]); err == nil && c > 0 {
 				width = c
 			}
-			if h, err := strconv.Atoi(r.Detail["rows"]); err == nil && h > 0 {
+			if h, err := strconv.Atoi(r.Detail[audit.DetailRows]); err == nil && h > 0 {
 				height = h
 			}
 			break
@@ -396,8 +396,8 @@ func writeTerminalCast(w io.Writer, recs []*audit.Record) error {
 				continue
 			}
 			ev = []any{at, code, string(b[:cut])}
-		case r.Kind == audit.KindChannelRequest && r.Detail["request"] == "window-change":
-			ev = []any{at, "r", r.Detail["cols"] + "x" + r.Detail["rows"]}
+		case r.Kind == audit.KindChannelRequest && r.Detail[audit.DetailRequest] == "window-change":
+			ev = []any{at, "r", r.Detail[audit.DetailCols] + "x" + r.Detail[audit.DetailRows]}
 		default:
 			continue
 		}

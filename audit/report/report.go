@@ -176,17 +176,17 @@ func (b *Builder) Add(r *audit.Record) {
 	case audit.KindAgentStop:
 		rep.DaemonStops++
 	case audit.KindPolicyLoad:
-		what := fmt.Sprintf("policy %s: %s", dash(r.Detail["result"]), dash(r.Detail["hash"]))
+		what := fmt.Sprintf("policy %s: %s", dash(r.Detail[audit.DetailResult]), dash(r.Detail[audit.DetailHash]))
 		if r.Error != "" {
 			what += " (" + r.Error + ")"
 		}
 		rep.PolicyChanges = append(rep.PolicyChanges, event(what))
 	case audit.KindHeartbeat:
 		rep.Heartbeats++
-		if r.Detail["clock_sync"] != "synchronised" {
+		if r.Detail[audit.DetailClockSync] != "synchronised" {
 			rep.Unsynchronised++
 		}
-		if e, err := strconv.ParseInt(r.Detail["clock_max_error_us"], 10, 64); err == nil {
+		if e, err := strconv.ParseInt(r.Detail[audit.DetailClockMaxError], 10, 64); err == nil {
 			rep.MaxClockError = max(rep.MaxClockError, e)
 		}
 	case audit.KindError:
@@ -196,8 +196,8 @@ func (b *Builder) Add(r *audit.Record) {
 		}
 	case audit.KindGrant:
 		who := r.Identity.Label()
-		rep.Grants = append(rep.Grants, Event{Seq: r.Seq, Time: r.Time, Identity: r.Detail["identity"], Target: r.Detail["target"],
-			What: fmt.Sprintf("allow %s for %s by %s: %s", dash(r.Detail["allow"]), dash(r.Detail["for"]), dash(who), dash(r.Detail["reason"]))})
+		rep.Grants = append(rep.Grants, Event{Seq: r.Seq, Time: r.Time, Identity: r.Detail[audit.DetailIdentity], Target: r.Detail[audit.DetailTarget],
+			What: fmt.Sprintf("allow %s for %s by %s: %s", dash(r.Detail[audit.DetailAllow]), dash(r.Detail[audit.DetailFor]), dash(who), dash(r.Detail[audit.DetailReason]))})
 	}
 	if row == nil {
 		return
