@@ -54,9 +54,9 @@ func readClock() (clockState, error) {
 // heartbeatRecord builds a heartbeat record from the clock state.
 func heartbeatRecord(cs clockState, clockErr error, cfgHash, version string) *audit.Record {
 	d := map[string]string{
-		audit.DetailConfig: cfgHash,
-		"version":          version,
-		"interval":         HeartbeatInterval.String(),
+		audit.DetailConfig:   cfgHash,
+		audit.DetailVersion:  version,
+		audit.DetailInterval: HeartbeatInterval.String(),
 	}
 	if clockErr != nil {
 		d[audit.DetailClockSync] = "unknown"
@@ -69,8 +69,8 @@ func heartbeatRecord(cs clockState, clockErr error, cfgHash, version string) *au
 	d[audit.DetailClockMaxError] = strconv.FormatInt(cs.maxErrorUS, 10)
 	d[audit.DetailClockEstError] = strconv.FormatInt(cs.estErrorUS, 10)
 	d[audit.DetailClockOffset] = strconv.FormatInt(cs.offsetNS, 10)
-	d["clock_status"] = fmt.Sprintf("%#x", cs.status)
-	d["clock_state"] = strconv.Itoa(cs.state)
+	d[audit.DetailClockStatus] = fmt.Sprintf("%#x", cs.status)
+	d[audit.DetailClockState] = strconv.Itoa(cs.state)
 	return &audit.Record{Kind: audit.KindHeartbeat, Detail: d}
 }
 

@@ -191,6 +191,15 @@ const (
 	// DetailConfig is the hash of the config (and policy) in force; on
 	// agent.start, the config file's path.
 	DetailConfig = "config"
+	// DetailClockStatus is the kernel's clock status bits (adjtimex),
+	// hexadecimal.
+	DetailClockStatus = "clock_status"
+	// DetailClockState is adjtimex's return value (TIME_OK is 0).
+	DetailClockState = "clock_state"
+	// DetailVersion is the daemon's version.
+	DetailVersion = "version"
+	// DetailInterval is the heartbeat interval (a duration).
+	DetailInterval = "interval"
 	// DetailPrunedBelow is how many records audit.retention removed from
 	// the front of the log (records [0, N) are no longer on the host; the
 	// collector holds them); absent while nothing was.
