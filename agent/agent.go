@@ -94,8 +94,9 @@ type Agent struct {
 	grants    *policy.Grants
 	oidc      *postgres.OIDCVerifier // from cfg.OIDC; replaced on reload; guarded by mu
 
-	pendingMu sync.Mutex
-	pending   []*audit.Record // records to retry while the log is unwritable
+	// rec is how the protocol handlers and the daemon's own events reach
+	// alog; it keeps what the log cannot take for now and retries it.
+	rec *audit.Recorder
 
 	// metrics are read off the audit log's records and the counters
 	// below; attached is set once the redirect programs are attached.
@@ -196,6 +197,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
+	a.rec = audit.NewRecorder(a.alog, a.log)
 	if iv := flushInterval(cfg.Audit); iv > 0 {
 		a.log.Info("audit sync: batch: records are written before forwarding and flushed within the interval; a power loss can lose that window",
 			"flush_interval", iv)
@@ -228,14 +230,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
+	a.pg = postgres.NewServer(postgres.Options{Logger: a.log, Recorder: a.rec, Dial: a.dialUpstream,
 		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants})
 	a.oidc = a.newOIDCVerifier(cfg)
 	ca, err := sshproxy.LoadCA(cfg.StateDir)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	if a.ssh, err = sshproxy.NewServer(sshproxy.Options{Logger: a.log, Recorder: pgRecorder{a}, Dial: a.dialUpstream,
+	if a.ssh, err = sshproxy.NewServer(sshproxy.Options{Logger: a.log, Recorder: a.rec, Dial: a.dialUpstream,
 		Policy: &a.pol, Approvals: a.approvals, Grants: a.grants, CA: ca}); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -296,7 +298,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	bg.Add(1)
 	go func() { defer bg.Done(); a.refreshLoop(runCtx) }()
 	bg.Add(1)
-	go func() { defer bg.Done(); a.pendingLoop(runCtx) }()
+	go func() { defer bg.Done(); a.rec.Run(runCtx) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); a.heartbeatLoop(runCtx) }()
 	bg.Add(1)
@@ -352,7 +354,7 @@ loop:
 	}
 	cancel()
 	bg.Wait()
-	a.dropPending()
+	a.rec.Drop()
 	if err := a.record(&audit.Record{Kind: audit.KindAgentStop, Detail: map[string]string{audit.DetailReason: "signal"}}); err != nil {
 		a.log.Error("recording agent stop", "error", err)
 	}

@@ -82,7 +82,7 @@ func startTestAgent(t *testing.T, is *testIssuer, dir string) *testAgent {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{log: log, started: time.Now(), cfg: cfg, cfgHash: cfg.Hash(), alog: alog, ctx: ctx, open: map[string]*sessionInfo{},
-		approvals: policy.NewApprovals(16), oidc: postgres.NewOIDCVerifier(cfg.OIDC.Issuers, nil)}
+		approvals: policy.NewApprovals(16), oidc: postgres.NewOIDCVerifier(cfg.OIDC.Issuers, nil), rec: audit.NewRecorder(alog, log)}
 	a.pol.set(&cfg, a.cfgHash)
 	if a.grants, err = policy.OpenGrants(filepath.Join(dir, GrantsFile)); err != nil {
 		t.Fatal(err)

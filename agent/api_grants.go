@@ -186,7 +186,7 @@ func (a *Agent) handleGrantRevoke(w http.ResponseWriter, r *http.Request) {
 	if err := a.record(rec); err != nil {
 		// Revoking only takes rights away, so it stands; its record is
 		// kept and retried until the log takes it.
-		a.recordEventually(rec)
+		a.rec.RecordEventually(rec)
 		writeAPIError(w, apiErrorOf(fmt.Errorf("%w: grant %s revoked, its record is queued: %v", ErrAuditUnavailable, id, err)))
 		return
 	}

@@ -172,7 +172,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 		end.CloseReason = "upstream dial failed"
 		end.Error = err.Error()
 		end.DurationNS = time.Since(start).Nanoseconds()
-		a.recordEventually(&end)
+		a.rec.RecordEventually(&end)
 		a.log.Warn("upstream dial failed", "session", id, "dst", origin.Dst.String(), "upstream", upstream.String(), "error", err)
 		return
 	}
@@ -185,7 +185,7 @@ func (a *Agent) handle(listenerTarget *targetState, c *net.TCPConn) {
 	if st.Err != nil {
 		end.Error = st.Err.Error()
 	}
-	a.recordEventually(&end)
+	a.rec.RecordEventually(&end)
 }
 
 func (a *Agent) workloadName(id uint32) string {
@@ -326,24 +326,6 @@ func (a *Agent) newOIDCVerifier(cfg policy.Config) *postgres.OIDCVerifier {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: a.dialUpstream}}
 	return postgres.NewOIDCVerifier(cfg.OIDC.Issuers, client)
 }
-
-// pgRecorder gives the PostgreSQL handler the audit log.
-type pgRecorder struct{ a *Agent }
-
-func (p pgRecorder) Record(ctx context.Context, r *audit.Record) error {
-	_, err := p.a.alog.Append(ctx, r)
-	return err
-}
-
-// RecordAll appends a burst of statement records in order, with one wait.
-func (p pgRecorder) RecordAll(ctx context.Context, rs []*audit.Record) error {
-	return p.a.alog.AppendAll(ctx, rs)
-}
-
-func (p pgRecorder) RecordEventually(r *audit.Record) { p.a.recordEventually(r) }
-
-// RecordAllEventually appends result records in one go.
-func (p pgRecorder) RecordAllEventually(rs []*audit.Record) { p.a.recordAllEventually(rs) }
 
 // handleSSH hands a connection to the SSH handler, which records the
 // session once the client's handshake is done, before the target sees a

@@ -383,24 +383,12 @@ func (r *relay) commit() error {
 	return nil
 }
 
-// appendAll makes records durable. A BatchRecorder appends them in their
-// order with one wait. Otherwise several are appended concurrently, so
-// that the log commits them in one transaction; their order in the log may
-// then differ from their order in the session, which detail "n" keeps.
+// appendAll makes records durable, in their order with one wait.
 func (r *relay) appendAll(recs []*audit.Record) error {
 	if len(recs) == 1 {
 		return r.s.opts.Recorder.Record(r.ctx, recs[0])
 	}
-	if br, ok := r.s.opts.Recorder.(BatchRecorder); ok {
-		return br.RecordAll(r.ctx, recs)
-	}
-	errs := make([]error, len(recs))
-	var wg sync.WaitGroup
-	for i := range recs {
-		wg.Go(func() { errs[i] = r.s.opts.Recorder.Record(r.ctx, recs[i]) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return r.s.opts.Recorder.RecordAll(r.ctx, recs)
 }
 
 // clientMessage updates the protocol state for a client message, judges
@@ -1164,13 +1152,5 @@ func (r *relay) flushResults() {
 	if len(batch) == 0 {
 		return
 	}
-	if br, ok := r.s.opts.Recorder.(EventualBatchRecorder); ok {
-		br.RecordAllEventually(batch)
-		return
-	}
-	var wg sync.WaitGroup
-	for _, b := range batch {
-		wg.Go(func() { r.s.opts.Recorder.RecordEventually(b) })
-	}
-	wg.Wait()
+	r.s.opts.Recorder.RecordAllEventually(batch)
 }

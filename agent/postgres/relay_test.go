@@ -39,11 +39,30 @@ func (f *fakeRecorder) Record(_ context.Context, r *audit.Record) error {
 	return nil
 }
 
+func (f *fakeRecorder) RecordAll(_ context.Context, rs []*audit.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errFakeLog
+	}
+	for _, r := range rs {
+		r.Seq = uint64(len(f.recs))
+		f.recs = append(f.recs, r)
+	}
+	return nil
+}
+
 func (f *fakeRecorder) RecordEventually(r *audit.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r.Seq = uint64(len(f.recs))
 	f.recs = append(f.recs, r)
+}
+
+func (f *fakeRecorder) RecordAllEventually(rs []*audit.Record) {
+	for _, r := range rs {
+		f.RecordEventually(r)
+	}
 }
 
 func (f *fakeRecorder) kinds(k audit.Kind) []*audit.Record {
@@ -487,5 +506,7 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 // discardRecorder takes records and keeps nothing.
 type discardRecorder struct{}
 
-func (discardRecorder) Record(context.Context, *audit.Record) error { return nil }
-func (discardRecorder) RecordEventually(*audit.Record)              {}
+func (discardRecorder) Record(context.Context, *audit.Record) error      { return nil }
+func (discardRecorder) RecordEventually(*audit.Record)                   {}
+func (discardRecorder) RecordAll(context.Context, []*audit.Record) error { return nil }
+func (discardRecorder) RecordAllEventually([]*audit.Record)              {}

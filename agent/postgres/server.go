@@ -32,35 +32,22 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 )
 
-// Recorder takes the handler's audit records.
+// Recorder takes the handler's audit records: *audit.Recorder in the
+// daemon, so records go from the protocol handler straight to the log.
 type Recorder interface {
 	// Record appends r and returns once it is durable. The handler
 	// forwards nothing that r must precede until Record returned nil.
 	Record(ctx context.Context, r *audit.Record) error
-	// RecordEventually appends a record of something that already
-	// happened (a result, a session end); if the log cannot take it now
-	// it is kept and retried, in order.
-	RecordEventually(r *audit.Record)
-}
-
-// BatchRecorder is a Recorder that also appends a burst of records at
-// once. The relay uses it, when the Recorder implements it, for the
-// statement records of a pipeline: they are appended in session order with
-// consecutive seqs and one wait, instead of one concurrent Record each.
-type BatchRecorder interface {
-	Recorder
-	// RecordAll appends rs in their order and returns once all are
-	// durable. On error some (a prefix) may be durable, and the handler
-	// forwards none of the statements.
+	// RecordAll appends rs (a pipeline's statement records) in their
+	// order with consecutive seqs and one wait, and returns once all are
+	// durable. On error the handler forwards none of the statements.
 	RecordAll(ctx context.Context, rs []*audit.Record) error
-}
-
-// EventualBatchRecorder is implemented by Recorders that also append a
-// burst of records of things that already happened in one go, with
-// RecordEventually's promise for each. The relay uses it, when the
-// Recorder implements it, for its result records, instead of one
-// concurrent RecordEventually each.
-type EventualBatchRecorder interface {
+	// RecordEventually appends a record of something that already
+	// happened (a session end); if the log cannot take it now it is kept
+	// and retried, in order.
+	RecordEventually(r *audit.Record)
+	// RecordAllEventually is RecordEventually for a burst (a session's
+	// result records), appended together.
 	RecordAllEventually(rs []*audit.Record)
 }
 
