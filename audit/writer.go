@@ -195,15 +195,23 @@ func (l *Log) runBatch() {
 			<-l.wake
 			continue
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
-		select {
-		case <-l.wake:
-		case <-timer.C:
-		}
+		l.sleep(&timer, wait, nil)
+	}
+}
+
+// sleep waits until wait passed (on *timer, made on first use and reused
+// after), the writer is woken, or closing is closed (a nil closing is not
+// watched).
+func (l *Log) sleep(timer **time.Timer, wait time.Duration, closing <-chan struct{}) {
+	if *timer == nil {
+		*timer = time.NewTimer(wait)
+	} else {
+		(*timer).Reset(wait)
+	}
+	select {
+	case <-l.wake:
+	case <-(*timer).C:
+	case <-closing:
 	}
 }
 
@@ -374,16 +382,7 @@ func (l *Log) next() *batch {
 				}
 				if wait := time.Until(deadline); wait > 0 {
 					l.mu.Unlock()
-					if timer == nil {
-						timer = time.NewTimer(wait)
-					} else {
-						timer.Reset(wait)
-					}
-					select {
-					case <-l.wake:
-					case <-timer.C:
-					case <-l.closing:
-					}
+					l.sleep(&timer, wait, l.closing)
 					continue
 				}
 			}
