@@ -76,13 +76,9 @@ func collectorCommand() *cli.Command {
 				Usage: "create or upgrade the collector's schema, then exit",
 				Flags: []cli.Flag{collectorConfigFlag},
 				Action: func(c *cli.Context) error {
-					cfg, err := collector.LoadConfig(c.String("config"))
+					store, err := openStore(c)
 					if err != nil {
 						return err
-					}
-					store, err := collector.Open(c.Context, cfg, nil)
-					if err != nil {
-						return fmt.Errorf("collector: %w", err)
 					}
 					store.Close()
 					fmt.Fprintf(c.App.Writer, "schema at version %d\n", collector.SchemaVersion())
@@ -97,13 +93,9 @@ func collectorCommand() *cli.Command {
 					&cli.DurationFlag{Name: "ttl", Value: time.Hour, Usage: "how long the token is valid"},
 				},
 				Action: func(c *cli.Context) error {
-					cfg, err := collector.LoadConfig(c.String("config"))
+					store, err := openStore(c)
 					if err != nil {
 						return err
-					}
-					store, err := collector.Open(c.Context, cfg, nil)
-					if err != nil {
-						return fmt.Errorf("collector: %w", err)
 					}
 					defer store.Close()
 					tok, err := store.CreateToken(c.Context, c.String("host"), c.Duration("ttl"))
@@ -148,13 +140,9 @@ func collectorCommand() *cli.Command {
 				Usage: "every enrolled host: origin, size, cosigned size, lag, last seen, silent, misbehavior",
 				Flags: []cli.Flag{collectorConfigFlag, outputFlag},
 				Action: func(c *cli.Context) error {
-					cfg, err := collector.LoadConfig(c.String("config"))
+					store, err := openStore(c)
 					if err != nil {
 						return err
-					}
-					store, err := collector.Open(c.Context, cfg, nil)
-					if err != nil {
-						return fmt.Errorf("collector: %w", err)
 					}
 					defer store.Close()
 					hosts, err := store.Hosts(c.Context)
@@ -231,13 +219,9 @@ func collectorReport(c *cli.Context) error {
 	if write == nil {
 		return fmt.Errorf("-o %q: text, csv, json or html", c.String("output"))
 	}
-	cfg, err := collector.LoadConfig(c.String("config"))
+	store, err := openStore(c)
 	if err != nil {
 		return err
-	}
-	store, err := collector.Open(c.Context, cfg, nil)
-	if err != nil {
-		return fmt.Errorf("collector: %w", err)
 	}
 	defer store.Close()
 	rep, err := store.Report(c.Context, c.String("host"), since, until)
@@ -259,13 +243,9 @@ func collectorReport(c *cli.Context) error {
 }
 
 func collectorExport(c *cli.Context) error {
-	cfg, err := collector.LoadConfig(c.String("config"))
+	store, err := openStore(c)
 	if err != nil {
 		return err
-	}
-	store, err := collector.Open(c.Context, cfg, nil)
-	if err != nil {
-		return fmt.Errorf("collector: %w", err)
 	}
 	defer store.Close()
 	ex, err := store.Export(c.Context, collector.ExportOptions{Host: c.String("host"), Origin: c.String("origin"),
@@ -287,4 +267,19 @@ func collectorExport(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "wrote %s: records %d to %d (%d) of log %s, cosigned tree of %d records signed %s\nsha256 %s\n",
 		out, m.Begin, m.End-1, m.Records, m.Log, m.TreeSize, m.CheckpointTime.Format(time.RFC3339), sum)
 	return nil
+}
+
+// openStore loads --config and opens the collector's store (running the
+// migrations), for the subcommands that only read or enroll; serve opens
+// its own with its logger.
+func openStore(c *cli.Context) (*collector.Store, error) {
+	cfg, err := collector.LoadConfig(c.String("config"))
+	if err != nil {
+		return nil, err
+	}
+	store, err := collector.Open(c.Context, cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	return store, nil
 }
