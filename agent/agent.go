@@ -188,6 +188,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Refused:          a.refused.Load,
 		RedirectAttached: a.attached.Load,
 		HoldsPending:     func() int { return len(a.approvals.List()) },
+		RecordsPending:   func() int { return a.rec.Pending() }, // served only once the log is open
 		Shipping:         a.shippingMetrics(cfg),
 		Maps:             a.mapUsage,
 	})

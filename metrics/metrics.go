@@ -64,6 +64,9 @@ type Sources struct {
 	RedirectAttached func() bool
 	// HoldsPending is the number of statements held for approval now.
 	HoldsPending func() int
+	// RecordsPending is the number of records kept in memory because the
+	// log could not take them (audit.Recorder), retried in order.
+	RecordsPending func() int
 	// Shipping is the shipper's state; nil when the log is not shipped.
 	Shipping func() Shipping
 	// Maps reports the eBPF maps' entries and capacities; nil or an error
@@ -227,6 +230,12 @@ func NewDaemon(b Build, src Sources) *Daemon {
 			Name: "tollgate_holds_pending",
 			Help: "Statements held for approval now.",
 		}, func() float64 { return float64(src.HoldsPending()) }))
+	}
+	if src.RecordsPending != nil {
+		d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_audit_records_pending",
+			Help: "Audit records kept in memory because the log could not take them (disk full, unwritable), retried in order.",
+		}, func() float64 { return float64(src.RecordsPending()) }))
 	}
 	if f := src.Shipping; f != nil {
 		gauge := func(name, help string, v func(Shipping) float64) {

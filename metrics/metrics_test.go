@@ -56,6 +56,7 @@ func TestObserve(t *testing.T) {
 		LookupMisses:     func() uint64 { return 1 },
 		RedirectAttached: func() bool { return true },
 		HoldsPending:     func() int { return pending },
+		RecordsPending:   func() int { return 3 },
 		Shipping: func() Shipping {
 			return Shipping{Shipped: 5, Cosigned: 4, LagRecords: 2, LagSeconds: 1.5}
 		},
@@ -106,6 +107,7 @@ func TestObserve(t *testing.T) {
 		`tollgate_bpf_map_entries{map="origins"} 12`,
 		`tollgate_bpf_map_max_entries{map="origins"} 65536`,
 		`tollgate_holds_pending 2`,
+		`tollgate_audit_records_pending 3`,
 		`tollgate_ship_shipped_records 5`,
 		`tollgate_ship_cosigned_records 4`,
 		`tollgate_ship_lag_records 2`,
