@@ -21,7 +21,10 @@
 //   - No insignificant whitespace. Integers in decimal; there are no floats
 //     anywhere in the schema.
 //   - time is UTC RFC 3339 with exactly nine fractional digits,
-//     "2026-11-26T14:00:00.123456789Z".
+//     "2026-11-26T14:00:00.123456789Z". It never goes back along seq: the
+//     Log stamps a record no earlier than the one before it.
+//   - detail keys that producers write and readers read are named in
+//     detail.go.
 //   - Strings are escaped as in RFC 8785 (JCS): '"' and '\' with a
 //     backslash, \b \t \n \f \r as short escapes, other control characters
 //     as \u00xx with lower-case hex, everything else as raw UTF-8 (no HTML
@@ -36,7 +39,9 @@
 //
 // A Log is identified by "tollgate/<host-id>/<epoch>", where the epoch is 64
 // random bits fixed when the log is created. Append queues a record to the
-// writer goroutine and returns once it is durable. The writer takes
+// writer goroutine and returns once it is durable. Protocol handlers write
+// through a Recorder, which also keeps what an unwritable log cannot take
+// of sessions already running (results, ends) and retries it in order. The writer takes
 // everything queued at that moment (up to 1000 records or 1 MiB, waiting
 // at most briefly for producers it expects), assigns seqs contiguous from
 // the log's size, appends them as checksummed frames to the journal (the
