@@ -93,6 +93,49 @@ func appendFrame(dst []byte, typ byte, body []byte) []byte {
 	return append(dst, body...)
 }
 
+// Message types: a message's first byte. The same byte names a different
+// message in each direction, so the names say which one is meant.
+const (
+	// Client to server (frontend).
+	typeQuery        = 'Q'
+	typeParse        = 'P'
+	typeBind         = 'B'
+	typeDescribe     = 'D'
+	typeExecute      = 'E'
+	typeClose        = 'C'
+	typeSync         = 'S'
+	typeFlush        = 'H'
+	typeTerminate    = 'X'
+	typeFunctionCall = 'F'
+	typeCopyFail     = 'f'
+
+	// Both ways.
+	typeCopyData = 'd'
+	typeCopyDone = 'c'
+
+	// Server to client (backend).
+	typeRowDescription           = 'T'
+	typeDataRow                  = 'D'
+	typeCommandComplete          = 'C'
+	typeErrorResponse            = 'E'
+	typeReadyForQuery            = 'Z'
+	typeParameterStatus          = 'S'
+	typeBackendKeyData           = 'K'
+	typeAuthentication           = 'R'
+	typeNegotiateProtocolVersion = 'v'
+	typeParseComplete            = '1'
+	typeBindComplete             = '2'
+	typeCloseComplete            = '3'
+	typeParameterDescription     = 't'
+	typeNoData                   = 'n'
+	typeEmptyQueryResponse       = 'I'
+	typePortalSuspended          = 's'
+	typeNoticeResponse           = 'N'
+	typeNotificationResponse     = 'A'
+	typeCopyOutResponse          = 'H'
+	typeFunctionCallResponse     = 'V'
+)
+
 // frameHeader returns a message header for a body of n bytes.
 func frameHeader(typ byte, n int) [5]byte {
 	var h [5]byte
@@ -105,9 +148,9 @@ func frameHeader(typ byte, n int) [5]byte {
 // type, and whether the type is valid after the startup phase at all.
 func clientLimit(typ byte, large int) (int, bool) {
 	switch typ {
-	case 'Q', 'P', 'B', 'F', 'd', 'f':
+	case typeQuery, typeParse, typeBind, typeFunctionCall, typeCopyData, typeCopyFail:
 		return large, true
-	case 'D', 'E', 'C', 'S', 'H', 'X', 'c':
+	case typeDescribe, typeExecute, typeClose, typeSync, typeFlush, typeTerminate, typeCopyDone:
 		return maxSmallMessage, true
 	}
 	return 0, false

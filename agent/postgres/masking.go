@@ -340,7 +340,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 		return true, reason, err
 	}
 	switch typ {
-	case 'T':
+	case typeRowDescription:
 		body, err := readBody(r.ur, &r.ubuf, n)
 		if err != nil {
 			reason, err := r.serverReadEnd(err)
@@ -370,7 +370,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			return true, ReasonUnsafe, stop
 		}
 		return true, "", nil
-	case 'n':
+	case typeNoData:
 		r.mu.Lock()
 		f := r.st.front()
 		injected := f != nil && f.kind == expectDescribe && f.ownDescribe
@@ -386,7 +386,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			}
 		}
 		return true, "", nil
-	case 'D':
+	case typeDataRow:
 		res, perr := r.currentResult()
 		if perr != nil {
 			e := r.frontExec()
@@ -423,7 +423,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			return true, ReasonClientError, err
 		}
 		return true, "", nil
-	case 'H':
+	case typeCopyOutResponse:
 		body, err := readBody(r.ur, &r.ubuf, n)
 		if err != nil {
 			reason, err := r.serverReadEnd(err)
@@ -439,7 +439,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			return true, ReasonClientError, err
 		}
 		return true, "", nil
-	case 'd':
+	case typeCopyData:
 		if m.cur == nil || m.cur.copy == nil || !m.cur.plan.Masks() {
 			return false, "", nil
 		}
@@ -460,13 +460,13 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 			return true, ReasonClientError, err
 		}
 		return true, "", nil
-	case 'E', 'N', 'A':
+	case typeErrorResponse, typeNoticeResponse, typeNotificationResponse:
 		body, err := readBody(r.ur, &r.ubuf, n)
 		if err != nil {
 			reason, err := r.serverReadEnd(err)
 			return true, reason, err
 		}
-		if typ == 'E' {
+		if typ == typeErrorResponse {
 			r.endResult()
 			out, forward, stop := r.serverMessage(typ, body)
 			if stop != nil {
@@ -482,7 +482,7 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 		}
 		reason, err = r.forwardMasked(typ, body)
 		return true, reason, err
-	case 'V':
+	case typeFunctionCallResponse:
 		body, err := readBody(r.ur, &r.ubuf, n)
 		if err != nil {
 			reason, err := r.serverReadEnd(err)
@@ -513,9 +513,9 @@ func (r *relay) maskServer(typ byte, n int) (handled bool, reason string, err er
 		_, err = r.cw.Write(out)
 		releaseBody(&r.ubuf)
 		return true, "", err
-	case 'C', 'I', 's':
+	case typeCommandComplete, typeEmptyQueryResponse, typePortalSuspended:
 		r.endResult()
-	case 'Z':
+	case typeReadyForQuery:
 		r.endResult()
 		r.readyForQueryMask(n)
 	}
@@ -747,7 +747,7 @@ func (r *relay) refuseResult(e *exec, cause error) error {
 // ('T'), the session ends (FATAL 0A000) so that the server rolls back a
 // transaction whose result the client did not see whole.
 func (r *relay) swallowMessage(typ byte, n int) (string, error) {
-	if !readWhole(typ) && typ != 'N' && typ != 'A' && typ != 'n' {
+	if !readWhole(typ) && typ != typeNoticeResponse && typ != typeNotificationResponse && typ != typeNoData {
 		r.mu.Lock()
 		r.serverState(typ)
 		r.mu.Unlock()
@@ -762,11 +762,11 @@ func (r *relay) swallowMessage(typ byte, n int) (string, error) {
 	}
 	defer releaseBody(&r.ubuf)
 	switch typ {
-	case 'N', 'A':
+	case typeNoticeResponse, typeNotificationResponse:
 		// Notices and notifications are not part of the result: they
 		// pass, masked.
 		return r.forwardMasked(typ, body)
-	case 'n':
+	case typeNoData:
 		r.mu.Lock()
 		r.serverState(typ)
 		r.mu.Unlock()
@@ -776,7 +776,7 @@ func (r *relay) swallowMessage(typ byte, n int) (string, error) {
 	if stop != nil {
 		return ReasonUnsafe, stop
 	}
-	if typ == 'S' && forward {
+	if typ == typeParameterStatus && forward {
 		// A setting the server reports changed (by a statement whose
 		// result is dropped) is session state the client must know.
 		h := frameHeader(typ, n)
@@ -785,7 +785,7 @@ func (r *relay) swallowMessage(typ byte, n int) (string, error) {
 			return ReasonClientError, err
 		}
 	}
-	if typ != 'Z' {
+	if typ != typeReadyForQuery {
 		return "", nil
 	}
 	r.mk.swallow = false
@@ -810,14 +810,14 @@ func (r *relay) forwardMasked(typ byte, body []byte) (string, error) {
 	defer releaseBody(&r.ubuf)
 	out := body
 	switch typ {
-	case 'E', 'N':
+	case typeErrorResponse, typeNoticeResponse:
 		var er pgproto3.ErrorResponse
 		if err := er.Decode(body); err != nil {
 			return ReasonUpstreamError, fmt.Errorf("%w: malformed error or notice: %w", ErrProtocol, err)
 		}
 		if r.mk.sess.MaskError(&er) > 0 {
 			var err error
-			if typ == 'E' {
+			if typ == typeErrorResponse {
 				out, err = er.Encode(nil)
 			} else {
 				out, err = (*pgproto3.NoticeResponse)(&er).Encode(nil)
@@ -827,7 +827,7 @@ func (r *relay) forwardMasked(typ byte, body []byte) (string, error) {
 			}
 			out = out[5:]
 		}
-	case 'A':
+	case typeNotificationResponse:
 		var nr pgproto3.NotificationResponse
 		if err := nr.Decode(body); err != nil {
 			return ReasonUpstreamError, fmt.Errorf("%w: malformed notification: %w", ErrProtocol, err)

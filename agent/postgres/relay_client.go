@@ -40,7 +40,7 @@ func (r *relay) clientLoop() (string, error) {
 			return ReasonProtocol, fatalf(codeProtocolViolation, ErrProtocol, "invalid message length %d for message type %q", n, typ)
 		}
 		r.up.Add(int64(n) + 5)
-		if typ == 'd' && n > inlineMax {
+		if typ == typeCopyData && n > inlineMax {
 			// Large COPY data is streamed, not held.
 			if err := r.commit(); err != nil {
 				return r.commitEnd(err)
@@ -77,7 +77,7 @@ func (r *relay) clientLoop() (string, error) {
 		default:
 			r.out = appendFrame(r.out, typ, body)
 		}
-		if typ == 'X' {
+		if typ == typeTerminate {
 			if err := r.commit(); err != nil {
 				return r.commitEnd(err)
 			}
@@ -176,7 +176,7 @@ func (r *relay) appendAll(recs []*audit.Record) error {
 // refused message is replaced by what makes the server raise the refusal.
 func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 	switch typ {
-	case 'Q':
+	case typeQuery:
 		var q pgproto3.Query
 		if err := q.Decode(body); err != nil {
 			return false, malformed("Query", err)
@@ -191,7 +191,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 			r.maskStatement(info, q.String)
 		}
 		return fwd, err
-	case 'P':
+	case typeParse:
 		var p pgproto3.Parse
 		if err := p.Decode(body); err != nil {
 			return false, malformed("Parse", err)
@@ -203,7 +203,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 			r.mu.Unlock()
 		}
 		return fwd, err
-	case 'B':
+	case typeBind:
 		var b pgproto3.Bind
 		if err := b.Decode(body); err != nil {
 			return false, malformed("Bind", err)
@@ -212,7 +212,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		r.st.bind(b.DestinationPortal, b.PreparedStatement, b.ResultFormatCodes, len(b.Parameters))
 		r.mu.Unlock()
 		r.maskBind(&b)
-	case 'D':
+	case typeDescribe:
 		var d pgproto3.Describe
 		if err := d.Decode(body); err != nil {
 			return false, malformed("Describe", err)
@@ -220,7 +220,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		r.mu.Lock()
 		r.st.describe(d.ObjectType, d.Name)
 		r.mu.Unlock()
-	case 'E':
+	case typeExecute:
 		var e pgproto3.Execute
 		if err := e.Decode(body); err != nil {
 			return false, malformed("Execute", err)
@@ -264,7 +264,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 			r.maskExecuted(e.Portal, info)
 		}
 		return fwd, err
-	case 'C':
+	case typeClose:
 		var c pgproto3.Close
 		if err := c.Decode(body); err != nil {
 			return false, malformed("Close", err)
@@ -272,7 +272,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		r.mu.Lock()
 		r.st.close(c.ObjectType, c.Name)
 		r.mu.Unlock()
-	case 'S':
+	case typeSync:
 		if len(body) != 0 {
 			return false, malformed("Sync", nil)
 		}
@@ -280,11 +280,11 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		r.mu.Lock()
 		r.st.push(&expect{kind: expectSync})
 		r.mu.Unlock()
-	case 'H', 'X', 'c':
+	case typeFlush, typeTerminate, typeCopyDone:
 		if len(body) != 0 {
 			return false, malformed(string(typ), nil)
 		}
-	case 'F':
+	case typeFunctionCall:
 		var f pgproto3.FunctionCall
 		if err := f.Decode(body); err != nil {
 			return false, malformed("FunctionCall", err)
@@ -292,7 +292,7 @@ func (r *relay) clientMessage(typ byte, body []byte) (bool, error) {
 		info := sql.Statement{Classes: functionCallClasses}
 		detail := map[string]string{audit.DetailFunctionOID: strconv.FormatUint(uint64(f.Function), 10)}
 		return r.execute(expectFunction, info, r.judge("", info), "function", detail)
-	case 'd', 'f':
+	case typeCopyData, typeCopyFail:
 		// COPY data and CopyFail pass as they are.
 	}
 	return true, nil

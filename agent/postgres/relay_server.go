@@ -125,7 +125,7 @@ func (r *relay) serverFrame(typ byte, n int, body []byte, whole bool) (string, e
 // its content updates the session's state or is not forwarded as is.
 func readWhole(typ byte) bool {
 	switch typ {
-	case 'C', 'E', 'Z', 'S', 'T', 'K', 'R', 'v':
+	case typeCommandComplete, typeErrorResponse, typeReadyForQuery, typeParameterStatus, typeRowDescription, typeBackendKeyData, typeAuthentication, typeNegotiateProtocolVersion:
 		return true
 	}
 	return false
@@ -147,7 +147,7 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 	defer r.mu.Unlock()
 	st := &r.st
 	switch typ {
-	case 'T':
+	case typeRowDescription:
 		if f := st.front(); f != nil && f.kind == expectDescribe {
 			if f.injected {
 				st.pop(expectDescribe)
@@ -159,12 +159,12 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 				return nil, false, nil // tollgate's own Describe, for masking
 			}
 		}
-	case 'C':
+	case typeCommandComplete:
 		var cc pgproto3.CommandComplete
 		if cc.Decode(body) == nil {
 			r.completed(string(cc.CommandTag))
 		}
-	case 'E':
+	case typeErrorResponse:
 		var er pgproto3.ErrorResponse
 		if er.Decode(body) == nil {
 			if f := st.front(); f != nil && f.raise && (er.Code == codeInsufficientPrivilege || er.Code == codeQueryCanceled) {
@@ -172,9 +172,9 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 			}
 			r.failed(er.Code)
 		}
-	case 'Z':
+	case typeReadyForQuery:
 		r.ready()
-	case 'S':
+	case typeParameterStatus:
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(body) == nil {
 			switch ps.Name {
@@ -188,10 +188,10 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 				r.enc = c
 			}
 		}
-	case 'K':
+	case typeBackendKeyData:
 		// The real cancel key never reaches the client.
 		return nil, false, nil
-	case 'R', 'v':
+	case typeAuthentication, typeNegotiateProtocolVersion:
 		r.s.log.Warn("unexpected message from server after login", "session", r.sess.Base.Session, "type", string(typ))
 		return nil, false, nil
 	}
@@ -205,34 +205,34 @@ func (r *relay) serverMessage(typ byte, body []byte) (out []byte, forward bool, 
 func (r *relay) serverState(typ byte) bool {
 	st := &r.st
 	switch typ {
-	case 'D':
+	case typeDataRow:
 		if f := st.front(); f != nil && f.exec != nil {
 			f.exec.rows++
 		}
-	case '1', '2':
+	case typeParseComplete, typeBindComplete:
 		kind := expectParse
-		if typ == '2' {
+		if typ == typeBindComplete {
 			kind = expectBind
 		}
 		f := st.front()
 		st.pop(kind)
 		return f != nil && f.kind == kind && f.injected
-	case '3':
+	case typeCloseComplete:
 		f := st.front()
 		st.pop(expectClose)
 		return f != nil && f.kind == expectClose && f.injected
-	case 't':
+	case typeParameterDescription:
 		// A ParameterDescription is the first of two answers to a
 		// Describe of a statement.
 		f := st.front()
 		return f != nil && f.kind == expectDescribe && f.injected
-	case 'n':
+	case typeNoData:
 		f := st.front()
 		st.pop(expectDescribe)
 		return f != nil && f.kind == expectDescribe && f.injected
-	case 'I':
+	case typeEmptyQueryResponse:
 		r.completed("")
-	case 's':
+	case typePortalSuspended:
 		if f := st.front(); f != nil && f.kind == expectExecute {
 			if f.exec != nil {
 				f.exec.suspended = true
