@@ -154,6 +154,9 @@ type Log struct {
 	// record is never stamped earlier than the one before it in seq
 	// order (see enqueue).
 	lastTime time.Time
+	// clockBackWarned is when enqueue last warned that the clock went
+	// back (under mu): once a minute at most while it has not caught up.
+	clockBackWarned time.Time
 	// wake has room for one token: Append and Close leave one after
 	// changing the queue or closed.
 	wake chan struct{}
@@ -657,6 +660,7 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 		reqs[i] = &request{head: l.head, tail: tail, done: make(chan result, 1)}
 	}
 
+	var back time.Duration
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -670,6 +674,7 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 			// the ones behind it. The time's width is fixed, so the
 			// encoded tail is patched in place.
 			if rs[i].Time.Before(l.lastTime) {
+				back = max(back, l.lastTime.Sub(rs[i].Time))
 				rs[i].Time = l.lastTime
 				setTailTime(req.tail, l.lastTime)
 			}
@@ -683,7 +688,19 @@ func (l *Log) enqueue(ctx context.Context, rs []*Record, producer bool, invalid 
 			l.queue = append(l.queue, req)
 		}
 	}
+	// A step of the clock back (or a caller's old time) holds the records'
+	// time at the last one's until the clock catches up: say so, since
+	// their times then tell order, not the wall clock.
+	warnBack := back > time.Second && time.Since(l.clockBackWarned) > time.Minute
+	if warnBack {
+		l.clockBackWarned = time.Now()
+	}
+	last := l.lastTime
 	l.mu.Unlock()
+	if warnBack {
+		l.logger.Warn("audit record time is before the previous record's: records are stamped with the previous time until the clock passes it (did the clock step back?)",
+			"behind", back.String(), "stamped", last.Format(time.RFC3339Nano))
+	}
 	// Prepared before the writer is woken, so that an idle writer finds
 	// them ready; a busy one may take them unprepared and build them.
 	for _, req := range reqs {

@@ -3,13 +3,16 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -694,4 +697,30 @@ func TestRecordTimeNeverGoesBack(t *testing.T) {
 		t.Errorf("after reopen a record before the last got %v, want %v", late.Time, last)
 	}
 	checkTimes(l2)
+}
+
+// TestClockBackWarns: a record stamped more than a second before the last
+// one (the clock stepped back) is held at the last time, and the
+// operational log says so once, not for every record.
+func TestClockBackWarns(t *testing.T) {
+	var ops bytes.Buffer
+	l := evidencetest.OpenLog(t, filepath.Join(t.TempDir(), "audit.db"), audit.Options{Logger: slog.New(slog.NewTextHandler(&ops, nil))})
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for i, at := range []time.Time{now, now.Add(-time.Hour), now.Add(-time.Hour + time.Second), now.Add(-time.Millisecond)} {
+		r := statementRecord("s", i)
+		r.Time = at
+		if _, err := l.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if !r.Time.Equal(now) {
+			t.Fatalf("record %d stamped %v, want %v", i, r.Time, now)
+		}
+	}
+	if n := strings.Count(ops.String(), "did the clock step back?"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, ops.String())
+	}
+	if !strings.Contains(ops.String(), "behind=1h0m0s") {
+		t.Errorf("warning does not say how far behind:\n%s", ops.String())
+	}
 }
