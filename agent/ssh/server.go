@@ -546,7 +546,9 @@ func (c *session) keyID() string {
 func (c *session) recordStart() error {
 	r := c.sess.Base
 	r.Kind = audit.KindSessionStart
-	r.Time = c.start.UTC()
+	// Stamped when written, after the client's handshake and login (which
+	// may wait for a person): the log never stamps a record before the
+	// one before it. The session's duration_ns counts from the connect.
 	r.Detail = map[string]string{audit.DetailProtocol: string(policy.ProtocolSSH), "client_user": c.clientUser,
 		"client_key": c.clientKey, "login": c.sess.Target.Upstream.User}
 	for k, v := range c.sess.Detail {
