@@ -3,7 +3,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -725,46 +724,28 @@ func setTailTime(tail []byte, t time.Time) {
 	t.UTC().AppendFormat(tail[tailTimeAt:tailTimeAt], timeLayout)
 }
 
-// recordTime reads the time of an encoded record.
-func recordTime(b []byte) (time.Time, error) {
-	i := bytes.Index(b, []byte(`,"time":"`))
-	if i < 0 || len(b) < i+tailTimeAt+len(timeLayout) {
-		return time.Time{}, fmt.Errorf("record without a time: %w", ErrCorrupt)
-	}
-	t, err := time.Parse(timeLayout, string(b[i+tailTimeAt:i+tailTimeAt+len(timeLayout)]))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("record time: %w: %w", ErrCorrupt, err)
-	}
-	return t, nil
-}
-
 // newestTime is the time of the log's last record at open (zero for an
-// empty log): the journal's last one, else the store's, else, when
-// retention pruned every record, the newest pruned time.
+// empty log; the newest pruned time when retention removed every record).
 func (l *Log) newestTime(st *logState) (time.Time, error) {
-	if n := len(l.unindexed); n > 0 {
-		return recordTime(l.unindexed[n-1].data)
-	}
-	if st.size == 0 {
+	size := l.Size()
+	if size == 0 {
 		return time.Time{}, nil
 	}
-	if st.pruned >= st.size {
+	if st.pruned >= size {
 		return st.prunedTime, nil
 	}
-	var t time.Time
-	err := l.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRecords).Get(u64(st.size - 1))
-		if v == nil {
-			return fmt.Errorf("last record %d missing: %w", st.size-1, ErrCorrupt)
-		}
-		e, err := entry(u64(st.size-1), v)
-		if err != nil {
-			return err
-		}
-		t, err = recordTime(e.Bytes)
-		return err
-	})
-	return t, err
+	es, err := l.Tail(1)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(es) != 1 {
+		return time.Time{}, fmt.Errorf("last record %d missing: %w", size-1, ErrCorrupt)
+	}
+	r, err := es[0].Record()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last record %d: %w", size-1, err)
+	}
+	return r.Time, nil
 }
 
 // encodeTail is encodeSplit's tail for a record of this log (r.V and

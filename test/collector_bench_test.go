@@ -287,7 +287,7 @@ func BenchmarkCollectorLag(b *testing.B) {
 			lags = append(lags, now.Sub(appended[len(lags)]))
 		}
 		if time.Since(start) > time.Minute {
-			b.Fatalf("not caught up: %+v\ncollector log:\n%s", s.Status(), tail(c.stderr.String(), 4096))
+			b.Fatalf("not caught up: %+v\ncollector log:\n%s", s.Status(), truncateLog(c.stderr.String()))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -326,7 +326,7 @@ func BenchmarkCollectorLag(b *testing.B) {
 	t0 := time.Now()
 	for s.Status().Cosigned < h.log.Size() {
 		if time.Since(t0) > 15*time.Minute {
-			b.Fatalf("catch-up stalled: %+v\ncollector log:\n%s", s.Status(), tail(c.stderr.String(), 4096))
+			b.Fatalf("catch-up stalled: %+v\ncollector log:\n%s", s.Status(), truncateLog(c.stderr.String()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -341,12 +341,4 @@ func BenchmarkCollectorLag(b *testing.B) {
 	b.ReportMetric(float64(p50.Milliseconds()), "lag-p50-ms")
 	b.ReportMetric(float64(p99.Milliseconds()), "lag-p99-ms")
 	b.ReportMetric(catch, "catchup-records/s")
-}
-
-// tail is the last n bytes of s, for logs in failure messages.
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }

@@ -271,10 +271,10 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error
 		return nil, fmt.Errorf("%w: body of %d bytes, at most %d", ErrTooLarge, r.ContentLength, MaxBodyBytes)
 	}
 	rd := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	b := buf[:0]
 	if n := int(r.ContentLength); n >= 0 {
-		// Known length: one read into a buffer of that size, then the
-		// end of the body (net/http refuses a body longer than announced).
+		// Known length (what shippers send): one read into buf, reused.
+		// net/http ends the body at its Content-Length.
+		b := buf[:0]
 		if cap(b) < n {
 			b = make([]byte, n)
 		}
@@ -282,27 +282,15 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error
 		if _, err := io.ReadFull(rd, b); err != nil {
 			return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
 		}
-		var one [1]byte
-		if k, err := rd.Read(one[:]); k != 0 || err != io.EOF {
-			return nil, fmt.Errorf("%w: body longer than its Content-Length", ErrBadRequest)
-		}
 		return b, nil
 	}
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, MaxBodyBytes)
 		}
-		k, err := rd.Read(b[len(b):cap(b)])
-		b = b[:len(b)+k]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, MaxBodyBytes)
-			}
-			return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
-		}
+		return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
 	}
+	return b, nil
 }
