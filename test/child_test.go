@@ -45,6 +45,8 @@ func childMain(mode string, args []string) int {
 	switch mode {
 	case "bypass":
 		return bypassChild(args)
+	case "relay":
+		return floorRelayMain(args)
 	case "tcp", "mapped":
 		enc.Encode(childTCP(mode, args[0], []byte(args[1])))
 	case "udp":

@@ -5,6 +5,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +34,9 @@ import (
 // the log to disk; it is not a supported configuration (records are not
 // durable there). CPU per transaction is the proxy process's utime+stime
 // over a run divided by the transactions pgbench reports, for tollgate and
-// pgbouncer alike.
+// pgbouncer alike. "go-relay" is the floor of a proxy written in Go: a
+// bare relay that reads and writes the bytes and does nothing else (see
+// test/floor_relay_test.go); what tollgate spends above it is its own work.
 //
 //	go test -run '^$' -bench '^BenchmarkPostgres$' -benchtime 1x -timeout 60m ./test/
 //
@@ -43,7 +46,7 @@ import (
 // focused run, comma-separated lists narrow the matrix:
 // TOLLGATE_PGBENCH_SCRIPTS (select-only, tpcb), TOLLGATE_PGBENCH_MODES
 // (simple, extended, prepared), TOLLGATE_PGBENCH_CLIENTS (1, 8, 32) and
-// TOLLGATE_PGBENCH_TARGETS (direct, pgbouncer, tollgate, tollgate-batch,
+// TOLLGATE_PGBENCH_TARGETS (direct, pgbouncer, go-relay, tollgate, tollgate-batch,
 // tollgate-tmpfs, connect); for example
 //
 //	TOLLGATE_PGBENCH_SCRIPTS=select-only TOLLGATE_PGBENCH_MODES=simple,prepared \
@@ -68,7 +71,7 @@ func BenchmarkPostgres(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("TOLLGATE_PGBENCH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
 	}
-	allTargets := []string{"direct", "pgbouncer", "tollgate", "tollgate-batch", "tollgate-tmpfs"}
+	allTargets := []string{"direct", "pgbouncer", "go-relay", "tollgate", "tollgate-batch", "tollgate-tmpfs"}
 	targets := envList("TOLLGATE_PGBENCH_TARGETS", append(allTargets, "connect")...)
 	want := func(t string) bool { return slices.Contains(targets, t) }
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
@@ -81,6 +84,7 @@ func BenchmarkPostgres(b *testing.B) {
 		b.Fatalf("pgbench -i: %v\n%s%s", err, out, errOut)
 	}
 	bouncer := startPgbouncer(b, s.pg, db)
+	floor := startFloorRelay(b, net.JoinHostPort(s.pg.host, strconv.Itoa(s.pg.port)))
 
 	type target struct {
 		name   string
@@ -92,6 +96,8 @@ func BenchmarkPostgres(b *testing.B) {
 	direct := target{name: "direct", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: dsn}
 	viaBouncer := target{name: "pgbouncer", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: bouncer.dsn(pgScramUser, db),
 		pid: func() int { return bouncer.cmd.Process.Pid }}
+	viaFloor := target{name: "go-relay", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: floor.dsn(pgScramUser, db),
+		pid: func() int { return floor.cmd.Process.Pid }}
 	d := s.d
 	via := func(name string) target {
 		return target{name: name, cgroup: s.cgroup, dsn: dsn, pid: func() int { return d.cmd.Process.Pid }}
@@ -200,6 +206,8 @@ func BenchmarkPostgres(b *testing.B) {
 				matrix(direct)
 			case "pgbouncer":
 				matrix(viaBouncer)
+			case "go-relay":
+				matrix(viaFloor)
 			default:
 				daemonFor(name)
 				matrix(via(name))
@@ -222,24 +230,26 @@ func BenchmarkPostgres(b *testing.B) {
 	fmt.Fprintf(&sb, "Medians of %d rounds; each round runs every target in turn.\n", rounds)
 	fmt.Fprintf(&sb, "tollgate: audit.sync always (every statement's record flushed before it is forwarded); tollgate-batch: audit.sync batch\n"+
 		"(written before it is forwarded, flushed within 10 ms); tollgate-tmpfs: always, audit log on tmpfs (diagnostic only).\n"+
+		"go-relay: the floor of a Go proxy, a bare relay that reads and writes the bytes and nothing else (test/floor_relay_test.go).\n"+
 		"CPU µs/tx: the proxy process's utime+stime over the run / pgbench's transactions.\n\n")
 	tw := tabwriter.NewWriter(&sb, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "script\tmode\tclients\tdirect tps\tpgbouncer tps\tratio\ttollgate tps\tratio\ttollgate-batch tps\tratio\ttollgate-tmpfs tps\tratio\t"+
-		"CPU µs/tx pgbouncer\ttollgate\tbatch\ttmpfs\t")
+	fmt.Fprintln(tw, "script\tmode\tclients\tdirect tps\tpgbouncer tps\tratio\tgo-relay tps\tratio\ttollgate tps\tratio\ttollgate-batch tps\tratio\ttollgate-tmpfs tps\tratio\t"+
+		"CPU µs/tx pgbouncer\tgo-relay\ttollgate\tbatch\ttmpfs\t")
 	for _, script := range scripts {
 		for _, mode := range modes {
 			for _, c := range clientCounts {
 				dr := results[key("direct", script, mode, c)]
 				pb := results[key("pgbouncer", script, mode, c)]
+				gr := results[key("go-relay", script, mode, c)]
 				tg := results[key("tollgate", script, mode, c)]
 				tb := results[key("tollgate-batch", script, mode, c)]
 				tm := results[key("tollgate-tmpfs", script, mode, c)]
-				if dr.tps == 0 && tg.tps == 0 && pb.tps == 0 && tb.tps == 0 && tm.tps == 0 {
+				if dr.tps == 0 && tg.tps == 0 && pb.tps == 0 && gr.tps == 0 && tb.tps == 0 && tm.tps == 0 {
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", script, mode, c,
-					dr.tps, pb.tps, pb.tps/dr.tps, tg.tps, tg.tps/dr.tps, tb.tps, tb.tps/dr.tps, tm.tps, tm.tps/dr.tps,
-					pb.cpuUS, tg.cpuUS, tb.cpuUS, tm.cpuUS)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", script, mode, c,
+					dr.tps, pb.tps, pb.tps/dr.tps, gr.tps, gr.tps/dr.tps, tg.tps, tg.tps/dr.tps, tb.tps, tb.tps/dr.tps, tm.tps, tm.tps/dr.tps,
+					pb.cpuUS, gr.cpuUS, tg.cpuUS, tb.cpuUS, tm.cpuUS)
 			}
 		}
 	}
@@ -248,11 +258,12 @@ func BenchmarkPostgres(b *testing.B) {
 		sb.WriteString("\nadded latency per transaction at 1 client (proxy − direct, pgbench latency average):\n")
 		for _, script := range scripts {
 			for _, mode := range modes {
-				dr, pb, tg, tb, tm := results[key("direct", script, mode, 1)], results[key("pgbouncer", script, mode, 1)],
+				dr, pb, gr := results[key("direct", script, mode, 1)], results[key("pgbouncer", script, mode, 1)], results[key("go-relay", script, mode, 1)]
+				tg, tb, tm :=
 					results[key("tollgate", script, mode, 1)], results[key("tollgate-batch", script, mode, 1)],
 					results[key("tollgate-tmpfs", script, mode, 1)]
-				fmt.Fprintf(&sb, "  %-11s %-8s direct %.3f ms, pgbouncer %+.3f ms, tollgate %+.3f ms, tollgate-batch %+.3f ms, tollgate-tmpfs %+.3f ms\n",
-					script, mode, dr.latMS, pb.latMS-dr.latMS, tg.latMS-dr.latMS, tb.latMS-dr.latMS, tm.latMS-dr.latMS)
+				fmt.Fprintf(&sb, "  %-11s %-8s direct %.3f ms, pgbouncer %+.3f ms, go-relay %+.3f ms, tollgate %+.3f ms, tollgate-batch %+.3f ms, tollgate-tmpfs %+.3f ms\n",
+					script, mode, dr.latMS, pb.latMS-dr.latMS, gr.latMS-dr.latMS, tg.latMS-dr.latMS, tb.latMS-dr.latMS, tm.latMS-dr.latMS)
 			}
 		}
 	}
