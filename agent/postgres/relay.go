@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/rawio"
 	"github.com/tollgate-dev/tollgate/policy/mask"
 )
 
@@ -137,6 +138,11 @@ type exec struct {
 }
 
 func newRelay(s *Server, sess *Session, client, upstream net.Conn) *relay {
+	// Both sockets are read and written with raw system calls where they
+	// are plain sockets (not TLS): the relay goes idle between each
+	// request and its answer, and net.Conn's calls wake the runtime's
+	// sysmon thread on each such turn (see internal/rawio).
+	client, upstream = rawio.Wrap(client), rawio.Wrap(upstream)
 	return &relay{
 		s: s, sess: sess, client: client, upstream: upstream,
 		cr:           bufio.NewReaderSize(client, bufSize),
