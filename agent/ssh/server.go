@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/rawio"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/mask"
 )
@@ -189,7 +190,8 @@ func (s *Server) Serve(ctx context.Context, c net.Conn, sess Session) Stats {
 		return Stats{Reason: ReasonHandshake}
 	}
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
-	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	// Raw system calls on plain sockets: see internal/rawio.
+	sc, chans, reqs, err := ssh.NewServerConn(rawio.Wrap(c), cfg)
 	if err != nil {
 		// Nothing reached the target; a failed handshake (a client that
 		// does not trust the host CA, a port scan) is an operational
@@ -391,7 +393,7 @@ func (s *Server) login(ctx context.Context, sess Session, conn *session) (ssh.Co
 		HostKeyAlgorithms: algos,
 		Timeout:           s.opts.ConnectTimeout,
 	}
-	c, chans, reqs, err := ssh.NewClientConn(nc, sess.Dst.String(), cfg)
+	c, chans, reqs, err := ssh.NewClientConn(rawio.Wrap(nc), sess.Dst.String(), cfg)
 	if err != nil {
 		nc.Close()
 		var ke *knownhosts.KeyError
