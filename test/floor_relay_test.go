@@ -13,12 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/rawio"
 )
 
 // The floor relay is what any Go proxy that reads the bytes it passes on
 // must do and nothing else: per connection, one goroutine per direction
 // reading into a 64 KiB buffer and writing what it read, on the same
-// netpoller and with the daemon's default GOMAXPROCS (half the CPUs). It
+// netpoller, with the same raw socket calls as tollgate's relay
+// (internal/rawio) and the daemon's default GOMAXPROCS (half the CPUs). It
 // parses nothing, decides nothing and records nothing, so its CPU per
 // transaction in BenchmarkPostgres is the floor of the syscalls tollgate
 // must make in Go: tollgate's cost above it is its own work.
@@ -66,8 +69,9 @@ func floorRelayMain(args []string) int {
 				}
 				done <- struct{}{}
 			}
-			go pass(u, c)
-			go pass(c, u)
+			rc, ru := rawio.Wrap(c), rawio.Wrap(u)
+			go pass(ru, rc)
+			go pass(rc, ru)
 			<-done
 		}()
 	}
