@@ -31,6 +31,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -42,6 +43,20 @@ import (
 type Conn struct {
 	net.Conn
 	rc syscall.RawConn
+	// One call's state per direction, with the function the poller runs
+	// bound once, so that a Read or Write allocates nothing; the mutex
+	// keeps concurrent calls in one direction apart, as net.Conn allows
+	// them.
+	rd, wr op
+}
+
+// op is the state of one Read or Write in progress.
+type op struct {
+	mu    sync.Mutex
+	b     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
 }
 
 // Wrap returns c as a Conn when it is a TCP or Unix stream socket, and c
@@ -70,7 +85,10 @@ func Wrap(c net.Conn) net.Conn {
 	}); err != nil || typ != syscall.SOCK_STREAM {
 		return c
 	}
-	return &Conn{Conn: c, rc: rc}
+	w := &Conn{Conn: c, rc: rc}
+	w.rd.fn = w.rd.read
+	w.wr.fn = w.wr.write
+	return w
 }
 
 // Read reads what the socket holds into b, waiting on the poller until
@@ -80,21 +98,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait on the poller
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	o := &c.rd
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.b, o.n, o.errno = b, 0, 0
+	err := c.rc.Read(o.fn)
+	n, errno := o.n, o.errno
+	o.b = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -106,27 +116,32 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// read is one attempt of a Read, run by the poller: false to wait until
+// the socket is readable.
+func (o *op) read(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.b[0])), uintptr(len(o.b)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		o.n, o.errno = int(r), e
+		return true
+	}
+}
+
 // Write writes all of b, waiting on the poller while the socket buffer is
 // full, like net.Conn's Write.
 func (c *Conn) Write(b []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait on the poller
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	o := &c.wr
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.b, o.n, o.errno = b, 0, 0
+	err := c.rc.Write(o.fn)
+	n, errno := o.n, o.errno
+	o.b = nil
 	switch {
 	case err != nil:
 		return n, err
@@ -134,6 +149,25 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return n, c.opError("write", errno)
 	}
 	return n, nil
+}
+
+// write is one attempt of a Write, run by the poller: false to wait until
+// the socket is writable again.
+func (o *op) write(fd uintptr) bool {
+	for o.n < len(o.b) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.b[o.n])), uintptr(len(o.b)-o.n))
+		switch e {
+		case 0:
+			o.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			o.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError wraps a system call's error as net.Conn's methods do, so that

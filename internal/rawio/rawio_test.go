@@ -202,3 +202,29 @@ func TestWrapLeavesOthers(t *testing.T) {
 		t.Fatalf("Wrap(unixgram) = %T, want it unchanged", got)
 	}
 }
+
+// A proxy reads and writes for every message: neither may allocate.
+func TestNoAllocations(t *testing.T) {
+	c, peer := pair(t, "tcp")
+	msg := []byte("Q\x00\x00\x00\x0dselect 1\x00")
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The peer is a plain net.Conn, whose calls allocate nothing either
+	// once its buffers exist.
+	if allocs > 0 {
+		t.Fatalf("a Write and a Read allocate %.1f times (with the peer's calls), want 0", allocs)
+	}
+}
