@@ -721,7 +721,7 @@ var tailTimeAt = len(`,"time":"`)
 // setTailTime overwrites the time in an encoded tail (encodeTail's
 // layout: the time comes first, in the fixed-width timeLayout).
 func setTailTime(tail []byte, t time.Time) {
-	t.UTC().AppendFormat(tail[tailTimeAt:tailTimeAt], timeLayout)
+	appendTime(tail[tailTimeAt:tailTimeAt], t)
 }
 
 // newestTime is the time of the log's last record at open (zero for an
