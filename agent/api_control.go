@@ -24,11 +24,12 @@ import (
 var (
 	// ErrNotGrantor means the caller may not create (or revoke) this
 	// grant: they approve no single-approver review rule covering its
-	// identity, target and classes.
-	ErrNotGrantor = errors.New("not authorised to grant this")
+	// identity, target and classes. It is policy.ErrNotGrantor, the
+	// rule's own sentinel.
+	ErrNotGrantor = policy.ErrNotGrantor
 	// ErrSelfGrant means the caller asked for a grant to an identity they
-	// hold themselves.
-	ErrSelfGrant = errors.New("granting rights to oneself is not allowed")
+	// hold themselves. It is policy.ErrSelfGrant.
+	ErrSelfGrant = policy.ErrSelfGrant
 	// ErrGrantEnded means the grant was already revoked or has expired.
 	ErrGrantEnded = errors.New("grant already ended")
 	// ErrBadRequest means the request was malformed or incomplete.

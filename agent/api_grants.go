@@ -5,69 +5,12 @@ package agent
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/policy"
 )
-
-// Who may grant. A grant is a pre-approval, so it may only come from
-// someone who could approve those statements one by one anyway, alone:
-// the caller may grant identity I the classes C on target T when, for
-// every class in C, the policy in force has a review rule that
-//   - matches I and T (its when.identities and when.targets are empty or
-//     name them),
-//   - names that class in when.classes (or has none),
-//   - needs a single approver (approvers.min is 0 or 1: one person must
-//     not bypass a four-eyes rule with a grant),
-//   - and lists the caller among its approvers, by identity or group.
-//
-// Nobody may grant to an identity they hold themselves. Deny rules still
-// beat any grant (policy.Engine.Decide). A grant may be revoked by whoever
-// created it or by anyone who may create it.
-
-// grantAuthority checks that p may grant identity the classes on target
-// under cfg's rules.
-func grantAuthority(cfg *policy.Config, p policy.Person, identity, target string, classes []policy.Class, self bool) error {
-	if !slices.ContainsFunc(cfg.Targets, func(t policy.Target) bool { return t.Name == target }) {
-		return fmt.Errorf("%w: no target %q in the policy", ErrBadRequest, target)
-	}
-	if !slices.ContainsFunc(cfg.Identities, func(id policy.Identity) bool { return id.Name == identity }) {
-		return fmt.Errorf("%w: no identity %q in the policy", ErrBadRequest, identity)
-	}
-	if !self && slices.Contains(p.Identities, identity) {
-		return fmt.Errorf("%w: you are %q yourself", ErrSelfGrant, identity)
-	}
-	for _, c := range classes {
-		if !slices.ContainsFunc(cfg.Rules, func(r policy.Rule) bool { return grantableBy(&r, p, identity, target, c) }) {
-			return fmt.Errorf("%w: you approve no single-approver review rule for %s by %s on %s", ErrNotGrantor, c, identity, target)
-		}
-	}
-	return nil
-}
-
-// grantableBy reports whether rule r lets p grant class c to identity on
-// target.
-func grantableBy(r *policy.Rule, p policy.Person, identity, target string, c policy.Class) bool {
-	if r.Action != policy.ActionReview || r.Approvers.Min > 1 {
-		return false
-	}
-	w := &r.When
-	if len(w.Identities) > 0 && !slices.Contains(w.Identities, identity) {
-		return false
-	}
-	if len(w.Targets) > 0 && !slices.Contains(w.Targets, target) {
-		return false
-	}
-	if len(w.Classes) > 0 && !slices.ContainsFunc(w.Classes, func(rc policy.Class) bool {
-		return rc == c || rc == policy.ClassCopy && (c == policy.ClassCopyIn || c == policy.ClassCopyOut)
-	}) {
-		return false
-	}
-	return r.Approvers.Includes(p)
-}
 
 // grantRecord describes a grant event. Identity is who acted: the grantor
 // for created and expired, the revoker for revoked.
@@ -110,7 +53,7 @@ func (a *Agent) handleGrantCreate(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	cfg := a.cfg
 	a.mu.Unlock()
-	if err := grantAuthority(&cfg, ap.person, req.Identity, req.Target, req.Classes, false); err != nil {
+	if err := cfg.MayGrant(ap.person, req.Identity, req.Target, req.Classes, false); err != nil {
 		a.refuse(w, c, err)
 		return
 	}
@@ -169,7 +112,7 @@ func (a *Agent) handleGrantRevoke(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		cfg := a.cfg
 		a.mu.Unlock()
-		if err := grantAuthority(&cfg, ap.person, g.Identity, g.Target, g.Classes, true); err != nil {
+		if err := cfg.MayGrant(ap.person, g.Identity, g.Target, g.Classes, true); err != nil {
 			a.refuse(w, c, fmt.Errorf("revoke %s: %w", id, err))
 			return
 		}

@@ -40,7 +40,7 @@ func TestAPIGrants(t *testing.T) {
 			For: ddl.For, Reason: "x"}, alice, ErrNotGrantor},
 		{"four-eyes-rule", GrantRequest{Identity: "deploy", Target: "db", Classes: []policy.Class{policy.ClassTruncate},
 			For: ddl.For, Reason: "x"}, alice, ErrNotGrantor},
-		{"unknown-target", GrantRequest{Identity: "deploy", Target: "nope", Classes: ddl.Classes, For: ddl.For, Reason: "x"}, alice, ErrBadRequest},
+		{"unknown-target", GrantRequest{Identity: "deploy", Target: "nope", Classes: ddl.Classes, For: ddl.For, Reason: "x"}, alice, policy.ErrBadGrant},
 		{"no-reason", GrantRequest{Identity: "deploy", Target: "db", Classes: ddl.Classes, For: ddl.For}, alice, policy.ErrBadGrant},
 		{"too-long", GrantRequest{Identity: "deploy", Target: "db", Classes: ddl.Classes, For: policy.Duration(8 * 24 * time.Hour), Reason: "x"}, alice, policy.ErrBadGrant},
 	}

@@ -22,6 +22,13 @@ var (
 	ErrNoSuchGrant = errors.New("no such grant")
 	// ErrBadGrant means a grant request is incomplete or out of bounds.
 	ErrBadGrant = errors.New("invalid grant")
+	// ErrNotGrantor means the person may not create (or revoke) the grant:
+	// they approve no single-approver review rule covering its identity,
+	// target and classes (Config.MayGrant).
+	ErrNotGrantor = errors.New("not authorised to grant this")
+	// ErrSelfGrant means the grant would go to an identity the person
+	// holds themselves.
+	ErrSelfGrant = errors.New("granting rights to oneself is not allowed")
 )
 
 // MaxGrantDuration bounds a just-in-time grant.
@@ -179,4 +186,63 @@ func (g *Grants) save(all []Grant) error {
 		return fmt.Errorf("save grants: %w", err)
 	}
 	return nil
+}
+
+// Who may grant. A grant is a pre-approval, so it may only come from
+// someone who could approve those statements one by one anyway, alone:
+// a person may grant identity I the classes C on target T when, for
+// every class in C, the policy has a review rule that
+//   - matches I and T (its when.identities and when.targets are empty or
+//     name them),
+//   - names that class in when.classes (or has none),
+//   - needs a single approver (approvers.min is 0 or 1: one person must
+//     not bypass a four-eyes rule with a grant),
+//   - and lists the person among its approvers, by identity or group.
+//
+// Nobody may grant to an identity they hold themselves. Deny rules still
+// beat any grant (Engine.Decide). A grant may be revoked by whoever
+// created it or by anyone who may create it.
+
+// MayGrant checks that p may grant identity the classes on target under
+// c's rules: nil, or an error wrapping ErrBadGrant (a target or identity
+// the policy does not define), ErrSelfGrant or ErrNotGrantor. revoking
+// checks the right to revoke such a grant, which a person may do for
+// their own identity too.
+func (c *Config) MayGrant(p Person, identity, target string, classes []Class, revoking bool) error {
+	if !slices.ContainsFunc(c.Targets, func(t Target) bool { return t.Name == target }) {
+		return fmt.Errorf("%w: no target %q in the policy", ErrBadGrant, target)
+	}
+	if !slices.ContainsFunc(c.Identities, func(id Identity) bool { return id.Name == identity }) {
+		return fmt.Errorf("%w: no identity %q in the policy", ErrBadGrant, identity)
+	}
+	if !revoking && slices.Contains(p.Identities, identity) {
+		return fmt.Errorf("%w: you are %q yourself", ErrSelfGrant, identity)
+	}
+	for _, cl := range classes {
+		if !slices.ContainsFunc(c.Rules, func(r Rule) bool { return grantableBy(&r, p, identity, target, cl) }) {
+			return fmt.Errorf("%w: you approve no single-approver review rule for %s by %s on %s", ErrNotGrantor, cl, identity, target)
+		}
+	}
+	return nil
+}
+
+// grantableBy reports whether rule r lets p grant class c to identity on
+// target.
+func grantableBy(r *Rule, p Person, identity, target string, c Class) bool {
+	if r.Action != ActionReview || r.Approvers.Min > 1 {
+		return false
+	}
+	w := &r.When
+	if len(w.Identities) > 0 && !slices.Contains(w.Identities, identity) {
+		return false
+	}
+	if len(w.Targets) > 0 && !slices.Contains(w.Targets, target) {
+		return false
+	}
+	if len(w.Classes) > 0 && !slices.ContainsFunc(w.Classes, func(rc Class) bool {
+		return rc == c || rc == ClassCopy && (c == ClassCopyIn || c == ClassCopyOut)
+	}) {
+		return false
+	}
+	return r.Approvers.Includes(p)
 }

@@ -75,3 +75,68 @@ func TestDecideWithGrants(t *testing.T) {
 		t.Fatalf("ungranted class: %+v", d)
 	}
 }
+
+// TestMayGrant: who may grant what, from the rules alone.
+func TestMayGrant(t *testing.T) {
+	cfg, err := policy.Parse([]byte(`host_id: h1
+targets:
+  - name: db
+    protocol: postgres
+    match: ["127.0.0.2:5432"]
+    upstream: {user: app, password_file: /etc/tollgate/db.pw, sslmode: disable}
+  - name: other
+    protocol: postgres
+    match: ["127.0.0.3:5432"]
+    upstream: {user: app, password_file: /etc/tollgate/db.pw, sslmode: disable}
+oidc:
+  issuers: [{url: "https://iss", audience: tollgate}]
+identities:
+  - name: deploy
+    oidc: {issuer: "https://iss", subject: ci}
+  - name: dba
+    oidc: {issuer: "https://iss", groups: [dba]}
+rules:
+  - id: ddl-review
+    when: {identities: [deploy], targets: [db], classes: [ddl, copy]}
+    action: review
+    approvers: {identities: [dba], timeout: 10m}
+  - id: truncate-four-eyes
+    when: {identities: [deploy], classes: [truncate]}
+    action: review
+    approvers: {groups: [dba], min: 2, timeout: 10m}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := policy.Person{Issuer: "https://iss", Subject: "alice", Groups: []string{"dba"}, Identities: []string{"dba"}}
+	mallory := policy.Person{Issuer: "https://iss", Subject: "mallory", Groups: []string{"staff"}}
+	ci := policy.Person{Issuer: "https://iss", Subject: "ci", Groups: []string{"dba"}, Identities: []string{"deploy", "dba"}}
+	cases := []struct {
+		name     string
+		p        policy.Person
+		identity string
+		target   string
+		classes  []policy.Class
+		revoking bool
+		want     error
+	}{
+		{"approver", alice, "deploy", "db", []policy.Class{policy.ClassDDL}, false, nil},
+		{"copy covers copy-in", alice, "deploy", "db", []policy.Class{policy.ClassCopyIn, policy.ClassCopyOut}, false, nil},
+		{"not an approver", mallory, "deploy", "db", []policy.Class{policy.ClassDDL}, false, policy.ErrNotGrantor},
+		{"uncovered class", alice, "deploy", "db", []policy.Class{policy.ClassDDL, policy.ClassSelect}, false, policy.ErrNotGrantor},
+		{"other target", alice, "deploy", "other", []policy.Class{policy.ClassDDL}, false, policy.ErrNotGrantor},
+		{"four-eyes rule", alice, "deploy", "db", []policy.Class{policy.ClassTruncate}, false, policy.ErrNotGrantor},
+		{"self-grant", ci, "deploy", "db", []policy.Class{policy.ClassDDL}, false, policy.ErrSelfGrant},
+		{"self may revoke", ci, "deploy", "db", []policy.Class{policy.ClassDDL}, true, nil},
+		{"unknown target", alice, "deploy", "nope", []policy.Class{policy.ClassDDL}, false, policy.ErrBadGrant},
+		{"unknown identity", alice, "nobody", "db", []policy.Class{policy.ClassDDL}, false, policy.ErrBadGrant},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := cfg.MayGrant(tc.p, tc.identity, tc.target, tc.classes, tc.revoking)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("MayGrant = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
