@@ -404,12 +404,7 @@ func runTollgate(args ...string) (string, error) {
 // freeLoopbackAddr returns a loopback address with a port free now.
 func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "127.0.0.1")))
 }
 
 // scrapeMetrics reads the daemon's /metrics on addr: each sample, by its

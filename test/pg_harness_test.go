@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -277,14 +278,42 @@ func (c *pgCluster) psqlSuper(t testing.TB, db string, sql ...string) string {
 }
 
 // freePort returns a TCP port on host that nothing listens on right now.
+// It is taken below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), so that no outgoing connection, of this
+// test or of anything else running, can take it before whoever it is for
+// binds it: a port the kernel picked for a listener on port 0 is also one
+// it may pick for the next connect.
 func freePort(t testing.TB, host string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	const from = 10000
+	if lo-from < 1000 {
+		// An unusual range: fall back to the kernel's choice.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	for range 1000 {
+		port := from + mrand.IntN(lo-from)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			continue // taken: try another
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatalf("no free port on %s below %d", host, lo)
+	return 0
 }
 
 // writeSecret writes a root-only (0600) file, as upstream.password_file
