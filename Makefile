@@ -56,6 +56,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkPostgresUnixConnect$$' -benchtime 300x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayThroughput$$' -benchtime 4x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkIdleConnectionRSS$$' -benchtime 1x ./test/
+	$(GO) test -run '^$$' -bench '^BenchmarkPostgresIdleRSS$$' -benchtime 1x ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkMaskingThroughput$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkPostgresProtocolSwitch$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkDecodePrepare$$' -benchtime 20x ./audit/collector/
