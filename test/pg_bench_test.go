@@ -84,7 +84,6 @@ func BenchmarkPostgres(b *testing.B) {
 		b.Fatalf("pgbench -i: %v\n%s%s", err, out, errOut)
 	}
 	bouncer := startPgbouncer(b, s.pg, db)
-	floor := startFloorRelay(b, net.JoinHostPort(s.pg.host, strconv.Itoa(s.pg.port)))
 
 	type target struct {
 		name   string
@@ -96,8 +95,12 @@ func BenchmarkPostgres(b *testing.B) {
 	direct := target{name: "direct", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: dsn}
 	viaBouncer := target{name: "pgbouncer", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: bouncer.dsn(pgScramUser, db),
 		pid: func() int { return bouncer.cmd.Process.Pid }}
-	viaFloor := target{name: "go-relay", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: floor.dsn(pgScramUser, db),
-		pid: func() int { return floor.cmd.Process.Pid }}
+	var viaFloor target
+	if want("go-relay") {
+		floor := startFloorRelay(b, net.JoinHostPort(s.pg.host, strconv.Itoa(s.pg.port)))
+		viaFloor = target{name: "go-relay", env: []string{"PGPASSWORD=" + pgScramPass}, dsn: floor.dsn(pgScramUser, db),
+			pid: func() int { return floor.cmd.Process.Pid }}
+	}
 	d := s.d
 	via := func(name string) target {
 		return target{name: name, cgroup: s.cgroup, dsn: dsn, pid: func() int { return d.cmd.Process.Pid }}
