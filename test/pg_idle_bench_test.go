@@ -4,7 +4,6 @@ package test
 
 import (
 	"context"
-	"runtime"
 	"testing"
 	"time"
 
@@ -68,7 +67,6 @@ func BenchmarkPostgresIdleRSS(b *testing.B) {
 		time.Sleep(time.Second)
 		after := rss(b, pid)
 		closeAll(conns)
-		runtime.KeepAlive(conns)
 		return float64(after-before) / n / 1024
 	}
 
