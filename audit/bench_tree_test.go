@@ -44,22 +44,7 @@ func BenchmarkAppendTree(b *testing.B) {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
 			logs := map[string]*Log{}
 			for _, mode := range modes {
-				path := filepath.Join(b.TempDir(), "audit.db")
-				opts := Options{HostID: "bench"}
-				var l *Log
-				var err error
-				switch mode {
-				case "off":
-					l, err = open(path, opts, nil)
-				case "on":
-					l, err = Open(path, opts)
-				default:
-					opts.Key = key
-					l, err = Open(path, opts)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
+				l := openTreeMode(b, mode, Options{HostID: "bench"}, key)
 				defer l.Close()
 				logs[mode] = l
 			}
@@ -124,22 +109,7 @@ func BenchmarkCommitTree(b *testing.B) {
 	for _, n := range []int{1, 16, 256} {
 		for _, mode := range []string{"off", "on", "ckpt"} {
 			b.Run(fmt.Sprintf("batch=%d/tree=%s", n, mode), func(b *testing.B) {
-				path := filepath.Join(b.TempDir(), "audit.db")
-				opts := Options{HostID: "bench", NoSync: true}
-				var l *Log
-				var err error
-				switch mode {
-				case "off":
-					l, err = open(path, opts, nil)
-				case "on":
-					l, err = Open(path, opts)
-				default:
-					opts.Key = key
-					l, err = Open(path, opts)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
+				l := openTreeMode(b, mode, Options{HostID: "bench", NoSync: true}, key)
 				defer l.Close()
 				ctx := context.Background()
 				rs := make([]*Record, n)
@@ -208,4 +178,27 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// openTreeMode opens a fresh log in a temporary directory for one of the
+// tree benchmarks' modes: "off" (no Merkle tree), "on" (the tree), or
+// "ckpt" (the tree and signed checkpoints with key).
+func openTreeMode(b *testing.B, mode string, opts Options, key *HostKey) *Log {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "audit.db")
+	var l *Log
+	var err error
+	switch mode {
+	case "off":
+		l, err = open(path, opts, nil)
+	case "on":
+		l, err = Open(path, opts)
+	default:
+		opts.Key = key
+		l, err = Open(path, opts)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
 }
