@@ -114,7 +114,38 @@ type Target struct {
 	// Unset means clients are answered "no TLS" ('N') and continue in
 	// plaintext, which libpq's default sslmode=prefer accepts.
 	TLS *ClientTLS `yaml:"tls,omitempty"`
+	// Ciphers lists the SSH ciphers the proxy offers an ssh target's
+	// clients, by their SSH names (see [SSHCiphers]). Empty means
+	// [DefaultSSHCiphers]. Only ssh targets may set it. Toward the target
+	// tollgate always prefers AES-GCM.
+	Ciphers []string `yaml:"ciphers,omitempty"`
 }
+
+// SSH cipher names a target's ciphers may list.
+const (
+	SSHCipherAES128GCM = "aes128-gcm@openssh.com"
+	SSHCipherAES256GCM = "aes256-gcm@openssh.com"
+	SSHCipherChaCha20  = "chacha20-poly1305@openssh.com"
+	SSHCipherAES128CTR = "aes128-ctr"
+	SSHCipherAES192CTR = "aes192-ctr"
+	SSHCipherAES256CTR = "aes256-ctr"
+)
+
+// SSHCiphers are the ciphers the SSH proxy implements; none has a known
+// weakness (no CBC, no RC4, no 3DES).
+var SSHCiphers = []string{SSHCipherAES128GCM, SSHCipherAES256GCM, SSHCipherChaCha20,
+	SSHCipherAES128CTR, SSHCipherAES192CTR, SSHCipherAES256CTR}
+
+// DefaultSSHCiphers are the ciphers offered to clients when a target lists
+// none: every implemented one but ChaCha20-Poly1305. A client picks the
+// first cipher of its own list that the server offers, and OpenSSH lists
+// chacha20-poly1305 first; the proxy's ChaCha20 has no assembly on amd64
+// (golang.org/x/crypto) and costs the proxy about three times the CPU per
+// byte of AES, which runs on the CPU's AES instructions (docs/BENCHMARKS.md).
+// Every OpenSSH since 6.2, PuTTY, libssh, paramiko and Dropbear offer AES
+// too; a client that allows only chacha20-poly1305 needs it listed.
+var DefaultSSHCiphers = []string{SSHCipherAES128GCM, SSHCipherAES256GCM,
+	SSHCipherAES128CTR, SSHCipherAES192CTR, SSHCipherAES256CTR}
 
 // ClientTLS is the certificate tollgate presents to PostgreSQL clients in
 // place of the server's. Clients that verify it (sslmode=verify-full) need

@@ -361,6 +361,14 @@ func TestValidate(t *testing.T) {
 			c.Targets[1].Protocol = "ssh"
 			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts", SSLMode: "require"}
 		}, `targets[1].upstream.sslmode: not an ssh setting (ssh targets use user, known_hosts and key_file)`},
+		{"ssh ciphers", func(c *policy.Config) {
+			c.Targets[1].Protocol = "ssh"
+			c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts"}
+			c.Targets[1].Ciphers = []string{policy.SSHCipherChaCha20, "aes128-cbc", policy.SSHCipherChaCha20}
+		}, "targets[1].ciphers[1]: unknown cipher \"aes128-cbc\" (want one of aes128-gcm@openssh.com, aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr)\n" +
+			`targets[1].ciphers[2]: "chacha20-poly1305@openssh.com" is listed twice`},
+		{"ciphers on postgres", func(c *policy.Config) { c.Targets[0].Ciphers = []string{policy.SSHCipherAES128GCM} },
+			`targets[0].ciphers: only ssh targets have ciphers`},
 		{"forward without destinations", func(c *policy.Config) {
 			c.Rules = append(c.Rules, policy.Rule{ID: "fwd", Action: "allow", When: policy.Conditions{Classes: []policy.Class{"forward_local"}}})
 		}, `rules[2].when.forwards: required: a rule that allows port forwarding names the destinations it allows`},
@@ -526,5 +534,17 @@ func TestHash(t *testing.T) {
 	g.Rules[0].Action = policy.ActionDeny
 	if g.Hash() == h {
 		t.Error("Hash did not change with the config")
+	}
+}
+
+func TestValidateSSHCiphers(t *testing.T) {
+	c := validConfig()
+	c.Targets[1].Protocol = "ssh"
+	c.Targets[1].Upstream = policy.Upstream{User: "deploy", KnownHosts: "/etc/tollgate/known_hosts"}
+	for _, cs := range [][]string{nil, {policy.SSHCipherChaCha20, policy.SSHCipherAES256GCM}, policy.SSHCiphers} {
+		c.Targets[1].Ciphers = cs
+		if err := c.Validate(); err != nil {
+			t.Errorf("ciphers %v: %v", cs, err)
+		}
 	}
 }

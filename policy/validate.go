@@ -213,6 +213,9 @@ func (v *validator) targets() {
 			v.add(pa, "oidc needs at least one entry in oidc.issuers")
 		}
 
+		if t.Protocol != ProtocolSSH && len(t.Ciphers) > 0 {
+			v.add(p+".ciphers", "only ssh targets have ciphers")
+		}
 		switch t.Protocol {
 		case ProtocolPostgres:
 			v.upstream(p+".upstream", &t.Upstream)
@@ -225,6 +228,7 @@ func (v *validator) targets() {
 			if t.TLS != nil {
 				v.add(p+".tls", "only postgres targets offer TLS to clients")
 			}
+			v.sshCiphers(p+".ciphers", t.Ciphers)
 		case ProtocolTCP:
 			if t.Upstream != (Upstream{}) {
 				v.add(p+".upstream", "only postgres targets have an upstream login")
@@ -233,6 +237,22 @@ func (v *validator) targets() {
 				v.add(p+".tls", "only postgres targets offer TLS to clients")
 			}
 		}
+	}
+}
+
+// sshCiphers checks an ssh target's client-facing cipher list: known
+// names, each once.
+func (v *validator) sshCiphers(p string, cs []string) {
+	seen := map[string]bool{}
+	for i, c := range cs {
+		pi := p + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case !slices.Contains(SSHCiphers, c):
+			v.add(pi, "unknown cipher %q (want one of %s)", c, strings.Join(SSHCiphers, ", "))
+		case seen[c]:
+			v.add(pi, "%q is listed twice", c)
+		}
+		seen[c] = true
 	}
 }
 

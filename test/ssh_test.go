@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/report"
+	"github.com/tollgate-dev/tollgate/policy"
 )
 
 // sshd is a real OpenSSH server started by the test on a loopback address.
@@ -246,7 +248,7 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	s.writeKnown(t, s.target.hostPub)
 	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 		s.target.port, s.known) +
-		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
+		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    ciphers: [chacha20-poly1305@openssh.com, aes256-gcm@openssh.com]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall, s.echo.Port, s.config)
 	cfg.Metrics = freeLoopbackAddr(t)
 	s.metrics = cfg.Metrics
@@ -506,6 +508,34 @@ func TestSSH(t *testing.T) {
 		_, errOut, err = run(s.is.Token(t, map[string]any{"sub": "ci", "exp": time.Now().Add(-time.Minute).Unix()}))
 		if err == nil || !strings.Contains(errOut, "tollgate: token refused") {
 			t.Fatalf("expired token: %v\n%s", err, errOut)
+		}
+	})
+
+	t.Run("ciphers", func(t *testing.T) {
+		// web offers the default list, without ChaCha20; web-oidc lists
+		// its own. OpenSSH picks the first of its own list the server
+		// offers, and says which in -v; a cipher outside the list fails
+		// the way sshd would fail it, naming what the server offers.
+		port := strconv.Itoa(s.target.port)
+		kexCipher := regexp.MustCompile(`kex: client->server cipher: (\S+)`)
+		out, errOut, err := s.client(t, ctx, true, "", "ssh", "-v", "-p", port, "-o", "BatchMode=yes", "root@127.0.0.2", "echo ciphers")
+		m := kexCipher.FindStringSubmatch(errOut)
+		if err != nil || out != "ciphers\n" || m == nil || !slices.Contains(policy.DefaultSSHCiphers, m[1]) {
+			t.Fatalf("default ciphers: %v %q, negotiated %q\n%s", err, out, m, errOut)
+		}
+		_, errOut, err = s.client(t, ctx, true, "", "ssh", "-c", policy.SSHCipherChaCha20, "-p", port, "-o", "BatchMode=yes", "root@127.0.0.2", "true")
+		if want := "no matching cipher found. Their offer: " + strings.Join(policy.DefaultSSHCiphers, ","); err == nil || !strings.Contains(errOut, want) {
+			t.Fatalf("chacha20 against the default list: %v, want %q in\n%s", err, want, errOut)
+		}
+		// web-oidc wants a token, so the login fails after the key
+		// exchange; the exchange is what is checked.
+		_, errOut, _ = s.client(t, ctx, true, "", "ssh", "-v", "-p", port, "-o", "BatchMode=yes", "root@127.0.0.3", "true")
+		if m := kexCipher.FindStringSubmatch(errOut); m == nil || m[1] != policy.SSHCipherChaCha20 {
+			t.Fatalf("web-oidc lists chacha20 first; OpenSSH's first choice should be taken, got %q\n%s", m, errOut)
+		}
+		_, errOut, err = s.client(t, ctx, true, "", "ssh", "-c", policy.SSHCipherAES128CTR, "-p", port, "-o", "BatchMode=yes", "root@127.0.0.3", "true")
+		if want := "no matching cipher found. Their offer: chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"; err == nil || !strings.Contains(errOut, want) {
+			t.Fatalf("aes128-ctr against web-oidc's list: %v, want %q in\n%s", err, want, errOut)
 		}
 	})
 
