@@ -114,10 +114,11 @@ type Target struct {
 	// Unset means clients are answered "no TLS" ('N') and continue in
 	// plaintext, which libpq's default sslmode=prefer accepts.
 	TLS *ClientTLS `yaml:"tls,omitempty"`
-	// Ciphers lists the SSH ciphers the proxy offers an ssh target's
-	// clients, by their SSH names (see [SSHCiphers]). Empty means
-	// [DefaultSSHCiphers]. Only ssh targets may set it. Toward the target
-	// tollgate always prefers AES-GCM.
+	// Ciphers are the SSH ciphers an ssh target's clients may use, by
+	// their SSH names (see [SSHCiphers]), in the proxy's order of
+	// preference: of those the client lists, the proxy offers it only the
+	// first. Empty means [DefaultSSHCiphers]. Only ssh targets may set it.
+	// Toward the target tollgate prefers AES-GCM.
 	Ciphers []string `yaml:"ciphers,omitempty"`
 }
 
@@ -136,16 +137,17 @@ const (
 var SSHCiphers = []string{SSHCipherAES128GCM, SSHCipherAES256GCM, SSHCipherChaCha20,
 	SSHCipherAES128CTR, SSHCipherAES192CTR, SSHCipherAES256CTR}
 
-// DefaultSSHCiphers are the ciphers offered to clients when a target lists
-// none: every implemented one but ChaCha20-Poly1305. A client picks the
-// first cipher of its own list that the server offers, and OpenSSH lists
-// chacha20-poly1305 first; the proxy's ChaCha20 has no assembly on amd64
-// (golang.org/x/crypto) and costs the proxy about three times the CPU per
-// byte of AES, which runs on the CPU's AES instructions (docs/BENCHMARKS.md).
-// Every OpenSSH since 6.2, PuTTY, libssh, paramiko and Dropbear offer AES
-// too; a client that allows only chacha20-poly1305 needs it listed.
+// DefaultSSHCiphers are the ciphers of a target that lists none, in the
+// proxy's order of preference: AES-GCM, then AES-CTR, then
+// ChaCha20-Poly1305. SSH leaves the choice to the client, and OpenSSH
+// lists chacha20-poly1305 first; the proxy's ChaCha20 (golang.org/x/crypto)
+// has no assembly on amd64 and costs it about seven times the CPU per byte
+// of AES-GCM, which runs on the CPU's AES instructions, so the proxy
+// offers each client only the first of these it lists
+// (docs/BENCHMARKS.md). Every client keeps working: one that lists only
+// AES-CTR (paramiko before 3.5) or only ChaCha20 is offered that.
 var DefaultSSHCiphers = []string{SSHCipherAES128GCM, SSHCipherAES256GCM,
-	SSHCipherAES128CTR, SSHCipherAES192CTR, SSHCipherAES256CTR}
+	SSHCipherAES128CTR, SSHCipherAES192CTR, SSHCipherAES256CTR, SSHCipherChaCha20}
 
 // ClientTLS is the certificate tollgate presents to PostgreSQL clients in
 // place of the server's. Clients that verify it (sslmode=verify-full) need

@@ -27,10 +27,16 @@ import (
 // TOLLGATE_BENCH_SSH_MIB sets the file size (default 1024),
 // TOLLGATE_BENCH_SSH_ROUNDS the scp rounds each way (default 3),
 // TOLLGATE_BENCH_SSH_CIPHER a cipher scp asks for with -c on both paths
-// (default none: OpenSSH's own preference), and
+// (default none: OpenSSH's own preference),
+// TOLLGATE_BENCH_SSH_TARGET_CIPHERS the target's ciphers, comma-separated
+// (default none: what tollgate offers by default), and
 // TOLLGATE_BENCH_SSH_SESSIONS the concurrent sessions (default 200).
 func BenchmarkSSH(b *testing.B) {
-	s := newSSHSetupWith(b, true)
+	var ciphers []string
+	if v := os.Getenv("TOLLGATE_BENCH_SSH_TARGET_CIPHERS"); v != "" {
+		ciphers = strings.Split(v, ",")
+	}
+	s := newSSHSetupWith(b, true, ciphers)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	port := strconv.Itoa(s.target.port)

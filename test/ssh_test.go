@@ -214,12 +214,13 @@ masking:
     style: redact
 `
 
-func newSSHSetup(t testing.TB) *sshSetup { return newSSHSetupWith(t, false) }
+func newSSHSetup(t testing.TB) *sshSetup { return newSSHSetupWith(t, false, nil) }
 
 // newSSHSetupWith is newSSHSetup; with direct, the target also accepts the
 // workload's own key and the workload knows the target's host key, so a
-// benchmark can compare with a direct login.
-func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
+// benchmark can compare with a direct login. ciphers, when set, are the
+// web target's ciphers.
+func newSSHSetupWith(t testing.TB, direct bool, ciphers []string) *sshSetup {
 	t.Helper()
 	requireRoot(t)
 	requireSSHD(t)
@@ -246,8 +247,12 @@ func newSSHSetupWith(t testing.TB, direct bool) *sshSetup {
 	s.target = startSSHD(t, "127.0.0.2", strings.TrimSpace(userCA), authorized)
 	s.known = filepath.Join(t.TempDir(), "known_hosts")
 	s.writeKnown(t, s.target.hostPub)
-	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n    upstream:\n      user: root\n      known_hosts: %s\n",
-		s.target.port, s.known) +
+	webCiphers := ""
+	if len(ciphers) > 0 {
+		webCiphers = "    ciphers: [" + strings.Join(ciphers, ", ") + "]\n"
+	}
+	cfg.Targets = fmt.Sprintf("  - name: web\n    protocol: ssh\n    match: [\"127.0.0.2:%d\"]\n%s    upstream:\n      user: root\n      known_hosts: %s\n",
+		s.target.port, webCiphers, s.known) +
 		fmt.Sprintf("  - name: web-oidc\n    protocol: ssh\n    client_auth: oidc\n    match: [\"127.0.0.3:%d\"]\n    ciphers: [chacha20-poly1305@openssh.com, aes256-gcm@openssh.com]\n    upstream:\n      user: root\n      known_hosts: %s\n",
 			s.target.port, s.known) + fmt.Sprintf(sshPolicy, s.is.URL, s.cgroup, s.work, s.oncall, s.echo.Port, s.config)
 	cfg.Metrics = freeLoopbackAddr(t)
@@ -512,28 +517,38 @@ func TestSSH(t *testing.T) {
 	})
 
 	t.Run("ciphers", func(t *testing.T) {
-		// web offers the default list, without ChaCha20; web-oidc lists
-		// its own. OpenSSH picks the first of its own list the server
-		// offers, and says which in -v; a cipher outside the list fails
-		// the way sshd would fail it, naming what the server offers.
+		// The proxy reads the client's list and offers only the first of
+		// the target's ciphers that the client has: web has the default
+		// (AES-GCM first, ChaCha20 last), web-oidc lists its own. OpenSSH
+		// says in -v which it took; a client with none of them fails the
+		// way sshd would fail it, naming the offer.
 		port := strconv.Itoa(s.target.port)
 		kexCipher := regexp.MustCompile(`kex: client->server cipher: (\S+)`)
-		out, errOut, err := s.client(t, ctx, true, "", "ssh", "-v", "-p", port, "-o", "BatchMode=yes", "root@127.0.0.2", "echo ciphers")
-		m := kexCipher.FindStringSubmatch(errOut)
-		if err != nil || out != "ciphers\n" || m == nil || !slices.Contains(policy.DefaultSSHCiphers, m[1]) {
-			t.Fatalf("default ciphers: %v %q, negotiated %q\n%s", err, out, m, errOut)
+		cipherOf := func(host string, args ...string) (string, string, string, error) {
+			t.Helper()
+			full := append(append([]string{"-v", "-p", port, "-o", "BatchMode=yes"}, args...), "root@"+host, "echo ciphers")
+			out, errOut, err := s.client(t, ctx, true, "", "ssh", full...)
+			if m := kexCipher.FindStringSubmatch(errOut); m != nil {
+				return m[1], out, errOut, err
+			}
+			return "", out, errOut, err
 		}
-		_, errOut, err = s.client(t, ctx, true, "", "ssh", "-c", policy.SSHCipherChaCha20, "-p", port, "-o", "BatchMode=yes", "root@127.0.0.2", "true")
+		if c, out, errOut, err := cipherOf("127.0.0.2"); err != nil || out != "ciphers\n" || c != policy.SSHCipherAES128GCM {
+			t.Fatalf("OpenSSH's own list (chacha20 first) against the default: %v %q, cipher %q\n%s", err, out, c, errOut)
+		}
+		if c, out, errOut, err := cipherOf("127.0.0.2", "-c", policy.SSHCipherChaCha20); err != nil || out != "ciphers\n" || c != policy.SSHCipherChaCha20 {
+			t.Fatalf("a client that allows only chacha20: %v %q, cipher %q\n%s", err, out, c, errOut)
+		}
+		_, _, errOut, err := cipherOf("127.0.0.2", "-c", "aes128-cbc")
 		if want := "no matching cipher found. Their offer: " + strings.Join(policy.DefaultSSHCiphers, ","); err == nil || !strings.Contains(errOut, want) {
-			t.Fatalf("chacha20 against the default list: %v, want %q in\n%s", err, want, errOut)
+			t.Fatalf("aes128-cbc against the default list: %v, want %q in\n%s", err, want, errOut)
 		}
 		// web-oidc wants a token, so the login fails after the key
 		// exchange; the exchange is what is checked.
-		_, errOut, _ = s.client(t, ctx, true, "", "ssh", "-v", "-p", port, "-o", "BatchMode=yes", "root@127.0.0.3", "true")
-		if m := kexCipher.FindStringSubmatch(errOut); m == nil || m[1] != policy.SSHCipherChaCha20 {
-			t.Fatalf("web-oidc lists chacha20 first; OpenSSH's first choice should be taken, got %q\n%s", m, errOut)
+		if c, _, errOut, _ := cipherOf("127.0.0.3"); c != policy.SSHCipherChaCha20 {
+			t.Fatalf("web-oidc lists chacha20 first: cipher %q\n%s", c, errOut)
 		}
-		_, errOut, err = s.client(t, ctx, true, "", "ssh", "-c", policy.SSHCipherAES128CTR, "-p", port, "-o", "BatchMode=yes", "root@127.0.0.3", "true")
+		_, _, errOut, err = cipherOf("127.0.0.3", "-c", policy.SSHCipherAES128CTR)
 		if want := "no matching cipher found. Their offer: chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"; err == nil || !strings.Contains(errOut, want) {
 			t.Fatalf("aes128-ctr against web-oidc's list: %v, want %q in\n%s", err, want, errOut)
 		}

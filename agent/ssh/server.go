@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,9 +189,18 @@ func (s *Server) Serve(ctx context.Context, c net.Conn, sess Session) Stats {
 		s.log.Error("ssh server config", "session", sess.Base.Session, "error", err)
 		return Stats{Reason: ReasonHandshake}
 	}
-	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
-	// Raw system calls on plain sockets: see internal/rawio.
-	sc, chans, reqs, err := ssh.NewServerConn(rawio.Wrap(c), cfg)
+	deadline := time.Now().Add(s.opts.HandshakeTimeout)
+	c.SetDeadline(deadline)
+	// Raw system calls on plain sockets: see internal/rawio. The cipher
+	// offered is the proxy's choice among the client's: see greet.
+	gc, algos, err := greet(rawio.Wrap(c), serverVersion, deadline)
+	if err != nil {
+		s.log.Info("ssh client handshake failed", "session", sess.Base.Session, "target", sess.Target.Name,
+			"client", sess.Base.Client, "error", err)
+		return Stats{Reason: ReasonHandshake}
+	}
+	cfg.Ciphers = offerCiphers(targetCiphers(sess.Target), algos)
+	sc, chans, reqs, err := ssh.NewServerConn(gc, cfg)
 	if err != nil {
 		// Nothing reached the target; a failed handshake (a client that
 		// does not trust the host CA, a port scan) is an operational
@@ -273,7 +281,6 @@ func (s *Server) serverConfig(sess Session, conn *session) (*ssh.ServerConfig, e
 		return nil, err
 	}
 	cfg := &ssh.ServerConfig{
-		Config:        ssh.Config{Ciphers: clientCiphers(sess.Target)},
 		ServerVersion: serverVersion,
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			return &ssh.Permissions{Extensions: map[string]string{"key": ssh.FingerprintSHA256(key)}}, nil
@@ -292,15 +299,13 @@ func (s *Server) serverConfig(sess Session, conn *session) (*ssh.ServerConfig, e
 	return cfg, nil
 }
 
-// clientCiphers is what the proxy offers a target's clients: the target's
-// list, or policy.DefaultSSHCiphers (why there is no ChaCha20 by default
-// is said there). Toward the target x/crypto's own order applies, which
-// prefers AES-GCM.
-func clientCiphers(t policy.Target) []string {
+// targetCiphers are the ciphers a target's clients may use, in the
+// proxy's order of preference.
+func targetCiphers(t policy.Target) []string {
 	if len(t.Ciphers) > 0 {
-		return slices.Clone(t.Ciphers)
+		return t.Ciphers
 	}
-	return slices.Clone(policy.DefaultSSHCiphers)
+	return policy.DefaultSSHCiphers
 }
 
 // tokenAuth makes the client prove who it is with an OIDC ID token, given

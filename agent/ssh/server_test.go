@@ -13,8 +13,8 @@ import (
 
 // TestCiphers checks that every cipher a target may list is one x/crypto
 // implements without a known weakness (a name it did not know would be
-// dropped from the offer silently), and that a target's own list replaces
-// the default.
+// dropped from the offer silently), that a target's own list replaces
+// the default, and that the default accepts every one of them.
 func TestCiphers(t *testing.T) {
 	supported := ssh.SupportedAlgorithms().Ciphers
 	for _, c := range policy.SSHCiphers {
@@ -27,11 +27,14 @@ func TestCiphers(t *testing.T) {
 			t.Errorf("policy.DefaultSSHCiphers lists %q, which is not in policy.SSHCiphers", c)
 		}
 	}
-	if got := clientCiphers(policy.Target{}); !slices.Equal(got, policy.DefaultSSHCiphers) {
-		t.Errorf("clientCiphers of a target without ciphers = %v, want the default %v", got, policy.DefaultSSHCiphers)
+	if got := targetCiphers(policy.Target{}); !slices.Equal(got, policy.DefaultSSHCiphers) {
+		t.Errorf("targetCiphers of a target without ciphers = %v, want the default %v", got, policy.DefaultSSHCiphers)
 	}
 	own := []string{policy.SSHCipherChaCha20}
-	if got := clientCiphers(policy.Target{Ciphers: own}); !slices.Equal(got, own) {
-		t.Errorf("clientCiphers = %v, want the target's %v", got, own)
+	if got := targetCiphers(policy.Target{Ciphers: own}); !slices.Equal(got, own) {
+		t.Errorf("targetCiphers = %v, want the target's %v", got, own)
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(policy.DefaultSSHCiphers)), slices.Sorted(slices.Values(policy.SSHCiphers))) {
+		t.Errorf("policy.DefaultSSHCiphers %v leaves out some of policy.SSHCiphers %v: a client that lists only those would fail", policy.DefaultSSHCiphers, policy.SSHCiphers)
 	}
 }
