@@ -554,6 +554,32 @@ func TestSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("paramiko", func(t *testing.T) {
+		// Debian's paramiko 2.12, as Fabric, Netmiko and Ansible's
+		// paramiko connection use it: AES-CTR and no AES-GCM or ChaCha20,
+		// and no @cert-authority lines, so it takes the host key on first
+		// use (AutoAddPolicy, as such scripts commonly do). The script is
+		// not named paramiko.py, which would import itself.
+		script := `import sys, paramiko
+c = paramiko.SSHClient()
+c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+c.connect("127.0.0.2", port=int(sys.argv[1]), username="root", key_filename="/root/.ssh/id_ed25519", allow_agent=False, look_for_keys=False)
+_, out, _ = c.exec_command("echo paramiko")
+sys.stdout.write(out.read().decode())
+t = c.get_transport()
+print(t.local_cipher, t.remote_cipher, file=sys.stderr)
+c.close()
+`
+		if err := os.WriteFile(filepath.Join(s.home, "ssh_exec.py"), []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, err := s.client(t, ctx, true, "", "/usr/bin/python3", "/root/ssh_exec.py", strconv.Itoa(s.target.port))
+		if err != nil || out != "paramiko\n" || strings.TrimSpace(errOut) != "aes128-ctr aes128-ctr" {
+			t.Fatalf("paramiko through the proxy: %v %q\n%s", err, out, errOut)
+		}
+		sessionOf(t, s.d.settledRecords(), "echo paramiko")
+	})
+
 	t.Run("masked in the records", func(t *testing.T) {
 		const key = "AKIAIOSFODNN7EXAMPLE"
 		out, errOut, err := s.ssh(t, ctx, "echo "+key)
