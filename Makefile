@@ -62,6 +62,8 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkDecodePrepare$$' -benchtime 20x ./audit/collector/
 	$(GO) test -run '^$$' -bench '^BenchmarkCollectorIngest$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkSSH$$' -benchtime 1x -timeout 30m ./test/
+	TOLLGATE_BENCH_SSH_CIPHER=aes128-gcm@openssh.com TOLLGATE_BENCH_SSH_SESSIONS=20 \
+	  $(GO) test -run '^$$' -bench '^BenchmarkSSH$$' -benchtime 1x -timeout 30m ./test/
 	$(GO) test -run '^$$' -bench '^BenchmarkCollectorLag$$' -benchtime 1x -timeout 30m ./test/
 	TOLLGATE_BENCH_REPORT=$(CURDIR)/docs/pgbench-latest.txt TOLLGATE_PGBENCH_ROUNDS=3 TOLLGATE_PGBENCH_CLIENTS=1,8 \
 	  $(GO) test -run '^$$' -bench '^BenchmarkPostgres$$' -benchtime 1x -timeout 90m ./test/

@@ -25,7 +25,7 @@ import (
 // the daemon's memory per open session with many sessions at once.
 //
 // TOLLGATE_BENCH_SSH_MIB sets the file size (default 1024),
-// TOLLGATE_BENCH_SSH_ROUNDS the scp rounds each way (default 3),
+// TOLLGATE_BENCH_SSH_ROUNDS the scp rounds each way (default 5),
 // TOLLGATE_BENCH_SSH_CIPHER a cipher scp asks for with -c on both paths
 // (default none: OpenSSH's own preference),
 // TOLLGATE_BENCH_SSH_TARGET_CIPHERS the target's ciphers, comma-separated
@@ -75,7 +75,7 @@ func BenchmarkSSH(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("TOLLGATE_BENCH_SSH_MIB")); err == nil && v > 0 {
 		mib = v
 	}
-	rounds := 3
+	rounds := 5
 	if v, err := strconv.Atoi(os.Getenv("TOLLGATE_BENCH_SSH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
 	}

@@ -205,6 +205,9 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 	if len(g.pending) > 0 {
 		n := copy(p, g.pending)
 		g.pending = g.pending[n:]
+		if len(g.pending) == 0 {
+			g.pending = nil // not the greeting's buffer for the whole session
+		}
 		return n, nil
 	}
 	return g.Conn.Read(p)
