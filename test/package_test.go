@@ -34,8 +34,29 @@ func TestDebPackage(t *testing.T) {
 		os.Remove(deb)
 		os.Remove(strings.Replace(deb, "_0.0.0~e2e_amd64.deb", "-0.0.0~e2e-1.x86_64.rpm", 1))
 	})
-	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
+	// Installed with TOLLGATE_SSH_KNOWN_HOSTS, the package puts the host
+	// CA line into that file and keeps the lines that were there. The CA
+	// it makes in /var/lib/tollgate is removed after, unless it was there.
+	for _, f := range []string{"ssh_host_ca", "ssh_user_ca"} {
+		p := filepath.Join("/var/lib/tollgate", f)
+		if _, err := os.Stat(p); err != nil {
+			t.Cleanup(func() { os.Remove(p) })
+		}
+	}
+	knownHosts := filepath.Join(t.TempDir(), "ssh_known_hosts")
+	const otherHost = "[10.0.0.5]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther\n"
+	if err := os.WriteFile(knownHosts, []byte(otherHost), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install := exec.Command("dpkg", "-i", deb)
+	install.Env = append(os.Environ(), "TOLLGATE_SSH_KNOWN_HOSTS="+knownHosts)
+	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
+	caLine, err := exec.Command("/usr/bin/tollgate", "ssh", "known-hosts").Output()
+	if got, _ := os.ReadFile(knownHosts); err != nil || !strings.HasPrefix(string(caLine), "@cert-authority * ssh-ed25519 ") ||
+		string(got) != otherHost+string(caLine) {
+		t.Errorf("known_hosts after install with TOLLGATE_SSH_KNOWN_HOSTS (%v):\n%s\nwant:\n%s%s", err, got, otherHost, caLine)
 	}
 	for _, f := range []string{"/usr/bin/tollgate", "/usr/lib/systemd/system/tollgate.service", "/etc/tollgate/tollgate.yaml"} {
 		if _, err := os.Stat(f); err != nil {

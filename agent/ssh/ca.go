@@ -139,7 +139,7 @@ func (ca *CA) KnownHostsLine(patterns string) string {
 	if patterns == "" {
 		patterns = "*"
 	}
-	return "@cert-authority " + patterns + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.Host.PublicKey()))) + " tollgate-host-ca"
+	return "@cert-authority " + patterns + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca.Host.PublicKey()))) + " " + hostCAComment
 }
 
 // UserCALine is the user CA's public key, for a target's

@@ -31,10 +31,35 @@ func sshCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "known-hosts",
-				Usage:     "print the @cert-authority line for clients' known_hosts (e.g. /etc/ssh/ssh_known_hosts)",
+				Usage:     "print the @cert-authority line for clients' known_hosts (e.g. /etc/ssh/ssh_known_hosts), or put it there with --install",
 				ArgsUsage: "[host-patterns]",
-				Flags:     flags,
-				Action:    printCA(stateDir, func(c *cli.Context, ca *sshproxy.CA) string { return ca.KnownHostsLine(c.Args().First()) }),
+				Flags:     append(flags[:len(flags):len(flags)], &cli.StringFlag{Name: "install", Usage: "put the line into this known_hosts `FILE`, in place of an earlier tollgate host CA line"}),
+				Action: func(c *cli.Context) error {
+					dir, err := stateDir(c)
+					if err != nil {
+						return err
+					}
+					ca, err := sshproxy.LoadCA(dir)
+					if err != nil {
+						return err
+					}
+					line := ca.KnownHostsLine(c.Args().First())
+					file := c.String("install")
+					if file == "" {
+						fmt.Fprintln(c.App.Writer, line)
+						return nil
+					}
+					changed, err := sshproxy.InstallKnownHosts(file, line)
+					if err != nil {
+						return err
+					}
+					if changed {
+						fmt.Fprintf(c.App.Writer, "%s: tollgate host CA line installed\n", file)
+					} else {
+						fmt.Fprintf(c.App.Writer, "%s: tollgate host CA line already there\n", file)
+					}
+					return nil
+				},
 			},
 			{
 				Name:   "user-ca",

@@ -107,8 +107,8 @@ if [ ! -s /var/lib/labjob/.ssh/id_ed25519 ]; then
 	install -d -m 0700 -o labjob -g labjob /var/lib/labjob/.ssh
 	runuser -u labjob -- ssh-keygen -q -t ed25519 -N '' -C "labjob@$host" -f /var/lib/labjob/.ssh/id_ed25519
 fi
-if [ -n "$ssh_target" ] && ! grep -qs tollgate-host-ca /etc/ssh/ssh_known_hosts; then
-	tollgate ssh known-hosts 'db,192.168.56.20' >>/etc/ssh/ssh_known_hosts
+if [ -n "$ssh_target" ]; then
+	tollgate ssh known-hosts --install /etc/ssh/ssh_known_hosts 'db,192.168.56.20'
 fi
 
 # The job: unmodified psql and ssh, no password, in a loop. Every third
