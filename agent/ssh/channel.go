@@ -156,10 +156,15 @@ func (sc *schan) addOut(n int64) {
 	sc.mu.Unlock()
 }
 
+// firstBuf is the size of a pump's first buffer, which doubles up to
+// chunkSize each time a read fills it: a session that waits or is typed
+// into keeps three small buffers, a bulk copy soon reads whole packets.
+const firstBuf = 2 << 10
+
 // pump copies src to dst in chunks, recording each chunk of a recorded
 // channel, until src ends. It returns the bytes copied.
 func (sc *schan) pump(dst io.Writer, src io.Reader, stream string) int64 {
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, firstBuf)
 	var n int64
 	for {
 		k, err := src.Read(buf)
@@ -178,6 +183,9 @@ func (sc *schan) pump(dst io.Writer, src io.Reader, stream string) int64 {
 				sc.c.upBytes.Add(int64(k))
 			} else {
 				sc.c.downBytes.Add(int64(k))
+			}
+			if k == len(buf) && len(buf) < chunkSize {
+				buf = make([]byte, 2*len(buf))
 			}
 		}
 		if err != nil {
