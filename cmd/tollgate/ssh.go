@@ -34,46 +34,24 @@ func sshCommand() *cli.Command {
 				Usage:     "print the @cert-authority line for clients' known_hosts (e.g. /etc/ssh/ssh_known_hosts), or put it there with --install",
 				ArgsUsage: "[host-patterns]",
 				Flags:     append(flags[:len(flags):len(flags)], &cli.StringFlag{Name: "install", Usage: "put the line into this known_hosts `FILE`, in place of an earlier tollgate host CA line"}),
-				Action: func(c *cli.Context) error {
-					dir, err := stateDir(c)
-					if err != nil {
-						return err
-					}
-					ca, err := sshproxy.LoadCA(dir)
-					if err != nil {
-						return err
-					}
-					line := ca.KnownHostsLine(c.Args().First())
-					file := c.String("install")
-					if file == "" {
-						fmt.Fprintln(c.App.Writer, line)
-						return nil
-					}
-					changed, err := sshproxy.InstallKnownHosts(file, line)
-					if err != nil {
-						return err
-					}
-					if changed {
-						fmt.Fprintf(c.App.Writer, "%s: tollgate host CA line installed\n", file)
-					} else {
-						fmt.Fprintf(c.App.Writer, "%s: tollgate host CA line already there\n", file)
-					}
-					return nil
-				},
+				Action:    caAction(stateDir, knownHosts),
 			},
 			{
-				Name:   "user-ca",
-				Usage:  "print the user CA key for targets' TrustedUserCAKeys file",
-				Flags:  flags,
-				Action: printCA(stateDir, func(_ *cli.Context, ca *sshproxy.CA) string { return ca.UserCALine() }),
+				Name:  "user-ca",
+				Usage: "print the user CA key for targets' TrustedUserCAKeys file",
+				Flags: flags,
+				Action: caAction(stateDir, func(c *cli.Context, ca *sshproxy.CA) error {
+					_, err := fmt.Fprintln(c.App.Writer, ca.UserCALine())
+					return err
+				}),
 			},
 		},
 	}
 }
 
-// printCA is the action of a command that prints a line of the CAs in the
-// state directory.
-func printCA(stateDir func(*cli.Context) (string, error), line func(*cli.Context, *sshproxy.CA) string) cli.ActionFunc {
+// caAction is the action of a command that uses the CAs in the state
+// directory.
+func caAction(stateDir func(*cli.Context) (string, error), act func(*cli.Context, *sshproxy.CA) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		dir, err := stateDir(c)
 		if err != nil {
@@ -83,7 +61,27 @@ func printCA(stateDir func(*cli.Context) (string, error), line func(*cli.Context
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.App.Writer, line(c, ca))
-		return nil
+		return act(c, ca)
 	}
+}
+
+// knownHosts prints the host CA's known_hosts line, or with --install puts
+// it into a file.
+func knownHosts(c *cli.Context, ca *sshproxy.CA) error {
+	line := ca.KnownHostsLine(c.Args().First())
+	file := c.String("install")
+	if file == "" {
+		_, err := fmt.Fprintln(c.App.Writer, line)
+		return err
+	}
+	changed, err := sshproxy.InstallKnownHosts(file, line)
+	if err != nil {
+		return err
+	}
+	if changed {
+		fmt.Fprintf(c.App.Writer, "%s: tollgate host CA line installed\n", file)
+	} else {
+		fmt.Fprintf(c.App.Writer, "%s: tollgate host CA line already there\n", file)
+	}
+	return nil
 }
