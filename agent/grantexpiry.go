@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/agent/postgres"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -71,43 +71,11 @@ func (m *expiryMarks) mark(ids []string, now time.Time, known func(string) bool)
 	if err != nil {
 		return fmt.Errorf("save expiry marks: %w", err)
 	}
-	if err := writeFileAtomic(m.path, b); err != nil {
+	if err := atomicfile.WriteFile(m.path, b, 0o600); err != nil {
 		return fmt.Errorf("save expiry marks: %w", err)
 	}
 	m.done = next
 	return nil
-}
-
-// writeFileAtomic replaces path with b durably: temp file, fsync, rename,
-// fsync of the directory.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // grantExpiryInterval is how often the daemon looks for grants that

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 // Names of the host key files in the state directory.
@@ -61,7 +63,7 @@ func LoadOrCreateHostKey(dir, hostID string) (*HostKey, error) {
 		if gerr != nil {
 			return nil, fmt.Errorf("generate host key: %w", gerr)
 		}
-		if err := writeFileAtomic(keyPath, []byte(skey+"\n"), 0o600); err != nil {
+		if err := atomicfile.WriteFile(keyPath, []byte(skey+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("host key: %w", err)
 		}
 		b = []byte(skey + "\n")
@@ -81,7 +83,7 @@ func LoadOrCreateHostKey(dir, hostID string) (*HostKey, error) {
 	}
 	pubPath := filepath.Join(dir, HostPubFile)
 	if pub, err := os.ReadFile(pubPath); err != nil || !bytes.Equal(pub, []byte(k.VerifierKey+"\n")) {
-		if err := writeFileAtomic(pubPath, []byte(k.VerifierKey+"\n"), 0o644); err != nil {
+		if err := atomicfile.WriteFile(pubPath, []byte(k.VerifierKey+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("host public key: %w", err)
 		}
 	}
@@ -130,36 +132,4 @@ func ParseVerifierKey(text string) (note.Verifier, error) {
 		return nil, fmt.Errorf("verifier key %q: %w", strings.TrimSpace(text), err)
 	}
 	return v, nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and a
-// rename, then syncs the directory.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
 }

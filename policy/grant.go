@@ -9,11 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 // Errors returned by grants.
@@ -156,33 +157,7 @@ func (g *Grants) save(all []Grant) error {
 	if err != nil {
 		return fmt.Errorf("save grants: %w", err)
 	}
-	dir := filepath.Dir(g.path)
-	f, err := os.CreateTemp(dir, ".grants-*")
-	if err != nil {
-		return fmt.Errorf("save grants: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("save grants: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save grants: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save grants: %w", err)
-	}
-	if err := os.Rename(tmp, g.path); err != nil {
-		return fmt.Errorf("save grants: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("save grants: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.WriteFile(g.path, b, 0o600); err != nil {
 		return fmt.Errorf("save grants: %w", err)
 	}
 	return nil

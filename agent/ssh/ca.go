@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 // Files of the CAs in the state directory: OpenSSH private keys, root-only.
@@ -92,25 +94,9 @@ func createKey(path, comment string) (ssh.Signer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCAKey, err)
 	}
-	// Written under a temporary name and renamed, so a crash never leaves
-	// a half-written key that the next start would refuse.
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCAKey, err)
-	}
-	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: write %s: %w", ErrCAKey, tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: sync %s: %w", ErrCAKey, tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCAKey, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Replaced whole, so a crash never leaves a half-written key that the
+	// next start would refuse.
+	if err := atomicfile.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCAKey, err)
 	}
 	return ssh.NewSignerFromKey(priv)

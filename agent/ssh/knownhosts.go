@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 // hostCAComment ends the known_hosts line of KnownHostsLine; it is how
@@ -18,8 +19,8 @@ const hostCAComment = "tollgate-host-ca"
 // InstallKnownHosts puts line, a KnownHostsLine, into the known_hosts file
 // at path, in place of any earlier tollgate host CA line, and keeps every
 // other line as it was. It reports whether the file changed. The file is
-// replaced by a rename, so a client never reads it half written; a new
-// file is mode 0644 (clients of every user read the system file), an
+// replaced whole (atomicfile), so a client never reads it half written; a
+// new file is mode 0644 (clients of every user read the system file), an
 // existing one keeps its mode.
 func InstallKnownHosts(path, line string) (bool, error) {
 	old, err := os.ReadFile(path)
@@ -48,27 +49,7 @@ func InstallKnownHosts(path, line string) (bool, error) {
 	if b.String() == string(old) {
 		return false, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".known_hosts.tollgate-*")
-	if err != nil {
-		return false, fmt.Errorf("known_hosts: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("known_hosts: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("known_hosts: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("known_hosts: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("known_hosts: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(b.String()), mode); err != nil {
 		return false, fmt.Errorf("known_hosts: %w", err)
 	}
 	return true, nil

@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 // Files the shipper keeps in the daemon's state directory, beside the log.
@@ -59,36 +61,10 @@ func saveCredential(dir string, c *credential) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, CredentialFile)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, CredentialFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save collector credential: %w", err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("save collector credential: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save collector credential: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save collector credential: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("save collector credential: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // Cosigned is one checkpoint the collector cosigned.
