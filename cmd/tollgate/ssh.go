@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -33,7 +34,7 @@ func sshCommand() *cli.Command {
 				Name:      "known-hosts",
 				Usage:     "print the @cert-authority line for clients' known_hosts (e.g. /etc/ssh/ssh_known_hosts), or put it there with --install",
 				ArgsUsage: "[host-patterns]",
-				Flags:     append(flags[:len(flags):len(flags)], &cli.StringFlag{Name: "install", Usage: "put the line into this known_hosts `FILE`, in place of an earlier tollgate host CA line"}),
+				Flags:     slices.Concat(flags, []cli.Flag{&cli.StringFlag{Name: "install", Usage: "put the line into this known_hosts `FILE`, in place of an earlier tollgate host CA line"}}),
 				Action:    caAction(stateDir, knownHosts),
 			},
 			{
