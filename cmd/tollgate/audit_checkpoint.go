@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 func auditCheckpointCommand() *cli.Command {
@@ -48,7 +49,7 @@ func auditCheckpoint(c *cli.Context) error {
 		return err
 	}
 	if out := c.String("out"); out != "" {
-		return writeFileSynced(out, note, 0o644)
+		return atomicfile.WriteFile(out, note, 0o644)
 	}
 	_, err = c.App.Writer.Write(note)
 	return err

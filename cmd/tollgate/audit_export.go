@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/evidence"
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 func auditExportCommand() *cli.Command {
@@ -68,7 +69,7 @@ func auditExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	err = writeFileFrom(out, 0o600, func(w io.Writer) error {
+	err = atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error {
 		return agent.NewClient(sock).Export(c.Context, opts, w)
 	})
 	if errors.Is(err, agent.ErrDaemonNotRunning) && cfg != nil {
@@ -90,7 +91,7 @@ func auditExport(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "tollgate: records %d to %d are not signed yet (the daemon stopped before signing them) and are not in the bundle; start the daemon to sign them\n",
 				ex.Manifest().TreeSize, size-1)
 		}
-		err = writeFileFrom(out, 0o600, func(w io.Writer) error {
+		err = atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error {
 			_, err := ex.WriteTo(c.Context, w)
 			return err
 		})

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/report"
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 func auditReplayCommand() *cli.Command {
@@ -66,7 +67,7 @@ func auditReplay(c *cli.Context) error {
 		return fmt.Errorf("session %q: %w", pos[0], report.ErrNoSession)
 	}
 	if cast != "" {
-		if err := writeFileFrom(cast, 0o600, func(w io.Writer) error { return report.WriteCast(w, recs) }); err != nil {
+		if err := atomicfile.WriteFrom(cast, 0o600, func(w io.Writer) error { return report.WriteCast(w, recs) }); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-dev/tollgate/agent"
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/report"
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 )
 
 func auditReportCommand() *cli.Command {
@@ -65,7 +66,7 @@ func auditReport(c *cli.Context) error {
 		}
 	}
 	if out := c.String("out"); out != "" {
-		return writeFileFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
+		return atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
 	}
 	return write(rep, c.App.Writer)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-dev/tollgate/audit"
 	"github.com/tollgate-dev/tollgate/audit/collector"
 	"github.com/tollgate-dev/tollgate/audit/report"
+	"github.com/tollgate-dev/tollgate/internal/atomicfile"
 	"github.com/tollgate-dev/tollgate/metrics"
 	"github.com/urfave/cli/v2"
 )
@@ -237,7 +238,7 @@ func collectorReport(c *cli.Context) error {
 			len(days), days[0].Format("2006-01-02"), days[len(days)-1].Format("2006-01-02"))
 	}
 	if out := c.String("out"); out != "" {
-		return writeFileFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
+		return atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error { return write(rep, w) })
 	}
 	return write(rep, c.App.Writer)
 }
@@ -254,7 +255,7 @@ func collectorExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	if err := writeFileFrom(out, 0o600, func(w io.Writer) error {
+	if err := atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error {
 		_, err := ex.WriteTo(c.Context, w)
 		return err
 	}); err != nil {

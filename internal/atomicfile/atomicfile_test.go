@@ -3,6 +3,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,5 +42,26 @@ func TestWriteFile(t *testing.T) {
 	}
 	if err := WriteFile(filepath.Join(dir, "missing", "key"), nil, 0o600); err == nil {
 		t.Error("WriteFile into a missing directory succeeded")
+	}
+}
+
+// TestWriteFromFails: what fill returns is the error, and the file keeps
+// its content.
+func TestWriteFromFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bundle.tar")
+	if err := WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err := WriteFrom(path, 0o600, func(w io.Writer) error {
+		io.WriteString(w, "half")
+		return boom
+	})
+	if got, _ := os.ReadFile(path); err != boom || string(got) != "old" {
+		t.Fatalf("WriteFrom with a failing fill: %v, file %q", err, got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
 	}
 }
